@@ -1,0 +1,201 @@
+"""Lossless float32 packing of BSON documents.
+
+Embeddings arrive as arrays of BSON doubles whose values are exactly representable as float32 (an
+embedding API's float32 output after a JSON round trip). Stored as doubles, half of every value is
+zero bits that compressors cannot fully remove. `split` cuts such arrays out of a document, leaving a
+*skeleton* (the document with those array values removed) plus the values as float32; `join` rebuilds
+the identical bytes. An array is packed only if its BSON framing is the canonical one ("0", "1", ...
+keys, all doubles) and every value survives float64 -> float32 -> float64 bit for bit (so NaN payloads
+and -0.0 are safe). `split` re-joins its own output and compares: a document it cannot reproduce
+exactly is returned unpacked, so packing can never change a byte.
+"""
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+MIN_PACKED_LENGTH = 16  # shorter arrays are not worth an entry in the table
+_INT32 = struct.Struct("<i")
+
+# Fixed-size BSON values by element type (bytes after the key).
+_FIXED = {0x01: 8, 0x06: 0, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16,
+          0x7F: 0, 0xFF: 0}
+_LENGTH_PREFIXED = {0x02: 4, 0x0D: 4, 0x0E: 4, 0x0F: 0, 0x05: 5}  # int32 length + extra bytes
+
+
+@dataclass(frozen=True)
+class Packed:
+    """A document split into its skeleton and packed arrays (offsets are into the skeleton)."""
+
+    skeleton: bytes
+    arrays: tuple[tuple[int, int], ...]  # (skeleton offset, element count), ascending
+    floats: np.ndarray  # float32, all packed values in document order
+
+
+class _Unpackable(Exception):
+    """Raised inside the walker for anything it does not recognise; the document stays unpacked."""
+
+
+def _array_length(n: int) -> int:
+    """BSON length of an array of `n` doubles with keys "0".."n-1"."""
+    total, lo, hi, digits = 5, 0, 10, 1
+    while n > lo:
+        total += (min(n, hi) - lo) * (10 + digits)
+        lo, hi, digits = hi, hi * 10, digits + 1
+    return total
+
+
+def _count_for_length(length: int) -> int | None:
+    """Inverse of `_array_length`, or None when no element count gives `length`."""
+    base, lo, hi, digits = 5, 0, 10, 1
+    while True:
+        width = 10 + digits
+        span = (hi - lo) * width
+        if length <= base + span:
+            q, r = divmod(length - base, width)
+            return lo + q if r == 0 else None
+        base, lo, hi, digits = base + span, hi, hi * 10, digits + 1
+
+
+@lru_cache(maxsize=32)
+def _layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For an n-element double array: (template bytes with zero values, value byte positions,
+    framing byte positions)."""
+    parts = [_INT32.pack(_array_length(n))]
+    starts = np.empty(n, dtype=np.int64)
+    pos = 4
+    for i in range(n):
+        key = b"\x01" + str(i).encode() + b"\x00"
+        parts.append(key + bytes(8))
+        pos += len(key)
+        starts[i] = pos
+        pos += 8
+    parts.append(b"\x00")
+    template = np.frombuffer(b"".join(parts), dtype=np.uint8)
+    values = (starts[:, None] + np.arange(8)).ravel()
+    framing = np.setdiff1d(np.arange(template.size), values, assume_unique=True)
+    template.setflags(write=False)
+    return template, values, framing
+
+
+def _float32_values(buf: np.ndarray, start: int, length: int) -> np.ndarray | None:
+    """The array at buf[start:start+length] as float32 if it is packable, else None."""
+    n = _count_for_length(length)
+    if n is None or n < MIN_PACKED_LENGTH or buf[start + 4] != 0x01:
+        return None
+    template, values, framing = _layout(n)
+    chunk = buf[start:start + length]
+    if not np.array_equal(chunk[framing], template[framing]):
+        return None
+    doubles = chunk[values].view("<f8")
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/overflow simply fail the exactness test
+        singles = doubles.astype(np.float32)
+    if not np.array_equal(singles.astype("<f8").view(np.uint64), doubles.view(np.uint64)):
+        return None
+    return singles
+
+
+def _walk(data: bytes, buf: np.ndarray, start: int, end: int,
+          found: list[tuple[int, int, np.ndarray]]) -> None:
+    """Collect packable arrays in the document data[start:end] (depth first, document order)."""
+    if end - start < 5 or _INT32.unpack_from(data, start)[0] != end - start or data[end - 1] != 0:
+        raise _Unpackable
+    pos = start + 4
+    while pos < end - 1:
+        etype = data[pos]
+        key_end = data.find(b"\x00", pos + 1, end)
+        if key_end < 0:
+            raise _Unpackable
+        pos = key_end + 1
+        if etype in (0x03, 0x04):
+            length = _INT32.unpack_from(data, pos)[0]
+            if length < 5 or pos + length > end:
+                raise _Unpackable
+            values = _float32_values(buf, pos, length) if etype == 0x04 else None
+            if values is not None:
+                found.append((pos, length, values))
+            else:
+                _walk(data, buf, pos, pos + length, found)
+            pos += length
+        else:
+            pos = _value_end(data, etype, pos, end)
+    if pos != end - 1:
+        raise _Unpackable
+
+
+def _value_end(data: bytes, etype: int, pos: int, end: int) -> int:
+    """End of the value of type `etype` that starts at `pos`."""
+    if etype in _FIXED:
+        stop = pos + _FIXED[etype]
+    elif etype in _LENGTH_PREFIXED or etype in (0x03, 0x04):
+        stop = pos + _INT32.unpack_from(data, pos)[0] + _LENGTH_PREFIXED.get(etype, 0)
+    elif etype == 0x0B:  # regex: two cstrings
+        stop = data.index(b"\x00", data.index(b"\x00", pos, end) + 1, end) + 1
+    elif etype == 0x0C:  # DBPointer: string + ObjectId
+        stop = pos + 4 + _INT32.unpack_from(data, pos)[0] + 12
+    else:
+        raise _Unpackable
+    if stop > end or stop < pos:
+        raise _Unpackable
+    return stop
+
+
+def top_level_element(data: bytes, key: bytes) -> bytes | None:
+    """The top-level element `key` of a document as a one-element BSON document (cheap `_id`
+    lookup for 16 MiB documents), or None if absent or the document is malformed."""
+    end = len(data) - 1
+    pos = 4
+    try:
+        while pos < end:
+            etype = data[pos]
+            key_end = data.index(b"\x00", pos + 1, end)
+            stop = _value_end(data, etype, key_end + 1, end)
+            if data[pos + 1:key_end] == key:
+                element = data[pos:stop]
+                return _INT32.pack(len(element) + 5) + element + b"\x00"
+            pos = stop
+    except (_Unpackable, struct.error, ValueError, IndexError):
+        return None
+    return None
+
+
+def split(data: bytes) -> Packed:
+    """Split one BSON document; a document that cannot be packed comes back whole as the skeleton."""
+    found: list[tuple[int, int, np.ndarray]] = []
+    try:
+        _walk(data, np.frombuffer(data, dtype=np.uint8), 0, len(data), found)
+    except (_Unpackable, struct.error, ValueError, IndexError):
+        found = []
+    if not found:
+        return Packed(data, (), np.empty(0, dtype=np.float32))
+    pieces, arrays, removed, prev = [], [], 0, 0
+    for pos, length, values in found:
+        pieces.append(data[prev:pos])
+        arrays.append((pos - removed, values.size))
+        removed += length
+        prev = pos + length
+    pieces.append(data[prev:])
+    packed = Packed(b"".join(pieces), tuple(arrays), np.concatenate([v for _, _, v in found]))
+    if join(packed) != data:  # belt and braces: never trust the walker with a byte
+        return Packed(data, (), np.empty(0, dtype=np.float32))
+    return packed
+
+
+def join(packed: Packed) -> bytes:
+    """Rebuild the original BSON bytes from a `Packed`."""
+    if not packed.arrays:
+        return packed.skeleton
+    out, prev, k = [], 0, 0
+    skeleton, floats = packed.skeleton, packed.floats
+    for offset, n in packed.arrays:
+        template, values, _ = _layout(n)
+        array = template.copy()
+        array[values] = floats[k:k + n].astype("<f8").view(np.uint8)
+        out.append(skeleton[prev:offset])
+        out.append(array.tobytes())
+        prev, k = offset, k + n
+    out.append(skeleton[prev:])
+    return b"".join(out)

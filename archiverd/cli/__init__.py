@@ -1,0 +1,44 @@
+"""Command line: `archiverd COMMAND`. One module per command; errors become exit codes here only."""
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import ArchiverdError, ConfigError
+from . import export_cmd, get_cmd, inspect_cmd, verify_cmd
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="archiverd")
+def cli() -> None:
+    """Archive expired MongoDB documents into verified, lossless QR-video segments.
+
+    Exit codes: 0 ok, 1 warning, 2 error, 3 bad configuration or usage, 4 damaged or foreign
+    segment, 5 storage error, 6 database error.
+    """
+
+
+for module in (verify_cmd, inspect_cmd, export_cmd, get_cmd):
+    cli.add_command(module.command)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run a command and turn every expected failure into one line and an exit code."""
+    try:
+        code = cli.main(args=argv, prog_name="archiverd", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        code = exc.exit_code
+    except click.ClickException as exc:
+        exc.show()
+        code = ConfigError.exit_code
+    except click.exceptions.Abort:
+        click.echo("archiverd: aborted", err=True)
+        code = 130
+    except ArchiverdError as exc:
+        click.echo(f"archiverd: error: {exc}", err=True)
+        code = exc.exit_code
+    except KeyboardInterrupt:
+        click.echo("archiverd: interrupted", err=True)
+        code = 130
+    sys.exit(code or 0)

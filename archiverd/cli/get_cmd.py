@@ -1,0 +1,41 @@
+"""`archiverd get`: one document by `_id`, decoding only its block."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+from bson import json_util
+
+from ..errors import ConfigError
+from ..segment import SegmentReader
+from .export_cmd import ejson_line
+
+
+def parse_id(text: str) -> object:
+    """An `_id` from the command line: Extended JSON ({"$oid": ...}, 42, "abc") or a bare string."""
+    try:
+        return json_util.loads(text)
+    except (ValueError, TypeError):
+        return text
+
+
+@click.command("get")
+@click.argument("segment", type=click.Path(path_type=Path))
+@click.argument("document_id")
+@click.option("--canonical", is_flag=True, help="Canonical Extended JSON instead of relaxed.")
+def command(segment: Path, document_id: str, canonical: bool) -> int:
+    """Print the document with _id DOCUMENT_ID from SEGMENT as Extended JSON.
+
+    \b
+    Examples:
+      archiverd get part-0001.mkv '{"$oid": "66b1f0c2e4b0a1b2c3d4e5f6"}'
+      archiverd get part-0001.mkv '"exp-42"'
+    """
+    reader = SegmentReader(segment)
+    try:
+        raw = reader.get(parse_id(document_id))
+    except KeyError:
+        raise ConfigError(f"{segment}: no document with _id {document_id}") from None
+    click.echo(ejson_line(raw, canonical))
+    return 0

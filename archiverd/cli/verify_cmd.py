@@ -1,0 +1,47 @@
+"""`archiverd verify`: decode every frame of a segment and check every checksum."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from ..errors import SegmentError
+from ..segment import SegmentReader, VerifyReport
+
+
+@click.command("verify")
+@click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--independent", is_flag=True,
+              help="Also decode every frame with zxing-cpp (a standard QR reader) and require agreement.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON report per segment.")
+def command(segments: tuple[Path, ...], independent: bool, as_json: bool) -> int:
+    """Check SEGMENTS end to end (exit 0 only if every one is intact).
+
+    Phases: the video against its index (size, SHA-256); every frame (QR, CRC, segment id, sequence,
+    last-frame flag); the record stream (block CRCs, end record, content digest); every document
+    against its index entry (length, SHA-256, _id, block).
+
+    \b
+    Examples:
+      archiverd verify archives/evolving_agents_db/eat_agent_experiences/2026/08/01/part-0001.mkv
+      archiverd verify --json archives/**/*.mkv
+    """
+    failed = 0
+    for path in segments:
+        try:
+            report = SegmentReader(path).verify(independent=independent)
+        except SegmentError as exc:
+            report = VerifyReport(str(path), problems=[str(exc)])
+        failed += not report.ok
+        if as_json:
+            click.echo(json.dumps(report.as_dict(), sort_keys=True))
+        elif report.ok:
+            extra = f" ({'; '.join(report.warnings)})" if report.warnings else ""
+            click.echo(f"OK      {path}: {report.documents} documents, {report.frames} frames, "
+                       f"{report.seconds:.2f} s{extra}")
+        else:
+            click.echo(f"FAILED  {path}:", err=True)
+            for problem in report.problems:
+                click.echo(f"  - {problem}", err=True)
+    return SegmentError.exit_code if failed else 0

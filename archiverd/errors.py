@@ -1,0 +1,44 @@
+"""Error classes with stable process exit codes (scripts and systemd units rely on these numbers).
+
+| code | class            | meaning                                                        |
+|------|------------------|----------------------------------------------------------------|
+| 0    | --               | success                                                        |
+| 1    | --               | finished with warnings (something was kept back; see the log)  |
+| 2    | ArchiverdError   | any other error                                                |
+| 3    | ConfigError      | bad configuration or command-line arguments                    |
+| 4    | SegmentError     | a segment or its index is missing, foreign, damaged or differs |
+| 5    | StorageError     | the archive directory cannot be written (read-only, full, ...) |
+| 6    | DatabaseError    | MongoDB unreachable, refused, or answered with an error        |
+"""
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_WARNING = 1
+
+
+class ArchiverdError(Exception):
+    """Base class: a clear, user-facing message and an exit code."""
+
+    exit_code = 2
+
+
+class ConfigError(ArchiverdError):
+    exit_code = 3
+
+
+class SegmentError(ArchiverdError):
+    """A segment cannot be trusted; `where` names the file and position when known."""
+
+    exit_code = 4
+
+    def __init__(self, message: str, where: str | None = None) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+
+
+class StorageError(ArchiverdError):
+    exit_code = 5
+
+
+class DatabaseError(ArchiverdError):
+    exit_code = 6

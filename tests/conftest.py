@@ -1,0 +1,85 @@
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+import struct
+import uuid
+from pathlib import Path
+
+import bson
+import pytest
+from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
+from bson.datetime_ms import DatetimeMS
+
+from bench.corpus import experiences
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.timezone.utc)
+
+
+@pytest.fixture(scope="session")
+def eat_docs() -> list[bytes]:
+    """Experiences with four 1536-d embeddings (~85 KB of BSON each)."""
+    return [bson.encode(d) for d in experiences(24, embeddings=True, now=NOW)]
+
+
+@pytest.fixture(scope="session")
+def text_docs() -> list[bytes]:
+    """Experiences without embeddings (~3 KB each): many share one frame."""
+    return [bson.encode(d) for d in experiences(300, embeddings=False, now=NOW, seed=7)]
+
+
+def every_type_document() -> bytes:
+    """One document holding every BSON type, including edge values that break naive codecs."""
+    doc = {
+        "_id": ObjectId("66b1f0c2e4b0a1b2c3d4e5f6"),
+        "double": 1.5, "nan": math.nan, "neg_nan": -math.nan, "inf": math.inf, "ninf": -math.inf, "negzero": -0.0,
+        "string": "héllo \u0000 wörld \U0001F600", "empty": "",
+        "doc": {"nested": {"deeper": [1, {"x": None}]}},
+        "array": [1, "two", 3.0, None, [4, [5]]],
+        "bin_generic": Binary(b"\x00\x01\xff", 0), "bin_function": Binary(b"f", 1), "bin_old": Binary(b"old", 2),
+        "bin_uuid_old": Binary(uuid.UUID(int=1).bytes, 3), "bin_uuid": Binary(uuid.UUID(int=2).bytes, 4),
+        "bin_md5": Binary(b"\x11" * 16, 5), "bin_enc": Binary(b"enc", 6), "bin_column": Binary(b"col", 7),
+        "bin_sensitive": Binary(b"s", 8), "bin_vector": Binary(b"\x03\x00\x01\x02", 9),
+        "bin_user": Binary(b"user", 128),
+        "bool_t": True, "bool_f": False,
+        "date": dt.datetime(2024, 2, 29, 23, 59, 59, 999000),
+        "date_1900": dt.datetime(1900, 1, 1), "date_epoch_minus": DatetimeMS(-1),
+        "date_min": DatetimeMS(-(2 ** 63)), "date_max": DatetimeMS(2 ** 63 - 1),
+        "null": None, "regex": Regex("^a.*b$", "imsx"), "compiled": re.compile("x+", re.I),
+        "dbref": DBRef("other", ObjectId("66b1f0c2e4b0a1b2c3d4e5f7"), "db"),
+        "code": Code("function(){return 1;}"), "code_scope": Code("function(){return x;}", {"x": 1}),
+        "int32": 2 ** 31 - 1, "int32_min": -(2 ** 31), "int64": Int64(2 ** 63 - 1), "int64_min": Int64(-(2 ** 63)),
+        "timestamp": Timestamp(4_000_000_000, 7), "decimal": Decimal128("-1.234567890123456789012345678901234E-6143"),
+        "decimal_nan": Decimal128("NaN"), "minkey": MinKey(), "maxkey": MaxKey(),
+        "key.with.dots": 1, "$dollar": 2, "ключ": 3, "": 4,
+        "f32_array": [float(i) / 8 for i in range(40)],  # packable
+        "mixed_array": [1.0] * 20 + [1],  # not packable: one int32
+        "f64_array": [0.1] * 20,  # not float32-exact
+    }
+    raw = bson.encode(doc)
+    # Hand-made elements pymongo will not produce from Python values: undefined (0x06), symbol (0x0E),
+    # DBPointer (0x0C) and an array with non-canonical keys.
+    extra = (b"\x06undef\x00"
+             + b"\x0esym\x00" + (4).to_bytes(4, "little") + b"sym\x00"
+             + b"\x0cptr\x00" + (4).to_bytes(4, "little") + b"col\x00" + bytes(range(12))
+             + b"\x04oddkeys\x00" + _odd_array())
+    body = raw[4:-1] + extra
+    return (len(body) + 5).to_bytes(4, "little") + body + b"\x00"
+
+
+def _odd_array() -> bytes:
+    """20 doubles whose first two keys are swapped ("1", "0", "2", ...): legal BSON, not canonical."""
+    keys = [b"1", b"0"] + [str(i).encode() for i in range(2, 20)]
+    elements = b"".join(b"\x01" + key + b"\x00" + struct.pack("<d", i / 4) for i, key in enumerate(keys))
+    return (len(elements) + 5).to_bytes(4, "little") + elements + b"\x00"
+
+
+@pytest.fixture(scope="session")
+def every_type() -> bytes:
+    return every_type_document()
+
+
+@pytest.fixture
+def seg_path(tmp_path: Path) -> Path:
+    return tmp_path / "part-0001.mkv"

@@ -1,0 +1,34 @@
+import pytest
+
+from archiverd import blockcodec
+from archiverd.errors import SegmentError
+
+
+def test_block_round_trip_mixed(eat_docs, text_docs, every_type):
+    docs = eat_docs[:3] + text_docs[:50] + [every_type]
+    body = blockcodec.encode(docs)
+    assert blockcodec.decode(body) == docs
+    assert blockcodec.decode(blockcodec.encode([])) == []
+
+
+def test_compression_beats_zstd19_of_the_same_bson(text_docs, eat_docs):
+    import zstandard
+    for docs in (text_docs, eat_docs[:8]):
+        floor = len(zstandard.ZstdCompressor(level=19).compress(b"".join(docs)))
+        assert len(blockcodec.encode(docs)) < 0.85 * floor
+
+
+@pytest.mark.parametrize("position", [0, 3, 30, -40, -1])
+def test_any_flipped_byte_is_caught(text_docs, position):
+    body = bytearray(blockcodec.encode(text_docs[:20]))
+    body[position] ^= 0x55
+    with pytest.raises(SegmentError):
+        blockcodec.decode(bytes(body))
+
+
+def test_truncated_block_is_refused(text_docs):
+    body = blockcodec.encode(text_docs[:5])
+    with pytest.raises(SegmentError):
+        blockcodec.decode(body[:-1])
+    with pytest.raises(SegmentError):
+        blockcodec.decode(body[:10])

@@ -1,0 +1,49 @@
+import math
+import struct
+
+import bson
+import numpy as np
+
+from archiverd import bsonpack
+from archiverd.segment import DECODE_OPTIONS
+
+
+def test_embeddings_are_packed_and_rebuilt_exactly(eat_docs):
+    for raw in eat_docs:
+        packed = bsonpack.split(raw)
+        assert [n for _, n in packed.arrays] == [1536] * 4
+        assert packed.floats.dtype == np.float32 and packed.floats.size == 4 * 1536
+        assert len(packed.skeleton) < len(raw) - 4 * 1536 * 8
+        assert bsonpack.join(packed) == raw
+
+
+def test_every_type_document_round_trips(every_type):
+    packed = bsonpack.split(every_type)
+    assert len(packed.arrays) == 1  # only f32_array qualifies
+    assert packed.floats.tolist() == [i / 8 for i in range(40)]
+    assert bsonpack.join(packed) == every_type
+
+
+def test_arrays_that_would_change_stay_in_the_skeleton():
+    nan_payload = struct.unpack("<d", struct.pack("<Q", 0x7FF0000000000001))[0]  # not float32-representable
+    doc = bson.encode({"a": [0.5] * 30 + [nan_payload], "b": [1e300] * 30, "c": [-0.0] * 30,
+                       "d": [float("nan")] * 30, "short": [0.5] * 3})
+    packed = bsonpack.split(doc)
+    # c (-0.0) and d (canonical NaN) are float32-exact; a (NaN payload) and b (out of range) are not
+    assert [n for _, n in packed.arrays] == [30, 30]
+    assert bsonpack.join(packed) == doc
+    assert np.signbit(packed.floats[:30]).all()
+    assert all(math.isnan(x) for x in packed.floats[30:])
+
+
+def test_malformed_bytes_are_left_alone():
+    junk = b"\x10\x00\x00\x00\x04a\x00\xff\xff\xff\x7f\x00\x00\x00\x00"
+    assert bsonpack.split(junk).skeleton == junk
+    assert bsonpack.split(junk).arrays == ()
+
+
+def test_top_level_element_finds_id_without_decoding_the_rest(every_type):
+    element = bsonpack.top_level_element(every_type, b"_id")
+    assert bson.decode(element, DECODE_OPTIONS) == {"_id": bson.decode(every_type, DECODE_OPTIONS)["_id"]}
+    assert bsonpack.top_level_element(every_type, b"missing") is None
+    assert bsonpack.top_level_element(b"\x05\x00\x00\x00\x00", b"_id") is None
