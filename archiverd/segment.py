@@ -291,6 +291,7 @@ class _Stream:
         self.blocks = 0
         self.digest = hashlib.sha256()
         self.repaired = 0
+        self.foreign: bytes | None = None
 
     def _stop(self, message: str) -> None:
         self.fail(message)
@@ -313,7 +314,9 @@ class _Stream:
         if self.segment_id is None:
             self.segment_id = decoded.segment_id.hex()
         if decoded.segment_id.hex() != self.segment_id:
-            self._stop(f"frame {p}: belongs to segment {decoded.segment_id.hex()}, not {self.segment_id}")
+            if decoded.segment_id != self.foreign:  # a swapped index would otherwise flag every frame
+                self.foreign = decoded.segment_id
+                self._stop(f"frame {p}: belongs to segment {decoded.segment_id.hex()}, not {self.segment_id}")
             return
         if decoded.seq != p:
             kind = "duplicated or out of order" if decoded.seq < p else f"frames {p}..{decoded.seq - 1} missing"

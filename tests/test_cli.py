@@ -1,0 +1,97 @@
+"""The command line as a user runs it: a real process, exit codes, no tracebacks."""
+import json
+import subprocess
+import sys
+
+import bson
+import pytest
+from bson import json_util
+
+from archiverd import index, write_segment
+from archiverd.segment import DECODE_OPTIONS
+
+UTC_JSON = json_util.JSONOptions(tz_aware=True)
+
+
+def run(*args, check_code=None):
+    proc = subprocess.run([sys.executable, "-m", "archiverd", *map(str, args)], capture_output=True, text=True,
+                          timeout=300)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if check_code is not None:
+        assert proc.returncode == check_code, (proc.returncode, proc.stdout, proc.stderr)
+    return proc
+
+
+@pytest.fixture
+def segment(tmp_path, eat_docs, text_docs, every_type):
+    path = tmp_path / "part-0001.mkv"
+    docs = eat_docs[:2] + text_docs[:20] + [every_type]
+    write_segment(path, docs, source={"db": "evolving_agents_db", "collection": "eat_agent_experiences"})
+    return path, docs
+
+
+def test_verify_ok_and_damaged(segment):
+    path, docs = segment
+    out = run("verify", path, check_code=0).stdout
+    assert out.startswith("OK") and f"{len(docs)} documents" in out
+    report = json.loads(run("verify", "--json", path, check_code=0).stdout)
+    assert report["ok"] and report["documents"] == len(docs)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x10
+    path.write_bytes(bytes(data))
+    proc = run("verify", path, check_code=4)
+    assert "FAILED" in proc.stderr and "SHA-256" in proc.stderr
+
+
+def test_verify_independent_reader_agrees(segment):
+    path, _ = segment
+    run("verify", "--independent", path, check_code=0)
+
+
+def test_inspect_summarises_from_the_index(segment):
+    path, docs = segment
+    info = json.loads(run("inspect", "--json", path, check_code=0).stdout)
+    assert info["documents"] == len(docs) and info["source"]["collection"] == "eat_agent_experiences"
+    assert info["bson_bytes"] == sum(map(len, docs))
+    assert "documents" in run("inspect", path, check_code=0).stdout
+
+
+def test_export_jsonl_relaxed_and_canonical(segment, tmp_path):
+    path, docs = segment
+    lines = run("export", path, check_code=0).stdout.splitlines()
+    assert len(lines) == len(docs)
+    assert json_util.loads(lines[2], json_options=UTC_JSON) == bson.decode(docs[2], DECODE_OPTIONS)
+    out = tmp_path / "out.jsonl"
+    run("export", "--canonical", "-o", out, path, check_code=0)
+    canonical = out.read_text().splitlines()
+    assert '"$numberInt"' in canonical[2]
+    # canonical Extended JSON is type-exact: it re-encodes to the archived bytes
+    assert bson.encode(json_util.loads(canonical[5], json_options=json_util.CANONICAL_JSON_OPTIONS)) == docs[5]
+
+
+def test_export_of_damaged_segment_fails_and_leaves_no_file(segment, tmp_path):
+    path, _ = segment
+    idx_path = index.path_for(path)
+    idx = json.loads(idx_path.read_text())
+    idx["docs"][3]["sha256"] = "f" * 64
+    idx_path.write_text(json.dumps(idx))
+    out = tmp_path / "out.jsonl"
+    proc = run("export", "-o", out, path, check_code=4)
+    assert "document 3" in proc.stderr and not out.exists()
+
+
+def test_get_one_document(segment):
+    path, docs = segment
+    _id = bson.decode(docs[7])["_id"]
+    out = run("get", path, json.dumps({"$oid": str(_id)}), check_code=0).stdout
+    assert json_util.loads(out, json_options=UTC_JSON) == bson.decode(docs[7], DECODE_OPTIONS)
+    assert "no document" in run("get", path, '"nope"', check_code=3).stderr
+
+
+def test_bad_arguments_and_files_are_clear_errors(tmp_path):
+    assert "Usage" in run("verify", check_code=3).stderr
+    proc = run("verify", tmp_path / "absent.mkv", check_code=4)
+    assert "no such segment file" in proc.stderr
+    junk = tmp_path / "junk.mkv"
+    junk.write_bytes(b"\x00" * 100)
+    assert "index file is missing" in run("inspect", junk, check_code=4).stderr
