@@ -151,17 +151,14 @@ def _tables() -> dict[str, np.ndarray]:
             nxt[k] ^= g
             nxt[k + 1] ^= _gf_mul(g, root, exp, log)
         gen = nxt
+    # Row pos is the ECC of the unit message with a 1 at pos: x^(118 - pos + 30) mod g. The last row
+    # is g's low coefficients; each earlier row is the next one multiplied by x (one LFSR step).
     unit = np.zeros((_LONG, _ECC), dtype=np.int32)
-    for pos in range(_LONG):
-        msg = [0] * _LONG
-        msg[pos] = 1
-        rem = [0] * _ECC
-        for b in msg:
-            factor = b ^ rem[0]
-            rem = rem[1:] + [0]
-            for k in range(_ECC):
-                rem[k] ^= _gf_mul(gen[k + 1], factor, exp, log)
+    rem = gen[1:]
+    for pos in range(_LONG - 1, -1, -1):
         unit[pos] = rem
+        lead = rem[0]
+        rem = [r ^ _gf_mul(g, lead, exp, log) for r, g in zip(rem[1:] + [0], gen[1:])]
     mul = np.zeros((256, 256), dtype=np.uint8)
     lg = log[1:256]
     mul[1:, 1:] = exp[(lg[:, None] + lg[None, :])]

@@ -1,0 +1,37 @@
+"""Pins the on-disk format: an accidental change to the byte layout fails here, loudly.
+
+tests/golden/v1-every-type.mkv was written by format version 1 (docs/FORMAT.md). Every later
+reader must decode it to exactly tests/golden/v1-every-type.bson. Never regenerate these files to
+make a test pass: a new format gets a new version number and a new golden file beside this one.
+"""
+import hashlib
+from pathlib import Path
+
+from archiverd import SegmentReader, frame, qr
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def test_v1_golden_segment_still_reads_byte_exact():
+    reader = SegmentReader(GOLDEN / "v1-every-type.mkv")
+    raw = (GOLDEN / "v1-every-type.bson").read_bytes()
+    docs, pos = [], 0
+    while pos < len(raw):
+        n = int.from_bytes(raw[pos:pos + 4], "little")
+        docs.append(raw[pos:pos + n])
+        pos += n
+    assert list(reader) == docs
+    assert reader.get("golden-2") == docs[1]
+    report = reader.verify(independent=True)
+    assert report.ok, report.problems
+
+
+def test_frame_header_layout_is_pinned():
+    packed = frame.pack(frame.Frame(bytes.fromhex("0123456789abcdef"), 7, True, b"data"))
+    assert packed.hex() == ("41525644" "01" "01" "0123456789abcdef" "00000007" "0004" "64617461" "a81e9db2")
+
+
+def test_qr_symbol_is_pinned():
+    image = qr.encode(bytes(range(256)) * 11)
+    assert hashlib.sha256(image.tobytes()).hexdigest() == \
+        "f58313eae82908dbd6a4bcc0a560aca1063aa2ba0b0dcee69a56e81f37935346"
