@@ -65,3 +65,16 @@ def ensure_dir(path: Path) -> None:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise _storage_error("create directory", path, exc) from None
+
+
+def replace_synced(path: Path, data: bytes) -> None:
+    """Atomically replace `path` with `data` (temp -> fsync -> rename -> fsync dir): for small
+    mutable state, never for sealed files."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    write_synced(tmp, data)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise _storage_error("replace", path, exc) from None
+    fsync_dir(path.parent)

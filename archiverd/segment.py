@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,23 +181,31 @@ class SegmentWriter:
             "docs": self._docs,
         }
 
-    def seal(self, *, verify: bool = True) -> dict[str, Any]:
+    def seal(self, *, verify: bool = True, fault: Callable[[str], None] | None = None) -> dict[str, Any]:
         """Finish, sync, decode everything back and compare, then publish video and index.
 
         Returns the index. On any failure the temporary files are removed and nothing is published.
+        `fault` is called at each step boundary (crash-point tests use it; it does nothing otherwise).
         """
+        step = fault or (lambda point: None)
         try:
             idx = self.finish()
+            step("video-written")
             durable.fsync_file(self.tmp)
+            step("video-synced")
             if verify:
                 report = verify_video(self.tmp, idx)
                 if not report.ok:
                     raise SegmentError("read-back verification failed: " + "; ".join(report.problems),
                                        str(self.path))
+            step("verified")
             index_tmp = self.tmp.with_name(self.tmp.name + ".index")
             durable.write_synced(index_tmp, index.dumps(idx))
+            step("index-written")
             durable.publish(self.tmp, self.path)
+            step("video-published")
             durable.publish(index_tmp, index.path_for(self.path))  # commit point
+            step("index-published")
             durable.fsync_dir(self.path.parent)
             return idx
         except BaseException:

@@ -83,3 +83,46 @@ def every_type() -> bytes:
 @pytest.fixture
 def seg_path(tmp_path: Path) -> Path:
     return tmp_path / "part-0001.mkv"
+
+
+# --- a real MongoDB-wire server ------------------------------------------------------------------
+
+import itertools  # noqa: E402
+import os  # noqa: E402
+
+from tests.mongo_server import Server  # noqa: E402
+
+_db_numbers = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def mongo_uri(tmp_path_factory) -> str:
+    external = os.environ.get("ARCHIVERD_TEST_MONGODB_URI")
+    if external:
+        yield external
+        return
+    server = Server(tmp_path_factory.mktemp("secantus")).start()
+    try:
+        yield server.uri
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def cfg(mongo_uri, tmp_path):
+    """A configuration for a fresh database of its own on the shared server."""
+    from archiverd import config
+    env = {"MONGODB_URI": mongo_uri, "MONGODB_DATABASE_NAME": f"t{os.getpid()}_{next(_db_numbers)}",
+           "ARCHIVERD_ARCHIVE_DIR": str(tmp_path / "archives"), "ARCHIVERD_RETRY_SECONDS": "20",
+           "ARCHIVERD_SERVER_TIMEOUT_MS": "3000"}
+    return config.load(environ=env)
+
+
+@pytest.fixture
+def collection(cfg):
+    from pymongo import MongoClient
+    from bson.raw_bson import RawBSONDocument
+    client = MongoClient(cfg.uri, document_class=RawBSONDocument, tz_aware=True)
+    yield client[cfg.database][cfg.collection]
+    client.drop_database(cfg.database)
+    client.close()

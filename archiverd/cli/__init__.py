@@ -6,7 +6,7 @@ import sys
 import click
 
 from ..errors import ArchiverdError, ConfigError
-from . import export_cmd, get_cmd, inspect_cmd, verify_cmd
+from . import export_cmd, get_cmd, inspect_cmd, logs_cmd, restore_cmd, run_cmd, status_cmd, verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +19,7 @@ def cli() -> None:
     """
 
 
-for module in (verify_cmd, inspect_cmd, export_cmd, get_cmd):
+for module in (run_cmd, status_cmd, restore_cmd, verify_cmd, inspect_cmd, export_cmd, get_cmd, logs_cmd):
     cli.add_command(module.command)
 
 

@@ -1,0 +1,190 @@
+"""One archiving cycle: recover -> read expired -> per-day segment -> seal -> guarded delete.
+
+The seal protocol and its crash windows are in docs/ARCHITECTURE.md. In short: a segment's intent is
+journaled in the state file before anything is written; its index, published last, is the commit
+point; deletes happen only after that, only for documents whose current bytes still match what was
+sealed; the journal entry is removed when the deletes are done. A restart replays the journal.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from bson import json_util
+
+from . import archive, durable, index, log
+from .config import Config
+from .errors import SegmentError
+from .segment import SegmentReader, SegmentWriter
+from .source import DeleteOutcome, Lease, Source
+from .state import State
+
+FaultHook = Callable[[str], None]
+
+
+def _no_fault(point: str) -> None:
+    """Test-only crash points are injected by replacing this (see tests/)."""
+
+
+@dataclass
+class CycleStats:
+    watermark: str = ""
+    read: int = 0
+    sealed: int = 0
+    deleted: int = 0
+    changed: int = 0  # updated after it was read: kept in MongoDB, archived again later
+    gone: int = 0
+    segments: list[str] = field(default_factory=list)
+    per_day: dict[str, int] = field(default_factory=dict)
+    recovered: int = 0
+    stopped: bool = False
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def watermark(cfg: Config, now: dt.datetime | None = None) -> dt.datetime:
+    now = now or dt.datetime.now(dt.timezone.utc)
+    # BSON dates have millisecond precision; truncate so the query is exactly reproducible
+    wm = now - dt.timedelta(days=cfg.threshold_days)
+    return wm.replace(microsecond=wm.microsecond // 1000 * 1000)
+
+
+class Archiver:
+    def __init__(self, cfg: Config, source: Source, state: State, *, stop: threading.Event | None = None,
+                 fault: FaultHook = _no_fault, progress: Callable[[int], None] | None = None) -> None:
+        self.cfg = cfg
+        self.source = source
+        self.state = state
+        self.stop = stop or threading.Event()
+        self.fault = fault
+        self.progress = progress
+
+    # -- recovery -----------------------------------------------------------------------------------
+
+    def recover(self, lease: Lease, stats: CycleStats) -> None:
+        """Finish what a crash interrupted: sweep temporary files, then for every journaled segment
+        either drop the entry (never committed) or verify it and finish its guarded deletes."""
+        for path in archive.sweep(self.cfg.collection_dir):
+            log.event("recovery.removed", path=str(path))
+        for rel in self.state.pending:
+            video = self.cfg.collection_dir / rel
+            if not index.path_for(video).exists():
+                log.event("recovery.uncommitted", segment=rel)
+                self.state.remove_pending(rel)
+                continue
+            reader = SegmentReader(video)
+            report = reader.verify()
+            if not report.ok:
+                # keep everything in MongoDB; a human must look at this segment
+                raise SegmentError("journaled segment fails verification, nothing deleted: "
+                                   + "; ".join(report.problems), str(video))
+            entries = [(json_util.loads(json.dumps(e["_id"])), e["sha256"]) for e in reader.entries()]
+            outcome = self._delete(entries, lease, rel)
+            stats.recovered += outcome.deleted
+            if not self.stop.is_set():
+                self.state.remove_pending(rel)
+                log.event("recovery.completed", segment=rel, deleted=outcome.deleted, changed=outcome.changed)
+
+    # -- the cycle ----------------------------------------------------------------------------------
+
+    def run_cycle(self, lease: Lease) -> CycleStats:
+        started = time.monotonic()
+        wm = watermark(self.cfg)
+        stats = CycleStats(watermark=wm.isoformat())
+        self.recover(lease, stats)
+        writer: SegmentWriter | None = None
+        pending: list[tuple[Any, str]] = []
+        day = ""
+        try:
+            for doc in self.source.expired(wm, limit=10 ** 12):
+                if self.stop.is_set():
+                    stats.stopped = True
+                    break
+                when = self.source.date_of(doc)
+                label = archive.day_label(when)
+                if writer is not None and (label != day or writer.documents >= self.cfg.segment_max_docs):
+                    full, writer = writer, None  # from here on the journal, not this frame, owns it
+                    self._seal_and_delete(full, pending, lease, stats)
+                    pending = []
+                if writer is None:
+                    day = label
+                    writer = self._open(archive.day_dir(self.cfg.collection_dir, when))
+                entry = writer.append(doc.raw, {"date": when.isoformat() if isinstance(when, dt.datetime) else None})
+                pending.append((doc["_id"], entry["sha256"]))
+                stats.read += 1
+                stats.per_day[label] = stats.per_day.get(label, 0) + 1
+                self.fault("read")
+                if self.progress:
+                    self.progress(1)
+                if self.cfg.throttle_seconds and stats.read % self.cfg.batch_size == 0:
+                    self.stop.wait(self.cfg.throttle_seconds)
+            if writer is not None and not stats.stopped:
+                full, writer = writer, None
+                self._seal_and_delete(full, pending, lease, stats)
+        finally:
+            if writer is not None:  # stopped or failed before sealing: abandon, nothing was deleted
+                rel = self._rel(writer.path)
+                writer.abort()
+                self.state.remove_pending(rel)
+        stats.seconds = round(time.monotonic() - started, 3)
+        return stats
+
+    def _rel(self, path: Path) -> str:
+        return str(path.relative_to(self.cfg.collection_dir))
+
+    def _open(self, directory: Path) -> SegmentWriter:
+        durable.ensure_dir(directory)
+        path = archive.next_part(directory)
+        self.state.add_pending(self._rel(path))  # intent first: recovery knows what to look for
+        return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
+                                           "date_field": self.cfg.date_field},
+                             block_bytes=self.cfg.block_bytes)
+
+    def _seal_and_delete(self, writer: SegmentWriter, entries: list[tuple[Any, str]], lease: Lease,
+                         stats: CycleStats) -> None:
+        rel = self._rel(writer.path)
+        self.fault("before-seal")
+        try:
+            idx = writer.seal(verify=True, fault=self.fault)
+        except BaseException:
+            if not index.path_for(writer.path).exists():  # not committed: nothing to recover
+                self.state.remove_pending(rel)
+            raise
+        self.fault("after-commit")
+        stats.sealed += idx["documents"]
+        stats.segments.append(rel)
+        log.event("segment.sealed", segment=rel, documents=idx["documents"], frames=idx["frames"],
+                  bytes=idx["video"]["bytes"])
+        self.state.update(last_seal={"segment": rel, "documents": idx["documents"], "bytes": idx["video"]["bytes"],
+                                     "at": dt.datetime.now(dt.timezone.utc).isoformat()})
+        outcome = self._delete(entries, lease, rel)
+        stats.deleted += outcome.deleted
+        stats.changed += outcome.changed
+        stats.gone += outcome.gone
+        if not self.stop.is_set():
+            self.state.remove_pending(rel)
+
+    def _delete(self, entries: list[tuple[Any, str]], lease: Lease, rel: str) -> DeleteOutcome:
+        total = DeleteOutcome()
+        size = self.cfg.batch_size
+        for start in range(0, len(entries), size):
+            if self.stop.is_set():
+                log.event("delete.interrupted", segment=rel, remaining=len(entries) - start)
+                break
+            outcome = self.source.delete_unchanged(entries[start:start + size], lease)
+            total.deleted += outcome.deleted
+            total.changed += outcome.changed
+            total.gone += outcome.gone
+            self.fault("delete-batch")
+        if total.changed:
+            log.warning("delete.kept_changed", segment=rel, documents=total.changed,
+                        reason="updated after it was read; stays in MongoDB and is archived again later")
+        log.event("segment.deleted", segment=rel, deleted=total.deleted, changed=total.changed, gone=total.gone)
+        return total

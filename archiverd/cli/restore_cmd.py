@@ -1,0 +1,57 @@
+"""`archiverd restore`: segments back into a MongoDB collection, insert-only."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import click
+
+from ..config import Config
+from ..errors import ConfigError
+from ..restore import restore
+from ..source import Source
+from ._common import with_config
+
+
+def _target(cfg: Config, to: str) -> Config:
+    """--to DB.COLLECTION, or a URI whose path is /DB.COLLECTION (no credentials on the command line)."""
+    uri = cfg.uri
+    if to.startswith(("mongodb://", "mongodb+srv://")):
+        head, _, ns = to.rpartition("/")
+        if "@" in head:
+            raise ConfigError("credentials do not belong on the command line: put them in MONGODB_URI or the "
+                              "config file and pass --to DB.COLLECTION")
+        uri, to = head + "/", ns.split("?")[0]
+    db, _, coll = to.partition(".")
+    if not db or not coll:
+        raise ConfigError(f"--to must name DB.COLLECTION (got {to!r})")
+    return dataclasses.replace(cfg, uri=uri, database=db, collection=coll)
+
+
+@click.command("restore")
+@click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--to", "to", required=True, help="DB.COLLECTION (server from MONGODB_URI), or mongodb://HOST/DB.COLLECTION.")
+@click.option("--dry-run", is_flag=True, help="Report what would be inserted and what already exists.")
+@with_config
+def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool) -> int:
+    """Insert the documents of SEGMENTS into a collection with their exact bytes.
+
+    Existing _ids are reported and never overwritten. If an _id was archived more than once, only
+    its newest copy is restored. Each segment is verified before anything from it is inserted.
+    Exit 1 if some _ids already existed.
+
+    \b
+    Examples:
+      archiverd restore archives/evolving_agents_db/eat_agent_experiences/2026/08/01/*.mkv \\
+          --to evolving_agents_db.eat_restored
+      archiverd restore part-0001.mkv --to mongodb://localhost:27017/scratch.check --dry-run
+    """
+    target = _target(cfg, to)
+    stats = restore(segments, Source(target), dry_run=dry_run)
+    verb = "would insert" if dry_run else "inserted"
+    click.echo(f"{verb} {stats.inserted} documents into {target.namespace}; {stats.existing} _ids already "
+               f"existed (not overwritten); {stats.older_copies} older copies skipped", err=True)
+    if stats.existing_ids:
+        click.echo("existing _ids: " + json.dumps(stats.existing_ids), err=True)
+    return 1 if stats.existing else 0

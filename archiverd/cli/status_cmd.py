@@ -1,0 +1,63 @@
+"""`archiverd status`: what the archiver is doing and what it has done."""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from .. import archive
+from ..archiver import watermark
+from ..config import Config, redact
+from ..errors import ArchiverdError, DatabaseError
+from ..source import Source
+from ..state import State
+from ._common import with_config
+
+
+def collect(cfg: Config) -> dict[str, Any]:
+    state = State(cfg.state_file)
+    wm = watermark(cfg)
+    segments, size = archive.usage(cfg.collection_dir)
+    info: dict[str, Any] = {
+        "server": redact(cfg.uri), "namespace": cfg.namespace, "date_field": cfg.date_field,
+        "threshold_days": cfg.threshold_days, "watermark": wm.isoformat(),
+        "archive_dir": str(cfg.collection_dir), "segments": segments, "bytes_on_disk": size,
+        "last_seal": state.get("last_seal"), "last_cycle": state.get("last_cycle"),
+        "pending_deletes": state.pending, "change_stream": state.get("change_stream", "not started"),
+        "last_error": state.get("last_error"),
+    }
+    try:
+        source = Source(cfg)
+        info.update(source.counts(wm))
+        holder = source.lease_holder()
+        info["lease"] = ({"owner": holder.get("owner"), "expires_at": str(holder.get("expires_at")),
+                          "token": holder.get("token")} if holder else None)
+        source.close()
+        info["database"] = "reachable"
+    except ArchiverdError as exc:
+        info["database"] = f"unreachable: {exc}"
+    return info
+
+
+@click.command("status")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+@with_config
+def command(cfg: Config, as_json: bool) -> int:
+    """Watermark, expired backlog, last seal, segments on disk, lease holder, change stream, last error.
+
+    Exit code 6 if MongoDB cannot be reached (the local part is still printed).
+
+    \b
+    Examples:
+      archiverd status
+      archiverd status --json | jq .expired
+    """
+    info = collect(cfg)
+    if as_json:
+        click.echo(json.dumps(info, indent=1, default=str))
+    else:
+        for key, value in info.items():
+            shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
+            click.echo(f"{key:>16}: {shown}")
+    return DatabaseError.exit_code if info["database"] != "reachable" else 0

@@ -1,0 +1,196 @@
+"""The long-running loop: hold the lease, run cycles, sleep until there is work.
+
+Work arrives three ways: time passes (the watermark slides: the loop sleeps until the oldest live
+document expires, at most poll_seconds), a change-stream event shows a document that is already
+expired (an import or backfill), or a restart. The change stream's resume token is saved after each
+completed cycle, so a restart replays what it missed; on a server without change streams the loop
+says so once and polls.
+
+Signals: the first SIGTERM/SIGINT lets the current step finish safely (an unsealed segment is
+abandoned, a delete batch completes, pending deletes stay journaled) and exits 0; a second one exits
+at once -- still safe, because nothing is deleted outside a committed, journaled segment.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import signal
+import threading
+from typing import Any, Callable
+
+from . import log, notify
+from .archiver import Archiver, CycleStats, FaultHook, _no_fault, watermark
+from .config import Config, redact
+from .errors import EXIT_OK, EXIT_WARNING
+from .source import Source, token_from_json, token_to_json
+from .state import State
+
+
+class ChangeWatcher(threading.Thread):
+    """Sets `wake` when an insert/update/replace carries an already expired date."""
+
+    def __init__(self, cfg: Config, source: Source, state: State, wake: threading.Event,
+                 stop: threading.Event) -> None:
+        super().__init__(name="change-stream", daemon=True)
+        self.cfg, self.source, self.state, self.wake, self.stop = cfg, source, state, wake, stop
+        self.token: Any = token_from_json(state.get("resume_token"))
+        self.status = "starting"
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            try:
+                stream = self.source.watch(self.token)
+                if stream is None:
+                    self.status = f"unsupported by the server; polling every {self.cfg.poll_seconds:g} s"
+                    log.warning("changestream.unsupported", poll_seconds=self.cfg.poll_seconds)
+                    return
+                self.status = "active"
+                with stream:
+                    while not self.stop.is_set() and stream.alive:
+                        change = stream.try_next()
+                        self.token = stream.resume_token
+                        if change is not None and self._expired(change):
+                            log.event("changestream.wake", operation=change["operationType"])
+                            self.wake.set()
+            except Exception as exc:  # noqa: BLE001 - report, back off, reopen from the last token
+                self.status = f"reconnecting ({exc.__class__.__name__})"
+                log.warning("changestream.error", error=f"{exc.__class__.__name__}: {exc}"[:300])
+                self.stop.wait(5)
+
+    def _expired(self, change: Any) -> bool:
+        doc = change.get("fullDocument")
+        if doc is None:
+            return False
+        try:
+            when = self.source.date_of(doc)
+        except KeyError:
+            return False
+        return isinstance(when, dt.datetime) and when < watermark(self.cfg)
+
+
+class Daemon:
+    def __init__(self, cfg: Config, *, fault: FaultHook = _no_fault,
+                 progress: Callable[[int], None] | None = None) -> None:
+        self.cfg = cfg
+        self.stop = threading.Event()
+        self.wake = threading.Event()
+        self.state = State(cfg.state_file)
+        self.source = Source(cfg)
+        self.archiver = Archiver(cfg, self.source, self.state, stop=self.stop, fault=fault, progress=progress)
+        self._signals = 0
+
+    def install_signal_handlers(self) -> None:
+        def handle(signum: int, _frame: Any) -> None:
+            self._signals += 1
+            if self._signals > 1:
+                log.warning("daemon.abort", signal=signal.Signals(signum).name)
+                os._exit(0)  # safe: deletes only ever follow a committed, journaled seal
+            log.event("daemon.stopping", signal=signal.Signals(signum).name)
+            notify.notify("STOPPING=1")
+            self.stop.set()
+            self.wake.set()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    def _record_error(self, exc: BaseException) -> None:
+        self.state.update(last_error={"at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                      "error": f"{exc.__class__.__name__}: {exc}"})
+
+    def once(self) -> tuple[int, CycleStats | None]:
+        """One cycle (cron mode). Exit code 0, or 1 if documents were kept back or the lease is held."""
+        self.source.ping()
+        lease = self.source.acquire_lease()
+        if lease is None:
+            holder = self.source.lease_holder() or {}
+            log.warning("lease.held", holder=holder.get("owner"), expires_at=str(holder.get("expires_at")))
+            return EXIT_WARNING, None
+        try:
+            stats = self.archiver.run_cycle(lease)
+        except BaseException as exc:
+            self._record_error(exc)
+            raise
+        finally:
+            self.source.release_lease(lease)
+        self.state.update(last_cycle=stats.as_dict(), last_error=None)
+        log.event("cycle.done", **{k: v for k, v in stats.as_dict().items() if k != "per_day"})
+        return (EXIT_WARNING if stats.changed else EXIT_OK), stats
+
+    def run(self) -> int:
+        """Run until signalled."""
+        self.source.ping()
+        log.event("daemon.started", server=redact(self.cfg.uri), namespace=self.cfg.namespace,
+                  threshold_days=self.cfg.threshold_days, archive_dir=str(self.cfg.collection_dir))
+        watcher = ChangeWatcher(self.cfg, self.source, self.state, self.wake, self.stop)
+        watcher.start()
+        notify.notify("READY=1", "STATUS=starting")
+        self._start_watchdog()
+        lease = None
+        while not self.stop.is_set():
+            lease = self.source.acquire_lease()
+            if lease is None:
+                holder = self.source.lease_holder() or {}
+                status = f"waiting: lease held by {holder.get('owner')} until {holder.get('expires_at')}"
+                self.state.update(lease={"status": status})
+                notify.notify(f"STATUS={status}")
+                log.event("lease.waiting", holder=holder.get("owner"))
+                self.stop.wait(min(self.cfg.poll_seconds, self.cfg.lease_seconds / 2))
+                continue
+            self.state.update(lease={"status": f"held by this instance ({self.source.owner}, token {lease.token})"})
+            renewer = self._start_renewer()
+            try:
+                token_at_start = watcher.token
+                stats = self.archiver.run_cycle(lease)
+                self.state.update(last_cycle=stats.as_dict(), last_error=None, change_stream=watcher.status,
+                                  resume_token=token_to_json(token_at_start) if token_at_start else
+                                  self.state.get("resume_token"))
+                log.event("cycle.done", **{k: v for k, v in stats.as_dict().items() if k != "per_day"})
+                notify.notify(f"STATUS=archived {stats.sealed} documents in the last cycle")
+            except Exception as exc:  # noqa: BLE001 - the daemon reports and carries on
+                self._record_error(exc)
+                log.error("cycle.failed", error=f"{exc.__class__.__name__}: {exc}")
+                self.stop.wait(min(self.cfg.poll_seconds, 30))
+                continue
+            finally:
+                renewer.set()
+            self.wake.clear()
+            self.wake.wait(self._sleep_seconds())
+        if lease is not None:
+            self.source.release_lease(lease)
+        self.state.update(change_stream=watcher.status)
+        log.event("daemon.stopped")
+        return EXIT_OK
+
+    def _sleep_seconds(self) -> float:
+        """Until the oldest live document expires, at most poll_seconds."""
+        wm = watermark(self.cfg)
+        nxt = self.source.next_expiry(wm)
+        if nxt is None:
+            return self.cfg.poll_seconds
+        due = (nxt + dt.timedelta(days=self.cfg.threshold_days) - dt.datetime.now(dt.timezone.utc)).total_seconds()
+        return max(1.0, min(self.cfg.poll_seconds, due + 1))
+
+    def _start_renewer(self) -> threading.Event:
+        done = threading.Event()
+
+        def renew() -> None:
+            while not done.wait(self.cfg.lease_seconds / 3):
+                try:
+                    if self.source.acquire_lease() is None:  # fencing stops this cycle's deletes
+                        log.error("lease.lost")
+                except Exception as exc:  # noqa: BLE001 - fencing protects the deletes anyway
+                    log.warning("lease.renew_failed", error=str(exc)[:200])
+
+        threading.Thread(target=renew, name="lease-renewer", daemon=True).start()
+        return done
+
+    def _start_watchdog(self) -> None:
+        interval = notify.watchdog_interval()
+        if interval is None:
+            return
+
+        def ping() -> None:
+            while not self.stop.wait(interval):
+                notify.notify("WATCHDOG=1")
+
+        threading.Thread(target=ping, name="watchdog", daemon=True).start()

@@ -1,0 +1,101 @@
+"""Back to MongoDB: insert-only restore of archived documents with their exact bytes.
+
+Existing `_id`s are reported and never overwritten (like `mongorestore` without --drop). When one
+`_id` is archived more than once (it changed after it was read, and was archived again later), the
+newest copy -- from the most recently sealed segment -- is the one restored; older copies are counted.
+Each segment is verified completely before any of its documents is inserted.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bson.raw_bson import RawBSONDocument
+from pymongo import errors as pe
+
+from . import index
+from .errors import SegmentError
+from .segment import SegmentReader
+from .source import Source
+
+
+@dataclass
+class RestoreStats:
+    inserted: int = 0
+    existing: int = 0
+    older_copies: int = 0
+    existing_ids: list[Any] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def newest_copies(readers: Sequence[SegmentReader]) -> dict[str, tuple[int, int]]:
+    """For every _id: (reader number, document number) of its newest copy. Segments are ordered by
+    when they were sealed (index created_at), then by position within a segment."""
+    order = sorted(range(len(readers)), key=lambda r: (readers[r].index["created_at"], str(readers[r].path)))
+    newest: dict[str, tuple[int, int]] = {}
+    for r in order:
+        for i, entry in enumerate(readers[r].entries()):
+            newest[index.id_key(entry.get("_id"))] = (r, i)
+    return newest
+
+
+def restore(segments: Sequence[Path], source: Source, *, dry_run: bool = False, batch: int = 200) -> RestoreStats:
+    readers = [SegmentReader(p) for p in segments]
+    newest = newest_copies(readers)
+    stats = RestoreStats()
+    for r, reader in enumerate(readers):
+        report = reader.verify()
+        if not report.ok:
+            raise SegmentError("refusing to restore from a damaged segment: " + "; ".join(report.problems[:5]),
+                               str(reader.path))
+        chunk: list[RawBSONDocument] = []
+        for i, raw in enumerate(reader):
+            entry = reader.entries()[i]
+            if newest[index.id_key(entry.get("_id"))] != (r, i):
+                stats.older_copies += 1
+                continue
+            chunk.append(RawBSONDocument(raw))
+            if len(chunk) >= batch:
+                _insert(chunk, source, dry_run, stats)
+                chunk = []
+        _insert(chunk, source, dry_run, stats)
+    return stats
+
+
+def _insert(docs: list[RawBSONDocument], source: Source, dry_run: bool, stats: RestoreStats) -> None:
+    if not docs:
+        return
+    ids = [d["_id"] for d in docs]
+    if dry_run:
+        existing = {index.id_key(index.id_json(d["_id"])) for d in source.retrying(
+            "look up existing ids", lambda: list(source.collection.find({"_id": {"$in": ids}}, projection={"_id": 1})))}
+        for _id in ids:
+            if index.id_key(index.id_json(_id)) in existing:
+                _note_existing(stats, _id)
+            else:
+                stats.inserted += 1
+        return
+
+    def insert() -> None:
+        try:
+            source.collection.insert_many(docs, ordered=False)
+            stats.inserted += len(docs)  # inserted_ids is empty for RawBSONDocument
+        except pe.BulkWriteError as exc:
+            errors = exc.details.get("writeErrors", [])
+            if any(e.get("code") != 11000 for e in errors):
+                raise
+            stats.inserted += exc.details.get("nInserted", 0)
+            for e in errors:
+                _note_existing(stats, ids[e["index"]])
+
+    source.retrying("insert", insert)
+
+
+def _note_existing(stats: RestoreStats, _id: Any) -> None:
+    stats.existing += 1
+    if len(stats.existing_ids) < 20:
+        stats.existing_ids.append(index.id_json(_id))

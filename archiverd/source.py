@@ -1,0 +1,291 @@
+"""The MongoDB side: reads with exact bytes, guarded deletes, the lease, the change stream.
+
+Nothing here builds frames or touches segment files. Every call goes through `retrying`, which
+retries transient failures (network, elections, timeouts) with exponential backoff and turns
+everything else into a DatabaseError or ConfigError with a clear message.
+
+Guarded delete: inside one majority transaction, check the lease (fencing token), re-read the batch,
+and delete only the documents whose current bytes have the SHA-256 that was archived. A document
+changed after it was read stays; a concurrent change aborts the transaction (write conflict) and the
+batch is re-checked.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import bson
+from bson import json_util
+from bson.codec_options import CodecOptions, DatetimeConversion
+from bson.raw_bson import RawBSONDocument
+from pymongo import MongoClient, ReturnDocument
+from pymongo import errors as pe
+from pymongo.read_concern import ReadConcern
+from pymongo.write_concern import WriteConcern
+from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+
+from . import index, log
+from .config import Config, redact
+from .errors import ConfigError, DatabaseError
+
+T = TypeVar("T")
+LEASES = "archiverd_leases"
+RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+_PERMANENT_CODES = {13, 18, 8000}  # Unauthorized, AuthenticationFailed, Atlas AtlasError (auth)
+_NO_CHANGE_STREAMS = {40573, 40324, 136, 303}
+
+
+class LeaseLost(DatabaseError):
+    """Another instance holds the lease now; nothing may be deleted."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, (pe.AutoReconnect, pe.NetworkTimeout, pe.ServerSelectionTimeoutError, pe.ExecutionTimeout,
+                        pe.WTimeoutError, pe.ConnectionFailure)):
+        return True
+    if isinstance(exc, pe.PyMongoError) and (exc.has_error_label("TransientTransactionError")
+                                              or exc.has_error_label("RetryableWriteError")):
+        return True
+    return isinstance(exc, pe.OperationFailure) and exc.code in (189, 91, 11602, 10107, 13435, 13436, 262, 50)
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).split(", Timeout:")[0].split(", topology_description")[0]
+    return f"{exc.__class__.__name__}: {text}"
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: str
+    token: int
+
+
+@dataclass
+class DeleteOutcome:
+    deleted: int = 0
+    changed: int = 0  # present but no longer the archived bytes: kept
+    gone: int = 0  # already deleted by someone (or by us before a crash)
+
+
+class Source:
+    """One collection of one MongoDB deployment."""
+
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        try:
+            self.client: MongoClient = MongoClient(cfg.uri, document_class=RawBSONDocument, tz_aware=True,
+                                                   datetime_conversion=DatetimeConversion.DATETIME_AUTO,
+                                                   serverSelectionTimeoutMS=cfg.server_timeout_ms,
+                                                   connectTimeoutMS=cfg.server_timeout_ms, appname="archiverd",
+                                                   retryWrites=True, retryReads=True)
+        except (pe.ConfigurationError, pe.InvalidURI, ValueError, TypeError) as exc:
+            raise ConfigError(f"MONGODB_URI {redact(cfg.uri)!r} is not usable: {exc}") from None
+        db = self.client.get_database(cfg.database, codec_options=RAW)
+        self.collection = db.get_collection(cfg.collection)
+        self.leases = db.get_collection(LEASES, write_concern=WriteConcern("majority"))
+
+    def close(self) -> None:
+        self.client.close()
+
+    # -- retries ----------------------------------------------------------------------------------
+
+    def retrying(self, what: str, fn: Callable[[], T]) -> T:
+        """Run `fn`, retrying transient failures for up to retry_seconds; map the rest."""
+        def before_sleep(state: Any) -> None:
+            log.warning("mongodb.retry", what=what, attempt=state.attempt_number,
+                        error=_describe(state.outcome.exception()), server=redact(self.cfg.uri))
+
+        try:
+            for attempt in Retrying(retry=retry_if_exception(is_transient), reraise=True,
+                                    wait=wait_exponential(multiplier=0.5, max=15),
+                                    stop=stop_after_delay(self.cfg.retry_seconds), before_sleep=before_sleep):
+                with attempt:
+                    return fn()
+        except pe.PyMongoError as exc:
+            raise self._mapped(what, exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
+
+    def _mapped(self, what: str, exc: pe.PyMongoError) -> DatabaseError:
+        """A driver error as the DatabaseError a user can act on."""
+        if isinstance(exc, pe.OperationFailure):
+            if exc.code in _PERMANENT_CODES:
+                message = (exc.details or {}).get("errmsg", str(exc))
+                return DatabaseError(f"{what}: MongoDB refused ({exc.code}): {message}")
+            return DatabaseError(f"{what}: {_describe(exc)}")
+        return DatabaseError(f"{what}: cannot reach MongoDB at {redact(self.cfg.uri)} ({_describe(exc)})")
+
+    # -- reads --------------------------------------------------------------------------------------
+
+    def ping(self) -> dict[str, Any]:
+        hello = self.retrying("connect", lambda: self.client.admin.command("hello"))
+        return bson.decode(hello.raw) if isinstance(hello, RawBSONDocument) else dict(hello)
+
+    def expired_filter(self, watermark: dt.datetime) -> dict[str, Any]:
+        # $type excludes strings, numbers and missing fields: only real BSON dates are ever archived
+        return {self.cfg.date_field: {"$lt": watermark, "$type": "date"}}
+
+    def expired(self, watermark: dt.datetime, limit: int) -> Iterator[RawBSONDocument]:
+        """Expired documents, oldest first, with their exact bytes. Resumes after a transient
+        failure from the last document seen (sort key (date, _id))."""
+        last: tuple[Any, Any] | None = None
+        seen = 0
+        while seen < limit:
+            query = self.expired_filter(watermark)
+            if last is not None:
+                f = self.cfg.date_field
+                query = {"$and": [query, {"$or": [{f: {"$gt": last[0]}}, {f: last[0], "_id": {"$gt": last[1]}}]}]}
+            cursor = (self.collection.find(query).sort([(self.cfg.date_field, 1), ("_id", 1)])
+                      .batch_size(self.cfg.batch_size).limit(limit - seen).allow_disk_use(True))
+            try:
+                for doc in cursor:
+                    seen += 1
+                    last = (self.date_of(doc), doc["_id"])
+                    yield doc
+                return
+            except pe.PyMongoError as exc:
+                if not is_transient(exc):
+                    raise self._mapped("read expired documents", exc) from None
+                log.warning("mongodb.retry", what="read expired documents", error=_describe(exc))
+                self.retrying("reconnect", lambda: self.client.admin.command("ping"))
+            finally:
+                cursor.close()
+
+    def date_of(self, doc: RawBSONDocument) -> Any:
+        value: Any = doc
+        for part in self.cfg.date_field.split("."):
+            value = value[part]
+        return value
+
+    def count(self, query: dict[str, Any]) -> int:
+        return self.retrying("count", lambda: self.collection.count_documents(query))
+
+    def counts(self, watermark: dt.datetime) -> dict[str, int]:
+        f = self.cfg.date_field
+        return {"expired": self.count(self.expired_filter(watermark)),
+                "missing_date": self.count({f: {"$exists": False}}),
+                "non_date": self.count({f: {"$exists": True, "$not": {"$type": "date"}}})}
+
+    def next_expiry(self, watermark: dt.datetime) -> dt.datetime | None:
+        """The date of the oldest document not yet expired: it expires at that date + threshold."""
+        f = self.cfg.date_field
+        doc = self.retrying("find next expiry", lambda: self.collection.find_one(
+            {f: {"$gte": watermark, "$type": "date"}}, sort=[(f, 1)], projection={f: 1}))
+        if doc is None:
+            return None
+        value = self.date_of(doc)
+        return value if isinstance(value, dt.datetime) else None
+
+    # -- guarded deletes ----------------------------------------------------------------------------
+
+    def delete_unchanged(self, batch: Sequence[tuple[Any, str]], lease: Lease) -> DeleteOutcome:
+        """Delete the documents (_id, archived SHA-256) whose current bytes still hash the same,
+        in one majority transaction that also checks the lease's fencing token."""
+        ids = [i for i, _ in batch]
+        wanted = {index.id_key(index.id_json(i)): (i, sha) for i, sha in batch}
+
+        def txn(session: Any) -> DeleteOutcome:
+            self._check_lease(lease, session)
+            current = {index.id_key(index.id_json(d["_id"])): d.raw
+                       for d in self.collection.find({"_id": {"$in": ids}}, session=session)}
+            out = DeleteOutcome()
+            same = []
+            for key, (_id, sha) in wanted.items():
+                raw = current.get(key)
+                if raw is None:
+                    out.gone += 1
+                elif hashlib.sha256(raw).hexdigest() == sha:
+                    same.append(_id)
+                else:
+                    out.changed += 1
+            if same:
+                result = self.collection.delete_many({"_id": {"$in": same}}, session=session)
+                if result.deleted_count != len(same):  # cannot happen under snapshot isolation
+                    raise DatabaseError(f"deleted {result.deleted_count} of {len(same)} checked documents; aborted")
+            out.deleted = len(same)
+            return out
+
+        def run() -> DeleteOutcome:
+            with self.client.start_session() as session:
+                return session.with_transaction(txn, read_concern=ReadConcern("snapshot"),
+                                                write_concern=WriteConcern("majority"))
+
+        return self.retrying("guarded delete", run)
+
+    # -- lease --------------------------------------------------------------------------------------
+
+    def _now(self) -> dt.datetime:
+        return dt.datetime.now(dt.timezone.utc)
+
+    def acquire_lease(self) -> Lease | None:
+        """Take or renew the collection's lease; None while another live instance holds it."""
+        ns, now = self.cfg.namespace, self._now()
+        expires = now + dt.timedelta(seconds=self.cfg.lease_seconds)
+
+        def attempt() -> Lease | None:
+            try:
+                doc = self.leases.find_one_and_update(
+                    {"_id": ns, "$or": [{"owner": self.owner}, {"expires_at": {"$lte": now}}]},
+                    [{"$set": {"token": {"$cond": [{"$eq": ["$owner", self.owner]}, "$token",
+                                                   {"$add": [{"$ifNull": ["$token", 0]}, 1]}]},
+                               "owner": self.owner, "expires_at": expires, "renewed_at": now}}],
+                    upsert=True, return_document=ReturnDocument.AFTER)
+            except pe.DuplicateKeyError:
+                return None  # the lease document exists and is held by someone else
+            doc = bson.decode(doc.raw)
+            return Lease(self.owner, int(doc["token"]))
+
+        return self.retrying("acquire lease", attempt)
+
+    def lease_holder(self) -> dict[str, Any] | None:
+        doc = self.retrying("read lease", lambda: self.leases.find_one({"_id": self.cfg.namespace}))
+        return bson.decode(doc.raw, RAW.with_options(document_class=dict)) if doc is not None else None
+
+    def release_lease(self, lease: Lease) -> None:
+        self.retrying("release lease", lambda: self.leases.update_one(
+            {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token},
+            {"$set": {"expires_at": self._now()}}))
+
+    def _check_lease(self, lease: Lease, session: Any) -> None:
+        """Fencing: inside the delete transaction, the lease must still be ours and unexpired.
+        Writing it makes a concurrent take-over conflict with this transaction."""
+        now = self._now()
+        doc = self.leases.find_one_and_update(
+            {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token, "expires_at": {"$gt": now}},
+            {"$set": {"fenced_at": now}}, session=session)
+        if doc is None:
+            raise LeaseLost(f"lease on {self.cfg.namespace} (token {lease.token}) is no longer ours; deletes stopped")
+
+    # -- change stream ------------------------------------------------------------------------------
+
+    def watch(self, resume_token: Any | None) -> Any | None:
+        """A change stream on inserts/updates/replaces, or None if the server has none."""
+        pipeline = [{"$match": {"operationType": {"$in": ["insert", "update", "replace"]}}}]
+        try:
+            return self.collection.watch(pipeline, full_document="updateLookup", resume_after=resume_token,
+                                         max_await_time_ms=1000)
+        except pe.OperationFailure as exc:
+            if exc.code in _NO_CHANGE_STREAMS or "only supported on replica sets" in str(exc):
+                return None
+            if resume_token is not None and exc.code in (280, 286):  # token no longer in the oplog
+                log.warning("changestream.resume_lost", error=_describe(exc))
+                return self.watch(None)
+            raise
+
+
+def token_to_json(token: Any) -> Any:
+    if token is None:
+        return None
+    value = bson.decode(token.raw) if isinstance(token, RawBSONDocument) else token
+    return json.loads(json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS))
+
+
+def token_from_json(value: Any) -> Any:
+    return None if value is None else json_util.loads(json.dumps(value))

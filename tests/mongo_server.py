@@ -1,0 +1,67 @@
+"""A real MongoDB-wire server for tests: SecantusDB in its own process, spoken to over a socket.
+
+archiverd never imports SecantusDB (GPL-2.0, beta); only this test helper starts its command.
+Set ARCHIVERD_TEST_MONGODB_URI to run the suite against another server (a real replica set).
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    def __init__(self, storage: Path, port: int | None = None) -> None:
+        self.storage = storage
+        self.port = port or free_port()
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def uri(self) -> str:
+        return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
+
+    def start(self, wait: bool = True) -> "Server":
+        exe = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
+        self.storage.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
+                                      str(self.storage)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        if wait:
+            self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc is not None and self.proc.poll() is not None:
+                raise RuntimeError(f"secantusd-py exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                return
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("secantusd-py did not open its port")
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop it and wait for the process to be gone (its storage may then be reused)."""
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, sig)
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(30)
+        self.proc = None

@@ -1,0 +1,280 @@
+"""The daemon against a real MongoDB-wire server (SecantusDB over a socket), real segment files."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import hashlib
+import threading
+import time
+
+import bson
+import pytest
+from bson.raw_bson import RawBSONDocument
+
+from archiverd import SegmentReader, archive, config
+from archiverd.archiver import Archiver, watermark
+from archiverd.daemon import ChangeWatcher, Daemon
+from archiverd.errors import EXIT_OK, EXIT_WARNING
+from archiverd.source import LeaseLost, Source
+from archiverd.state import State
+from bench.corpus import experience
+
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def doc(i: int, days_ago: float, embeddings: bool = False) -> RawBSONDocument:
+    return RawBSONDocument(bson.encode(experience(i, when=NOW - dt.timedelta(days=days_ago), embeddings=embeddings)))
+
+
+def seed(collection, spec: list[tuple[int, float]], embeddings: bool = False) -> dict[object, bytes]:
+    docs = [doc(i, days, embeddings) for i, days in spec]
+    collection.insert_many(docs)
+    return {d["_id"]: d.raw for d in docs}
+
+
+def archived(cfg) -> dict[object, bytes]:
+    out = {}
+    for path in archive.segments(cfg.collection_dir):
+        for raw in SegmentReader(path):
+            out[bson.decode(raw)["_id"]] = raw
+    return out
+
+
+def remaining(collection) -> set:
+    return {d["_id"] for d in collection.find({}, projection={"_id": 1})}
+
+
+def test_expired_are_archived_and_deleted_fresh_untouched(cfg, collection):
+    old = seed(collection, [(i, 100 + i % 5) for i in range(30)] + [(100, 120)], embeddings=False)
+    old.update(seed(collection, [(200, 130), (201, 95)], embeddings=True))
+    fresh = seed(collection, [(300 + i, i * 10) for i in range(8)])  # 0..70 days: not expired
+    code, stats = Daemon(cfg).once()
+    assert code == EXIT_OK and stats.read == stats.sealed == stats.deleted == len(old)
+    assert remaining(collection) == set(fresh)
+    assert archived(cfg) == old  # byte-exact, every one
+    days = {p.parent.relative_to(cfg.collection_dir) for p in archive.segments(cfg.collection_dir)}
+    expect = {archive.day_dir(cfg.collection_dir, bson.decode(r, config_codec())["timestamp"]).relative_to(
+        cfg.collection_dir) for r in old.values()}
+    assert days == expect
+    for path in archive.segments(cfg.collection_dir):
+        assert SegmentReader(path).verify().ok
+
+
+def config_codec():
+    from archiverd.segment import DECODE_OPTIONS
+    return DECODE_OPTIONS
+
+
+def test_documents_without_a_date_are_never_touched(cfg, collection):
+    collection.insert_many([RawBSONDocument(bson.encode(d)) for d in (
+        {"_id": "missing"}, {"_id": "string", "timestamp": "2001-01-01"}, {"_id": "number", "timestamp": 0},
+        {"_id": "null", "timestamp": None})])
+    seed(collection, [(1, 200)])
+    code, stats = Daemon(cfg).once()
+    assert stats.deleted == 1
+    assert remaining(collection) == {"missing", "string", "number", "null"}
+    counts = Source(cfg).counts(watermark(cfg))
+    assert counts == {"expired": 0, "missing_date": 1, "non_date": 3}
+
+
+def test_a_day_split_over_two_parts(cfg, collection):
+    first = seed(collection, [(i, 100.5) for i in range(5)])
+    Daemon(cfg).once()
+    late = seed(collection, [(50 + i, 100.5) for i in range(3)])  # late arrivals for a sealed day
+    Daemon(cfg).once()
+    parts = sorted(p.name for p in archive.segments(cfg.collection_dir))
+    assert parts == ["part-0001.mkv", "part-0002.mkv"]
+    assert archived(cfg) == first | late and not remaining(collection)
+
+
+def test_segment_max_docs_rolls_parts(cfg, collection):
+    cfg = dataclasses.replace(cfg, segment_max_docs=4)
+    seed(collection, [(i, 100.5) for i in range(10)])
+    Daemon(cfg).once()
+    assert [p.name for p in archive.segments(cfg.collection_dir)] == ["part-0001.mkv", "part-0002.mkv",
+                                                                       "part-0003.mkv"]
+
+
+def test_update_between_read_and_delete_keeps_the_document(cfg, collection):
+    original = seed(collection, [(i, 150) for i in range(6)])
+    victim = sorted(original)[2]
+
+    def fault(point: str) -> None:
+        if point == "before-seal":  # after every document was read, before anything is deleted
+            collection.update_one({"_id": victim}, {"$set": {"final_outcome": "edited later"}})
+
+    state = State(cfg.state_file)
+    source = Source(cfg)
+    lease = source.acquire_lease()
+    stats = Archiver(cfg, source, state, fault=fault).run_cycle(lease)
+    source.release_lease(lease)
+    assert stats.sealed == 6 and stats.deleted == 5 and stats.changed == 1
+    assert remaining(collection) == {victim}
+    # the next cycle archives the document again, in its new state, in a new part
+    code, stats2 = Daemon(cfg).once()
+    assert stats2.deleted == 1 and not remaining(collection)
+    copies = [bson.decode(raw) for p in archive.segments(cfg.collection_dir) for raw in SegmentReader(p)
+              if bson.decode(raw)["_id"] == victim]
+    assert [c["final_outcome"] for c in copies][-1] == "edited later" and len(copies) == 2
+
+
+def test_dry_run_changes_nothing(cfg, collection, capsys):
+    from archiverd.cli.run_cmd import _dry_run
+    before = seed(collection, [(i, 100 + i) for i in range(5)])
+    assert _dry_run(cfg) == 0
+    out = capsys.readouterr().out
+    assert "would archive and then delete 5 documents" in out
+    assert remaining(collection) == set(before)
+    assert not cfg.collection_dir.exists()
+
+
+def test_restore_round_trip_is_byte_exact(cfg, collection):
+    from archiverd.restore import restore
+    old = seed(collection, [(i, 100 + i % 3) for i in range(12)], embeddings=False)
+    old.update(seed(collection, [(90, 140)], embeddings=True))
+    Daemon(cfg).once()
+    target = dataclasses.replace(cfg, collection="restored")
+    segments = list(archive.segments(cfg.collection_dir))
+    stats = restore(segments, Source(target))
+    assert stats.inserted == len(old) and stats.existing == 0
+    restored = collection.database["restored"]
+    assert {d["_id"]: d.raw for d in restored.find()} == old
+    again = restore(segments, Source(target))  # insert-only: nothing overwritten
+    assert again.inserted == 0 and again.existing == len(old)
+
+
+def test_second_daemon_is_blocked_by_the_lease(cfg, collection):
+    seed(collection, [(1, 200)])
+    holder = Source(cfg)
+    lease = holder.acquire_lease()
+    assert lease is not None
+    code, stats = Daemon(cfg).once()
+    assert code == EXIT_WARNING and stats is None
+    assert len(remaining(collection)) == 1
+    from archiverd.cli.status_cmd import collect
+    assert collect(cfg)["lease"]["owner"] == holder.owner
+    holder.release_lease(lease)
+    assert Daemon(cfg).once()[0] == EXIT_OK and not remaining(collection)
+
+
+def test_fencing_stops_a_stale_holder_from_deleting(cfg, collection):
+    ids = seed(collection, [(1, 200)])
+    short = dataclasses.replace(cfg, lease_seconds=3)
+    stale, fresh = Source(short), Source(short)
+    old_lease = stale.acquire_lease()
+    time.sleep(3.2)
+    new_lease = fresh.acquire_lease()
+    assert new_lease is not None and new_lease.token > old_lease.token
+    (_id, raw), = ids.items()
+    with pytest.raises(LeaseLost):
+        stale.delete_unchanged([(_id, hashlib.sha256(raw).hexdigest())], old_lease)
+    assert remaining(collection) == {_id}
+
+
+def test_crash_after_commit_is_finished_by_recovery(cfg, collection):
+    old = seed(collection, [(i, 120) for i in range(7)])
+
+    class Crash(BaseException):
+        pass
+
+    def fault(point: str) -> None:
+        if point == "after-commit":
+            raise Crash
+
+    source = Source(cfg)
+    lease = source.acquire_lease()
+    with pytest.raises(Crash):
+        Archiver(cfg, source, State(cfg.state_file), fault=fault).run_cycle(lease)
+    source.release_lease(lease)
+    assert remaining(collection) == set(old)  # sealed, not yet deleted
+    assert State(cfg.state_file).pending == ["/".join(list(archive.segments(cfg.collection_dir))[0]
+                                                      .relative_to(cfg.collection_dir).parts)]
+    code, stats = Daemon(cfg).once()
+    assert stats.recovered == 7 and stats.sealed == 0 and not remaining(collection)
+    assert len(list(archive.segments(cfg.collection_dir))) == 1  # no version sealed twice
+    assert State(cfg.state_file).pending == []
+
+
+def test_change_stream_wakes_and_resumes_after_restart(cfg, collection):
+    state = State(cfg.state_file)
+    source = Source(cfg)
+    wake, stop = threading.Event(), threading.Event()
+    watcher = ChangeWatcher(cfg, source, state, wake, stop)
+    watcher.start()
+    deadline = time.monotonic() + 10
+    while watcher.status != "active" and time.monotonic() < deadline:
+        time.sleep(0.05)
+    seed(collection, [(1, 5)])  # fresh: no wake
+    time.sleep(1.5)
+    assert not wake.is_set()
+    seed(collection, [(2, 300)])  # a backfill of an expired document: wake at once
+    assert wake.wait(10)
+    token = watcher.token
+    stop.set()
+    watcher.join(10)
+    state.update(resume_token=__import__("archiverd.source", fromlist=["x"]).token_to_json(token))
+    # while no watcher runs, an expired document arrives; a restarted watcher replays it
+    seed(collection, [(3, 400)])
+    wake2, stop2 = threading.Event(), threading.Event()
+    again = ChangeWatcher(cfg, Source(cfg), State(cfg.state_file), wake2, stop2)
+    assert again.token is not None
+    again.start()
+    try:
+        assert wake2.wait(10)
+    finally:
+        stop2.set()
+        again.join(10)
+
+
+def test_daemon_loop_archives_a_backfill_without_waiting_for_the_poll(cfg, collection):
+    cfg = dataclasses.replace(cfg, poll_seconds=300)
+    daemon = Daemon(cfg)
+    runner = threading.Thread(target=daemon.run)
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while State(cfg.state_file).get("last_cycle") is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(1.5)  # let the change stream open
+        seed(collection, [(7, 365)])
+        deadline = time.monotonic() + 20
+        while remaining(collection) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert not remaining(collection)
+    finally:
+        daemon.stop.set()
+        daemon.wake.set()
+        runner.join(30)
+    assert not runner.is_alive()
+    assert State(cfg.state_file).get("resume_token") is not None
+
+
+def test_unreachable_server_is_retried_then_a_clear_error(cfg, tmp_path):
+    from archiverd.errors import DatabaseError
+    from tests.mongo_server import free_port
+    bad = dataclasses.replace(cfg, uri=f"mongodb://archiver:s3cret@127.0.0.1:{free_port()}/?directConnection=true",
+                              retry_seconds=2, server_timeout_ms=300)
+    with pytest.raises(DatabaseError) as err:
+        Daemon(bad).once()
+    assert "cannot reach MongoDB" in str(err.value) and "s3cret" not in str(err.value)
+    assert "archiver:***@" in str(err.value)
+
+
+def test_transient_outage_is_retried_and_the_cycle_completes(tmp_path):
+    from tests.mongo_server import Server
+    server = Server(tmp_path / "db")
+    env = {"MONGODB_URI": server.uri, "ARCHIVERD_ARCHIVE_DIR": str(tmp_path / "archives"),
+           "ARCHIVERD_RETRY_SECONDS": "60", "ARCHIVERD_SERVER_TIMEOUT_MS": "1000"}
+    cfg = config.load(environ=env)
+    server.start()
+    try:
+        from pymongo import MongoClient
+        with MongoClient(server.uri) as c:
+            c[cfg.database][cfg.collection].insert_many([bson.decode(doc(i, 200).raw) for i in range(3)])
+        server.stop()
+        threading.Timer(3, server.start).start()  # the server comes back while the daemon retries
+        code, stats = Daemon(cfg).once()
+        assert code == EXIT_OK and stats.deleted == 3
+    finally:
+        time.sleep(0.1)
+        server.stop()
