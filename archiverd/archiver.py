@@ -45,8 +45,11 @@ class CycleStats:
     stopped: bool = False
     seconds: float = 0.0
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+    def summary(self) -> dict[str, Any]:
+        """What status and the logs show: counts, not the per-day and per-segment lists."""
+        out = {k: v for k, v in self.__dict__.items() if k not in ("segments", "per_day")}
+        out.update(segments=len(self.segments), days=len(self.per_day))
+        return out
 
 
 def watermark(cfg: Config, now: dt.datetime | None = None) -> dt.datetime:

@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import signal
 import threading
+import time
 from typing import Any, Callable
 
 from . import log, notify
@@ -76,7 +77,14 @@ class Daemon:
         self.wake = threading.Event()
         self.state = State(cfg.state_file)
         self.source = Source(cfg)
-        self.archiver = Archiver(cfg, self.source, self.state, stop=self.stop, fault=fault, progress=progress)
+        self.beat = time.monotonic()  # last sign of progress, for the systemd watchdog
+
+        def on_progress(n: int) -> None:
+            self.beat = time.monotonic()
+            if progress:
+                progress(n)
+
+        self.archiver = Archiver(cfg, self.source, self.state, stop=self.stop, fault=fault, progress=on_progress)
         self._signals = 0
 
     def install_signal_handlers(self) -> None:
@@ -112,8 +120,8 @@ class Daemon:
             raise
         finally:
             self.source.release_lease(lease)
-        self.state.update(last_cycle=stats.as_dict(), last_error=None)
-        log.event("cycle.done", **{k: v for k, v in stats.as_dict().items() if k != "per_day"})
+        self.state.update(last_cycle=stats.summary(), last_error=None)
+        log.event("cycle.done", **stats.summary())
         return (EXIT_WARNING if stats.changed else EXIT_OK), stats
 
     def run(self) -> int:
@@ -127,6 +135,7 @@ class Daemon:
         self._start_watchdog()
         lease = None
         while not self.stop.is_set():
+            self.beat = time.monotonic()
             lease = self.source.acquire_lease()
             if lease is None:
                 holder = self.source.lease_holder() or {}
@@ -141,10 +150,10 @@ class Daemon:
             try:
                 token_at_start = watcher.token
                 stats = self.archiver.run_cycle(lease)
-                self.state.update(last_cycle=stats.as_dict(), last_error=None, change_stream=watcher.status,
+                self.state.update(last_cycle=stats.summary(), last_error=None, change_stream=watcher.status,
                                   resume_token=token_to_json(token_at_start) if token_at_start else
                                   self.state.get("resume_token"))
-                log.event("cycle.done", **{k: v for k, v in stats.as_dict().items() if k != "per_day"})
+                log.event("cycle.done", **stats.summary())
                 notify.notify(f"STATUS=archived {stats.sealed} documents in the last cycle")
             except Exception as exc:  # noqa: BLE001 - the daemon reports and carries on
                 self._record_error(exc)
@@ -185,12 +194,19 @@ class Daemon:
         return done
 
     def _start_watchdog(self) -> None:
+        """Ping systemd's watchdog only while the main loop shows progress (a document read, a loop
+        turn): a hung cycle stops the pings and systemd restarts the service. Sealing and verifying
+        a full part, or a sleep of poll_seconds, must fit in the stale limit."""
         interval = notify.watchdog_interval()
         if interval is None:
             return
+        stale_after = max(2 * interval, self.cfg.poll_seconds + 300)
 
         def ping() -> None:
             while not self.stop.wait(interval):
-                notify.notify("WATCHDOG=1")
+                if time.monotonic() - self.beat < stale_after:
+                    notify.notify("WATCHDOG=1")
+                else:
+                    log.error("daemon.stalled", seconds=round(time.monotonic() - self.beat))
 
         threading.Thread(target=ping, name="watchdog", daemon=True).start()

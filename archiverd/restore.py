@@ -28,9 +28,6 @@ class RestoreStats:
     older_copies: int = 0
     existing_ids: list[Any] = field(default_factory=list)
 
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 def newest_copies(readers: Sequence[SegmentReader]) -> dict[str, tuple[int, int]]:
     """For every _id: (reader number, document number) of its newest copy. Segments are ordered by

@@ -21,8 +21,10 @@ class State:
             self.data: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             self.data = {}
-        except (OSError, ValueError) as exc:
-            raise StorageError(f"cannot read state file {path}: {exc}") from None
+        except OSError as exc:
+            raise StorageError(f"cannot read state file {path}: {exc.strerror or exc}") from None
+        except ValueError as exc:
+            raise StorageError(f"state file {path} is damaged ({exc}); move it aside to start afresh") from None
         self.data.setdefault("pending", [])
 
     def save(self) -> None:

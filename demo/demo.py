@@ -1,44 +1,121 @@
-"""`make demo`: encode a realistic batch of agent experiences, decode it, show sizes and speed."""
+"""`make demo`: archiverd end to end on an embedded MongoDB-wire server with realistic data.
+
+Starts SecantusDB (a separate process, data in a temp dir), seeds a few thousand EAT experiences
+spread over the last 150 days (with four 1536-d embeddings each), runs `archiverd run --once`, shows
+what was archived per day and `archiverd status`, restores one segment into a scratch collection and
+checks the documents are byte-for-byte the originals, then stops the server.
+"""
 from __future__ import annotations
 
+import hashlib
+import os
+import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-import bson
-import zstandard
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import bson  # noqa: E402
+from bson.raw_bson import RawBSONDocument  # noqa: E402
+from pymongo import MongoClient  # noqa: E402
 
-from archiverd import SegmentReader, write_segment  # noqa: E402
+from archiverd import SegmentReader, archive, index  # noqa: E402
 from bench.corpus import experiences  # noqa: E402
+from tests.mongo_server import Server  # noqa: E402
+
+DOCS = int(os.environ.get("DEMO_DOCS", "2000"))
 
 
-def main() -> None:
-    docs = [bson.encode(d) for d in experiences(300, embeddings=True)]
-    raw = sum(map(len, docs))
-    floor = len(zstandard.ZstdCompressor(level=19, threads=-1).compress(b"".join(docs)))
+def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    print(f"\n$ archiverd {' '.join(args)}", flush=True)
+    proc = subprocess.run([sys.executable, "-m", "archiverd", *args], env=env, text=True, capture_output=True)
+    return proc
+
+
+def main() -> int:
     with tempfile.TemporaryDirectory(prefix="archiverd-demo-") as tmp:
-        path = Path(tmp) / "part-0001.mkv"
-        t = time.perf_counter()
-        idx = write_segment(path, docs, source={"db": "demo", "collection": "eat_agent_experiences"})
-        sealed = time.perf_counter() - t
-        reader = SegmentReader(path)
-        t = time.perf_counter()
-        back = list(reader)
-        read = time.perf_counter() - t
-        size = path.stat().st_size
-        print(f"documents            {len(docs)} EAT experiences with 4 x 1536-d embeddings")
-        print(f"BSON                 {raw / 1e6:8.1f} MB  ({raw / len(docs):,.0f} B/doc)")
-        print(f"zstd-19 floor        {floor / 1e6:8.1f} MB")
-        print(f"segment (.mkv)       {size / 1e6:8.1f} MB  = {size / floor:.3f} x floor, {idx['frames']} QR frames")
-        print(f"seal (encode+verify) {len(docs) / sealed:8.0f} docs/s")
-        print(f"decode               {len(docs) / read:8.0f} docs/s")
-        print(f"byte-exact           {back == docs}")
-        if back != docs:
-            sys.exit(1)
+        server = Server(Path(tmp) / "secantus")
+        print(f"starting an embedded MongoDB-wire server (SecantusDB) on 127.0.0.1:{server.port}, data in {tmp}")
+        server.start()
+        try:
+            return run_demo(server, Path(tmp))
+        finally:
+            server.stop()
+            print("\nserver stopped; temporary data removed")
+
+
+def run_demo(server: Server, tmp: Path) -> int:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVERD_", "MONGODB_", "ARCHIVE_"))}
+    env.update({"MONGODB_URI": server.uri, "MONGODB_DATABASE_NAME": "evolving_agents_db",
+                "ARCHIVERD_ARCHIVE_DIR": str(tmp / "archives"), "ARCHIVE_THRESHOLD_DAYS": "90"})
+    client = MongoClient(server.uri, document_class=RawBSONDocument)
+    coll = client.evolving_agents_db.eat_agent_experiences
+
+    started = time.perf_counter()
+    originals: dict[str, str] = {}
+    batch = []
+    for doc in experiences(DOCS, embeddings=True, days=150):
+        raw = RawBSONDocument(bson.encode(doc))
+        originals[str(doc["_id"])] = hashlib.sha256(raw.raw).hexdigest()
+        batch.append(raw)
+        if len(batch) == 200:
+            coll.insert_many(batch)
+            batch = []
+    if batch:
+        coll.insert_many(batch)
+    total_bson = sum(len(d.raw) for d in coll.find())
+    print(f"seeded {DOCS} EAT experiences over the last 150 days ({total_bson / 1e6:.0f} MB of BSON) "
+          f"in {time.perf_counter() - started:.1f} s")
+
+    plan = cli(env, "run", "--dry-run")
+    print("\n".join(plan.stdout.splitlines()[-2:]))
+
+    t = time.perf_counter()
+    run = cli(env, "run", "--once")
+    seconds = time.perf_counter() - t
+    if run.returncode != 0:
+        print(run.stderr)
+        return run.returncode
+    sealed = [line for line in run.stderr.splitlines() if "event=segment.sealed" in line]
+    print(f"{len(sealed)} segments sealed, e.g.\n  {sealed[0]}\n  ...\n  {sealed[-1]}")
+
+    collection_dir = tmp / "archives" / "evolving_agents_db" / "eat_agent_experiences"
+    print(f"\narchived per day (first and last 5 of {len(list(archive.segments(collection_dir)))}):")
+    print(f"  {'day':<12} {'part':<14} {'docs':>5} {'video KB':>9}")
+    rows = []
+    archived_bson = video_bytes = archived_docs = 0
+    for path in archive.segments(collection_dir):
+        idx = index.load(index.path_for(path))
+        day = "-".join(path.parent.relative_to(collection_dir).parts)
+        rows.append(f"  {day:<12} {path.name:<14} {idx['documents']:>5} {idx['video']['bytes'] / 1e3:>9.0f}")
+        archived_bson += sum(d["bytes"] for d in idx["docs"])
+        video_bytes += idx["video"]["bytes"]
+        archived_docs += idx["documents"]
+    print("\n".join(rows[:5] + ["  ..."] + rows[-5:]))
+    print(f"  {archived_docs} documents, {archived_bson / 1e6:.1f} MB of BSON -> {video_bytes / 1e6:.1f} MB of video "
+          f"({archived_bson / video_bytes:.1f}x smaller), {archived_docs / seconds:.0f} documents/s including "
+          f"seal, verify and delete")
+
+    status = cli(env, "status")
+    print(status.stdout.rstrip())
+
+    segment = next(archive.segments(collection_dir))
+    restore = cli(env, "restore", str(segment), "--to", "evolving_agents_db.eat_restore_check")
+    print(restore.stderr.strip())
+    restored = {str(d["_id"]): d.raw for d in client.evolving_agents_db.eat_restore_check.find()}
+    from_segment = {str(RawBSONDocument(raw)["_id"]): raw for raw in SegmentReader(segment)}
+    identical = (restored == from_segment and
+                 all(hashlib.sha256(raw).hexdigest() == originals[_id] for _id, raw in restored.items()))
+    print(f"restored {len(restored)} documents from {segment.relative_to(collection_dir)}: "
+          f"{'byte-for-byte identical to the originals' if identical else 'MISMATCH'}")
+    verify = cli(env, "verify", str(segment))
+    print(verify.stdout.strip())
+    client.close()
+    return 0 if identical and verify.returncode == 0 else 1
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,7 +1,6 @@
 """`archiverd run`: the daemon, one cycle (--once), or a plan (--dry-run)."""
 from __future__ import annotations
 
-import json
 import sys
 
 import click
@@ -64,5 +63,8 @@ def command(cfg: Config, once: bool, dry_run: bool) -> int:
     else:
         code, stats = daemon.once()
     if stats is not None:
-        click.echo(json.dumps({k: v for k, v in stats.as_dict().items() if k != "segments"}, indent=1), err=True)
+        s = stats.summary()
+        click.echo(f"archived {s['sealed']} documents into {s['segments']} segments over {s['days']} days, deleted "
+                   f"{s['deleted']}, kept {s['changed']} changed since read, recovered {s['recovered']}, "
+                   f"{s['seconds']:.1f} s", err=True)
     return code
