@@ -17,19 +17,12 @@ from typing import Any, Callable
 
 from bson import json_util
 
-from . import archive, durable, index, log
+from . import archive, durable, faults, index, log
 from .config import Config
 from .errors import SegmentError
 from .segment import SegmentReader, SegmentWriter
 from .source import DeleteOutcome, Lease, Source
 from .state import State
-
-FaultHook = Callable[[str], None]
-
-
-def _no_fault(point: str) -> None:
-    """Test-only crash points are injected by replacing this (see tests/)."""
-
 
 @dataclass
 class CycleStats:
@@ -61,12 +54,11 @@ def watermark(cfg: Config, now: dt.datetime | None = None) -> dt.datetime:
 
 class Archiver:
     def __init__(self, cfg: Config, source: Source, state: State, *, stop: threading.Event | None = None,
-                 fault: FaultHook = _no_fault, progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None) -> None:
         self.cfg = cfg
         self.source = source
         self.state = state
         self.stop = stop or threading.Event()
-        self.fault = fault
         self.progress = progress
 
     # -- recovery -----------------------------------------------------------------------------------
@@ -119,11 +111,12 @@ class Archiver:
                 if writer is None:
                     day = label
                     writer = self._open(archive.day_dir(self.cfg.collection_dir, when))
+                faults.hit("read")
                 entry = writer.append(doc.raw, {"date": when.isoformat() if isinstance(when, dt.datetime) else None})
                 pending.append((doc["_id"], entry["sha256"]))
                 stats.read += 1
                 stats.per_day[label] = stats.per_day.get(label, 0) + 1
-                self.fault("read")
+                faults.hit("appended")
                 if self.progress:
                     self.progress(1)
                 if self.cfg.throttle_seconds and stats.read % self.cfg.batch_size == 0:
@@ -153,14 +146,14 @@ class Archiver:
     def _seal_and_delete(self, writer: SegmentWriter, entries: list[tuple[Any, str]], lease: Lease,
                          stats: CycleStats) -> None:
         rel = self._rel(writer.path)
-        self.fault("before-seal")
+        faults.hit("before-seal")
         try:
-            idx = writer.seal(verify=True, fault=self.fault)
+            idx = writer.seal(verify=True)
         except BaseException:
             if not index.path_for(writer.path).exists():  # not committed: nothing to recover
                 self.state.remove_pending(rel)
             raise
-        self.fault("after-commit")
+        faults.hit("commit")
         stats.sealed += idx["documents"]
         stats.segments.append(rel)
         log.event("segment.sealed", segment=rel, documents=idx["documents"], frames=idx["frames"],
@@ -185,7 +178,7 @@ class Archiver:
             total.deleted += outcome.deleted
             total.changed += outcome.changed
             total.gone += outcome.gone
-            self.fault("delete-batch")
+            faults.hit("delete-batch")
         if total.changed:
             log.warning("delete.kept_changed", segment=rel, documents=total.changed,
                         reason="updated after it was read; stays in MongoDB and is archived again later")

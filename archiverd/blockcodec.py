@@ -4,8 +4,10 @@ A block holds whole documents (a few MiB of BSON), compressed together so that s
 context. Each document is first split by `bsonpack` into a skeleton and float32 values; the two kinds
 of data are compressed apart because they behave differently:
 
-* skeletons (keys, text, ids, dates) with PPMd variant H, order 6 -- 0.70x the size of zstd-19 on
-  agent-log text and six times faster (bench/bench_format.py);
+* skeletons (keys, text, ids, dates) with bzip2 level 9 -- 0.78x the size of zstd-19 on agent-log
+  text and six times faster. (PPMd was 0.70x, but pyppmd failed to round-trip ~12 % of largely
+  incompressible inputs here, once silently, and has open reports of corrupt output: an archive
+  format needs a codec every reader agrees on.);
 * float32 values as four byte planes (all lowest bytes, then ..., then sign/exponent bytes) with
   zstd level 1 -- mantissa bytes are noise; only the exponent plane compresses, and level 1 is
   within 1% of level 19 on it.
@@ -19,10 +21,10 @@ Body layout (big-endian), see docs/FORMAT.md:
     13  4  float count F
     17  4  compressed float length Fc
     21  4  CRC-32 of text || float planes (uncompressed)
-    25  Tc PPMd7 (order 6, 16 MiB, no end mark) of the text
+    25  Tc bzip2 stream (level 9) of the text
     .   Fc zstd frame of the 4*F plane bytes
-    .   4  CRC-32 of everything above (checked before any decompressor runs: pyppmd corrupts its
-           heap on damaged input, so it must only ever see bytes exactly as the encoder wrote them)
+    .   4  CRC-32 of everything above, checked before any decompressor runs, so that damage is
+           reported as damage and decompressors only ever see bytes exactly as written
 
 text = for each document: varint skeleton length, varint array count, then per array varint offset
 (from the previous array's offset in the same skeleton) and varint element count; then all skeletons.
@@ -33,16 +35,16 @@ import struct
 import zlib
 from typing import Sequence
 
+import bz2
+
 import numpy as np
-import pyppmd
 import zstandard
 
 from . import bsonpack
 from .errors import SegmentError
 
 CODEC_PACKED = 1
-PPMD_ORDER = 6
-PPMD_MEMORY = 16 << 20
+BZIP2_LEVEL = 9
 ZSTD_LEVEL = 1
 _HEAD = struct.Struct(">BIIIIII")
 _CRC = struct.Struct(">I")
@@ -86,10 +88,7 @@ def encode(documents: Sequence[bytes]) -> bytes:
     text = bytes(table) + b"".join(skeletons)
     values = np.concatenate(floats) if floats else np.empty(0, dtype=np.float32)
     planes = np.ascontiguousarray(values.astype("<f4").view(np.uint8).reshape(-1, 4).T).tobytes()
-    text_z = b""
-    if text:
-        enc = pyppmd.Ppmd7Encoder(PPMD_ORDER, PPMD_MEMORY)
-        text_z = enc.encode(text) + enc.flush(endmark=False)
+    text_z = bz2.compress(text, BZIP2_LEVEL) if text else b""
     planes_z = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(planes) if planes else b""
     crc = zlib.crc32(planes, zlib.crc32(text))
     head = _HEAD.pack(CODEC_PACKED, len(documents), len(text), len(text_z), values.size, len(planes_z), crc)
@@ -112,10 +111,10 @@ def decode(body: bytes) -> list[bytes]:
     text_z = body[_HEAD.size:_HEAD.size + text_z_len]
     planes_z = body[_HEAD.size + text_z_len:]
     try:
-        text = pyppmd.Ppmd7Decoder(PPMD_ORDER, PPMD_MEMORY).decode(text_z, text_len) if text_len else b""
+        text = bz2.decompress(text_z) if text_len else b""
         planes = zstandard.ZstdDecompressor().decompress(planes_z, max_output_size=4 * n_floats) \
             if n_floats else b""
-    except (zstandard.ZstdError, ValueError, EOFError) as exc:
+    except (zstandard.ZstdError, ValueError, EOFError, OSError) as exc:
         raise SegmentError(f"block does not decompress: {exc}") from None
     if len(text) != text_len or len(planes) != 4 * n_floats or zlib.crc32(planes, zlib.crc32(text)) != crc:
         raise SegmentError("decompressed block content fails its CRC")

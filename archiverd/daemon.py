@@ -20,9 +20,9 @@ import time
 from typing import Any, Callable
 
 from . import log, notify
-from .archiver import Archiver, CycleStats, FaultHook, _no_fault, watermark
+from .archiver import Archiver, CycleStats, watermark
 from .config import Config, redact
-from .errors import EXIT_OK, EXIT_WARNING
+from .errors import EXIT_OK, EXIT_WARNING, StorageError
 from .source import Source, token_from_json, token_to_json
 from .state import State
 
@@ -70,8 +70,10 @@ class ChangeWatcher(threading.Thread):
 
 
 class Daemon:
-    def __init__(self, cfg: Config, *, fault: FaultHook = _no_fault,
-                 progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, cfg: Config, *, progress: Callable[[int], None] | None = None) -> None:
+        if not cfg.archive_dir.is_dir():  # a typo must not grow a second archive tree somewhere
+            raise StorageError(f"archive directory {cfg.archive_dir} does not exist: create it, or fix "
+                               "ARCHIVERD_ARCHIVE_DIR")
         self.cfg = cfg
         self.stop = threading.Event()
         self.wake = threading.Event()
@@ -84,7 +86,7 @@ class Daemon:
             if progress:
                 progress(n)
 
-        self.archiver = Archiver(cfg, self.source, self.state, stop=self.stop, fault=fault, progress=on_progress)
+        self.archiver = Archiver(cfg, self.source, self.state, stop=self.stop, progress=on_progress)
         self._signals = 0
 
     def install_signal_handlers(self) -> None:

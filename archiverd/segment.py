@@ -13,7 +13,7 @@ import hashlib
 import json
 import os
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,7 +23,7 @@ import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
-from . import blockcodec, bsonpack, durable, frame, index, qr, records, video
+from . import blockcodec, bsonpack, durable, faults, frame, index, qr, records, video
 from .errors import SegmentError
 
 DEFAULT_BLOCK_BYTES = 4 << 20
@@ -175,19 +175,19 @@ class SegmentWriter:
                       "width": qr.SIZE, "height": qr.SIZE, "gop": video.GOP, "options": video.OPTIONS},
             "qr": {"version": 40, "ec_level": "L", "mask": 0, "mode": "byte", "module_px": 1, "quiet_zone": 0,
                    "payload_bytes": qr.CAPACITY, "frame_data_bytes": frame.DATA_PER_FRAME},
-            "compression": {"codec": "bsonpack+ppmd7+zstd", "ppmd_order": blockcodec.PPMD_ORDER,
-                            "ppmd_memory": blockcodec.PPMD_MEMORY, "zstd_level": blockcodec.ZSTD_LEVEL,
-                            "block_bytes": self._block_target},
+            "compression": {"codec": "bsonpack+bzip2+zstd", "bzip2_level": blockcodec.BZIP2_LEVEL,
+                            "zstd_level": blockcodec.ZSTD_LEVEL, "block_bytes": self._block_target},
             "docs": self._docs,
         }
 
-    def seal(self, *, verify: bool = True, fault: Callable[[str], None] | None = None) -> dict[str, Any]:
+    def seal(self, *, verify: bool = True) -> dict[str, Any]:
         """Finish, sync, decode everything back and compare, then publish video and index.
 
         Returns the index. On any failure the temporary files are removed and nothing is published.
-        `fault` is called at each step boundary (crash-point tests use it; it does nothing otherwise).
         """
-        step = fault or (lambda point: None)
+        def step(name: str) -> None:
+            faults.hit(f"seal:{name}")
+
         try:
             idx = self.finish()
             step("video-written")

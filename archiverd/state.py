@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import durable
+from . import durable, faults
 from .errors import StorageError
 
 
@@ -27,13 +27,14 @@ class State:
             raise StorageError(f"state file {path} is damaged ({exc}); move it aside to start afresh") from None
         self.data.setdefault("pending", [])
 
-    def save(self) -> None:
+    def save(self, what: str = "pending") -> None:
         durable.ensure_dir(self.path.parent)
+        faults.hit(f"state-save:{what}")
         durable.replace_synced(self.path, (json.dumps(self.data, indent=1, sort_keys=True) + "\n").encode())
 
     def update(self, **values: Any) -> None:
         self.data.update(values)
-        self.save()
+        self.save(",".join(sorted(values)))
 
     def get(self, key: str, default: Any = None) -> Any:
         return self.data.get(key, default)

@@ -51,6 +51,7 @@ def run_demo(server: Server, tmp: Path) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVERD_", "MONGODB_", "ARCHIVE_"))}
     env.update({"MONGODB_URI": server.uri, "MONGODB_DATABASE_NAME": "evolving_agents_db",
                 "ARCHIVERD_ARCHIVE_DIR": str(tmp / "archives"), "ARCHIVE_THRESHOLD_DAYS": "90"})
+    (tmp / "archives").mkdir()
     client = MongoClient(server.uri, document_class=RawBSONDocument)
     coll = client.evolving_agents_db.eat_agent_experiences
 

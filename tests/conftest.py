@@ -115,6 +115,7 @@ def cfg(mongo_uri, tmp_path):
     env = {"MONGODB_URI": mongo_uri, "MONGODB_DATABASE_NAME": f"t{os.getpid()}_{next(_db_numbers)}",
            "ARCHIVERD_ARCHIVE_DIR": str(tmp_path / "archives"), "ARCHIVERD_RETRY_SECONDS": "20",
            "ARCHIVERD_SERVER_TIMEOUT_MS": "3000"}
+    (tmp_path / "archives").mkdir()
     return config.load(environ=env)
 
 

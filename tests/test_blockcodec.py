@@ -32,3 +32,14 @@ def test_truncated_block_is_refused(text_docs):
         blockcodec.decode(body[:-1])
     with pytest.raises(SegmentError):
         blockcodec.decode(body[:10])
+
+
+def test_incompressible_content_round_trips():
+    """Regression: PPMd (pyppmd) failed on ~12 % of blocks like these, once silently."""
+    import os
+
+    import bson
+    for trial in range(25):
+        docs = [bson.encode({"_id": trial, "blob": bson.Binary(os.urandom(200_000)), "text": "some text " * 300}),
+                bson.encode({"_id": -trial, "blob": bson.Binary(os.urandom(60_000))})]
+        assert blockcodec.decode(blockcodec.encode(docs)) == docs

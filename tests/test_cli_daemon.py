@@ -72,13 +72,11 @@ def test_bad_configuration_exits_3(cfg):
     assert "unknown environment variable" in run(cfg, "status", code=3, ARCHIVERD_TRESHOLD="1").stderr
 
 
-def test_unwritable_archive_dir_stops_with_no_delete(cfg, collection, tmp_path):
+def test_missing_archive_dir_stops_with_no_delete(cfg, collection, tmp_path):
     seed(collection, [(1, 200)])
-    blocked = tmp_path / "file-not-dir"
-    blocked.write_text("x")
-    proc = run(cfg, "run", "--once", code=5, ARCHIVERD_ARCHIVE_DIR=str(blocked / "archives"))
-    assert "Not a directory" in proc.stderr and str(blocked) in proc.stderr
-    assert len(remaining(collection)) == 1
+    proc = run(cfg, "run", "--once", code=5, ARCHIVERD_ARCHIVE_DIR=str(tmp_path / "typo"))
+    assert "does not exist" in proc.stderr and str(tmp_path / "typo") in proc.stderr
+    assert len(remaining(collection)) == 1 and not (tmp_path / "typo").exists()
 
 
 def _start_daemon(cfg, **extra) -> subprocess.Popen:

@@ -11,7 +11,7 @@ import bson
 import pytest
 from bson.raw_bson import RawBSONDocument
 
-from archiverd import SegmentReader, archive, config
+from archiverd import SegmentReader, archive, config, faults
 from archiverd.archiver import Archiver, watermark
 from archiverd.daemon import ChangeWatcher, Daemon
 from archiverd.errors import EXIT_OK, EXIT_WARNING
@@ -106,7 +106,8 @@ def test_update_between_read_and_delete_keeps_the_document(cfg, collection):
     state = State(cfg.state_file)
     source = Source(cfg)
     lease = source.acquire_lease()
-    stats = Archiver(cfg, source, state, fault=fault).run_cycle(lease)
+    with faults.installed(fault):
+        stats = Archiver(cfg, source, state).run_cycle(lease)
     source.release_lease(lease)
     assert stats.sealed == 6 and stats.deleted == 5 and stats.changed == 1
     assert remaining(collection) == {victim}
@@ -178,13 +179,13 @@ def test_crash_after_commit_is_finished_by_recovery(cfg, collection):
         pass
 
     def fault(point: str) -> None:
-        if point == "after-commit":
+        if point == "commit":
             raise Crash
 
     source = Source(cfg)
     lease = source.acquire_lease()
-    with pytest.raises(Crash):
-        Archiver(cfg, source, State(cfg.state_file), fault=fault).run_cycle(lease)
+    with pytest.raises(Crash), faults.installed(fault):
+        Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
     source.release_lease(lease)
     assert remaining(collection) == set(old)  # sealed, not yet deleted
     assert State(cfg.state_file).pending == ["/".join(list(archive.segments(cfg.collection_dir))[0]
@@ -266,6 +267,7 @@ def test_transient_outage_is_retried_and_the_cycle_completes(tmp_path):
     env = {"MONGODB_URI": server.uri, "ARCHIVERD_ARCHIVE_DIR": str(tmp_path / "archives"),
            "ARCHIVERD_RETRY_SECONDS": "60", "ARCHIVERD_SERVER_TIMEOUT_MS": "1000"}
     cfg = config.load(environ=env)
+    cfg.archive_dir.mkdir()
     server.start()
     try:
         from pymongo import MongoClient

@@ -1,0 +1,59 @@
+"""Named points in the write and delete sequence, where the crash tests strike.
+
+Production code calls `hit("seal:verified")` at each step boundary; it returns at once unless a
+test installed a handler (`installed(...)`) or started the process with `_ARCHIVERD_CRASH_AT`:
+
+    _ARCHIVERD_CRASH_AT="seal:verified"        SIGKILL this process at the first such point
+    _ARCHIVERD_CRASH_AT="read@57"              ... at the 57th document read
+    _ARCHIVERD_CRASH_AT="state-save:*resume_token*"   fnmatch patterns select points
+
+Points (docs/RELIABILITY.md lists which runs covered each): read, appended, seal:video-written,
+seal:video-synced, seal:verified, seal:index-written, seal:video-published, seal:index-published,
+commit, delete-batch, state-save:<keys>.
+"""
+from __future__ import annotations
+
+import fnmatch
+import os
+import signal
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+Handler = Callable[[str], None]
+_handler: Handler | None = None
+
+
+def hit(point: str) -> None:
+    if _handler is not None:
+        _handler(point)
+
+
+@contextmanager
+def installed(handler: Handler) -> Iterator[None]:
+    """Run `handler(point)` at every point inside the block (in-process tests)."""
+    global _handler
+    previous, _handler = _handler, handler
+    try:
+        yield
+    finally:
+        _handler = previous
+
+
+def _from_environment() -> Handler | None:
+    spec = os.environ.get("_ARCHIVERD_CRASH_AT")
+    if not spec:
+        return None
+    pattern, _, nth = spec.rpartition("@") if "@" in spec else (spec, "", "1")
+    target, seen = int(nth), 0
+
+    def crash(point: str) -> None:
+        nonlocal seen
+        if fnmatch.fnmatchcase(point, pattern):
+            seen += 1
+            if seen == target:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+    return crash
+
+
+_handler = _from_environment()
