@@ -19,9 +19,9 @@ from bson import json_util
 
 from . import archive, durable, faults, index, log
 from .config import Config
-from .errors import SegmentError
+from .errors import DatabaseError, SegmentError
 from .segment import SegmentReader, SegmentWriter
-from .source import DeleteOutcome, Lease, Source
+from .source import DeleteOutcome, Lease, LeaseLost, Source
 from .state import State
 
 @dataclass
@@ -168,19 +168,53 @@ class Archiver:
             self.state.remove_pending(rel)
 
     def _delete(self, entries: list[tuple[Any, str]], lease: Lease, rel: str) -> DeleteOutcome:
+        """Guarded deletes in batches, then a read that confirms them: a server that acknowledged a
+        delete it then lost (an interrupted commit, a rollback) gets the delete again. Returns what
+        happened; raises if unchanged documents are still there after that (the journal entry stays)."""
+        total = self._delete_batches(entries, lease, rel)
+        for _ in range(3):
+            if self.stop.is_set():
+                return total
+            present = self.source.present([i for i, _ in entries])
+            again = [(i, sha) for i, sha in entries if index.id_key(index.id_json(i)) in present]
+            if len(again) <= total.changed:  # only the documents kept because they changed
+                break
+            log.warning("delete.not_durable", segment=rel, documents=len(again) - total.changed,
+                        reason="acknowledged deletes are not visible; deleting again")
+            redo = self._delete_batches(again, lease, rel)
+            total.deleted += redo.deleted
+            total.changed = redo.changed
+        else:
+            raise DatabaseError(f"{rel}: deletes are acknowledged but do not stay deleted; the segment stays "
+                                "journaled and is retried")
+        if total.changed:
+            log.warning("delete.kept_changed", segment=rel, documents=total.changed,
+                        reason="updated after it was read; stays in MongoDB and is archived again later")
+        log.event("segment.deleted", segment=rel, deleted=total.deleted, changed=total.changed, gone=total.gone)
+        return total
+
+    def _delete_batches(self, entries: list[tuple[Any, str]], lease: Lease, rel: str) -> DeleteOutcome:
         total = DeleteOutcome()
         size = self.cfg.batch_size
         for start in range(0, len(entries), size):
             if self.stop.is_set():
                 log.event("delete.interrupted", segment=rel, remaining=len(entries) - start)
                 break
-            outcome = self.source.delete_unchanged(entries[start:start + size], lease)
+            batch = entries[start:start + size]
+            try:
+                outcome = self.source.delete_unchanged(batch, lease)
+            except LeaseLost:
+                # Fencing refused: another instance may hold the lease. If it is free again (its
+                # document expired or was lost in a server crash), take it with a new token and go
+                # on; the deletes stay guarded by content either way.
+                renewed = self.source.acquire_lease()
+                if renewed is None:
+                    raise
+                log.warning("lease.reacquired", token=renewed.token)
+                lease = renewed
+                outcome = self.source.delete_unchanged(batch, lease)
             total.deleted += outcome.deleted
             total.changed += outcome.changed
             total.gone += outcome.gone
             faults.hit("delete-batch")
-        if total.changed:
-            log.warning("delete.kept_changed", segment=rel, documents=total.changed,
-                        reason="updated after it was read; stays in MongoDB and is archived again later")
-        log.event("segment.deleted", segment=rel, deleted=total.deleted, changed=total.changed, gone=total.gone)
         return total

@@ -50,7 +50,7 @@ class ChangeWatcher(threading.Thread):
                     while not self.stop.is_set() and stream.alive:
                         change = stream.try_next()
                         self.token = stream.resume_token
-                        if change is not None and self._expired(change):
+                        if change is not None and self._expired(change) and not self.wake.is_set():
                             log.event("changestream.wake", operation=change["operationType"])
                             self.wake.set()
             except Exception as exc:  # noqa: BLE001 - report, back off, reopen from the last token
@@ -115,12 +115,14 @@ class Daemon:
             holder = self.source.lease_holder() or {}
             log.warning("lease.held", holder=holder.get("owner"), expires_at=str(holder.get("expires_at")))
             return EXIT_WARNING, None
+        renewer = self._start_renewer()
         try:
             stats = self.archiver.run_cycle(lease)
         except BaseException as exc:
             self._record_error(exc)
             raise
         finally:
+            renewer.set()
             self.source.release_lease(lease)
         self.state.update(last_cycle=stats.summary(), last_error=None)
         log.event("cycle.done", **stats.summary())

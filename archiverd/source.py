@@ -57,7 +57,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def _describe(exc: BaseException) -> str:
-    text = str(exc).split(", Timeout:")[0].split(", topology_description")[0]
+    text = str(exc).split(", Timeout:")[0].split(", topology_description")[0].split(", full error:")[0]
     return f"{exc.__class__.__name__}: {text}"
 
 
@@ -151,7 +151,8 @@ class Source:
                     yield doc
                 return
             except pe.PyMongoError as exc:
-                if not is_transient(exc):
+                # a lost cursor (server restarted, failover) is resumed like a network error
+                if not (is_transient(exc) or isinstance(exc, pe.CursorNotFound)):
                     raise self._mapped("read expired documents", exc) from None
                 log.warning("mongodb.retry", what="read expired documents", error=_describe(exc))
                 self.retrying("reconnect", lambda: self.client.admin.command("ping"))
@@ -218,6 +219,16 @@ class Source:
                                                 write_concern=WriteConcern("majority"))
 
         return self.retrying("guarded delete", run)
+
+    def present(self, ids: Sequence[Any]) -> set[str]:
+        """Which of these _ids the collection holds now (majority read), as id keys."""
+        coll = self.collection.with_options(read_concern=ReadConcern("majority"))
+        found: set[str] = set()
+        for start in range(0, len(ids), 1000):
+            chunk = ids[start:start + 1000]
+            found.update(index.id_key(index.id_json(d["_id"])) for d in self.retrying(
+                "confirm deletes", lambda c=chunk: list(coll.find({"_id": {"$in": c}}, projection={"_id": 1}))))
+        return found
 
     # -- lease --------------------------------------------------------------------------------------
 

@@ -114,7 +114,7 @@ def read_frames(path: Path, start: int = 0, stop: int | None = None) -> Iterator
                     continue
                 if stop is not None and index >= stop:
                     return
-                image = decoded.to_ndarray(format=PIX_FMT)
+                image = decoded.to_ndarray()  # already gray: no conversion
                 if image.shape != (qr.SIZE, qr.SIZE):
                     raise SegmentError(f"frame {index} is {image.shape[1]}x{image.shape[0]}, "
                                        f"expected {qr.SIZE}x{qr.SIZE}", str(path))

@@ -280,3 +280,17 @@ def test_transient_outage_is_retried_and_the_cycle_completes(tmp_path):
     finally:
         time.sleep(0.1)
         server.stop()
+
+
+def test_a_cycle_longer_than_the_lease_keeps_it(cfg, collection):
+    """Regression: run --once did not renew its lease, so fencing (correctly) refused the deletes."""
+    cfg = dataclasses.replace(cfg, lease_seconds=3)
+    seed(collection, [(i, 150) for i in range(3)])
+
+    def slow(point: str) -> None:
+        if point == "before-seal":
+            time.sleep(4.5)  # longer than the lease
+
+    with faults.installed(slow):
+        code, stats = Daemon(cfg).once()
+    assert code == EXIT_OK and stats.deleted == 3 and not remaining(collection)
