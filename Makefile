@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo bench reliability soak clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,13 +14,21 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 setup: $(VENV)/.installed
 
 test: setup
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q
 
 demo: setup
 	$(PY) demo/demo.py
 
 bench: setup
 	$(PY) bench/bench_format.py
+
+# the figures in docs/RELIABILITY.md (about 10 minutes)
+reliability: setup
+	$(PY) bench/bench_reliability.py --runs-per-point 3 --soak 20 --corruptions 20
+
+# the long soak: more of the same (about an hour); exits 1 if any invariant breaks
+soak: setup
+	$(PY) bench/bench_reliability.py --runs-per-point 10 --soak 150 --corruptions 50
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache

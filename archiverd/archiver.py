@@ -98,7 +98,7 @@ class Archiver:
         pending: list[tuple[Any, str]] = []
         day = ""
         try:
-            for doc in self.source.expired(wm, limit=10 ** 12):
+            for doc in self.source.expired(wm):
                 if self.stop.is_set():
                     stats.stopped = True
                     break

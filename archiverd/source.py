@@ -84,7 +84,11 @@ class Source:
             self.client: MongoClient = MongoClient(cfg.uri, document_class=RawBSONDocument, tz_aware=True,
                                                    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
                                                    serverSelectionTimeoutMS=cfg.server_timeout_ms,
-                                                   connectTimeoutMS=cfg.server_timeout_ms, appname="archiverd",
+                                                   connectTimeoutMS=cfg.server_timeout_ms,
+                                                   # no operation may block forever on a wedged server:
+                                                   # a timeout is a transient error, retried, then exit 6
+                                                   socketTimeoutMS=6 * cfg.server_timeout_ms,
+                                                   appname="archiverd",
                                                    retryWrites=True, retryReads=True)
         except (pe.ConfigurationError, pe.InvalidURI, ValueError, TypeError) as exc:
             raise ConfigError(f"MONGODB_URI {redact(cfg.uri)!r} is not usable: {exc}") from None
@@ -132,21 +136,19 @@ class Source:
         # $type excludes strings, numbers and missing fields: only real BSON dates are ever archived
         return {self.cfg.date_field: {"$lt": watermark, "$type": "date"}}
 
-    def expired(self, watermark: dt.datetime, limit: int) -> Iterator[RawBSONDocument]:
+    def expired(self, watermark: dt.datetime) -> Iterator[RawBSONDocument]:
         """Expired documents, oldest first, with their exact bytes. Resumes after a transient
-        failure from the last document seen (sort key (date, _id))."""
+        failure or a lost cursor from the last document seen (sort key (date, _id))."""
         last: tuple[Any, Any] | None = None
-        seen = 0
-        while seen < limit:
+        while True:
             query = self.expired_filter(watermark)
             if last is not None:
                 f = self.cfg.date_field
                 query = {"$and": [query, {"$or": [{f: {"$gt": last[0]}}, {f: last[0], "_id": {"$gt": last[1]}}]}]}
             cursor = (self.collection.find(query).sort([(self.cfg.date_field, 1), ("_id", 1)])
-                      .batch_size(self.cfg.batch_size).limit(limit - seen).allow_disk_use(True))
+                      .batch_size(self.cfg.batch_size).allow_disk_use(True))
             try:
                 for doc in cursor:
-                    seen += 1
                     last = (self.date_of(doc), doc["_id"])
                     yield doc
                 return

@@ -219,6 +219,59 @@ class World:
         self.client.close()
 
 
+def rewrite_frames(path: Path, edit: Any) -> None:
+    """Re-encode a segment's video with its list of frame images edited (each frame stays a valid
+    QR frame): how dropped, duplicated, reordered and foreign frames are made."""
+    from archiverd import video
+    images = edit([image for _, image in video.read_frames(path)])
+    tmp = path.with_name("rewritten.mkv")
+    writer = video.VideoWriter(tmp)
+    for image in images:
+        writer.write(image)
+    writer.close()
+    tmp.replace(path)
+
+
+CORRUPTIONS = ("byte flip", "truncation", "dropped frame", "duplicated frame", "reordered frames",
+               "foreign frame", "swapped index", "tampered checksum", "tampered _id")
+
+
+def corrupt(kind: str, path: Path, rng: Any, other: Path) -> None:
+    """Damage the segment at `path` in one of the CORRUPTIONS ways (`other` is a second segment)."""
+    data = path.read_bytes()
+    idx_path = index.path_for(path)
+    if kind == "byte flip":
+        pos = rng.randrange(len(data))
+        damaged = bytearray(data)
+        damaged[pos] ^= 1 << rng.randrange(8)
+        path.write_bytes(bytes(damaged))
+    elif kind == "truncation":
+        path.write_bytes(data[: rng.randrange(len(data))])
+    elif kind in ("dropped frame", "duplicated frame", "reordered frames", "foreign frame"):
+        def edit(frames: list) -> list:
+            k = rng.randrange(len(frames) - 1)
+            if kind == "dropped frame":
+                return frames[:k] + frames[k + 1:]
+            if kind == "duplicated frame":
+                return frames[:k + 1] + [frames[k]] + frames[k + 1:]
+            if kind == "reordered frames":
+                return frames[:k] + [frames[k + 1], frames[k]] + frames[k + 2:]
+            from archiverd import video
+            foreign = [image for _, image in video.read_frames(other)]
+            return frames[:k] + [foreign[min(k, len(foreign) - 1)]] + frames[k + 1:]
+        rewrite_frames(path, edit)
+    elif kind == "swapped index":
+        idx_path.write_bytes(index.path_for(other).read_bytes())
+    else:
+        idx = json.loads(idx_path.read_text())
+        entry = idx["docs"][rng.randrange(len(idx["docs"]))]
+        if kind == "tampered checksum":
+            entry["sha256"] = f"{int(entry['sha256'], 16) ^ 1:064x}"
+        else:
+            entry["_id"] = {"$oid": "0" * 24}
+        idx_path.write_text(json.dumps(idx))
+
+
 def daemon_log(proc: subprocess.Popen) -> str:
     return proc.log_path.read_text()  # type: ignore[attr-defined]
 

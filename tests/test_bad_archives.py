@@ -7,6 +7,7 @@ import pytest
 
 from archiverd import SegmentError, SegmentReader, index, verify_video, write_segment
 from archiverd import video
+from tests.reliability import CORRUPTIONS, corrupt, rewrite_frames
 
 
 @pytest.fixture
@@ -17,15 +18,7 @@ def segment(tmp_path, eat_docs, text_docs):
 
 
 def _rewrite_frames(path, edit):
-    """Re-encode the video with its frame list edited (frames themselves stay valid QR frames)."""
-    images = [image for _, image in video.read_frames(path)]
-    images = edit(images)
-    tmp = path.with_name("rewritten.mkv")
-    writer = video.VideoWriter(tmp)
-    for image in images:
-        writer.write(image)
-    writer.close()
-    shutil.move(tmp, path)
+    rewrite_frames(path, edit)
     return verify_video(path, None)
 
 
@@ -152,3 +145,23 @@ def test_foreign_files_are_refused(tmp_path):
     _assert_named(verify_video(other_video, None), "frame 0", "unreadable")
     with pytest.raises(SegmentError, match="no such segment"):
         SegmentReader(tmp_path / "absent.mkv")
+
+
+@pytest.mark.parametrize("kind", CORRUPTIONS)
+def test_every_kind_of_damage_is_detected_and_restore_refuses(segment, tmp_path, text_docs, kind, cfg):
+    from archiverd.restore import restore
+    from archiverd.source import Source
+    other = tmp_path / "other" / "part-0001.mkv"
+    other.parent.mkdir()
+    write_segment(other, text_docs[200:260])
+    rng = random.Random(CORRUPTIONS.index(kind))
+    corrupt(kind, segment, rng, other)
+    try:
+        report = SegmentReader(segment).verify()
+    except SegmentError:
+        return  # refused before decoding (e.g. an index that no longer parses)
+    assert not report.ok, kind
+    source = Source(cfg)
+    with pytest.raises(SegmentError):
+        restore([segment], source)
+    assert source.collection.count_documents({}) == 0  # nothing inserted from a damaged segment

@@ -15,6 +15,7 @@ import time
 import bson
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, ReturnDocument
+from pymongo.errors import PyMongoError
 
 from archiverd import index
 
@@ -22,7 +23,8 @@ from archiverd import index
 def main() -> None:
     uri, database, seconds, seed = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4])
     rng = random.Random(seed)
-    coll = MongoClient(uri, document_class=RawBSONDocument, tz_aware=True)[database]["eat_agent_experiences"]
+    coll = MongoClient(uri, document_class=RawBSONDocument, tz_aware=True, socketTimeoutMS=5000,
+                       serverSelectionTimeoutMS=5000)[database]["eat_agent_experiences"]
     now = dt.datetime.now(dt.timezone.utc)
     ledger: dict[str, tuple[object, str | None]] = {}
     existing = [d["_id"] for d in coll.find({}, projection={"_id": 1})]
@@ -30,25 +32,33 @@ def main() -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         op = rng.random()
-        if op < 0.4 or not existing:
-            age = rng.choice([5, 30, 95, 120, 200])  # fresh and expired
-            raw = bson.encode({"_id": f"w{seed}-{n}", "timestamp": now - dt.timedelta(days=age, seconds=n),
-                               "note": "written while archiving", "n": n})
-            coll.insert_one(RawBSONDocument(raw))
-            existing.append(f"w{seed}-{n}")
-            ledger[index.id_key(index.id_json(f"w{seed}-{n}"))] = (f"w{seed}-{n}", hashlib.sha256(raw).hexdigest())
-            n += 1
-        elif op < 0.85:
-            _id = rng.choice(existing)
-            doc = coll.find_one_and_update({"_id": _id}, {"$set": {"edited": n}, "$inc": {"edits": 1}},
-                                           return_document=ReturnDocument.AFTER)
-            if doc is not None:  # not yet archived: this is now its latest version
-                ledger[index.id_key(index.id_json(_id))] = (_id, hashlib.sha256(doc.raw).hexdigest())
-            n += 1
-        else:
-            _id = existing.pop(rng.randrange(len(existing)))
-            if coll.delete_one({"_id": _id}).deleted_count:
-                ledger[index.id_key(index.id_json(_id))] = (_id, None)
+        _id = f"w{seed}-{n}" if op < 0.4 or not existing else rng.choice(existing)
+        key = index.id_key(index.id_json(_id))
+        try:
+            if op < 0.4 or not existing:
+                age = rng.choice([5, 30, 95, 120, 200])  # fresh and expired
+                raw = bson.encode({"_id": _id, "timestamp": now - dt.timedelta(days=age, seconds=n),
+                                   "note": "written while archiving", "n": n})
+                coll.insert_one(RawBSONDocument(raw))
+                existing.append(_id)
+                ledger[key] = (_id, hashlib.sha256(raw).hexdigest())
+            elif op < 0.85:
+                doc = coll.find_one_and_update({"_id": _id}, {"$set": {"edited": n}, "$inc": {"edits": 1}},
+                                               return_document=ReturnDocument.AFTER)
+                if doc is not None:  # not yet archived: this is now its latest version
+                    ledger[key] = (_id, hashlib.sha256(doc.raw).hexdigest())
+            else:
+                existing.remove(_id)
+                if coll.delete_one({"_id": _id}).deleted_count:
+                    ledger[key] = (_id, None)
+        except PyMongoError:
+            # the outcome is unknown: record only what a re-read can prove, else exempt the _id
+            try:
+                doc = coll.find_one({"_id": _id})
+                ledger[key] = (_id, hashlib.sha256(doc.raw).hexdigest() if doc is not None else None)
+            except PyMongoError:
+                ledger[key] = (_id, None)
+        n += 1
     print(json.dumps({k: [index.id_json(v[0]), v[1]] for k, v in ledger.items()}))
 
 

@@ -17,7 +17,7 @@ def _dry_run(cfg: Config) -> int:
     source = Source(cfg)
     wm = watermark(cfg)
     per_day: dict[str, list[int]] = {}
-    for doc in source.expired(wm, limit=10 ** 12):
+    for doc in source.expired(wm):
         day = per_day.setdefault(archive.day_label(source.date_of(doc)), [0, 0])
         day[0] += 1
         day[1] += len(doc.raw)
