@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import bson
 
-from .segment import DECODE_OPTIONS, SegmentWriter, _stream_documents
+from .segment import DECODE_OPTIONS, SegmentWriter, stream_documents
 
 
 def encode_experiences_to_video(experiences: Iterable[Any]) -> bytes:
@@ -35,4 +35,4 @@ def decode_video_to_experiences(data: bytes) -> list[dict[str, Any]]:
     with tempfile.TemporaryDirectory(prefix="archiverd-") as tmp:
         path = Path(tmp) / "segment.mkv"
         path.write_bytes(data)
-        return [bson.decode(raw, DECODE_OPTIONS) for raw in _stream_documents(path)]
+        return [bson.decode(raw, DECODE_OPTIONS) for raw in stream_documents(path)]

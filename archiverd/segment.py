@@ -382,7 +382,7 @@ class _Stream:
             self._stop("content digest in the end record does not match the documents")
 
 
-def _stream_documents(path: Path, *, workers: int | None = None) -> Iterator[bytes]:
+def stream_documents(path: Path, *, workers: int | None = None) -> Iterator[bytes]:
     """Every document of a video, in order, from the stream alone (no index); raises on any problem."""
     def fail(message: str) -> None:
         raise SegmentError(message, str(path))
@@ -475,7 +475,7 @@ class SegmentReader:
     def __iter__(self) -> Iterator[bytes]:
         """Every document's exact BSON bytes, in the order written, each checked against the index."""
         docs = self.index["docs"]
-        for i, raw in enumerate(_stream_documents(self.path, workers=1)):
+        for i, raw in enumerate(stream_documents(self.path, workers=1)):
             if i >= len(docs) or hashlib.sha256(raw).hexdigest() != docs[i]["sha256"]:
                 raise SegmentError(f"document {i} does not match the index checksum", str(self.path))
             yield raw

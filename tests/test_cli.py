@@ -1,5 +1,6 @@
 """The command line as a user runs it: a real process, exit codes, no tracebacks."""
 import json
+import time
 import subprocess
 import sys
 
@@ -95,3 +96,21 @@ def test_bad_arguments_and_files_are_clear_errors(tmp_path):
     junk = tmp_path / "junk.mkv"
     junk.write_bytes(b"\x00" * 100)
     assert "index file is missing" in run("inspect", junk, check_code=4).stderr
+
+
+def test_export_says_which_copy_is_newest(tmp_path):
+    v1 = bson.encode({"_id": "exp-1", "final_outcome": "first"})
+    v2 = bson.encode({"_id": "exp-1", "final_outcome": "edited later"})
+    other = bson.encode({"_id": "exp-2"})
+    older, newer = tmp_path / "b" / "part-0001.mkv", tmp_path / "a" / "part-0001.mkv"  # names sort the wrong way
+    older.parent.mkdir()
+    newer.parent.mkdir()
+    write_segment(older, [v1, other])
+    time.sleep(0.01)  # sealing order (created_at, ms) decides, not names or arguments
+    write_segment(newer, [v2])
+    proc = run("export", newer, older, check_code=0)  # argument order does not decide: sealing order does
+    assert len(proc.stdout.splitlines()) == 3 and "1 older copies of re-archived _ids included" in proc.stderr
+    proc = run("export", "--newest-only", older, newer, check_code=0)
+    docs = [json_util.loads(line) for line in proc.stdout.splitlines()]
+    assert [d["_id"] for d in docs] == ["exp-2", "exp-1"] and docs[1]["final_outcome"] == "edited later"
+    assert "skipped" in proc.stderr

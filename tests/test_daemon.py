@@ -294,3 +294,19 @@ def test_a_cycle_longer_than_the_lease_keeps_it(cfg, collection):
     with faults.installed(slow):
         code, stats = Daemon(cfg).once()
     assert code == EXIT_OK and stats.deleted == 3 and not remaining(collection)
+
+
+def test_restore_takes_the_newest_copy_of_a_re_archived_document(cfg, collection, tmp_path):
+    from archiverd import write_segment
+    from archiverd.restore import restore
+    v1 = bson.encode({"_id": "exp-1", "timestamp": NOW, "final_outcome": "first"})
+    v2 = bson.encode({"_id": "exp-1", "timestamp": NOW, "final_outcome": "edited later"})
+    older, newer = tmp_path / "b" / "part-0001.mkv", tmp_path / "a" / "part-0001.mkv"  # names sort the wrong way
+    older.parent.mkdir()
+    newer.parent.mkdir()
+    write_segment(older, [v1])
+    time.sleep(0.01)  # sealing order (created_at, ms) decides, not names or arguments
+    write_segment(newer, [v2])
+    stats = restore([newer, older], Source(cfg))
+    assert (stats.inserted, stats.older_copies) == (1, 1)
+    assert collection.find_one({"_id": "exp-1"}).raw == v2

@@ -10,6 +10,8 @@ import bson
 import click
 from bson import json_util
 
+from .. import index
+from ..restore import newest_copies
 from ..segment import DECODE_OPTIONS, SegmentReader
 
 
@@ -18,13 +20,20 @@ def ejson_line(raw: bytes, canonical: bool) -> str:
     return json_util.dumps(bson.decode(raw, DECODE_OPTIONS), json_options=options)
 
 
-def _write(segments: tuple[Path, ...], canonical: bool, out: IO[str]) -> int:
-    count = 0
-    for path in segments:
-        for raw in SegmentReader(path):
+def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str]) -> tuple[int, int]:
+    """Write the documents; returns (written, older copies seen)."""
+    newest = newest_copies(readers)
+    count = older = 0
+    for r, reader in enumerate(readers):
+        entries = reader.entries()
+        for i, raw in enumerate(reader):
+            if newest[index.id_key(entries[i].get("_id"))] != (r, i):
+                older += 1
+                if newest_only:
+                    continue
             out.write(ejson_line(raw, canonical) + "\n")
             count += 1
-    return count
+    return count, older
 
 
 @click.command("export")
@@ -33,26 +42,35 @@ def _write(segments: tuple[Path, ...], canonical: bool, out: IO[str]) -> int:
 @click.option("--canonical", is_flag=True, help="Canonical Extended JSON (type-exact) instead of relaxed.")
 @click.option("-o", "--output", type=click.Path(path_type=Path),
               help="Write to this file (created only if every document was read intact).")
-def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path | None) -> int:
+@click.option("--newest-only", is_flag=True,
+              help="Of an _id archived more than once, write only its newest copy (as restore does).")
+def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path | None, newest_only: bool) -> int:
     """Write the documents of SEGMENTS as Extended JSON, one per line, in archive order.
 
     Every document is checked against its index checksum as it is read; on any damage the command
-    stops with exit code 4 (and with -o leaves no output file behind).
+    stops with exit code 4 (and with -o leaves no output file behind). A document that changed after
+    it was archived can be archived again; the newest copy is the one from the most recently sealed
+    segment, and the summary says how many older copies there were.
 
     \b
     Examples:
       archiverd export part-0001.mkv > part-0001.jsonl
-      archiverd export --canonical -o day.jsonl archives/db/coll/2026/08/01/*.mkv
+      archiverd export --canonical --newest-only -o day.jsonl archives/db/coll/2026/08/01/*.mkv
     """
+    readers = [SegmentReader(p) for p in segments]
     if output is None:
-        count = _write(segments, canonical, sys.stdout)
+        count, older = _write(readers, canonical, newest_only, sys.stdout)
     else:
         tmp = output.with_name(f".{output.name}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as out:
-                count = _write(segments, canonical, out)
+                count, older = _write(readers, canonical, newest_only, out)
             os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)
-    click.echo(f"exported {count} documents", err=True)
+    note = ""
+    if older:
+        note = (f"; {older} older copies of re-archived _ids {'skipped' if newest_only else 'included'} "
+                "(newest = most recently sealed segment" + ("" if newest_only else "; --newest-only drops them") + ")")
+    click.echo(f"exported {count} documents{note}", err=True)
     return 0

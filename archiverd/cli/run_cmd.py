@@ -51,8 +51,10 @@ def command(cfg: Config, once: bool, dry_run: bool) -> int:
         return _dry_run(cfg)
     bar = None
     if once and sys.stderr.isatty():
-        bar = click.progressbar(length=Source(cfg).counts(watermark(cfg))["expired"], label="archiving",
+        probe = Source(cfg)
+        bar = click.progressbar(length=probe.count(probe.expired_filter(watermark(cfg))), label="archiving",
                                 file=sys.stderr)
+        probe.close()
     daemon = Daemon(cfg, progress=bar.update if bar else None)
     daemon.install_signal_handlers()
     if not once:
