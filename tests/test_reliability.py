@@ -4,6 +4,7 @@ Figures for docs/RELIABILITY.md come from bench/bench_reliability.py, which runs
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import json
 import os
 import random
@@ -17,7 +18,7 @@ import pytest
 from bson import json_util
 from bson.raw_bson import RawBSONDocument
 
-from archiverd import SegmentReader, archive
+from archiverd import SegmentReader, archive, index
 from tests.conftest import every_type_document
 from tests.mongo_server import Server
 from tests.reliability import CRASH_POINTS, ROOT, World, daemon_log, kill
@@ -138,9 +139,16 @@ def test_server_killed_and_restarted_mid_cycle(tmp_path):
         run.wait(240)
         text = log.read_text()
         assert run.returncode == 0, text
-        assert "event=mongodb.retry" in text or "event=changestream" in text or "retry" in text
+        assert "event=mongodb.retry" in text
         report = world.check()
-        assert report.converged, report
+        assert report.safe and not report.temp_files and not report.pending, report
+        # SecantusDB forgets acknowledged transaction commits when SIGKILLed (docs/RELIABILITY.md), so
+        # deleted documents may come back. Each one must then be archived with exactly these bytes.
+        archived = {(index.id_key(e["_id"]), e["sha256"]) for p in archive.segments(world.collection_dir)
+                    for e in SegmentReader(p).entries()}
+        wm = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
+        for doc in world.coll.find({"timestamp": {"$lt": wm}}):
+            assert (index.id_key(index.id_json(doc["_id"])), hashlib.sha256(doc.raw).hexdigest()) in archived
     finally:
         world.client.close()
         server.stop()
