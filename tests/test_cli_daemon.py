@@ -9,11 +9,9 @@ import subprocess
 import sys
 import time
 
-import bson
-from bson.raw_bson import RawBSONDocument
 
 from archiverd import archive
-from tests.test_daemon import doc, remaining, seed
+from tests.test_daemon import remaining, seed
 
 
 def env_for(cfg, **extra) -> dict[str, str]:

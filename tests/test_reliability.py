@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import bson
 import pytest
@@ -113,7 +114,7 @@ def test_two_daemons_only_one_archives_and_the_other_takes_over(world):
     assert world.check().converged
 
 
-def _start_cycle(world: World, tmp_path) -> tuple[subprocess.Popen, "Path"]:
+def _start_cycle(world: World, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     """`run --once` in the background; returns once it has sealed its first segment (mid-cycle)."""
     log = tmp_path / "cycle.log"
     with open(log, "w") as sink:

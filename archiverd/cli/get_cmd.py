@@ -1,7 +1,6 @@
 """`archiverd get`: one document by `_id`, decoding only its block."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
