@@ -8,14 +8,12 @@ sealed; the journal entry is removed when the deletes are done. A restart replay
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from bson import json_util
 
 from . import archive, durable, faults, index, log
 from .config import Config
@@ -80,7 +78,7 @@ class Archiver:
                 # keep everything in MongoDB; a human must look at this segment
                 raise SegmentError("journaled segment fails verification, nothing deleted: "
                                    + "; ".join(report.problems), str(video))
-            entries = [(json_util.loads(json.dumps(e["_id"])), e["sha256"]) for e in reader.entries()]
+            entries = [(index.from_json(e["_id"]), e["sha256"]) for e in reader.entries()]
             outcome = self._delete(entries, lease, rel)
             stats.recovered += outcome.deleted
             if not self.stop.is_set():
@@ -176,7 +174,7 @@ class Archiver:
             if self.stop.is_set():
                 return total
             present = self.source.present([i for i, _ in entries])
-            again = [(i, sha) for i, sha in entries if index.id_key(index.id_json(i)) in present]
+            again = [(i, sha) for i, sha in entries if index.key_of(i) in present]
             if len(again) <= total.changed:  # only the documents kept because they changed
                 break
             log.warning("delete.not_durable", segment=rel, documents=len(again) - total.changed,

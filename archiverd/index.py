@@ -32,9 +32,19 @@ def id_json(value: Any) -> Any:
     return json.loads(json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS))
 
 
+def from_json(ejson: Any) -> Any:
+    """The BSON value back from its canonical Extended JSON (the inverse of `id_json`)."""
+    return json_util.loads(json.dumps(ejson))
+
+
 def id_key(ejson: Any) -> str:
     """A stable lookup key for an `_id` given as canonical Extended JSON (what `id_json` returns)."""
     return json.dumps(ejson, sort_keys=True, separators=(",", ":"))
+
+
+def key_of(value: Any) -> str:
+    """The lookup key of an `_id` given as a BSON value (equal to id_key of its index entry)."""
+    return id_key(id_json(value))
 
 
 def dumps(index: dict[str, Any]) -> bytes:

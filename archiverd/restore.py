@@ -68,10 +68,10 @@ def _insert(docs: list[RawBSONDocument], source: Source, dry_run: bool, stats: R
         return
     ids = [d["_id"] for d in docs]
     if dry_run:
-        existing = {index.id_key(index.id_json(d["_id"])) for d in source.retrying(
+        existing = {index.key_of(d["_id"]) for d in source.retrying(
             "look up existing ids", lambda: list(source.collection.find({"_id": {"$in": ids}}, projection={"_id": 1})))}
         for _id in ids:
-            if index.id_key(index.id_json(_id)) in existing:
+            if index.key_of(_id) in existing:
                 _note_existing(stats, _id)
             else:
                 stats.inserted += 1

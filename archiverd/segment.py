@@ -485,7 +485,7 @@ class SegmentReader:
 
     def get(self, _id: Any) -> bytes:
         """One document by `_id` (a BSON value), decoding only the frames of its block."""
-        key = index.id_key(index.id_json(_id))
+        key = index.key_of(_id)
         found = [i for i, e in enumerate(self.index["docs"]) if index.id_key(e.get("_id")) == key]
         if not found:
             raise KeyError(_id)

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import os
 import socket
 import uuid
@@ -22,7 +21,6 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import bson
-from bson import json_util
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, ReturnDocument
@@ -192,11 +190,11 @@ class Source:
         """Delete the documents (_id, archived SHA-256) whose current bytes still hash the same,
         in one majority transaction that also checks the lease's fencing token."""
         ids = [i for i, _ in batch]
-        wanted = {index.id_key(index.id_json(i)): (i, sha) for i, sha in batch}
+        wanted = {index.key_of(i): (i, sha) for i, sha in batch}
 
         def txn(session: Any) -> DeleteOutcome:
             self._check_lease(lease, session)
-            current = {index.id_key(index.id_json(d["_id"])): d.raw
+            current = {index.key_of(d["_id"]): d.raw
                        for d in self.collection.find({"_id": {"$in": ids}}, session=session)}
             out = DeleteOutcome()
             same = []
@@ -228,7 +226,7 @@ class Source:
         found: set[str] = set()
         for start in range(0, len(ids), 1000):
             chunk = ids[start:start + 1000]
-            found.update(index.id_key(index.id_json(d["_id"])) for d in self.retrying(
+            found.update(index.key_of(d["_id"]) for d in self.retrying(
                 "confirm deletes", lambda c=chunk: list(coll.find({"_id": {"$in": c}}, projection={"_id": 1}))))
         return found
 
@@ -296,9 +294,8 @@ class Source:
 def token_to_json(token: Any) -> Any:
     if token is None:
         return None
-    value = bson.decode(token.raw) if isinstance(token, RawBSONDocument) else token
-    return json.loads(json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS))
+    return index.id_json(bson.decode(token.raw) if isinstance(token, RawBSONDocument) else token)
 
 
 def token_from_json(value: Any) -> Any:
-    return None if value is None else json_util.loads(json.dumps(value))
+    return None if value is None else index.from_json(value)

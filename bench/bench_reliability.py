@@ -28,9 +28,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import bson  # noqa: E402
-from bson import json_util  # noqa: E402
 
-from archiverd import SegmentError, SegmentReader, write_segment  # noqa: E402
+from archiverd import SegmentError, SegmentReader, index, write_segment  # noqa: E402
 from bench.corpus import experiences  # noqa: E402
 from tests.mongo_server import Server  # noqa: E402
 from tests.reliability import CORRUPTIONS, CRASH_POINTS, World, corrupt, kill  # noqa: E402
@@ -84,7 +83,7 @@ def soak(server: Server, work: Path, runs: int, seed: int = 7) -> dict:
         kill(daemon)
         ledger, _ = writer.communicate(timeout=300)
         for key, (_id, sha) in json.loads(ledger).items():
-            world.ids[key] = json_util.loads(json.dumps(_id))
+            world.ids[key] = index.from_json(_id)
             world.latest[key] = sha
         server.stop()
         server.start()

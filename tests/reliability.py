@@ -107,7 +107,7 @@ class World:
 
     def record(self, raw: bytes) -> None:
         _id = RawBSONDocument(raw)["_id"]
-        key = index.id_key(index.id_json(_id))
+        key = index.key_of(_id)
         self.ids[key] = _id
         self.latest[key] = hashlib.sha256(raw).hexdigest()
 
@@ -184,7 +184,7 @@ class World:
 
     def check(self, verify: bool = True) -> Report:
         rep = Report(documents=sum(1 for v in self.latest.values() if v is not None))
-        in_db = {index.id_key(index.id_json(d["_id"])): hashlib.sha256(d.raw).hexdigest() for d in self.coll.find()}
+        in_db = {index.key_of(d["_id"]): hashlib.sha256(d.raw).hexdigest() for d in self.coll.find()}
         rep.in_db = len(in_db)
         archived: dict[str, set[str]] = {}
         seen: set[tuple[str, str]] = set()

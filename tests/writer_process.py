@@ -33,7 +33,7 @@ def main() -> None:
     while time.monotonic() < deadline:
         op = rng.random()
         _id = f"w{seed}-{n}" if op < 0.4 or not existing else rng.choice(existing)
-        key = index.id_key(index.id_json(_id))
+        key = index.key_of(_id)
         try:
             if op < 0.4 or not existing:
                 age = rng.choice([5, 30, 95, 120, 200])  # fresh and expired
