@@ -1,7 +1,7 @@
 """archiverd: moves expired MongoDB documents into verified, lossless QR-video segments."""
 from .api import decode_video_to_experiences, encode_experiences_to_video
 from .errors import ArchiverdError, ConfigError, DatabaseError, SegmentError, StorageError
-from .segment import SegmentReader, SegmentWriter, VerifyReport, verify_video, write_segment
+from .format.segment import SegmentReader, SegmentWriter, VerifyReport, verify_video, write_segment
 
 __version__ = "0.1.0"
 __all__ = [

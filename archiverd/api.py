@@ -7,7 +7,7 @@ from typing import Any, Iterable
 
 import bson
 
-from .segment import DECODE_OPTIONS, SegmentWriter, stream_documents
+from .format.segment import DECODE_OPTIONS, SegmentWriter, stream_documents
 
 
 def encode_experiences_to_video(experiences: Iterable[Any]) -> bytes:

@@ -29,7 +29,8 @@ sys.path.insert(0, str(ROOT))
 
 import bson  # noqa: E402
 
-from archiverd import SegmentError, SegmentReader, index, write_segment  # noqa: E402
+from archiverd import SegmentError, SegmentReader, write_segment  # noqa: E402
+from archiverd.format import index
 from bench.corpus import experiences  # noqa: E402
 from tests.mongo_server import Server  # noqa: E402
 from tests.reliability import CORRUPTIONS, CRASH_POINTS, World, corrupt, kill  # noqa: E402

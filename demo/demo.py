@@ -22,7 +22,9 @@ import bson  # noqa: E402
 from bson.raw_bson import RawBSONDocument  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
-from archiverd import SegmentReader, archive, index  # noqa: E402
+from archiverd import SegmentReader  # noqa: E402
+from archiverd.store import layout
+from archiverd.format import index
 from bench.corpus import experiences  # noqa: E402
 from tests.mongo_server import Server  # noqa: E402
 
@@ -84,11 +86,11 @@ def run_demo(server: Server, tmp: Path) -> int:
     print(f"{len(sealed)} segments sealed, e.g.\n  {sealed[0]}\n  ...\n  {sealed[-1]}")
 
     collection_dir = tmp / "archives" / "evolving_agents_db" / "eat_agent_experiences"
-    print(f"\narchived per day (first and last 5 of {len(list(archive.segments(collection_dir)))}):")
+    print(f"\narchived per day (first and last 5 of {len(list(layout.segments(collection_dir)))}):")
     print(f"  {'day':<12} {'part':<14} {'docs':>5} {'video KB':>9}")
     rows = []
     archived_bson = video_bytes = archived_docs = 0
-    for path in archive.segments(collection_dir):
+    for path in layout.segments(collection_dir):
         idx = index.load(index.path_for(path))
         day = "-".join(path.parent.relative_to(collection_dir).parts)
         rows.append(f"  {day:<12} {path.name:<14} {idx['documents']:>5} {idx['video']['bytes'] / 1e3:>9.0f}")
@@ -103,7 +105,7 @@ def run_demo(server: Server, tmp: Path) -> int:
     status = cli(env, "status")
     print(status.stdout.rstrip())
 
-    segment = next(archive.segments(collection_dir))
+    segment = next(layout.segments(collection_dir))
     restore = cli(env, "restore", str(segment), "--to", "evolving_agents_db.eat_restore_check")
     print(restore.stderr.strip())
     restored = {str(d["_id"]): d.raw for d in client.evolving_agents_db.eat_restore_check.find()}

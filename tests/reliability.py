@@ -29,8 +29,10 @@ import bson
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from archiverd import SegmentReader, archive, index
-from archiverd.state import State
+from archiverd import SegmentReader
+from archiverd.store import layout
+from archiverd.format import index
+from archiverd.service.state import State
 from bench.corpus import experience
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -188,7 +190,7 @@ class World:
         rep.in_db = len(in_db)
         archived: dict[str, set[str]] = {}
         seen: set[tuple[str, str]] = set()
-        for path in archive.segments(self.collection_dir):
+        for path in layout.segments(self.collection_dir):
             reader = SegmentReader(path)
             if verify and not reader.verify().ok:
                 rep.bad_segments.append(str(path))
@@ -222,7 +224,7 @@ class World:
 def rewrite_frames(path: Path, edit: Any) -> None:
     """Re-encode a segment's video with its list of frame images edited (each frame stays a valid
     QR frame): how dropped, duplicated, reordered and foreign frames are made."""
-    from archiverd import video
+    from archiverd.format import video
     images = edit([image for _, image in video.read_frames(path)])
     tmp = path.with_name("rewritten.mkv")
     writer = video.VideoWriter(tmp)
@@ -256,7 +258,7 @@ def corrupt(kind: str, path: Path, rng: Any, other: Path) -> None:
                 return frames[:k + 1] + [frames[k]] + frames[k + 1:]
             if kind == "reordered frames":
                 return frames[:k] + [frames[k + 1], frames[k]] + frames[k + 2:]
-            from archiverd import video
+            from archiverd.format import video
             foreign = [image for _, image in video.read_frames(other)]
             return frames[:k] + [foreign[min(k, len(foreign) - 1)]] + frames[k + 1:]
         rewrite_frames(path, edit)

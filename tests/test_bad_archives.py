@@ -5,8 +5,9 @@ import shutil
 
 import pytest
 
-from archiverd import SegmentError, SegmentReader, index, verify_video, write_segment
-from archiverd import video
+from archiverd import SegmentError, SegmentReader, verify_video, write_segment
+from archiverd.format import index
+from archiverd.format import video
 from tests.reliability import CORRUPTIONS, corrupt, rewrite_frames
 
 
@@ -149,8 +150,8 @@ def test_foreign_files_are_refused(tmp_path):
 
 @pytest.mark.parametrize("kind", CORRUPTIONS)
 def test_every_kind_of_damage_is_detected_and_restore_refuses(segment, tmp_path, text_docs, kind, cfg):
-    from archiverd.restore import restore
-    from archiverd.source import Source
+    from archiverd.service.restore import restore
+    from archiverd.service.source import Source
     other = tmp_path / "other" / "part-0001.mkv"
     other.parent.mkdir()
     write_segment(other, text_docs[200:260])

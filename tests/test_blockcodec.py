@@ -1,6 +1,6 @@
 import pytest
 
-from archiverd import blockcodec
+from archiverd.format import blockcodec
 from archiverd.errors import SegmentError
 
 

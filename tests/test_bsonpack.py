@@ -4,8 +4,8 @@ import struct
 import bson
 import numpy as np
 
-from archiverd import bsonpack
-from archiverd.segment import DECODE_OPTIONS
+from archiverd.format import bsonpack
+from archiverd.format.segment import DECODE_OPTIONS
 
 
 def test_embeddings_are_packed_and_rebuilt_exactly(eat_docs):

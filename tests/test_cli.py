@@ -8,8 +8,9 @@ import bson
 import pytest
 from bson import json_util
 
-from archiverd import index, write_segment
-from archiverd.segment import DECODE_OPTIONS
+from archiverd import write_segment
+from archiverd.format import index
+from archiverd.format.segment import DECODE_OPTIONS
 
 UTC_JSON = json_util.JSONOptions(tz_aware=True)
 

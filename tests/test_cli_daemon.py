@@ -10,7 +10,7 @@ import sys
 import time
 
 
-from archiverd import archive
+from archiverd.store import layout
 from tests.test_daemon import remaining, seed
 
 
@@ -42,7 +42,7 @@ def test_run_once_status_and_restore_from_the_command_line(cfg, collection):
     status = json.loads(run(cfg, "status", "--json", code=0).stdout)
     assert status["expired"] == 0 and status["segments"] == 6 and status["last_seal"]["documents"] == 1
     assert status["database"] == "reachable" and status["pending_deletes"] == []
-    segments = [str(p) for p in archive.segments(cfg.collection_dir)]
+    segments = [str(p) for p in layout.segments(cfg.collection_dir)]
     proc = run(cfg, "restore", *segments, "--to", f"{cfg.database}.restored", code=0)
     assert "inserted 6 documents" in proc.stderr
     restored = {d["_id"]: d.raw for d in collection.database["restored"].find()}

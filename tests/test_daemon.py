@@ -11,12 +11,13 @@ import bson
 import pytest
 from bson.raw_bson import RawBSONDocument
 
-from archiverd import SegmentReader, archive, config, faults
-from archiverd.archiver import Archiver, watermark
-from archiverd.daemon import ChangeWatcher, Daemon
+from archiverd import SegmentReader, config, faults
+from archiverd.store import layout
+from archiverd.service.archiver import Archiver, watermark
+from archiverd.service.daemon import ChangeWatcher, Daemon
 from archiverd.errors import EXIT_OK, EXIT_WARNING
-from archiverd.source import LeaseLost, Source
-from archiverd.state import State
+from archiverd.service.source import LeaseLost, Source
+from archiverd.service.state import State
 from bench.corpus import experience
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
@@ -34,7 +35,7 @@ def seed(collection, spec: list[tuple[int, float]], embeddings: bool = False) ->
 
 def archived(cfg) -> dict[object, bytes]:
     out = {}
-    for path in archive.segments(cfg.collection_dir):
+    for path in layout.segments(cfg.collection_dir):
         for raw in SegmentReader(path):
             out[bson.decode(raw)["_id"]] = raw
     return out
@@ -52,16 +53,16 @@ def test_expired_are_archived_and_deleted_fresh_untouched(cfg, collection):
     assert code == EXIT_OK and stats.read == stats.sealed == stats.deleted == len(old)
     assert remaining(collection) == set(fresh)
     assert archived(cfg) == old  # byte-exact, every one
-    days = {p.parent.relative_to(cfg.collection_dir) for p in archive.segments(cfg.collection_dir)}
-    expect = {archive.day_dir(cfg.collection_dir, bson.decode(r, config_codec())["timestamp"]).relative_to(
+    days = {p.parent.relative_to(cfg.collection_dir) for p in layout.segments(cfg.collection_dir)}
+    expect = {layout.day_dir(cfg.collection_dir, bson.decode(r, config_codec())["timestamp"]).relative_to(
         cfg.collection_dir) for r in old.values()}
     assert days == expect
-    for path in archive.segments(cfg.collection_dir):
+    for path in layout.segments(cfg.collection_dir):
         assert SegmentReader(path).verify().ok
 
 
 def config_codec():
-    from archiverd.segment import DECODE_OPTIONS
+    from archiverd.format.segment import DECODE_OPTIONS
     return DECODE_OPTIONS
 
 
@@ -82,7 +83,7 @@ def test_a_day_split_over_two_parts(cfg, collection):
     Daemon(cfg).once()
     late = seed(collection, [(50 + i, 100.5) for i in range(3)])  # late arrivals for a sealed day
     Daemon(cfg).once()
-    parts = sorted(p.name for p in archive.segments(cfg.collection_dir))
+    parts = sorted(p.name for p in layout.segments(cfg.collection_dir))
     assert parts == ["part-0001.mkv", "part-0002.mkv"]
     assert archived(cfg) == first | late and not remaining(collection)
 
@@ -91,7 +92,7 @@ def test_segment_max_docs_rolls_parts(cfg, collection):
     cfg = dataclasses.replace(cfg, segment_max_docs=4)
     seed(collection, [(i, 100.5) for i in range(10)])
     Daemon(cfg).once()
-    assert [p.name for p in archive.segments(cfg.collection_dir)] == ["part-0001.mkv", "part-0002.mkv",
+    assert [p.name for p in layout.segments(cfg.collection_dir)] == ["part-0001.mkv", "part-0002.mkv",
                                                                        "part-0003.mkv"]
 
 
@@ -114,7 +115,7 @@ def test_update_between_read_and_delete_keeps_the_document(cfg, collection):
     # the next cycle archives the document again, in its new state, in a new part
     code, stats2 = Daemon(cfg).once()
     assert stats2.deleted == 1 and not remaining(collection)
-    copies = [bson.decode(raw) for p in archive.segments(cfg.collection_dir) for raw in SegmentReader(p)
+    copies = [bson.decode(raw) for p in layout.segments(cfg.collection_dir) for raw in SegmentReader(p)
               if bson.decode(raw)["_id"] == victim]
     assert [c["final_outcome"] for c in copies][-1] == "edited later" and len(copies) == 2
 
@@ -130,12 +131,12 @@ def test_dry_run_changes_nothing(cfg, collection, capsys):
 
 
 def test_restore_round_trip_is_byte_exact(cfg, collection):
-    from archiverd.restore import restore
+    from archiverd.service.restore import restore
     old = seed(collection, [(i, 100 + i % 3) for i in range(12)], embeddings=False)
     old.update(seed(collection, [(90, 140)], embeddings=True))
     Daemon(cfg).once()
     target = dataclasses.replace(cfg, collection="restored")
-    segments = list(archive.segments(cfg.collection_dir))
+    segments = list(layout.segments(cfg.collection_dir))
     stats = restore(segments, Source(target))
     assert stats.inserted == len(old) and stats.existing == 0
     restored = collection.database["restored"]
@@ -188,11 +189,11 @@ def test_crash_after_commit_is_finished_by_recovery(cfg, collection):
         Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
     source.release_lease(lease)
     assert remaining(collection) == set(old)  # sealed, not yet deleted
-    assert State(cfg.state_file).pending == ["/".join(list(archive.segments(cfg.collection_dir))[0]
+    assert State(cfg.state_file).pending == ["/".join(list(layout.segments(cfg.collection_dir))[0]
                                                       .relative_to(cfg.collection_dir).parts)]
     code, stats = Daemon(cfg).once()
     assert stats.recovered == 7 and stats.sealed == 0 and not remaining(collection)
-    assert len(list(archive.segments(cfg.collection_dir))) == 1  # no version sealed twice
+    assert len(list(layout.segments(cfg.collection_dir))) == 1  # no version sealed twice
     assert State(cfg.state_file).pending == []
 
 
@@ -213,7 +214,7 @@ def test_change_stream_wakes_and_resumes_after_restart(cfg, collection):
     token = watcher.token
     stop.set()
     watcher.join(10)
-    state.update(resume_token=__import__("archiverd.source", fromlist=["x"]).token_to_json(token))
+    state.update(resume_token=__import__("archiverd.service.source", fromlist=["x"]).token_to_json(token))
     # while no watcher runs, an expired document arrives; a restarted watcher replays it
     seed(collection, [(3, 400)])
     wake2, stop2 = threading.Event(), threading.Event()
@@ -298,7 +299,7 @@ def test_a_cycle_longer_than_the_lease_keeps_it(cfg, collection):
 
 def test_restore_takes_the_newest_copy_of_a_re_archived_document(cfg, collection, tmp_path):
     from archiverd import write_segment
-    from archiverd.restore import restore
+    from archiverd.service.restore import restore
     v1 = bson.encode({"_id": "exp-1", "timestamp": NOW, "final_outcome": "first"})
     v2 = bson.encode({"_id": "exp-1", "timestamp": NOW, "final_outcome": "edited later"})
     older, newer = tmp_path / "b" / "part-0001.mkv", tmp_path / "a" / "part-0001.mkv"  # names sort the wrong way

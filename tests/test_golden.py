@@ -7,7 +7,8 @@ make a test pass: a new format gets a new version number and a new golden file b
 import hashlib
 from pathlib import Path
 
-from archiverd import SegmentReader, frame, qr
+from archiverd import SegmentReader
+from archiverd.format import frame, qr
 
 GOLDEN = Path(__file__).parent / "golden"
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import zxingcpp
 
-from archiverd import frame, qr
+from archiverd.format import frame, qr
 
 
 @pytest.mark.parametrize("size", [1, 2, 17, 1000, 2929, qr.CAPACITY])

@@ -18,7 +18,9 @@ import bson
 import pytest
 from bson.raw_bson import RawBSONDocument
 
-from archiverd import SegmentReader, archive, index
+from archiverd import SegmentReader
+from archiverd.store import layout
+from archiverd.format import index
 from tests.conftest import every_type_document
 from tests.mongo_server import Server
 from tests.reliability import CRASH_POINTS, ROOT, World, daemon_log, kill
@@ -144,7 +146,7 @@ def test_server_killed_and_restarted_mid_cycle(tmp_path):
         assert report.safe and not report.temp_files and not report.pending, report
         # SecantusDB forgets acknowledged transaction commits when SIGKILLed (docs/RELIABILITY.md), so
         # deleted documents may come back. Each one must then be archived with exactly these bytes.
-        archived = {(index.id_key(e["_id"]), e["sha256"]) for p in archive.segments(world.collection_dir)
+        archived = {(index.id_key(e["_id"]), e["sha256"]) for p in layout.segments(world.collection_dir)
                     for e in SegmentReader(p).entries()}
         wm = dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=90)
         for doc in world.coll.find({"timestamp": {"$lt": wm}}):
@@ -233,7 +235,7 @@ def test_hostile_documents_are_archived_byte_exact_or_left_alone(world):
         world.record(raw)
     proc = world.run_once()
     assert proc.returncode == 0, proc.stderr
-    archived = {RawBSONDocument(raw)["_id"]: raw for p in archive.segments(world.collection_dir)
+    archived = {RawBSONDocument(raw)["_id"]: raw for p in layout.segments(world.collection_dir)
                 for raw in SegmentReader(p)}
     assert set(archived) == set(stored) - {"string-date", "no-date"}
     for _id, raw in archived.items():

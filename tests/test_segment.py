@@ -9,9 +9,10 @@ import bson
 import numpy as np
 import pytest
 
-from archiverd import SegmentReader, index, write_segment
-from archiverd.frame import DATA_PER_FRAME
-from archiverd.segment import SegmentWriter
+from archiverd import SegmentReader, write_segment
+from archiverd.format import index
+from archiverd.format.frame import DATA_PER_FRAME
+from archiverd.format.segment import SegmentWriter
 
 
 def test_eat_round_trip_is_byte_exact(eat_docs, seg_path):

@@ -17,7 +17,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient, ReturnDocument
 from pymongo.errors import PyMongoError
 
-from archiverd import index
+from archiverd.format import index
 
 
 def main() -> None:

@@ -10,9 +10,9 @@ import bson
 import click
 from bson import json_util
 
-from .. import index
-from ..restore import newest_copies
-from ..segment import DECODE_OPTIONS, SegmentReader
+from ..format import index
+from ..service.restore import newest_copies
+from ..format.segment import DECODE_OPTIONS, SegmentReader
 
 
 def ejson_line(raw: bytes, canonical: bool) -> str:

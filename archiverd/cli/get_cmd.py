@@ -7,7 +7,7 @@ import click
 from bson import json_util
 
 from ..errors import ConfigError
-from ..segment import SegmentReader
+from ..format.segment import SegmentReader
 from .export_cmd import ejson_line
 
 

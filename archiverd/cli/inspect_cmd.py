@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from .. import index
+from ..format import index
 
 
 def summary(path: Path, idx: dict[str, Any]) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import click
 
 from ..config import Config
 from ..errors import ConfigError
-from ..restore import restore
-from ..source import Source
+from ..service.restore import restore
+from ..service.source import Source
 from ._common import with_config
 
 

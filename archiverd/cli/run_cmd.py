@@ -5,11 +5,11 @@ import sys
 
 import click
 
-from .. import archive
-from ..archiver import watermark
+from ..store import layout
+from ..service.archiver import watermark
 from ..config import Config
-from ..daemon import Daemon
-from ..source import Source
+from ..service.daemon import Daemon
+from ..service.source import Source
 from ._common import with_config
 
 
@@ -18,7 +18,7 @@ def _dry_run(cfg: Config) -> int:
     wm = watermark(cfg)
     per_day: dict[str, list[int]] = {}
     for doc in source.expired(wm):
-        day = per_day.setdefault(archive.day_label(source.date_of(doc)), [0, 0])
+        day = per_day.setdefault(layout.day_label(source.date_of(doc)), [0, 0])
         day[0] += 1
         day[1] += len(doc.raw)
     counts = source.counts(wm)

@@ -6,19 +6,19 @@ from typing import Any
 
 import click
 
-from .. import archive
-from ..archiver import watermark
+from ..store import layout
+from ..service.archiver import watermark
 from ..config import Config, redact
 from ..errors import ArchiverdError, DatabaseError
-from ..source import Source
-from ..state import State
+from ..service.source import Source
+from ..service.state import State
 from ._common import with_config
 
 
 def collect(cfg: Config) -> dict[str, Any]:
     state = State(cfg.state_file)
     wm = watermark(cfg)
-    segments, size = archive.usage(cfg.collection_dir)
+    segments, size = layout.usage(cfg.collection_dir)
     info: dict[str, Any] = {
         "server": redact(cfg.uri), "namespace": cfg.namespace, "date_field": cfg.date_field,
         "threshold_days": cfg.threshold_days, "watermark": wm.isoformat(),

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import SegmentError
-from ..segment import SegmentReader, VerifyReport
+from ..format.segment import SegmentReader, VerifyReport
 
 
 @click.command("verify")

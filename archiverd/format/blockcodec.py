@@ -41,7 +41,7 @@ import numpy as np
 import zstandard
 
 from . import bsonpack
-from .errors import SegmentError
+from ..errors import SegmentError
 
 CODEC_PACKED = 1
 BZIP2_LEVEL = 9

@@ -19,10 +19,11 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import log, notify
+from .. import log
+from . import notify
 from .archiver import Archiver, CycleStats, watermark
-from .config import Config, redact
-from .errors import EXIT_OK, EXIT_WARNING, StorageError
+from ..config import Config, redact
+from ..errors import EXIT_OK, EXIT_WARNING, StorageError
 from .source import Source, token_from_json, token_to_json
 from .state import State
 

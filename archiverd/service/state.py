@@ -10,8 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from . import durable, faults
-from .errors import StorageError
+from ..store import durable
+from .. import faults
+from ..errors import StorageError
 
 
 class State:

@@ -23,8 +23,10 @@ import bson
 from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
-from . import blockcodec, bsonpack, durable, faults, frame, index, qr, records, video
-from .errors import SegmentError
+from . import blockcodec, bsonpack, frame, index, qr, records, video
+from ..store import durable
+from .. import faults
+from ..errors import SegmentError
 
 DEFAULT_BLOCK_BYTES = 4 << 20
 MAX_DOCUMENT_BYTES = 16 << 20  # MongoDB's limit

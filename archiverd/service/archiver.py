@@ -15,10 +15,12 @@ from pathlib import Path
 from typing import Any, Callable
 
 
-from . import archive, durable, faults, index, log
-from .config import Config
-from .errors import DatabaseError, SegmentError
-from .segment import SegmentReader, SegmentWriter
+from ..store import layout, durable
+from .. import faults, log
+from ..format import index
+from ..config import Config
+from ..errors import DatabaseError, SegmentError
+from ..format.segment import SegmentReader, SegmentWriter
 from .source import DeleteOutcome, Lease, LeaseLost, Source
 from .state import State
 
@@ -64,7 +66,7 @@ class Archiver:
     def recover(self, lease: Lease, stats: CycleStats) -> None:
         """Finish what a crash interrupted: sweep temporary files, then for every journaled segment
         either drop the entry (never committed) or verify it and finish its guarded deletes."""
-        for path in archive.sweep(self.cfg.collection_dir):
+        for path in layout.sweep(self.cfg.collection_dir):
             log.event("recovery.removed", path=str(path))
         for rel in self.state.pending:
             video = self.cfg.collection_dir / rel
@@ -101,14 +103,14 @@ class Archiver:
                     stats.stopped = True
                     break
                 when = self.source.date_of(doc)
-                label = archive.day_label(when)
+                label = layout.day_label(when)
                 if writer is not None and (label != day or writer.documents >= self.cfg.segment_max_docs):
                     full, writer = writer, None  # from here on the journal, not this frame, owns it
                     self._seal_and_delete(full, pending, lease, stats)
                     pending = []
                 if writer is None:
                     day = label
-                    writer = self._open(archive.day_dir(self.cfg.collection_dir, when))
+                    writer = self._open(layout.day_dir(self.cfg.collection_dir, when))
                 faults.hit("read")
                 entry = writer.append(doc.raw, {"date": when.isoformat() if isinstance(when, dt.datetime) else None})
                 pending.append((doc["_id"], entry["sha256"]))
@@ -135,7 +137,7 @@ class Archiver:
 
     def _open(self, directory: Path) -> SegmentWriter:
         durable.ensure_dir(directory)
-        path = archive.next_part(directory)
+        path = layout.next_part(directory)
         self.state.add_pending(self._rel(path))  # intent first: recovery knows what to look for
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field},

@@ -13,7 +13,7 @@ from typing import Any
 
 from bson import json_util
 
-from .errors import SegmentError
+from ..errors import SegmentError
 
 FORMAT = "archiverd-segment"
 FORMAT_VERSION = 1

@@ -13,7 +13,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from . import durable, index
+from . import durable
+from ..format import index
 
 _PART = re.compile(r"^\.?part-(\d{4,})\.")
 TEMP_GLOB = ".part-*.tmp*"

@@ -9,7 +9,7 @@ import errno
 import os
 from pathlib import Path
 
-from .errors import StorageError
+from ..errors import StorageError
 
 
 def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:

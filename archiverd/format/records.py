@@ -14,7 +14,7 @@ from __future__ import annotations
 import struct
 from typing import Iterator
 
-from .errors import SegmentError
+from ..errors import SegmentError
 
 HEADER, BLOCK, END = b"SHDR", b"BLCK", b"SEND"
 _KINDS = (HEADER, BLOCK, END)

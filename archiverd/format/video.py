@@ -16,7 +16,7 @@ import av
 import numpy as np
 
 from . import qr
-from .errors import SegmentError, StorageError
+from ..errors import SegmentError, StorageError
 
 CODEC = "ffv1"
 CONTAINER = "matroska"

@@ -29,9 +29,10 @@ from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
-from . import index, log
-from .config import Config, redact
-from .errors import ConfigError, DatabaseError
+from ..format import index
+from .. import log
+from ..config import Config, redact
+from ..errors import ConfigError, DatabaseError
 
 T = TypeVar("T")
 LEASES = "archiverd_leases"

@@ -15,9 +15,9 @@ from typing import Any
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as pe
 
-from . import index
-from .errors import SegmentError
-from .segment import SegmentReader
+from ..format import index
+from ..errors import SegmentError
+from ..format.segment import SegmentReader
 from .source import Source
 
 
