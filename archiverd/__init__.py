@@ -1,11 +1,12 @@
 """archiverd: moves expired MongoDB documents into verified, lossless QR-video segments."""
 from .api import decode_video_to_experiences, encode_experiences_to_video
 from .errors import ArchiverdError, ConfigError, DatabaseError, SegmentError, StorageError
-from .format.segment import SegmentReader, SegmentWriter, VerifyReport, verify_video, write_segment
+from .format.reader import ScanReport, SegmentReader, verify_video
+from .format.writer import SegmentWriter, write_segment
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = [
-    "ArchiverdError", "ConfigError", "DatabaseError", "SegmentError", "StorageError", "SegmentReader",
-    "SegmentWriter", "VerifyReport", "decode_video_to_experiences", "encode_experiences_to_video",
+    "ArchiverdError", "ConfigError", "DatabaseError", "SegmentError", "StorageError", "ScanReport",
+    "SegmentReader", "SegmentWriter", "decode_video_to_experiences", "encode_experiences_to_video",
     "verify_video", "write_segment",
 ]

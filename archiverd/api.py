@@ -7,32 +7,33 @@ from typing import Any, Iterable
 
 import bson
 
-from .format.segment import DECODE_OPTIONS, SegmentWriter, stream_documents
+from .format.documents import DECODE_OPTIONS
+from .format.reader import stream_documents
+from .format.video import BytesSource
+from .format.writer import SegmentWriter
 
 
 def encode_experiences_to_video(experiences: Iterable[Any]) -> bytes:
     """Encode documents (dicts, RawBSONDocuments or BSON bytes) into one FFV1/Matroska video.
 
-    The video is self-describing: `decode_video_to_experiences` needs nothing else. (The daemon also
-    writes a sidecar index for random access; see `archiverd.segment`.)
+    The video is self-describing: `decode_video_to_experiences` needs nothing else (the daemon also
+    writes a sidecar index for random access). It carries Reed–Solomon parity frames, so it still
+    decodes after a few damaged frames.
     """
     with tempfile.TemporaryDirectory(prefix="archiverd-") as tmp:
-        writer = SegmentWriter(Path(tmp) / "segment.mkv")
-        with writer:
+        with SegmentWriter(Path(tmp) / "segment.mkv") as writer:
             for doc in experiences:
                 writer.append(doc)
             writer.finish()
-        return writer.tmp.read_bytes()
+            return writer.video_bytes()
 
 
 def decode_video_to_experiences(data: bytes) -> list[dict[str, Any]]:
     """Decode a video made by `encode_experiences_to_video` into documents, in the same order.
 
-    Raises SegmentError (naming the frame or block) if the video is not complete and intact.
+    Damage within what the parity repairs is repaired; anything more raises SegmentError naming
+    the frames and blocks that are lost.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected the video as bytes, got {type(data).__name__}")
-    with tempfile.TemporaryDirectory(prefix="archiverd-") as tmp:
-        path = Path(tmp) / "segment.mkv"
-        path.write_bytes(data)
-        return [bson.decode(raw, DECODE_OPTIONS) for raw in stream_documents(path)]
+    return [bson.decode(raw, DECODE_OPTIONS) for raw in stream_documents(BytesSource(bytes(data)), "video")]

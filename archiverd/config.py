@@ -34,6 +34,7 @@ class Config:
     batch_size: int = 200  # documents per read batch and per delete transaction
     segment_max_docs: int = 5000  # a part is sealed after this many documents
     block_bytes: int = 4 << 20
+    parity_percent: float = 5.0  # Reed–Solomon parity frames, as a percentage of the data frames
     throttle_seconds: float = 0.0  # pause between batches, to spare a busy primary
     poll_seconds: float = 60.0  # longest sleep between cycles (and the interval without change streams)
     lease_seconds: float = 60.0
@@ -88,6 +89,8 @@ def _validate(cfg: Config) -> Config:
     for key in ("batch_size", "segment_max_docs", "block_bytes", "server_timeout_ms"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{key} must be positive (got {getattr(cfg, key)})")
+    if not 0 <= cfg.parity_percent <= 100:
+        raise ConfigError(f"parity_percent must be between 0 and 100 (got {cfg.parity_percent})")
     for key in ("throttle_seconds", "retry_seconds"):
         if getattr(cfg, key) < 0:
             raise ConfigError(f"{key} must not be negative (got {getattr(cfg, key)})")

@@ -35,7 +35,7 @@ def _docs(variant: str, n: int):
 
 
 def _encode(variant: str, n: int, path: str) -> dict:
-    from archiverd.format.segment import SegmentWriter
+    from archiverd.format.writer import SegmentWriter
     docs = list(_docs(variant, min(n, 64)))  # warm-up outside the timing: tables, codecs
     with SegmentWriter(Path(path + ".warm")) as w:
         for d in docs:
@@ -52,7 +52,7 @@ def _encode(variant: str, n: int, path: str) -> dict:
 
 
 def _verify(variant: str, n: int, path: str) -> dict:
-    from archiverd.format.segment import SegmentReader
+    from archiverd.format.reader import SegmentReader
     started = time.perf_counter()
     report = SegmentReader(Path(path)).verify()
     seconds = time.perf_counter() - started

@@ -221,16 +221,38 @@ class World:
         self.client.close()
 
 
+def frame_records(path: Path) -> list[bytes]:
+    """The QR payload (frame record) of every frame of a segment's video, in file order."""
+    from archiverd.format import qr, video
+    from archiverd.format.reader import LocalFile
+    with LocalFile(path) as source:
+        return [qr.read(image) for _, image in video.VideoReader(source, str(path)).frames()]
+
+
+def write_frames(path: Path, records: list) -> None:
+    """A video of exactly these frame records (a valid archiverd video, whatever they say)."""
+    from archiverd.format import mkv, qr, video
+    with open(path, "wb") as out:
+        def write(data: bytes, offset: Any) -> None:
+            if offset is not None:
+                out.seek(offset)
+                out.write(data)
+                out.seek(0, 2)
+            else:
+                out.write(data)
+        writer = mkv.Writer(write, codec_id=video.CODEC_ID, codec_private=video.codec_private(), width=qr.SIZE,
+                            height=qr.SIZE, frame_ms=video.FRAME_MS, app="test")
+        for i in range(0, len(records), video.GOP):
+            writer.add_cluster(video.encode_gop(records[i:i + video.GOP]))
+        writer.close()
+
+
 def rewrite_frames(path: Path, edit: Any) -> None:
-    """Re-encode a segment's video with its list of frame images edited (each frame stays a valid
+    """Re-encode a segment's video with its list of frame records edited (each frame stays a valid
     QR frame): how dropped, duplicated, reordered and foreign frames are made."""
-    from archiverd.format import video
-    images = edit([image for _, image in video.read_frames(path)])
+    records = edit(frame_records(path))
     tmp = path.with_name("rewritten.mkv")
-    writer = video.VideoWriter(tmp)
-    for image in images:
-        writer.write(image)
-    writer.close()
+    write_frames(tmp, records)
     tmp.replace(path)
 
 
@@ -258,8 +280,7 @@ def corrupt(kind: str, path: Path, rng: Any, other: Path) -> None:
                 return frames[:k + 1] + [frames[k]] + frames[k + 1:]
             if kind == "reordered frames":
                 return frames[:k] + [frames[k + 1], frames[k]] + frames[k + 2:]
-            from archiverd.format import video
-            foreign = [image for _, image in video.read_frames(other)]
+            foreign = frame_records(other)
             return frames[:k] + [foreign[min(k, len(foreign) - 1)]] + frames[k + 1:]
         rewrite_frames(path, edit)
     elif kind == "swapped index":

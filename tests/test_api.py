@@ -3,7 +3,7 @@ import pytest
 
 import archiverd
 from archiverd import SegmentError
-from archiverd.format.segment import DECODE_OPTIONS
+from archiverd.format.documents import DECODE_OPTIONS
 from bench.corpus import experiences
 from tests.conftest import NOW
 

@@ -1,21 +1,25 @@
-"""Damaged, truncated, reordered, swapped and foreign archives: always a clear, named failure."""
+"""Damaged, truncated, reordered, swapped, foreign and lying archives: every problem is named, every
+document that still verifies comes back byte-exact, and no document whose bytes differ ever does."""
+import hashlib
 import json
 import random
 import shutil
 
+import bson
 import pytest
 
 from archiverd import SegmentError, SegmentReader, verify_video, write_segment
-from archiverd.format import index
-from archiverd.format import video
-from tests.reliability import CORRUPTIONS, corrupt, rewrite_frames
+from archiverd.format import frame, index
+from archiverd.format.reader import REPAIRABLE, UNREPAIRABLE
+from tests.reliability import CORRUPTIONS, corrupt, frame_records, rewrite_frames, write_frames
 
 
 @pytest.fixture
 def segment(tmp_path, eat_docs, text_docs):
     path = tmp_path / "part-0001.mkv"
-    write_segment(path, eat_docs[:4] + text_docs[:60], block_bytes=150_000)
-    return path
+    docs = eat_docs[:4] + text_docs[:60]
+    write_segment(path, docs, block_bytes=150_000)
+    return path, docs
 
 
 def _rewrite_frames(path, edit):
@@ -30,101 +34,170 @@ def _assert_named(report, *words):
         assert word in text, (word, report.problems)
 
 
+def _salvage(path):
+    reader = SegmentReader(path)
+    got = [raw for _, raw in reader.salvage()]
+    return got, reader.last_report
+
+
 def test_intact_segment_verifies(segment):
-    report = SegmentReader(segment).verify()
-    assert report.ok and not report.problems and report.repaired_frames == 0
+    report = SegmentReader(segment[0]).verify()
+    assert report.ok and report.status == "ok" and not report.problems and report.repaired_frames == 0
 
 
-def test_every_flipped_byte_in_the_video_is_detected(segment):
-    original = segment.read_bytes()
+def test_every_flipped_bit_is_detected_and_repaired(segment):
+    path, docs = segment
+    original = path.read_bytes()
     rng = random.Random(11)
     for trial in range(25):
         damaged = bytearray(original)
         pos = rng.randrange(len(damaged))
         damaged[pos] ^= 1 << rng.randrange(8)
-        segment.write_bytes(bytes(damaged))
-        report = SegmentReader(segment).verify()
+        path.write_bytes(bytes(damaged))
+        report = SegmentReader(path).verify()
         assert not report.ok, f"flip at byte {pos} went unnoticed"
         assert "SHA-256" in " ".join(report.problems)
-    segment.write_bytes(original)
+        got, report = _salvage(path)
+        assert got == docs, f"flip at byte {pos}: {report.problems}"
+        assert report.status == REPAIRABLE and report.lost == 0
+    path.write_bytes(original)
+
+
+def test_a_lost_gop_is_repaired(segment):
+    path, docs = segment
+    idx = json.loads(index.path_for(path).read_text())
+    for cluster in (0, 3, len(idx["video"]["clusters"]) // 2, len(idx["video"]["clusters"]) - 1):
+        offset, length = idx["video"]["clusters"][cluster]
+        data = bytearray(path.read_bytes())
+        data[offset:offset + length] = bytes(length)  # the whole GOP is gone
+        damaged = path.with_name("damaged.mkv")
+        damaged.write_bytes(bytes(data))
+        shutil.copy(index.path_for(path), index.path_for(damaged))
+        got, report = _salvage(damaged)
+        assert got == docs and report.status == REPAIRABLE, (cluster, report.problems)
+        assert report.repaired_frames > 0 or cluster == len(idx["video"]["clusters"]) - 1
 
 
 def test_flipped_payload_is_detected_even_without_the_index(segment):
-    original = segment.read_bytes()
-    damaged = bytearray(original)
+    path, docs = segment
+    damaged = bytearray(path.read_bytes())
     for pos in range(len(damaged) // 3, len(damaged) // 3 + 40, 4):
         damaged[pos] ^= 0xFF
-    segment.write_bytes(bytes(damaged))
-    assert not verify_video(segment, None).ok
+    path.write_bytes(bytes(damaged))
+    report = verify_video(path, None)
+    assert not report.ok and report.status == REPAIRABLE
 
 
 @pytest.mark.parametrize("keep", [0.5, 0.9, 0.999])
-def test_truncated_video_is_detected(segment, keep):
-    data = segment.read_bytes()
-    segment.write_bytes(data[: int(len(data) * keep)])
-    report = SegmentReader(segment).verify()
-    _assert_named(report, "bytes, index says")
-    assert not verify_video(segment, None).ok
+def test_truncated_video_gives_back_everything_before_the_damage(segment, keep):
+    path, docs = segment
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+    _assert_named(SegmentReader(path).verify(), "bytes, index says")
+    assert not verify_video(path, None).ok
+    got, report = _salvage(path)
+    assert got == docs[:len(got)]  # a prefix, in order, byte-exact
+    if keep == 0.999:
+        assert got == docs and report.status == REPAIRABLE  # the cut took parity only
+    else:
+        assert report.status == UNREPAIRABLE and report.lost == len(docs) - len(got) > 0
+        assert len(report.lost_documents) == min(report.lost, 50)
 
 
-def test_dropped_frame_is_named(segment):
-    report = _rewrite_frames(segment, lambda fr: fr[:7] + fr[8:])
+def test_dropped_frame_is_named_and_repaired(segment):
+    path, docs = segment
+    report = _rewrite_frames(path, lambda fr: fr[:7] + fr[8:])
     _assert_named(report, "frame 7", "missing")
+    assert _salvage(path)[0] == docs
 
 
 def test_duplicated_frame_is_named(segment):
-    report = _rewrite_frames(segment, lambda fr: fr[:5] + [fr[4]] + fr[5:])
+    path, docs = segment
+    report = _rewrite_frames(path, lambda fr: fr[:5] + [fr[4]] + fr[5:])
     _assert_named(report, "frame 5", "duplicated or out of order")
+    assert _salvage(path)[0] == docs
 
 
 def test_reordered_frames_are_named(segment):
-    report = _rewrite_frames(segment, lambda fr: fr[:3] + [fr[4], fr[3]] + fr[5:])
+    path, docs = segment
+    report = _rewrite_frames(path, lambda fr: fr[:3] + [fr[4], fr[3]] + fr[5:])
     _assert_named(report, "frame 3")
+    assert _salvage(path)[0] == docs
 
 
-def test_missing_last_frame_is_truncation(segment):
-    report = _rewrite_frames(segment, lambda fr: fr[:-1])
-    _assert_named(report, "truncated")
+def test_missing_last_frame_is_named(segment):
+    path, docs = segment
+    report = _rewrite_frames(path, lambda fr: fr[:-1])
+    _assert_named(report, "missing")
+    assert _salvage(path)[0] == docs
 
 
 def test_frames_of_another_segment_are_named(segment, tmp_path, text_docs):
+    path, docs = segment
     other = tmp_path / "other.mkv"
     write_segment(other, text_docs[100:200])
-    foreign = [image for _, image in video.read_frames(other)]
-    report = _rewrite_frames(segment, lambda fr: fr[:2] + foreign[2:3] + fr[3:])
+    foreign = frame_records(other)
+    report = _rewrite_frames(path, lambda fr: fr[:2] + foreign[2:3] + fr[3:])
     _assert_named(report, "frame 2", "belongs to segment")
+    assert _salvage(path)[0] == docs
 
 
-def test_tampered_checksum_in_index_is_detected(segment):
-    path = index.path_for(segment)
-    idx = json.loads(path.read_text())
+def test_a_lying_parity_frame_never_produces_a_wrong_document(segment):
+    """A parity frame with a valid CRC but wrong bytes, used to rebuild a lost data frame: the
+    rebuilt block fails its SHA-256, so its documents are reported lost, never returned altered."""
+    path, docs = segment
+    records = frame_records(path)
+    parsed = [frame.unpack(r) for r in records]
+    first_parity = next(i for i, f in enumerate(parsed) if f.kind == frame.PARITY)
+    lie = parsed[first_parity]
+    body = bytearray(lie.body)
+    body[100] ^= 0x5A
+    records[first_parity] = frame.pack(frame.Frame(lie.segment_id, lie.position, lie.kind, bytes(body), lie.rows,
+                                                   lie.parity_rows, lie.stripe_count, lie.stripe_parity_rows,
+                                                   lie.parity_row))
+    records[1] = b"not a frame"  # lose data frame 1: its group must use the lying parity
+    write_frames(path, records)
+    got, report = _salvage(path)
+    good = {hashlib.sha256(d).hexdigest() for d in docs}
+    assert all(hashlib.sha256(d).hexdigest() in good for d in got)
+    assert report.status == UNREPAIRABLE and report.lost > 0 and len(got) == len(docs) - report.lost
+
+
+def test_tampered_checksum_in_index_is_named_and_that_document_withheld(segment):
+    path, docs = segment
+    ipath = index.path_for(path)
+    idx = json.loads(ipath.read_text())
     idx["docs"][9]["sha256"] = "0" * 64
-    path.write_text(json.dumps(idx))
-    _assert_named(SegmentReader(segment).verify(), "document 9", "checksum")
-    with pytest.raises(SegmentError, match="document 9"):
-        list(SegmentReader(segment))
+    ipath.write_text(json.dumps(idx))
+    _assert_named(SegmentReader(path).verify(), "document 9", "checksum")
+    got, report = _salvage(path)
+    assert got == docs[:9] + docs[10:] and report.lost == 1
+    with pytest.raises(SegmentError, match="1 documents cannot be recovered"):
+        list(SegmentReader(path))
 
 
 def test_swapped_index_is_detected(segment, tmp_path, text_docs):
+    path, _ = segment
     other = tmp_path / "part-0002.mkv"
     write_segment(other, text_docs[:60])
-    shutil.copy(index.path_for(other), index.path_for(segment))
-    report = SegmentReader(segment).verify()
+    shutil.copy(index.path_for(other), index.path_for(path))
+    report = SegmentReader(path).verify()
     _assert_named(report, "index says", "frame 0: belongs to segment")
     assert sum("belongs to segment" in p for p in report.problems) == 1
+    assert _salvage(path)[0] == []
 
 
 def test_corrupted_index_json_is_a_clear_error(segment):
-    path = index.path_for(segment)
+    path = index.path_for(segment[0])
     path.write_bytes(path.read_bytes()[:-50])
     with pytest.raises(SegmentError, match="index"):
-        SegmentReader(segment)
+        SegmentReader(segment[0])
 
 
 def test_missing_index_is_a_clear_error(segment):
-    index.path_for(segment).unlink()
+    index.path_for(segment[0]).unlink()
     with pytest.raises(SegmentError, match="index file is missing"):
-        SegmentReader(segment)
+        SegmentReader(segment[0])
 
 
 def test_foreign_files_are_refused(tmp_path):
@@ -138,31 +211,40 @@ def test_foreign_files_are_refused(tmp_path):
         stream = container.add_stream("ffv1", rate=25)
         stream.width, stream.height, stream.pix_fmt = 177, 177, "gray"
         for i in range(3):
-            frame = av.VideoFrame.from_ndarray(np.full((177, 177), 40 * i, np.uint8), format="gray")
-            for packet in stream.encode(frame):
+            image = av.VideoFrame.from_ndarray(np.full((177, 177), 40 * i, np.uint8), format="gray")
+            for packet in stream.encode(image):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
     _assert_named(verify_video(other_video, None), "frame 0", "unreadable")
     with pytest.raises(SegmentError, match="no such segment"):
         SegmentReader(tmp_path / "absent.mkv")
+    with pytest.raises(SegmentError, match="directory"):
+        SegmentReader(tmp_path)
 
 
 @pytest.mark.parametrize("kind", CORRUPTIONS)
-def test_every_kind_of_damage_is_detected_and_restore_refuses(segment, tmp_path, text_docs, kind, cfg):
+def test_every_kind_of_damage_restores_only_verified_documents(segment, tmp_path, text_docs, kind, cfg):
     from archiverd.service.restore import restore
     from archiverd.service.source import Source
+    path, docs = segment
     other = tmp_path / "other" / "part-0001.mkv"
     other.parent.mkdir()
     write_segment(other, text_docs[200:260])
-    rng = random.Random(CORRUPTIONS.index(kind))
-    corrupt(kind, segment, rng, other)
+    corrupt(kind, path, random.Random(CORRUPTIONS.index(kind)), other)
     try:
-        report = SegmentReader(segment).verify()
+        reader = SegmentReader(path)
     except SegmentError:
         return  # refused before decoding (e.g. an index that no longer parses)
+    report = reader.verify()
     assert not report.ok, kind
     source = Source(cfg)
-    with pytest.raises(SegmentError):
-        restore([segment], source)
-    assert source.collection.count_documents({}) == 0  # nothing inserted from a damaged segment
+    stats = restore([path], source)
+    restored = [d.raw for d in source.collection.find()]
+    assert set(restored) <= set(docs), "a document that differs from the original was restored"
+    assert stats.inserted == len(restored)
+    assert (stats.lost > 0) == (len(restored) < len(docs))
+    if report.status == REPAIRABLE:
+        assert len(restored) == len(docs)
+    source.collection.drop()
+    source.close()

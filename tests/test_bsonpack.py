@@ -5,7 +5,7 @@ import bson
 import numpy as np
 
 from archiverd.format import bsonpack
-from archiverd.format.segment import DECODE_OPTIONS
+from archiverd.format.documents import DECODE_OPTIONS
 
 
 def test_embeddings_are_packed_and_rebuilt_exactly(eat_docs):

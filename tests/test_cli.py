@@ -10,7 +10,7 @@ from bson import json_util
 
 from archiverd import write_segment
 from archiverd.format import index
-from archiverd.format.segment import DECODE_OPTIONS
+from archiverd.format.documents import DECODE_OPTIONS
 
 UTC_JSON = json_util.JSONOptions(tz_aware=True)
 
@@ -71,15 +71,22 @@ def test_export_jsonl_relaxed_and_canonical(segment, tmp_path):
     assert bson.encode(json_util.loads(canonical[5], json_options=json_util.CANONICAL_JSON_OPTIONS)) == docs[5]
 
 
-def test_export_of_damaged_segment_fails_and_leaves_no_file(segment, tmp_path):
-    path, _ = segment
+def test_export_of_damaged_segment_writes_what_verifies_and_names_the_rest(segment, tmp_path):
+    path, docs = segment
     idx_path = index.path_for(path)
     idx = json.loads(idx_path.read_text())
     idx["docs"][3]["sha256"] = "f" * 64
     idx_path.write_text(json.dumps(idx))
     out = tmp_path / "out.jsonl"
-    proc = run("export", "-o", out, path, check_code=4)
-    assert "document 3" in proc.stderr and not out.exists()
+    proc = run("export", "--canonical", "-o", out, path, check_code=4)
+    assert "1 documents could not be recovered" in proc.stderr and idx["docs"][3]["_id"]["$oid"] in proc.stderr
+    lines = out.read_text().splitlines()
+    assert len(lines) == len(docs) - 1
+    decoded = [json_util.loads(line, json_options=json_util.CANONICAL_JSON_OPTIONS) for line in lines[:5]]
+    assert [bson.encode(d) for d in decoded] == docs[:3] + docs[4:6]
+    for bad in ("/no/such/dir/out.jsonl", tmp_path):
+        proc = run("export", "-o", bad, path, check_code=3)
+        assert proc.stderr.count("\n") == 1
 
 
 def test_get_one_document(segment):

@@ -62,7 +62,7 @@ def test_expired_are_archived_and_deleted_fresh_untouched(cfg, collection):
 
 
 def config_codec():
-    from archiverd.format.segment import DECODE_OPTIONS
+    from archiverd.format.documents import DECODE_OPTIONS
     return DECODE_OPTIONS
 
 

@@ -28,7 +28,7 @@ def test_v1_golden_segment_still_reads_byte_exact():
 
 
 def test_frame_header_layout_is_pinned():
-    packed = frame.pack(frame.Frame(bytes.fromhex("0123456789abcdef"), 7, True, b"data"))
+    packed = frame.pack_v1(bytes.fromhex("0123456789abcdef"), 7, True, b"data")
     assert packed.hex() == ("41525644" "01" "01" "0123456789abcdef" "00000007" "0004" "64617461" "a81e9db2")
 
 

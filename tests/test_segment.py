@@ -9,10 +9,8 @@ import bson
 import numpy as np
 import pytest
 
-from archiverd import SegmentReader, write_segment
-from archiverd.format import index
-from archiverd.format.frame import DATA_PER_FRAME
-from archiverd.format.segment import SegmentWriter
+from archiverd import SegmentReader, SegmentWriter, write_segment
+from archiverd.format import frame, index, parity
 
 
 def test_eat_round_trip_is_byte_exact(eat_docs, seg_path):
@@ -42,7 +40,7 @@ def test_index_describes_the_segment(eat_docs, text_docs, seg_path):
     idx = write_segment(seg_path, docs, source={"db": "d", "collection": "c"}, block_bytes=200_000)
     on_disk = json.loads(index.path_for(seg_path).read_text())
     assert on_disk == idx
-    assert on_disk["format_version"] == 1 and on_disk["source"] == {"db": "d", "collection": "c"}
+    assert on_disk["format_version"] == 2 and on_disk["source"] == {"db": "d", "collection": "c"}
     assert on_disk["video"]["sha256"] == hashlib.sha256(seg_path.read_bytes()).hexdigest()
     assert on_disk["documents"] == len(docs) and len(on_disk["blocks"]) > 1
     for entry, raw in zip(on_disk["docs"], docs):
@@ -50,7 +48,8 @@ def test_index_describes_the_segment(eat_docs, text_docs, seg_path):
         assert entry["_id"] == {"$oid": str(bson.decode(raw)["_id"])}
         block = on_disk["blocks"][entry["block"]]
         assert entry["frames"] == block["frames"]
-        assert block["frames"][0] == block["offset"] // DATA_PER_FRAME
+        geometry = parity.Geometry(on_disk["parity"]["data_rows"], on_disk["parity"]["parity_rows"])
+        assert block["frames"][0] == geometry.data_position(block["offset"] // frame.BODY)
 
 
 def test_get_by_id_decodes_one_block(eat_docs, text_docs, seg_path):
@@ -77,7 +76,8 @@ def test_15_mib_document_spans_over_a_thousand_frames(seg_path):
 
 def test_empty_segment_round_trips(seg_path):
     idx = write_segment(seg_path, [])
-    assert idx["documents"] == 0 and idx["frames"] == 1
+    assert idx["documents"] == 0 and idx["data_frames"] == 1
+    assert idx["frames"] == 1 + 4  # one data frame and one GOP of parity
     assert list(SegmentReader(seg_path)) == []
     assert SegmentReader(seg_path).verify().ok
 

@@ -6,7 +6,8 @@ import sys
 import click
 
 from ..errors import ArchiverdError, ConfigError
-from . import export_cmd, get_cmd, inspect_cmd, logs_cmd, restore_cmd, run_cmd, status_cmd, verify_cmd
+from . import (check_cmd, export_cmd, get_cmd, inspect_cmd, logs_cmd, reindex_cmd, restore_cmd, run_cmd,
+               status_cmd, verify_cmd)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +20,8 @@ def cli() -> None:
     """
 
 
-for module in (run_cmd, status_cmd, restore_cmd, verify_cmd, inspect_cmd, export_cmd, get_cmd, logs_cmd):
+for module in (run_cmd, status_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd, inspect_cmd, export_cmd, get_cmd,
+               logs_cmd):
     cli.add_command(module.command)
 
 

@@ -10,9 +10,11 @@ import bson
 import click
 from bson import json_util
 
+from ..errors import ConfigError, SegmentError
 from ..format import index
+from ..format.documents import DECODE_OPTIONS
+from ..format.reader import SegmentReader
 from ..service.restore import newest_copies
-from ..format.segment import DECODE_OPTIONS, SegmentReader
 
 
 def ejson_line(raw: bytes, canonical: bool) -> str:
@@ -20,51 +22,67 @@ def ejson_line(raw: bytes, canonical: bool) -> str:
     return json_util.dumps(bson.decode(raw, DECODE_OPTIONS), json_options=options)
 
 
-def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str]) -> tuple[int, int]:
-    """Write the documents; returns (written, older copies seen)."""
+def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str]) -> tuple[int, int, list[str]]:
+    """Write every document that verifies; returns (written, older copies seen, damage notes)."""
     newest = newest_copies(readers)
     count = older = 0
+    damaged = []
     for r, reader in enumerate(readers):
         entries = reader.entries()
-        for i, raw in enumerate(reader):
-            if newest[index.id_key(entries[i].get("_id"))] != (r, i):
+        for i, raw in reader.salvage():
+            if i is not None and newest[index.id_key(entries[i].get("_id"))] != (r, i):
                 older += 1
                 if newest_only:
                     continue
             out.write(ejson_line(raw, canonical) + "\n")
             count += 1
-    return count, older
+        report = reader.last_report
+        if not report.ok:
+            named = ", ".join(map(str, report.lost_documents[:10]))
+            damaged.append(f"{reader.path}: {report.status}; {report.lost} documents could not be recovered"
+                           + (f" (_ids: {named})" if named else ""))
+    return count, older, damaged
+
+
+def check_output(output: Path) -> None:
+    """An output file must go into an existing directory and must not be a directory."""
+    if output.is_dir():
+        raise ConfigError(f"{output} is a directory; give a file name")
+    if not output.parent.is_dir():
+        raise ConfigError(f"directory {output.parent} does not exist")
 
 
 @click.command("export")
 @click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("--canonical", is_flag=True, help="Canonical Extended JSON (type-exact) instead of relaxed.")
-@click.option("-o", "--output", type=click.Path(path_type=Path),
-              help="Write to this file (created only if every document was read intact).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
 @click.option("--newest-only", is_flag=True,
               help="Of an _id archived more than once, write only its newest copy (as restore does).")
 def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path | None, newest_only: bool) -> int:
     """Write the documents of SEGMENTS as Extended JSON, one per line, in archive order.
 
-    Every document is checked against its index checksum as it is read; on any damage the command
-    stops with exit code 4 (and with -o leaves no output file behind). A document that changed after
-    it was archived can be archived again; the newest copy is the one from the most recently sealed
-    segment, and the summary says how many older copies there were.
+    Every document is checked against its index checksum as it is read. From a damaged segment,
+    every document that verifies (after parity repair) is written; the others are named on stderr
+    and the exit code is 4. A document that changed after it was archived can be archived again;
+    the newest copy is the one from the most recently sealed segment, and the summary says how many
+    older copies there were.
 
     \b
     Examples:
       archiverd export part-0001.mkv > part-0001.jsonl
       archiverd export --canonical --newest-only -o day.jsonl archives/db/coll/2026/08/01/*.mkv
     """
+    if output is not None:
+        check_output(output)
     readers = [SegmentReader(p) for p in segments]
     if output is None:
-        count, older = _write(readers, canonical, newest_only, sys.stdout)
+        count, older, damaged = _write(readers, canonical, newest_only, sys.stdout)
     else:
         tmp = output.with_name(f".{output.name}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as out:
-                count, older = _write(readers, canonical, newest_only, out)
+                count, older, damaged = _write(readers, canonical, newest_only, out)
             os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)
@@ -73,4 +91,6 @@ def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path 
         note = (f"; {older} older copies of re-archived _ids {'skipped' if newest_only else 'included'} "
                 "(newest = most recently sealed segment" + ("" if newest_only else "; --newest-only drops them") + ")")
     click.echo(f"exported {count} documents{note}", err=True)
-    return 0
+    for line in damaged:
+        click.echo(f"archiverd: damaged: {line}", err=True)
+    return SegmentError.exit_code if damaged else 0

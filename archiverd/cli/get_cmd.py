@@ -7,16 +7,19 @@ import click
 from bson import json_util
 
 from ..errors import ConfigError
-from ..format.segment import SegmentReader
+from ..format.reader import SegmentReader
 from .export_cmd import ejson_line
 
 
 def parse_id(text: str) -> object:
     """An `_id` from the command line: Extended JSON ({"$oid": ...}, 42, "abc") or a bare string."""
-    try:
-        return json_util.loads(text)
-    except (ValueError, TypeError):
-        return text
+    stripped = text.strip()
+    if stripped[:1] in ("{", "[", '"') or stripped.lstrip("-").replace(".", "", 1).isdigit():
+        try:
+            return json_util.loads(stripped)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"cannot parse the _id {text!r} as Extended JSON: {exc}") from None
+    return text
 
 
 @click.command("get")
@@ -25,6 +28,9 @@ def parse_id(text: str) -> object:
 @click.option("--canonical", is_flag=True, help="Canonical Extended JSON instead of relaxed.")
 def command(segment: Path, document_id: str, canonical: bool) -> int:
     """Print the document with _id DOCUMENT_ID from SEGMENT as Extended JSON.
+
+    Only the frames of the document's block are decoded; if one of them is damaged, the segment is
+    read with parity repair, and the document is printed only if it verifies.
 
     \b
     Examples:

@@ -8,7 +8,7 @@ from pathlib import Path
 import click
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import ConfigError, SegmentError
 from ..service.restore import restore
 from ..service.source import Source
 from ._common import with_config
@@ -38,8 +38,9 @@ def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool) -> 
     """Insert the documents of SEGMENTS into a collection with their exact bytes.
 
     Existing _ids are reported and never overwritten. If an _id was archived more than once, only
-    its newest copy is restored. Each segment is verified before anything from it is inserted.
-    Exit 1 if some _ids already existed.
+    its newest copy is restored. Every document is checked against its index SHA-256 before it is
+    inserted. From a damaged segment, every document that verifies (after parity repair) is
+    restored and the others are named: exit 4 with their count. Exit 1 if some _ids already existed.
 
     \b
     Examples:
@@ -54,4 +55,11 @@ def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool) -> 
                f"existed (not overwritten); {stats.older_copies} older copies skipped", err=True)
     if stats.existing_ids:
         click.echo("existing _ids: " + json.dumps(stats.existing_ids), err=True)
+    if stats.lost:
+        for line in stats.damaged:
+            click.echo(f"archiverd: damaged: {line}", err=True)
+        click.echo(f"archiverd: error: {stats.lost} archived documents could not be recovered and were not "
+                   "restored" + (f" (_ids: {json.dumps(stats.lost_ids, default=str)})" if stats.lost_ids else ""),
+                   err=True)
+        return SegmentError.exit_code
     return 1 if stats.existing else 0

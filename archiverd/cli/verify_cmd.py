@@ -7,7 +7,21 @@ from pathlib import Path
 import click
 
 from ..errors import SegmentError
-from ..format.segment import SegmentReader, VerifyReport
+from ..format.reader import ScanReport, SegmentReader
+
+
+def show(path: Path, report: ScanReport) -> None:
+    """One segment's outcome for a person: OK on stdout, anything else with its problems on stderr."""
+    if report.ok:
+        extra = f" ({'; '.join(report.warnings)})" if report.warnings else ""
+        click.echo(f"OK      {path}: {report.documents} documents, {report.frames} frames, "
+                   f"{report.seconds:.2f} s{extra}")
+        return
+    lost = f", {report.lost} documents lost" if report.lost else ""
+    repaired = f", {report.repaired_frames} frames rebuilt from parity" if report.repaired_frames else ""
+    click.echo(f"FAILED  {path}: {report.status}{lost}{repaired}", err=True)
+    for problem in report.problems:
+        click.echo(f"  - {problem}", err=True)
 
 
 @click.command("verify")
@@ -16,11 +30,13 @@ from ..format.segment import SegmentReader, VerifyReport
               help="Also decode every frame with zxing-cpp (a standard QR reader) and require agreement.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report per segment.")
 def command(segments: tuple[Path, ...], independent: bool, as_json: bool) -> int:
-    """Check SEGMENTS end to end (exit 0 only if every one is intact).
+    """Check SEGMENTS end to end (exit 0 only if every one is intact, 4 otherwise).
 
-    Phases: the video against its index (size, SHA-256); every frame (QR, CRC, segment id, sequence,
-    last-frame flag); the record stream (block CRCs, end record, content digest); every document
-    against its index entry (length, SHA-256, _id, block).
+    Phases: the video against its index (size, SHA-256); every frame (QR, CRC, segment id,
+    position); lost frames rebuilt from parity where possible; the record stream (block CRCs and
+    SHA-256s, end record, content digest); every document against its index entry (length,
+    SHA-256, _id, block). A damaged segment is `damaged (repairable)` when every document still
+    verifies (then `archiverd check --repair` writes a repaired copy), else `damaged (unrepairable)`.
 
     \b
     Examples:
@@ -32,16 +48,11 @@ def command(segments: tuple[Path, ...], independent: bool, as_json: bool) -> int
         try:
             report = SegmentReader(path).verify(independent=independent)
         except SegmentError as exc:
-            report = VerifyReport(str(path), problems=[str(exc)])
+            report = ScanReport(str(path))
+            report.problem(str(exc))
         failed += not report.ok
         if as_json:
-            click.echo(json.dumps(report.as_dict(), sort_keys=True))
-        elif report.ok:
-            extra = f" ({'; '.join(report.warnings)})" if report.warnings else ""
-            click.echo(f"OK      {path}: {report.documents} documents, {report.frames} frames, "
-                       f"{report.seconds:.2f} s{extra}")
+            click.echo(json.dumps(report.as_dict(), sort_keys=True, default=str))
         else:
-            click.echo(f"FAILED  {path}:", err=True)
-            for problem in report.problems:
-                click.echo(f"  - {problem}", err=True)
+            show(path, report)
     return SegmentError.exit_code if failed else 0

@@ -44,6 +44,7 @@ from . import bsonpack
 from ..errors import SegmentError
 
 CODEC_PACKED = 1
+CODEC_NAME = "bsonpack+bzip2+zstd"
 BZIP2_LEVEL = 9
 ZSTD_LEVEL = 1
 _HEAD = struct.Struct(">BIIIIII")

@@ -1,9 +1,10 @@
 """The sidecar index (`<segment>.index.json`): what a segment holds, without decoding it.
 
 It lists every document's `_id` (canonical Extended JSON), SHA-256, length, block and frame range,
-so one document can be fetched by decoding only its block's frames, and `verify` can compare what
-the video yields against what was written. The index is written after the video is verified and
-published last: a segment exists once its index exists (see docs/ARCHITECTURE.md).
+and (version 2) the byte range of every GOP's cluster, so one document is fetched by decoding only its
+block's frames, and `verify` can compare what the video yields against what was written. Everything
+in it can be rebuilt from the video alone (`archiverd reindex`). It is published after the video has
+been verified: a segment is committed once its index exists (docs/ARCHITECTURE.md).
 """
 from __future__ import annotations
 
@@ -16,15 +17,31 @@ from bson import json_util
 from ..errors import SegmentError
 
 FORMAT = "archiverd-segment"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 SUFFIX = ".index.json"
+MAX_INDEX_BYTES = 1 << 30  # a segment of 16 MiB documents lists few; 5,000 EAT documents take ~1.5 MB
 _REQUIRED = {"format": str, "format_version": int, "segment_id": str, "created_at": str,
              "documents": int, "frames": int, "blocks": list, "docs": list, "video": dict}
+_REQUIRED_V2 = {"parity": dict, "data_frames": int, "stream_bytes": int}
 
 
 def path_for(video: Path) -> Path:
     """part-0001.mkv -> part-0001.index.json"""
     return video.with_name(video.name.rsplit(".", 1)[0] + SUFFIX)
+
+
+def repaired_path(video: Path) -> Path:
+    """part-0003.mkv -> part-0003.repaired.mkv: the verified repaired copy `check --repair` writes
+    beside a damaged segment, which readers prefer."""
+    stem, _, ext = video.name.rpartition(".")
+    return video.with_name(f"{stem}.repaired.{ext}")
+
+
+def preferred(video: Path) -> Path:
+    """The file to read for a segment: its repaired copy when one was written, else itself."""
+    repaired = repaired_path(video)
+    return repaired if ".repaired." not in video.name and path_for(repaired).exists() and repaired.exists() else video
 
 
 def id_json(value: Any) -> Any:
@@ -54,20 +71,29 @@ def dumps(index: dict[str, Any]) -> bytes:
 def load(path: Path) -> dict[str, Any]:
     """Read and structurally check an index; SegmentError names what is wrong."""
     try:
+        if path.stat().st_size > MAX_INDEX_BYTES:
+            raise SegmentError(f"index is larger than {MAX_INDEX_BYTES} bytes", str(path))
         raw = path.read_bytes()
     except FileNotFoundError:
         raise SegmentError("index file is missing", str(path)) from None
     except OSError as exc:
         raise SegmentError(f"cannot read index: {exc.strerror}", str(path)) from None
+    return parse(raw, str(path))
+
+
+def parse(raw: bytes, where: str) -> dict[str, Any]:
+    """Structurally check index bytes (version 1 or 2)."""
+    path = where
     try:
         index = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SegmentError(f"index is not valid JSON ({exc})", str(path)) from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
         raise SegmentError("not an archiverd segment index", str(path))
-    if index.get("format_version") != FORMAT_VERSION:
+    if index.get("format_version") not in READABLE_VERSIONS:
         raise SegmentError(f"unsupported index format version {index.get('format_version')!r}", str(path))
-    for key, kind in _REQUIRED.items():
+    required = _REQUIRED | (_REQUIRED_V2 if index["format_version"] >= 2 else {})
+    for key, kind in required.items():
         if not isinstance(index.get(key), kind):
             raise SegmentError(f"index field {key!r} is missing or not a {kind.__name__}", str(path))
     if len(index["docs"]) != index["documents"]:
@@ -75,6 +101,14 @@ def load(path: Path) -> dict[str, Any]:
                            str(path))
     for i, doc in enumerate(index["docs"]):
         if not (isinstance(doc, dict) and isinstance(doc.get("sha256"), str) and isinstance(doc.get("bytes"), int)
-                and isinstance(doc.get("block"), int) and isinstance(doc.get("frames"), list)):
+                and isinstance(doc.get("block"), int) and isinstance(doc.get("frames"), list)
+                and 0 <= doc["block"] < len(index["blocks"])):
             raise SegmentError(f"index entry {i} is malformed", str(path))
+    for i, block in enumerate(index["blocks"]):
+        if not (isinstance(block, dict) and block.get("block") == i and all(
+                isinstance(block.get(k), int) for k in ("offset", "length", "documents"))
+                and isinstance(block.get("frames"), list) and len(block["frames"]) == 2):
+            raise SegmentError(f"index block {i} is malformed", str(path))
+    if sum(b["documents"] for b in index["blocks"]) != index["documents"]:
+        raise SegmentError("index blocks do not add up to its document count", str(path))
     return index

@@ -1,123 +1,169 @@
-"""Grayscale frames <-> an FFV1 video in a Matroska container (PyAV).
+"""QR frame images <-> FFV1 packets, and packets <-> the Matroska file (through mkv.py).
 
-FFV1 is lossless and an archival standard (RFC 9043); level 3 adds a CRC to every slice. Measured on
-v40 QR frames (bench/bench_format.py): one slice, range coder with the custom state table, context
-model 1 and a 32-frame GOP cost 1.386 bytes per payload byte; a GOP of 1 costs 1.456, a 4-module quiet
-zone 1.450. Encoding runs on a background thread because PyAV releases the GIL while coding (1.5x).
+FFV1 is lossless and an archival standard (RFC 9043); level 3 adds a CRC to every slice. Settings,
+measured on v40 QR frames (bench/bench_format.py, docs/FORMAT.md §1): one slice, range coder with
+the custom state table, context model 1. A keyframe every 4 frames costs 0.16 % more than every 32
+(1.3847 vs 1.3825 video bytes per payload byte) and limits what one flipped bit can garble to the
+rest of a 4-frame GOP, so that a small segment survives the loss of a whole GOP with 4 parity frames;
+every frame a keyframe would cost 0.7 %.
+
+Each GOP is encoded on its own (the encoder's state resets at every keyframe), so GOPs can be
+encoded and decoded in parallel and give the same bytes as one long run; `encode_gop` is a pure
+function of the frame records for that reason.
 """
 from __future__ import annotations
 
-import queue
+import fractions
 import threading
-from pathlib import Path
-from typing import Iterator
+from collections.abc import Iterator, Sequence
+from functools import lru_cache
 
 import av
+import av.logging
 import numpy as np
 
-from . import qr
-from ..errors import SegmentError, StorageError
+from . import mkv, qr
+from ..errors import SegmentError
 
 CODEC = "ffv1"
+CODEC_ID = "V_FFV1"
 CONTAINER = "matroska"
 PIX_FMT = "gray"
-RATE = 25  # frames/s; with Matroska's 1 ms time base each frame is exactly 40 ticks
-GOP = 32
+RATE = 25  # frames/s: every frame lasts exactly 40 ms
+FRAME_MS = 1000 // RATE
+GOP = 4
 OPTIONS = {"level": "3", "coder": "range_tab", "context": "1", "slices": "1", "slicecrc": "1"}
-_QUEUE_DEPTH = 256
+APP = "archiverd"
+
+av.logging.set_level(av.logging.PANIC)  # damaged frames are reported by our own checks, not on stderr
+_local = threading.local()
 
 
-class VideoWriter:
-    """Append frames to a new video file; `close()` finishes it. Encoding happens on a thread."""
+def _encoder() -> av.CodecContext:
+    ctx = av.CodecContext.create(CODEC, "w")
+    ctx.width = ctx.height = qr.SIZE
+    ctx.pix_fmt = PIX_FMT
+    ctx.time_base = fractions.Fraction(1, RATE)
+    ctx.gop_size = GOP
+    ctx.options = dict(OPTIONS)
+    ctx.open()
+    return ctx
 
-    def __init__(self, path: Path) -> None:
+
+@lru_cache(maxsize=1)
+def codec_private() -> bytes:
+    """FFV1's global header for our settings (deterministic: the same bytes in every segment)."""
+    return bytes(_encoder().extradata)
+
+
+def encode_gop(records: Sequence[bytes]) -> list[bytes]:
+    """QR-encode frame records and FFV1-encode them as one GOP (at most GOP frames; only a
+    segment's last GOP may be shorter). Safe to call from several threads at once."""
+    if not 0 < len(records) <= GOP:
+        raise ValueError(f"a GOP holds 1..{GOP} frames, got {len(records)}")
+    ctx = getattr(_local, "encoder", None)
+    if ctx is None or getattr(_local, "dirty", False):
+        ctx = _local.encoder = _encoder()
+    packets: list[bytes] = []
+    for record in records:
+        frame = av.VideoFrame.from_ndarray(qr.encode(record), format=PIX_FMT)
+        packets.extend(bytes(p) for p in ctx.encode(frame))
+    # a short GOP leaves the encoder mid-GOP: the next call starts a fresh one
+    _local.dirty = len(records) != GOP
+    if len(packets) != len(records):
+        raise SegmentError(f"FFV1 encoder returned {len(packets)} packets for {len(records)} frames")
+    return packets
+
+
+def _decoder(private: bytes) -> av.CodecContext:
+    ctx = av.CodecContext.create(CODEC, "r")
+    ctx.extradata = private
+    ctx.width = ctx.height = qr.SIZE
+    return ctx
+
+
+def decode_packets(private: bytes, packets: Sequence[mkv.Packet]) -> list[tuple[int, np.ndarray | None]]:
+    """(frame number hint, image or None) per packet, decoding in order with a fresh decoder. After a
+    packet the decoder rejects, the rest up to the next keyframe are None (their state is lost)."""
+    ctx = _decoder(private)
+    out: list[tuple[int, np.ndarray | None]] = []
+    broken = False
+    for packet in packets:
+        if broken and packet.keyframe:
+            ctx, broken = _decoder(private), False
+        if broken:
+            out.append((packet.number, None))
+            continue
         try:
-            self._container = av.open(str(path), "w", format=CONTAINER)
-        except OSError as exc:
-            raise StorageError(f"cannot create {path}: {exc.strerror or exc}") from None
-        stream = self._container.add_stream(CODEC, rate=RATE)
-        stream.width = stream.height = qr.SIZE
-        stream.pix_fmt = PIX_FMT
-        stream.options = dict(OPTIONS)
-        stream.codec_context.gop_size = GOP
-        self._stream = stream
-        self._path = path
-        self._queue: queue.Queue[np.ndarray | None] = queue.Queue(_QUEUE_DEPTH)
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(target=self._run, name="ffv1-encoder", daemon=True)
-        self._thread.start()
-        self.frames = 0
+            frames = ctx.decode(av.Packet(packet.data))
+        except (av.error.FFmpegError, ValueError, MemoryError):
+            frames, broken = [], True
+        if len(frames) != 1:
+            broken = broken or not frames
+            out.append((packet.number, None))
+            continue
+        image = frames[0].to_ndarray()
+        out.append((packet.number, image if image.shape == (qr.SIZE, qr.SIZE) else None))
+    return out
 
-    def _run(self) -> None:
+
+class FileSource(mkv.Source):
+    """A local file read with pread (no whole-file buffering)."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        import os
+        self._pread = os.pread
+        self.fd = fd
+        self.size = size
+
+    def read(self, offset: int, length: int) -> bytes:
+        return self._pread(self.fd, max(0, min(length, self.size - offset)), offset)
+
+
+class BytesSource(mkv.Source):
+    def __init__(self, data: bytes) -> None:
+        self.data = memoryview(data)
+        self.size = len(data)
+
+    def read(self, offset: int, length: int) -> bytes:
+        return bytes(self.data[offset:offset + length])
+
+
+class VideoReader:
+    """The clusters of a segment's video and their decoded images."""
+
+    def __init__(self, source: mkv.Source, where: str) -> None:
+        self.source = source
+        self.where = where
         try:
-            while (image := self._queue.get()) is not None:
-                for packet in self._stream.encode(av.VideoFrame.from_ndarray(image, format=PIX_FMT)):
-                    self._container.mux(packet)
-            for packet in self._stream.encode():
-                self._container.mux(packet)
-        except BaseException as exc:  # reported to the caller by write()/close()
-            self._error = exc
-            while self._queue.get() is not None:  # drain so producers never block
-                pass
+            self.layout = mkv.parse_head(source.read(0, mkv.MAX_HEADER_BYTES))
+        except mkv.Malformed as exc:
+            raise SegmentError(f"not a readable video ({exc})", where) from None
+        track = self.layout.track
+        if track.codec_id != CODEC_ID or (track.width, track.height) != (qr.SIZE, qr.SIZE):
+            raise SegmentError(f"not an archiverd video (track is {track.codec_id or 'unknown'} "
+                               f"{track.width}x{track.height}, expected {CODEC_ID} {qr.SIZE}x{qr.SIZE})", where)
+        if not track.codec_private:
+            raise SegmentError("video track has no FFV1 configuration", where)
+        self.private = track.codec_private
+        scale = self.layout.timestamp_scale or 1_000_000
+        self.frame_ticks = (track.frame_ns or FRAME_MS * 1_000_000) / scale
 
-    def _raise_if_failed(self) -> None:
-        if self._error is not None:
-            exc = self._error
-            if isinstance(exc, OSError):
-                raise StorageError(f"cannot write {self._path}: {exc.strerror or exc}") from None
-            raise StorageError(f"video encoder failed on {self._path}: {exc}") from None
+    def clusters(self) -> list[mkv.ClusterRef]:
+        return list(mkv.scan_clusters(self.source, self.layout.first_cluster, self.frame_ticks))
 
-    def write(self, image: np.ndarray) -> None:
-        self._raise_if_failed()
-        self._queue.put(image)
-        self.frames += 1
+    def decode(self, refs: Sequence[mkv.ClusterRef]) -> list[tuple[int, np.ndarray | None]]:
+        """Decode consecutive clusters (the first must start with a keyframe) in one run."""
+        packets: list[mkv.Packet] = []
+        for ref in refs:
+            buf = self.source.read(ref.offset, ref.length)
+            try:
+                packets.extend(mkv.cluster_packets(buf, self.frame_ticks))
+            except mkv.Malformed:
+                continue
+        return decode_packets(self.private, packets)
 
-    def close(self) -> None:
-        self._queue.put(None)
-        self._thread.join()
-        try:
-            self._container.close()
-        except OSError as exc:
-            self._error = self._error or exc
-        self._raise_if_failed()
-
-    def abort(self) -> None:
-        """Stop without caring about the file (the caller deletes it)."""
-        if self._thread.is_alive():
-            self._queue.put(None)
-            self._thread.join()
-        try:
-            self._container.close()
-        except Exception:  # noqa: BLE001 - the file is being thrown away
-            pass
-
-
-def read_frames(path: Path, start: int = 0, stop: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """(frame number, image) for frames start..stop-1 (to the end if stop is None), in order.
-    Raises SegmentError if the file is not such a video or the stream breaks off."""
-    try:
-        container = av.open(str(path), "r")
-    except (av.error.FFmpegError, OSError) as exc:
-        raise SegmentError(f"not a readable video ({exc.__class__.__name__}: {exc})", str(path)) from None
-    with container:
-        streams = container.streams.video
-        if len(streams) != 1 or streams[0].codec_context.name != CODEC:
-            raise SegmentError("not an archiverd video (expected exactly one FFV1 stream)", str(path))
-        stream = streams[0]
-        ticks = 1 / (RATE * stream.time_base)
-        if start:
-            container.seek(int(start * ticks), stream=stream, backward=True, any_frame=False)
-        try:
-            for decoded in container.decode(stream):
-                index = round(decoded.pts / ticks) if decoded.pts is not None else -1
-                if index < start:
-                    continue
-                if stop is not None and index >= stop:
-                    return
-                image = decoded.to_ndarray()  # already gray: no conversion
-                if image.shape != (qr.SIZE, qr.SIZE):
-                    raise SegmentError(f"frame {index} is {image.shape[1]}x{image.shape[0]}, "
-                                       f"expected {qr.SIZE}x{qr.SIZE}", str(path))
-                yield index, image
-        except av.error.FFmpegError as exc:
-            raise SegmentError(f"video stream is damaged ({exc})", str(path)) from None
+    def frames(self) -> Iterator[tuple[int, np.ndarray | None]]:
+        """Every frame in file order, decoded one cluster at a time."""
+        for ref in self.clusters():
+            yield from self.decode([ref])

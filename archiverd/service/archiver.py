@@ -20,7 +20,9 @@ from .. import faults, log
 from ..format import index
 from ..config import Config
 from ..errors import DatabaseError, SegmentError
-from ..format.segment import SegmentReader, SegmentWriter
+from ..format import rebuild
+from ..format.reader import SegmentReader, published_mismatch
+from ..format.writer import SegmentWriter
 from .source import DeleteOutcome, Lease, LeaseLost, Source
 from .state import State
 
@@ -64,23 +66,29 @@ class Archiver:
     # -- recovery -----------------------------------------------------------------------------------
 
     def recover(self, lease: Lease, stats: CycleStats) -> None:
-        """Finish what a crash interrupted: sweep temporary files, then for every journaled segment
-        either drop the entry (never committed) or verify it and finish its guarded deletes."""
+        """Finish what a crash interrupted: sweep unpublished temporary files, then for every
+        journaled segment drop the entry (nothing was published), or complete its commit (the video
+        was published but not its index: the index is rebuilt from the video and verified), verify
+        it and finish its guarded deletes. Published files are never removed."""
         for path in layout.sweep(self.cfg.collection_dir):
-            log.event("recovery.removed", path=str(path))
+            log.event("recovery.removed_temporary", path=str(path))
         for rel in self.state.pending:
             video = self.cfg.collection_dir / rel
             if not index.path_for(video).exists():
-                log.event("recovery.uncommitted", segment=rel)
-                self.state.remove_pending(rel)
-                continue
+                if not video.exists():
+                    log.event("recovery.uncommitted", segment=rel)
+                    self.state.remove_pending(rel)
+                    continue
+                rebuilt = rebuild.reindex(video)  # raises if the video does not verify completely
+                log.warning("recovery.reindexed", segment=rel, documents=rebuilt.index["documents"],
+                            reason="the video was published but not its index; index rebuilt from the video")
             reader = SegmentReader(video)
             report = reader.verify()
             if not report.ok:
                 # keep everything in MongoDB; a human must look at this segment
                 raise SegmentError("journaled segment fails verification, nothing deleted: "
                                    + "; ".join(report.problems), str(video))
-            entries = [(index.from_json(e["_id"]), e["sha256"]) for e in reader.entries()]
+            entries = [(index.from_json(e["_id"]), e["sha256"]) for e in reader.entries() if "_id" in e]
             outcome = self._delete(entries, lease, rel)
             stats.recovered += outcome.deleted
             if not self.stop.is_set():
@@ -141,19 +149,24 @@ class Archiver:
         self.state.add_pending(self._rel(path))  # intent first: recovery knows what to look for
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field},
-                             block_bytes=self.cfg.block_bytes)
+                             block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent)
 
     def _seal_and_delete(self, writer: SegmentWriter, entries: list[tuple[Any, str]], lease: Lease,
                          stats: CycleStats) -> None:
         rel = self._rel(writer.path)
         faults.hit("before-seal")
         try:
-            idx = writer.seal(verify=True)
+            # fencing: an instance whose lease is gone or superseded publishes nothing
+            idx = writer.seal(verify=True, before_publish=lambda: self.source.check_lease(lease))
         except BaseException:
-            if not index.path_for(writer.path).exists():  # not committed: nothing to recover
+            if not writer.path.exists():  # nothing published: nothing to recover
                 self.state.remove_pending(rel)
             raise
         faults.hit("commit")
+        problem = published_mismatch(writer.path, idx)
+        if problem:  # the bytes under the name are not the bytes verified: delete nothing
+            raise SegmentError(f"published segment differs from what was verified ({problem}); nothing deleted",
+                               str(writer.path))
         stats.sealed += idx["documents"]
         stats.segments.append(rel)
         log.event("segment.sealed", segment=rel, documents=idx["documents"], frames=idx["frames"],

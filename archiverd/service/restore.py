@@ -3,7 +3,8 @@
 Existing `_id`s are reported and never overwritten (like `mongorestore` without --drop). When one
 `_id` is archived more than once (it changed after it was read, and was archived again later), the
 newest copy -- from the most recently sealed segment -- is the one restored; older copies are counted.
-Each segment is verified completely before any of its documents is inserted.
+Every document is checked against its index SHA-256 before it is inserted; from a damaged segment,
+every document that verifies (after parity repair) is restored and the others are named and counted.
 """
 from __future__ import annotations
 
@@ -16,8 +17,7 @@ from bson.raw_bson import RawBSONDocument
 from pymongo import errors as pe
 
 from ..format import index
-from ..errors import SegmentError
-from ..format.segment import SegmentReader
+from ..format.reader import SegmentReader
 from .source import Source
 
 
@@ -27,6 +27,9 @@ class RestoreStats:
     existing: int = 0
     older_copies: int = 0
     existing_ids: list[Any] = field(default_factory=list)
+    lost: int = 0  # archived documents that could not be recovered (damaged beyond repair)
+    lost_ids: list[Any] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # segment: status
 
 
 def newest_copies(readers: Sequence[SegmentReader]) -> dict[str, tuple[int, int]]:
@@ -45,21 +48,22 @@ def restore(segments: Sequence[Path], source: Source, *, dry_run: bool = False, 
     newest = newest_copies(readers)
     stats = RestoreStats()
     for r, reader in enumerate(readers):
-        report = reader.verify()
-        if not report.ok:
-            raise SegmentError("refusing to restore from a damaged segment: " + "; ".join(report.problems[:5]),
-                               str(reader.path))
         chunk: list[RawBSONDocument] = []
-        for i, raw in enumerate(reader):
-            entry = reader.entries()[i]
-            if newest[index.id_key(entry.get("_id"))] != (r, i):
-                stats.older_copies += 1
+        for i, raw in reader.salvage():
+            entry = reader.entries()[i] if i is not None else {}
+            if i is None or newest[index.id_key(entry.get("_id"))] != (r, i):
+                stats.older_copies += i is not None
                 continue
             chunk.append(RawBSONDocument(raw))
             if len(chunk) >= batch:
                 _insert(chunk, source, dry_run, stats)
                 chunk = []
         _insert(chunk, source, dry_run, stats)
+        report = reader.last_report
+        if not report.ok:
+            stats.damaged.append(f"{reader.path}: {report.status}, {report.lost} documents lost")
+            stats.lost += report.lost
+            stats.lost_ids.extend(report.lost_documents[:20 - len(stats.lost_ids)])
     return stats
 
 

@@ -265,6 +265,17 @@ class Source:
             {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token},
             {"$set": {"expires_at": self._now()}}))
 
+    def check_lease(self, lease: Lease) -> None:
+        """Raise LeaseLost unless the lease is still ours (owner and fencing token) and unexpired:
+        asked right before a segment is published."""
+        now = self._now()
+        doc = self.retrying("check lease", lambda: self.leases.find_one(
+            {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token, "expires_at": {"$gt": now}},
+            projection={"_id": 1}))
+        if doc is None:
+            raise LeaseLost(f"lease on {self.cfg.namespace} (token {lease.token}) is no longer ours; "
+                            "nothing published")
+
     def _check_lease(self, lease: Lease, session: Any) -> None:
         """Fencing: inside the delete transaction, the lease must still be ours and unexpired.
         Writing it makes a concurrent take-over conflict with this transaction."""

@@ -1,15 +1,35 @@
-"""All fsync and no-replace file operations in one place.
+"""Every fsync, private file mode and no-replace publish in one place.
 
-A file is durable once its bytes and then its directory entry are synced; a sealed file is never
-overwritten (publish() fails if the name exists, like Litestream's exclusive create).
+A file is durable once its bytes and then its directory entry are synced. A sealed file is never
+overwritten, truncated or renamed over: `TempFile.publish` links the temporary file's *inode* (the
+bytes this process wrote and verified through its own descriptor) under the final name, and fails if
+that name exists. The temporary file is anonymous where the file system allows it (O_TMPFILE): no
+other process can open, truncate or replace it, and a crash leaves nothing behind. Elsewhere it is a
+uniquely named dot-file created with O_EXCL, swept by recovery.
+
+Archive, state and log files are 0600 and directories 0700 whatever the umask (`set_group_access`
+opens them to the group: 0640 / 0750).
 """
 from __future__ import annotations
 
 import errno
 import os
+import secrets
 from pathlib import Path
 
 from ..errors import StorageError
+
+TEMP_SUFFIX = ".tmp"
+_modes = {"file": 0o600, "dir": 0o700}
+
+
+def set_group_access(group: bool) -> None:
+    """Let the owning group read archive files (0640 / 0750) instead of the private default."""
+    _modes.update(file=0o640 if group else 0o600, dir=0o750 if group else 0o700)
+
+
+def file_mode() -> int:
+    return _modes["file"]
 
 
 def _storage_error(action: str, path: Path, exc: OSError) -> StorageError:
@@ -34,47 +54,136 @@ def fsync_dir(path: Path) -> None:
     fsync_file(path)
 
 
-def write_synced(path: Path, data: bytes) -> None:
-    """Create `path` (must not exist) with `data`, synced to disk."""
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise _storage_error("write", path, exc) from None
-
-
-def publish(tmp: Path, final: Path) -> None:
-    """Give the synced file `tmp` its final name without ever replacing an existing file."""
-    try:
-        os.link(tmp, final)
-        os.unlink(tmp)
-    except FileExistsError:
-        raise StorageError(f"refusing to overwrite sealed file {final}") from None
-    except OSError as exc:
-        raise _storage_error("publish", final, exc) from None
-
-
 def ensure_dir(path: Path) -> None:
+    """Create `path` and missing parents with the private directory mode."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        if probe.parent == probe:
+            break
+        probe = probe.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
+        for directory in reversed(missing):
+            try:
+                directory.mkdir()
+            except FileExistsError:
+                continue
+            os.chmod(directory, _modes["dir"])
     except OSError as exc:
         raise _storage_error("create directory", path, exc) from None
+    if not path.is_dir():
+        raise StorageError(f"{path} exists and is not a directory")
+
+
+def write_new(path: Path, data: bytes) -> None:
+    """Create `path` (it must not exist) holding `data`, synced, private."""
+    temp = TempFile(path.parent, path.name)
+    try:
+        temp.write(data)
+        temp.sync()
+        temp.publish(path)
+    finally:
+        temp.close()
 
 
 def replace_synced(path: Path, data: bytes) -> None:
     """Atomically replace `path` with `data` (temp -> fsync -> rename -> fsync dir): for small
     mutable state, never for sealed files."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    write_synced(tmp, data)
+    tmp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
     try:
+        tmp.unlink(missing_ok=True)
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _modes["file"])
+        try:
+            os.fchmod(fd, _modes["file"])
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
     except OSError as exc:
         raise _storage_error("replace", path, exc) from None
     fsync_dir(path.parent)
+
+
+def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
+    view = memoryview(data)
+    while view:
+        n = os.write(fd, view) if offset is None else os.pwrite(fd, view, offset)
+        view = view[n:]
+        if offset is not None:
+            offset += n
+
+
+class TempFile:
+    """A new, private, unpublished file in `directory`, written and read through one descriptor."""
+
+    def __init__(self, directory: Path, name: str) -> None:
+        self.directory = Path(directory)
+        self.name = name
+        self.path: Path | None = None  # a named fallback file, None when anonymous
+        self.size = 0
+        try:
+            try:
+                self.fd = os.open(self.directory, os.O_TMPFILE | os.O_RDWR, _modes["file"])
+            except OSError as exc:
+                if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+                    raise
+                self.path = self.directory / f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, _modes["file"])
+            os.fchmod(self.fd, _modes["file"])
+        except OSError as exc:
+            raise _storage_error("create a file in", self.directory, exc) from None
+
+    def write(self, data: bytes, offset: int | None = None) -> None:
+        """Append `data`, or overwrite at `offset` (inside what was written)."""
+        try:
+            if offset is None:
+                _write_all(self.fd, data)
+                self.size += len(data)
+            else:
+                _write_all(self.fd, data, offset)
+        except OSError as exc:
+            raise _storage_error("write", self.directory / self.name, exc) from None
+
+    def read(self, offset: int, length: int) -> bytes:
+        return os.pread(self.fd, max(0, min(length, self.size - offset)), offset)
+
+    def sync(self) -> None:
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            raise _storage_error("sync", self.directory / self.name, exc) from None
+
+    def publish(self, final: Path) -> None:
+        """Give exactly this file's bytes the name `final`, never replacing an existing file."""
+        try:
+            # linkat(AT_SYMLINK_FOLLOW) through /proc links the inode this descriptor refers to,
+            # whatever happened to any name; Python only calls linkat when given a directory fd
+            dfd = os.open(final.parent, os.O_RDONLY | os.O_DIRECTORY)
+            try:
+                os.link(f"/proc/self/fd/{self.fd}", final.name, dst_dir_fd=dfd, follow_symlinks=True)
+            finally:
+                os.close(dfd)
+        except FileExistsError:
+            raise StorageError(f"refusing to overwrite sealed file {final}") from None
+        except OSError as exc:
+            raise _storage_error("publish", final, exc) from None
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+    def close(self) -> None:
+        """Close; an unpublished named file is removed (an anonymous one simply vanishes)."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)
+            self.path = None
+
+    def __enter__(self) -> TempFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()

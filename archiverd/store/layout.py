@@ -4,6 +4,11 @@ One directory per UTC day of the documents' date field, so a day's archive is fo
 parts numbered in the order they were sealed. A sealed part is never rewritten; a day that receives
 late documents gets the next part. Documents whose date lies outside what Python's datetime holds
 (before year 1 or after 9999) go to `out-of-range/`.
+
+Names: `part-NNNN.mkv` + `part-NNNN.index.json` is a segment; `part-NNNN.repaired.mkv` (+ index) is
+the verified repaired copy `check --repair` wrote beside a damaged one, which readers prefer; a
+video without its index is an *orphan* (kept, reported, rebuilt by `reindex`); `.part-*.tmp` files
+are unpublished temporary files of an interrupted seal, the only thing recovery ever removes.
 """
 from __future__ import annotations
 
@@ -17,7 +22,8 @@ from . import durable
 from ..format import index
 
 _PART = re.compile(r"^\.?part-(\d{4,})\.")
-TEMP_GLOB = ".part-*.tmp*"
+_VIDEO = re.compile(r"^part-\d{4,}\.mkv$")
+TEMP_GLOB = ".part-*" + durable.TEMP_SUFFIX
 
 
 def day_dir(collection_dir: Path, when: Any) -> Path:
@@ -31,40 +37,57 @@ def day_label(when: Any) -> str:
 
 
 def next_part(directory: Path) -> Path:
-    """The next free part name in a day directory (temporary and orphaned files count as taken)."""
-    numbers = [int(m.group(1)) for p in directory.glob("*part-*") if (m := _PART.match(p.name))] \
+    """The next free part name in a day directory (every existing name counts as taken: temporary
+    files, orphans and repaired copies included)."""
+    numbers = [int(m.group(1)) for p in directory.iterdir() if (m := _PART.match(p.name))] \
         if directory.is_dir() else []
     return directory / f"part-{max(numbers, default=0) + 1:04d}.mkv"
 
 
 def sweep(collection_dir: Path) -> list[Path]:
-    """Remove what an interrupted seal leaves: temporary files, and videos whose index (the commit
-    point) was never published. Their documents are still in MongoDB: deletes follow the index."""
+    """Remove the temporary files an interrupted seal left (named `.part-*.tmp`, never published:
+    where the file system allows, temporary files are anonymous and leave nothing). A published
+    name -- a video, an index, a repaired copy, an orphan -- is never removed here."""
     removed = []
     if not collection_dir.is_dir():
         return removed
     for tmp in collection_dir.rglob(TEMP_GLOB):
-        tmp.unlink(missing_ok=True)
-        removed.append(tmp)
-    for video in collection_dir.rglob("part-*.mkv"):
-        if not index.path_for(video).exists():
-            video.unlink(missing_ok=True)
-            removed.append(video)
+        if tmp.is_file() and not _VIDEO.match(tmp.name):
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
     for directory in {p.parent for p in removed}:
         durable.fsync_dir(directory)
     return removed
 
 
+def videos(collection_dir: Path) -> list[Path]:
+    """Every original video (`part-NNNN.mkv`), oldest day and part first."""
+    if not collection_dir.is_dir():
+        return []
+    return sorted(p for p in collection_dir.rglob("part-*.mkv") if _VIDEO.match(p.name))
+
+
 def segments(collection_dir: Path) -> Iterator[Path]:
-    """Sealed segments (those with an index), oldest day and part first."""
-    if collection_dir.is_dir():
-        yield from sorted(p for p in collection_dir.rglob("part-*.mkv") if index.path_for(p).exists())
+    """Sealed segments (those with an index), oldest day and part first; a repaired copy stands in
+    for its damaged original."""
+    for video in videos(collection_dir):
+        if index.path_for(video).exists():
+            yield index.preferred(video)
+
+
+def orphans(collection_dir: Path) -> list[Path]:
+    """Videos whose index is missing (kept; `archiverd reindex` rebuilds the index)."""
+    return [v for v in videos(collection_dir) if not index.path_for(v).exists()]
+
+
+def temporaries(collection_dir: Path) -> list[Path]:
+    """Leftover temporary files of interrupted seals."""
+    return sorted(collection_dir.rglob(TEMP_GLOB)) if collection_dir.is_dir() else []
 
 
 def usage(collection_dir: Path) -> tuple[int, int]:
-    """(sealed segments, bytes on disk including indexes)."""
-    count = size = 0
-    for video in segments(collection_dir):
-        count += 1
-        size += video.stat().st_size + index.path_for(video).stat().st_size
+    """(sealed segments, bytes on disk of every file in the collection's tree)."""
+    count = sum(1 for _ in segments(collection_dir))
+    size = sum(p.stat().st_size for p in collection_dir.rglob("part-*") if p.is_file()) \
+        if collection_dir.is_dir() else 0
     return count, size

@@ -1,0 +1,87 @@
+"""`archiverd check`: the whole archive, or some segments, like `borg check` / `restic check`."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import click
+
+from ..config import Config
+from ..errors import ConfigError, EXIT_WARNING, SegmentError
+from ..store.check import SegmentCheck, check
+from ._common import with_config
+
+
+def _percent(text: str | None) -> float | None:
+    if text is None:
+        return None
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*%?\s*", text)
+    if not m or not 0 < float(m.group(1)) <= 100:
+        raise ConfigError(f"--read-data-subset takes a percentage between 0 and 100, like 10%, not {text!r}")
+    return float(m.group(1))
+
+
+def _line(item: SegmentCheck) -> None:
+    where = item.path
+    if item.ok:
+        how = "read" if item.read else "checksum"
+        click.echo(f"ok                            {where} ({item.documents} documents, {how})")
+    else:
+        click.echo(f"{item.status:<30}{where}" + (f" ({item.lost} documents lost)" if item.lost else ""))
+        for problem in item.problems[:10]:
+            click.echo(f"    - {problem}")
+    for warning in item.warnings:
+        click.echo(f"    ! {warning}")
+    if item.repaired:
+        click.echo(f"    + {item.repaired}")
+
+
+@click.command("check")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.option("--read-data", is_flag=True, help="Decode every segment completely (slow; default: checksums only).")
+@click.option("--read-data-subset", "subset", metavar="N%", help="Decode a random N% of the segments completely.")
+@click.option("--repair", is_flag=True,
+              help="Write a verified repaired copy beside each repairable segment and rebuild missing indexes. "
+                   "Never deletes or modifies anything.")
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a `segments` list and a summary).")
+@with_config
+def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str | None, repair: bool,
+            as_json: bool) -> int:
+    """Check PATHS (segment files or directories; default: this collection's archive directory).
+
+    Phases: structure (every video has its index, orphans, leftover temporary files), checksums
+    (each video's size and SHA-256 against its index), and with --read-data (or a sampled
+    --read-data-subset) a full decode with parity repair, every document checked against the index.
+    A segment whose checksum fails is always decoded, so that it is classified.
+
+    Per segment: ok, damaged (repairable), damaged (unrepairable: K documents), orphan,
+    missing video. Exit 0 only when everything is ok; 1 when only leftover temporary files were
+    found; 4 when any segment is not ok.
+
+    \b
+    Examples:
+      archiverd check                              # checksums of the whole archive
+      archiverd check --read-data-subset 10%       # and a full decode of a random tenth (weekly timer)
+      archiverd check --read-data --json archives/evolving_agents_db/eat_agent_experiences/2026/08
+      archiverd check --repair 2026/08/01/part-0003.mkv
+    """
+    share = _percent(subset)
+    targets = list(paths) or [cfg.collection_dir]
+    for path in targets:
+        if not path.exists():
+            raise ConfigError(f"{path} does not exist")
+    result = check(targets, read_data=read_data, subset=share, repair=repair,
+                   progress=None if as_json else _line)
+    if as_json:
+        click.echo(json.dumps(result.as_dict(), indent=1, default=str))
+    else:
+        for temp in result.temporaries:
+            click.echo(f"temporary file (an interrupted seal; removed by the next cycle): {temp}")
+        s = result.summary()
+        mb = s["bytes_read"] / 1e6
+        click.echo(f"checked {s['segments']} segments in {s['seconds']:.1f} s ({mb:.1f} MB read); "
+                   + ", ".join(f"{n} {status}" for status, n in sorted(s["by_status"].items())))
+    if not result.ok:
+        return SegmentError.exit_code
+    return EXIT_WARNING if result.temporaries else 0

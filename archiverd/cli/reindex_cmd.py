@@ -1,0 +1,31 @@
+"""`archiverd reindex`: rebuild a segment's lost index from its video."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from ..format import rebuild
+
+
+@click.command("reindex")
+@click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
+def command(segments: tuple[Path, ...]) -> int:
+    """Rebuild the index of each video in SEGMENTS from the video alone.
+
+    The video carries everything its index holds (source, every document's _id, length and
+    SHA-256, block and frame positions, format parameters). The video is decoded completely,
+    lost frames are rebuilt from parity, every document is checked against its block's SHA-256 and
+    the stream's content digest, and only then is the index written -- with an exclusive create:
+    an existing index is never replaced. Exit 4 if a video cannot be decoded completely.
+
+    \b
+    Examples:
+      archiverd reindex archives/evolving_agents_db/eat_agent_experiences/2026/08/01/part-0003.mkv
+    """
+    for path in segments:
+        rebuilt = rebuild.reindex(path)
+        note = "" if rebuilt.identical else f" ({'; '.join(rebuilt.report.warnings)})"
+        repaired = f", {rebuilt.report.repaired_frames} frames rebuilt from parity" if rebuilt.report.repaired_frames else ""
+        click.echo(f"reindexed {path}: {rebuilt.index['documents']} documents{repaired} -> {rebuilt.path.name}{note}")
+    return 0

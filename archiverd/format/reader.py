@@ -1,0 +1,949 @@
+"""Reading a segment: frames -> parity repair -> record stream -> verified documents, with salvage.
+
+One reading core serves verify, restore, export, get, reindex and check. It decodes the video's GOPs
+on worker threads, turns every frame image into a frame record (CRC-checked), rebuilds lost data
+frames from parity one stripe at a time (bounded memory: one stripe of frame bodies), parses the
+record stream, decodes blocks, and checks every document: against the sidecar index when there is
+one (length, SHA-256, `_id`, block), and in any case against its block's SHA-256 and the stream's
+content digest. A document is yielded only when its bytes verify; what could not be recovered is
+listed by block and, with an index, by document. Damage is described in `ScanReport.problems`,
+naming frames and stream offsets.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import blockcodec, frame, index, mkv, parity, qr, records, video
+from .documents import id_entry
+from ..errors import SegmentError
+
+_CHUNK_CLUSTERS = 8  # clusters per unit of parallel decoding
+_MAX_LISTED = 50
+OK, REPAIRABLE, UNREPAIRABLE = "ok", "damaged (repairable)", "damaged (unrepairable)"
+
+
+@dataclass
+class ScanReport:
+    """Outcome of reading a segment completely. `ok` only if every check passed untouched."""
+
+    path: str
+    ok: bool = False
+    status: str = UNREPAIRABLE
+    documents: int = 0  # documents recovered and verified
+    expected_documents: int | None = None  # from the index or the end record
+    frames: int = 0
+    data_frames: int = 0
+    parity_frames: int = 0
+    blocks: int = 0
+    damaged_frames: int = 0  # unreadable, missing or foreign frames
+    repaired_frames: int = 0  # data frames rebuilt from parity
+    qr_corrected_frames: int = 0  # frames that needed the standard reader's error correction
+    lost_blocks: list[int] = field(default_factory=list)
+    lost_documents: list[Any] = field(default_factory=list)  # index entries' _ids (or document numbers)
+    seconds: float = 0.0
+    format_version: int | None = None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    def problem(self, message: str) -> None:
+        if len(self.problems) < _MAX_LISTED:
+            self.problems.append(message)
+        elif len(self.problems) == _MAX_LISTED:
+            self.problems.append("(further problems not listed)")
+
+    @property
+    def lost(self) -> int:
+        """Documents known to be unrecoverable."""
+        if self.expected_documents is not None:
+            return max(0, self.expected_documents - self.documents)
+        return len(self.lost_documents)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = dict(self.__dict__)
+        out["lost"] = self.lost
+        return out
+
+
+# --- frames --------------------------------------------------------------------------------------
+
+def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
+                  independent: bool) -> list[tuple[frame.Frame | None, bool]]:
+    out: list[tuple[frame.Frame | None, bool]] = []
+    for _, image in reader.decode(refs):
+        if image is None:
+            out.append((None, False))
+            continue
+        decoded, corrected = frame.from_image(image)
+        if independent and decoded is not None and not corrected:
+            raw = qr.read_robust(image)  # a standard reader must agree with the fast path
+            if raw is None or frame.unpack(raw) != decoded:
+                decoded = None
+        out.append((decoded, corrected))
+    return out
+
+
+def decoded_frames(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef], *, independent: bool = False,
+                   workers: int | None = None) -> Iterator[tuple[int, frame.Frame | None, bool]]:
+    """(slot in file order, frame or None, QR error correction used) for every frame of `refs`,
+    decoded on worker threads a bounded number of chunks ahead of the consumer."""
+    workers = workers or min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
+    chunks = [refs[i:i + _CHUNK_CLUSTERS] for i in range(0, len(refs), _CHUNK_CLUSTERS)]
+    slot = 0
+    if workers <= 1 or len(chunks) <= 1:
+        for chunk in chunks:
+            for decoded, corrected in _decode_chunk(reader, chunk, independent):
+                yield slot, decoded, corrected
+                slot += 1
+        return
+    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
+        pending: list[Future[list[tuple[frame.Frame | None, bool]]]] = []
+        for chunk in chunks:
+            pending.append(pool.submit(_decode_chunk, reader, chunk, independent))
+            while len(pending) > 2 * workers:
+                for decoded, corrected in pending.pop(0).result():
+                    yield slot, decoded, corrected
+                    slot += 1
+        for fut in pending:
+            for decoded, corrected in fut.result():
+                yield slot, decoded, corrected
+                slot += 1
+
+
+# --- the whole segment ---------------------------------------------------------------------------
+
+class SegmentScan:
+    """Read one segment completely (see the module docstring). Iterate `documents()` once; then
+    `report` holds the outcome."""
+
+    def __init__(self, source: mkv.Source, where: str, idx: Mapping[str, Any] | None = None, *,
+                 independent: bool = False, workers: int | None = None,
+                 on_data: Callable[[int, bytes | None], None] | None = None) -> None:
+        self.source = source
+        self.on_data = on_data  # sees every data frame body in order (None where lost)
+        self.blocks: list[dict[str, Any]] = []  # per block read: number, stream offset, record length, ...
+        self.where = where
+        self.idx = idx
+        self.independent = independent
+        self.workers = workers
+        self.report = ScanReport(where)
+        self.segment_id: str | None = idx["segment_id"] if idx else None
+        self.version: int | None = idx["format_version"] if idx else None
+        self.geometry: parity.Geometry | None = None
+        if idx and idx["format_version"] >= 2:
+            p = idx["parity"]
+            self.geometry = parity.Geometry(p["data_rows"], p["parity_rows"])
+        self._body_size = frame.BODY if (self.version or 2) >= 2 else frame.V1_DATA
+        self._foreign: set[bytes] = set()
+        self._last_data: int | None = None  # data index of the frame flagged last
+        self._seen_positions: set[int] = set()
+        self._shift = 0  # position - file slot of the last frame (0 in an intact file)
+        self._stream: _Stream | None = None
+
+    def _p(self, message: str) -> None:
+        self.report.problem(f"{Path(self.where).name}: {message}")
+
+    # -- phase 1: the file ------------------------------------------------------------------------
+
+    def _check_file(self) -> bool:
+        """Size and SHA-256 against the index. Returns whether the file is exactly as sealed."""
+        if self.idx is None:
+            return False
+        vid = self.idx["video"]
+        if self.source.size != vid.get("bytes"):
+            self._p(f"video is {self.source.size} bytes, index says {vid.get('bytes')}")
+            return False
+        h = hashlib.sha256()
+        pos = 0
+        while pos < self.source.size:
+            chunk = self.source.read(pos, 1 << 20)
+            h.update(chunk)
+            pos += len(chunk)
+        if h.hexdigest() != vid.get("sha256"):
+            self._p("video SHA-256 differs from the index (file changed or index swapped)")
+            return False
+        return True
+
+    def _cluster_refs(self, reader: video.VideoReader, exact: bool) -> list[mkv.ClusterRef]:
+        listed = (self.idx or {}).get("video", {}).get("clusters")
+        if exact and listed:
+            return [mkv.ClusterRef(offset, length) for offset, length in listed]
+        return reader.clusters()
+
+    # -- phase 2: frames -> data bodies, stripe by stripe -------------------------------------------
+
+    def _accept(self, slot: int, decoded: frame.Frame | None) -> frame.Frame | None:
+        """Check one frame's identity; None if it cannot be used."""
+        if decoded is None:
+            self._p(f"frame {slot}: unreadable (QR does not decode, or its CRC fails)")
+            return None
+        sid = decoded.segment_id.hex()
+        if self.segment_id is None:
+            self.segment_id = sid
+        if sid != self.segment_id:
+            if decoded.segment_id not in self._foreign:  # a swapped index would otherwise flag every frame
+                self._foreign.add(decoded.segment_id)
+                self._p(f"frame {slot}: belongs to segment {sid}, not {self.segment_id}")
+            return None
+        if self.version is None:
+            self.version = decoded.version
+            self._body_size = frame.BODY if decoded.version >= 2 else frame.V1_DATA
+        if decoded.version != self.version:
+            self._p(f"frame {slot}: format version {decoded.version} in a version {self.version} segment")
+            return None
+        shift = decoded.position - slot
+        if shift != self._shift:
+            kind = "duplicated or out of order" if decoded.position < slot + self._shift else \
+                f"frames {slot + self._shift}..{decoded.position - 1} missing"
+            self._p(f"frame {slot}: carries position {decoded.position} ({kind})")
+            self._shift = shift
+        if decoded.position in self._seen_positions:
+            return None
+        self._seen_positions.add(decoded.position)
+        if self.geometry is None and decoded.version >= 2:
+            self.geometry = parity.Geometry(decoded.rows, decoded.parity_rows) if decoded.parity_rows \
+                else parity.Geometry(parity.DEFAULT_DATA_ROWS, 0)
+        return decoded
+
+    def documents(self) -> Iterator[tuple[int | None, int, bytes]]:
+        """(document number or None, block number, BSON bytes) of every document that verifies."""
+        started = time.perf_counter()
+        report = self.report
+        try:
+            exact = self._check_file()
+            try:
+                reader = video.VideoReader(self.source, self.where)
+            except SegmentError as exc:
+                report.problem(str(exc))
+                self._lose_all()
+                return
+            declared = reader.layout.declared_end
+            if declared is not None and declared != self.source.size:
+                self._p(f"the file is {self.source.size} bytes, its Matroska header says {declared} "
+                        f"({'truncated' if declared > self.source.size else 'bytes appended'})")
+            self._stream = _Stream(self)
+            stripes = _Stripes(self)
+            for slot, decoded, corrected in decoded_frames(reader, self._cluster_refs(reader, exact),
+                                                           independent=self.independent, workers=self.workers):
+                report.frames += 1
+                report.qr_corrected_frames += corrected
+                accepted = self._accept(slot, decoded)
+                if accepted is None and not (self.geometry and self.geometry.parity_rows):
+                    report.damaged_frames += 1
+                for data_index, body in stripes.add(slot, accepted):
+                    yield from self._feed(data_index, body)
+            for data_index, body in stripes.close():
+                yield from self._feed(data_index, body)
+            yield from self._stream.close()
+            if report.frames == 0:
+                self._p("video has no frames")
+            self._final_checks()
+        finally:
+            report.seconds = round(time.perf_counter() - started, 3)
+            report.format_version = self.version
+            if report.qr_corrected_frames:
+                report.warnings.append(f"{report.qr_corrected_frames} frames needed QR error correction")
+            self._classify()
+
+    @property
+    def header(self) -> dict[str, Any]:
+        """The SHDR record's object ({} until read, or if it was lost)."""
+        return (self._stream.header if self._stream else None) or {}
+
+    @property
+    def end(self) -> tuple[int, int, bytes] | None:
+        """The SEND record (blocks, documents, content digest), once read."""
+        return self._stream.end if self._stream else None
+
+    @property
+    def stream_end(self) -> int:
+        """Stream offset just past the SEND record (valid once `end` is set)."""
+        return self._stream.parser._offset if self._stream else 0
+
+    def _feed(self, data_index: int, body: bytes | None) -> Iterator[tuple[int | None, int, bytes]]:
+        if self.on_data is not None:
+            self.on_data(data_index, body)
+        assert self._stream is not None
+        yield from self._stream.feed(data_index, body)
+
+    def _lose_all(self) -> None:
+        if self.idx is not None:
+            self.report.expected_documents = self.idx["documents"]
+            self.report.lost_blocks = [b["block"] for b in self.idx["blocks"]]
+            self.report.lost_documents = [e.get("_id") for e in self.idx["docs"][:_MAX_LISTED]]
+
+    def _final_checks(self) -> None:
+        idx, report = self.idx, self.report
+        if idx is None:
+            return
+        report.expected_documents = idx["documents"]
+        if report.frames != idx["frames"]:
+            self._p(f"video has {report.frames} frames, index says {idx['frames']}")
+        stream = self._stream
+        if stream is not None and stream.header and stream.header.get("segment_id") != idx["segment_id"]:
+            self._p(f"segment header names segment {stream.header.get('segment_id')}")
+
+    def _classify(self) -> None:
+        report = self.report
+        complete = (self._stream is not None and self._stream.end is not None) or \
+            (self.idx is not None and report.documents == self.idx["documents"])
+        if not report.problems:
+            report.ok, report.status = True, OK
+        elif report.lost or report.lost_blocks or not complete:
+            report.status = UNREPAIRABLE
+        else:
+            report.status = REPAIRABLE
+
+
+class _Stripes:
+    """Collects accepted frames and releases data bodies in data-frame order, one stripe at a time,
+    after rebuilding what parity can rebuild."""
+
+    def __init__(self, scan: SegmentScan) -> None:
+        self.scan = scan
+        self.stripe = 0
+        self.frames: dict[int, frame.Frame] = {}
+        self.closed_before = 0  # positions below this belong to released stripes
+
+    def _geometry(self) -> parity.Geometry | None:
+        g = self.scan.geometry
+        return g if g is not None and g.parity_rows else None
+
+    def add(self, slot: int, decoded: frame.Frame | None) -> Iterator[tuple[int, bytes | None]]:
+        g = self._geometry()
+        if decoded is not None:
+            if decoded.position < self.closed_before:
+                self.scan._p(f"frame {slot}: position {decoded.position} belongs to a stripe already read")
+            else:
+                self.frames[decoded.position] = decoded
+        if g is None:
+            if self.scan.geometry is not None or self.scan.version == 1:  # no parity: release in order
+                yield from self._release_through(slot)
+            return
+        # release a stripe once the file has moved a GOP past its end
+        while slot >= g.stripe_start(self.stripe + 1) + video.GOP:
+            yield from self._release_stripe(final=False)
+
+    def _release_through(self, slot: int) -> Iterator[tuple[int, bytes | None]]:
+        """No parity: every position is a data position; release those up to `slot`."""
+        for position in range(self.closed_before, slot + 1):
+            found = self.frames.pop(position, None)
+            yield from self._data(position, found)
+        self.closed_before = slot + 1
+
+    def _data(self, data_index: int, found: frame.Frame | None) -> Iterator[tuple[int, bytes | None]]:
+        if found is not None and found.kind == frame.PARITY:
+            self.scan._p(f"frame {found.position}: a parity frame where data belongs")
+            found = None
+        if found is not None and found.last:
+            self.scan._last_data = data_index
+        if self.scan._last_data is not None and data_index > self.scan._last_data:
+            return
+        yield data_index, found.body if found is not None else None
+
+    def _release_stripe(self, final: bool) -> Iterator[tuple[int, bytes | None]]:
+        g = self._geometry()
+        assert g is not None
+        start = g.stripe_start(self.stripe)
+        first_data = self.stripe * g.data_per_stripe
+        end = g.stripe_start(self.stripe + 1)
+        mine = {p: self.frames.pop(p) for p in [p for p in self.frames if p < end]}
+        count, rows = self._stripe_shape(mine, start, first_data, g, final)
+        data: dict[int, bytes] = {}
+        parity_bodies: dict[tuple[int, int], bytes] = {}
+        for position, f in mine.items():
+            offset = position - start
+            if f.kind == frame.PARITY:
+                if f.stripe_count != count or f.stripe_parity_rows != rows:
+                    self.scan._p(f"frame {position}: parity frame describes a stripe of {f.stripe_count} frames")
+                    continue
+                ref = parity.parity_ref(g, position, count)
+                parity_bodies[(ref.row, ref.group)] = f.body
+            elif offset < count:
+                data[offset] = f.body
+                if f.last:
+                    self.scan._last_data = first_data + offset
+        expected = count + rows * g.columns(count) if count else 0
+        missing = [start + o for o in range(expected) if start + o not in mine]
+        if missing:
+            self.scan.report.damaged_frames += len(missing)
+            self.scan._p(f"stripe {self.stripe}: {len(missing)} of {expected} frames missing or damaged "
+                         f"(positions {_ranges(missing)})")
+        extra = [p for p in mine if p >= start + expected and (final or p < end)]
+        if extra and (final or self.scan._last_data is not None):
+            self.scan._p(f"frames at positions {_ranges(sorted(extra))} lie beyond the end of the segment")
+        lost = [i for i in range(count) if i not in data]
+        if lost:
+            data.update(self._repair(lost, data, parity_bodies, count, rows, start))
+        self.stripe += 1
+        self.closed_before = end
+        for i in range(count):
+            data_index = first_data + i
+            if self.scan._last_data is not None and data_index > self.scan._last_data:
+                break
+            yield data_index, data.get(i)
+
+    def _stripe_shape(self, mine: dict[int, frame.Frame], start: int, first_data: int, g: parity.Geometry,
+                      final: bool) -> tuple[int, int]:
+        """(data frames, parity rows) of the stripe being released."""
+        for f in mine.values():
+            if f.kind == frame.PARITY and f.stripe_count:
+                return f.stripe_count, f.stripe_parity_rows
+        idx = self.scan.idx
+        if idx is not None and idx.get("data_frames") is not None:
+            count = max(0, min(g.data_per_stripe, idx["data_frames"] - first_data))
+            tail = count < g.data_per_stripe or first_data + count == idx["data_frames"]
+            rows = idx["parity"].get("tail_parity_rows", g.parity_rows) if tail else g.parity_rows
+            return count, rows
+        last = self.scan._last_data
+        for f in mine.values():
+            if f.last:
+                last = first_data + (f.position - start)
+        if last is not None and last < first_data + g.data_per_stripe:
+            count = last - first_data + 1
+            return count, g.tail_parity_rows(count, video.GOP)
+        seen = [p - start for p, f in mine.items() if f.kind != frame.PARITY]
+        if final:
+            count = max(seen) + 1 if seen else 0
+            return count, g.tail_parity_rows(count, video.GOP) if count else 0
+        return g.data_per_stripe, g.parity_rows
+
+    def _repair(self, lost: list[int], data: dict[int, bytes], parity_bodies: dict[tuple[int, int], bytes],
+                count: int, rows: int, start: int) -> dict[int, bytes]:
+        body = len(next(iter(data.values()), None) or next(iter(parity_bodies.values()), b"")) or frame.BODY
+        g = self._geometry()
+        assert g is not None
+        columns = g.columns(count)
+        out: dict[int, bytes] = {}
+        for group in sorted({i % columns for i in lost}):
+            members = parity.members(count, columns, group)
+            known = {r: np.frombuffer(data[r * columns + group], dtype=np.uint8)
+                     for r in members if r * columns + group in data}
+            available = {row: np.frombuffer(b, dtype=np.uint8) for (row, g), b in parity_bodies.items() if g == group}
+            try:
+                rebuilt = parity.recover(known, available, members, body)
+            except ValueError:
+                continue
+            for r, value in rebuilt.items():
+                out[r * columns + group] = value.tobytes()
+                self.scan.report.repaired_frames += 1
+        return out
+
+    def close(self) -> Iterator[tuple[int, bytes | None]]:
+        g = self._geometry()
+        if g is None:
+            if self.frames:
+                yield from self._release_through(max(self.frames))
+            return
+        while self.frames or (self.scan.idx is not None and
+                              self.stripe * g.data_per_stripe < self.scan.idx.get("data_frames", 0)):
+            yield from self._release_stripe(final=True)
+
+
+class _Stream:
+    """Data bodies in order -> records -> verified documents. A lost body loses the record it falls
+    in; reading resumes at the next block the index names or, without an index, at the next record
+    that parses and verifies."""
+
+    def __init__(self, scan: SegmentScan) -> None:
+        self.scan = scan
+        self.idx = scan.idx
+        self.parser = records.Parser()
+        self.header: dict[str, Any] | None = None
+        self.end: tuple[int, int, bytes] | None = None
+        self.blocks_seen = 0
+        self.next_block = 0
+        self.digest = hashlib.sha256()
+        self.digest_valid = True  # False once a document is missing from the sequence
+        self.next_data = 0  # data index expected next
+        self.skip_to: int | None = None  # after a gap: stream offset where parsing resumes
+        self.scan_buffer: bytearray | None = None  # after a gap without an index: bytes to search
+        self.scan_offset = 0
+        self.doc_base = self._doc_base()
+        self.lost_ranges: list[tuple[int, int]] = []
+
+    def _doc_base(self) -> list[int]:
+        if self.idx is None:
+            return []
+        base, out = 0, []
+        for b in self.idx["blocks"]:
+            out.append(base)
+            base += b["documents"]
+        return out
+
+    def feed(self, data_index: int, body: bytes | None) -> Iterator[tuple[int | None, int, bytes]]:
+        size = self.scan._body_size
+        if data_index != self.next_data:  # frames beyond what stripes released: treat as a gap
+            yield from self._gap(self.next_data * size, data_index * size)
+        self.next_data = data_index + 1
+        offset = data_index * size
+        if body is None:
+            yield from self._gap(offset, offset + size)
+            return
+        self.scan.report.data_frames += 1
+        if self.skip_to is not None:
+            if offset + len(body) <= self.skip_to:
+                return
+            body = body[max(0, self.skip_to - offset):]
+            offset = max(offset, self.skip_to)
+            self.parser = records.Parser(offset)
+            self.skip_to = None
+        if self.scan_buffer is not None:
+            yield from self._search(body)
+            return
+        yield from self._parse(body)
+
+    def _parse(self, data: bytes) -> Iterator[tuple[int | None, int, bytes]]:
+        try:
+            for kind, body, offset in self.parser.feed(data):
+                yield from self._record(kind, body, offset)
+        except SegmentError as exc:
+            self.scan._p(str(exc))
+            self._start_search(self.parser._offset + 1, b"")
+
+    def _gap(self, start: int, end: int) -> Iterator[tuple[int | None, int, bytes]]:
+        if end <= start:
+            return
+        if self.end is not None and self.parser.done:
+            return  # lost padding after the end record
+        self.lost_ranges.append((start, end))
+        self.digest_valid = False
+        if self.idx is not None:
+            follow = [b["offset"] for b in self.idx["blocks"] if b["offset"] >= end]
+            send = self.idx.get("stream_bytes", 0) - records.PREFIX.size - records.END_BODY.size
+            self.skip_to = min(follow + ([send] if send >= end else []), default=None)
+            if self.skip_to is None:
+                self.skip_to = 1 << 62  # nothing left to read
+            self.parser = records.Parser(self.skip_to)
+            self.scan_buffer = None
+        else:
+            self._start_search(end, b"")
+        return
+        yield  # pragma: no cover - makes this a generator
+
+    def _start_search(self, offset: int, data: bytes) -> None:
+        self.scan_buffer = bytearray(data)
+        self.scan_offset = offset
+
+    def _search(self, data: bytes) -> Iterator[tuple[int | None, int, bytes]]:
+        """Without an index: find the next record that parses and whose content verifies."""
+        buf = self.scan_buffer
+        assert buf is not None
+        buf += data
+        pos = 0
+        while True:
+            hits = [h for h in (buf.find(records.BLOCK, pos), buf.find(records.END, pos)) if h >= 0]
+            if not hits:
+                keep = max(0, len(buf) - 3)
+                del buf[:keep]
+                self.scan_offset += keep
+                return
+            hit = min(hits)
+            if hit + records.PREFIX.size > len(buf):
+                del buf[:hit]
+                self.scan_offset += hit
+                return
+            kind, length = records.PREFIX.unpack_from(buf, hit)
+            try:
+                records.check_prefix(kind, length, self.scan_offset + hit)
+            except SegmentError:
+                pos = hit + 1
+                continue
+            end = hit + records.PREFIX.size + length
+            if end > len(buf):
+                del buf[:hit]
+                self.scan_offset += hit
+                return
+            body = bytes(buf[hit + records.PREFIX.size:end])
+            if self._valid_candidate(bytes(kind), body):
+                rest = bytes(buf[end:])
+                record_offset = self.scan_offset + hit
+                self.scan_buffer = None
+                self.parser = records.Parser(record_offset + end - hit)
+                yield from self._record(bytes(kind), body, record_offset)
+                yield from self._parse(rest)
+                return
+            pos = hit + 1
+
+    def _valid_candidate(self, kind: bytes, body: bytes) -> bool:
+        if kind == records.END:
+            return True
+        try:
+            number, digest, encoded = records.split_block(body, self.scan.version or 2)
+            docs = blockcodec.decode(encoded)
+        except SegmentError:
+            return False
+        return digest is None or _digest(docs) == digest
+
+    def _record(self, kind: bytes, body: bytes, offset: int) -> Iterator[tuple[int | None, int, bytes]]:
+        if self.header is None and not self.lost_ranges:
+            if kind != records.HEADER:
+                raise SegmentError(f"stream offset {offset}: stream does not start with a header")
+            try:
+                self.header = json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                raise SegmentError("segment header is not valid JSON") from None
+            if not isinstance(self.header, dict):
+                raise SegmentError("segment header is not a JSON object")
+            return
+        if kind == records.HEADER:
+            raise SegmentError(f"stream offset {offset}: a second segment header")
+        if self.end is not None:
+            raise SegmentError(f"stream offset {offset}: data after the end record")
+        if kind == records.END:
+            self.end = records.END_BODY.unpack(body)
+            return
+        yield from self._block(body, offset)
+
+    def _block(self, body: bytes, offset: int) -> Iterator[tuple[int | None, int, bytes]]:
+        number, digest, encoded = records.split_block(body, self.scan.version or 2)
+        if number < self.next_block or (number != self.next_block and not self.lost_ranges):
+            raise SegmentError(f"stream offset {offset}: block {number} where block {self.next_block} belongs")
+        for skipped in range(self.next_block, number):
+            self._lose_block(skipped)
+        self.next_block = number + 1
+        try:
+            docs = blockcodec.decode(encoded)
+        except SegmentError as exc:
+            self.scan._p(f"block {number}: {exc}")
+            self._lose_block(number)
+            return
+        if digest is not None and _digest(docs) != digest:
+            self.scan._p(f"block {number}: documents differ from the block's SHA-256")
+            self._lose_block(number)
+            return
+        self.blocks_seen += 1
+        self.scan.report.blocks += 1
+        self.scan.blocks.append({"block": number, "offset": offset, "length": records.PREFIX.size + len(body),
+                                 "documents": len(docs), "sha256": _digest(docs).hex()})
+        base = self.doc_base[number] if self.idx is not None and number < len(self.doc_base) else None
+        if self.idx is not None and (number >= len(self.idx["blocks"]) or
+                                     self.idx["blocks"][number]["documents"] != len(docs)):
+            self.scan._p(f"block {number}: holds {len(docs)} documents, the index lists a different number")
+            self._lose_block(number)
+            return
+        for i, raw in enumerate(docs):
+            n = base + i if base is not None else None
+            if self._document_ok(n, number, raw):
+                self.digest.update(raw)
+                self.scan.report.documents += 1
+                yield n, number, raw
+            else:
+                self.digest_valid = False
+
+    def _document_ok(self, n: int | None, block: int, raw: bytes) -> bool:
+        if self.idx is None or n is None:
+            return True
+        entry = self.idx["docs"][n]
+        if len(raw) != entry["bytes"] or hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            self.scan._p(f"document {n} (_id {json.dumps(entry.get('_id'))}): bytes differ from the index checksum")
+            self._lose_document(entry, n)
+            return False
+        if id_entry(raw).get("_id", _MISSING) != entry.get("_id", _MISSING):
+            self.scan._p(f"document {n}: _id differs from the index")
+            self._lose_document(entry, n)
+            return False
+        if entry["block"] != block:
+            self.scan._p(f"document {n}: found in block {block}, index says {entry['block']}")
+            self._lose_document(entry, n)
+            return False
+        return True
+
+    def _lose_document(self, entry: Mapping[str, Any], n: int) -> None:
+        if len(self.scan.report.lost_documents) < _MAX_LISTED:
+            self.scan.report.lost_documents.append(entry.get("_id", f"document {n} (no _id)"))
+
+    def _lose_block(self, number: int) -> None:
+        report = self.scan.report
+        if number in report.lost_blocks:
+            return
+        report.lost_blocks.append(number)
+        self.digest_valid = False
+        if self.idx is not None and number < len(self.idx["blocks"]):
+            base = self.doc_base[number]
+            for n in range(base, base + self.idx["blocks"][number]["documents"]):
+                self._lose_document(self.idx["docs"][n], n)
+
+    def close(self) -> Iterator[tuple[int | None, int, bytes]]:
+        scan, report = self.scan, self.scan.report
+        if self.idx is not None:
+            for number in range(self.next_block, len(self.idx["blocks"])):
+                self._lose_block(number)
+        if self.lost_ranges:
+            spans = ", ".join(f"{a}..{b - 1}" for a, b in self.lost_ranges[:5])
+            scan._p(f"stream bytes {spans} are lost ({len(self.lost_ranges)} damaged ranges)")
+        if scan._last_data is None and report.frames:
+            scan._p(f"video ends after {report.frames} frames without the frame flagged last (truncated)")
+        if self.end is None:
+            if not self.lost_ranges:
+                scan._p("record stream is incomplete (no end record)")
+            report.expected_documents = report.expected_documents
+        else:
+            blocks, docs, digest = self.end
+            if report.expected_documents is None:
+                report.expected_documents = docs
+            if not self.lost_ranges and not report.lost_blocks:
+                if (blocks, docs) != (self.blocks_seen, report.documents):
+                    scan._p(f"end record says {blocks} blocks / {docs} documents, stream holds "
+                            f"{self.blocks_seen} / {report.documents}")
+                elif self.digest_valid and digest != self.digest.digest():
+                    scan._p("content digest in the end record does not match the documents")
+        if self.parser.garbage:
+            scan._p("non-zero bytes after the end record")
+        if self.parser.pending and self.end is None and not self.lost_ranges:
+            scan._p("record stream is cut short")
+        return
+        yield  # pragma: no cover - makes this a generator
+
+
+_MISSING = object()
+
+
+def _ranges(positions: Sequence[int], limit: int = 6) -> str:
+    """[3, 4, 5, 9] -> "3..5, 9"."""
+    spans: list[tuple[int, int]] = []
+    for p in positions:
+        if spans and p == spans[-1][1] + 1:
+            spans[-1] = (spans[-1][0], p)
+        else:
+            spans.append((p, p))
+    text = ", ".join(f"{a}..{b}" if a != b else str(a) for a, b in spans[:limit])
+    return text + (", ..." if len(spans) > limit else "")
+
+
+def _digest(docs: Sequence[bytes]) -> bytes:
+    h = hashlib.sha256()
+    for doc in docs:
+        h.update(doc)
+    return h.digest()
+
+
+# --- entry points --------------------------------------------------------------------------------
+
+class LocalFile(video.FileSource):
+    """An open segment file; close it when done (or use as a context manager)."""
+
+    def __init__(self, path: Path) -> None:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            raise SegmentError("no such segment file", str(path)) from None
+        except IsADirectoryError:
+            raise SegmentError("is a directory, not a segment file", str(path)) from None
+        except OSError as exc:
+            raise SegmentError(f"cannot open segment: {exc.strerror}", str(path)) from None
+        st = os.fstat(fd)
+        import stat
+        if not stat.S_ISREG(st.st_mode):
+            os.close(fd)
+            raise SegmentError("not a regular file", str(path))
+        super().__init__(fd, st.st_size)
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+    def __enter__(self) -> LocalFile:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+
+def verify_source(source: mkv.Source, idx: Mapping[str, Any] | None, where: str, *,
+                  independent: bool = False, workers: int | None = None) -> ScanReport:
+    """Read everything and check it (the documents are dropped)."""
+    scan = SegmentScan(source, where, idx, independent=independent, workers=workers)
+    for _ in scan.documents():
+        pass
+    return scan.report
+
+
+def verify_video(path: Path, idx: Mapping[str, Any] | None, *, independent: bool = False,
+                 workers: int | None = None) -> ScanReport:
+    """Decode every frame and check it against the index (when given)."""
+    try:
+        with LocalFile(Path(path)) as source:
+            return verify_source(source, idx, str(path), independent=independent, workers=workers)
+    except SegmentError as exc:
+        report = ScanReport(str(path))
+        report.problem(str(exc))
+        return report
+
+
+def stream_documents(source: mkv.Source, where: str) -> Iterator[bytes]:
+    """Every document of a video from the stream alone (no index); raises unless it is all intact
+    (parity repairs count as intact: the repaired documents verify against their block digests)."""
+    scan = SegmentScan(source, where)
+    yield from (raw for _, _, raw in scan.documents())
+    report = scan.report
+    if report.status == UNREPAIRABLE or report.lost or report.lost_blocks:
+        raise SegmentError("; ".join(report.problems) or "video is damaged", where)
+
+
+def published_mismatch(path: Path, idx: Mapping[str, Any]) -> str | None:
+    """Re-read a just-published video by its name: None if its size and SHA-256 are the index's,
+    else what differs. Nothing is deleted against a segment unless this passes."""
+    from .writer import file_sha256
+    try:
+        with LocalFile(path) as source:
+            if source.size != idx["video"]["bytes"]:
+                return f"{source.size} bytes, index says {idx['video']['bytes']}"
+            if file_sha256(source) != idx["video"]["sha256"]:
+                return "SHA-256 differs from the index"
+    except SegmentError as exc:
+        return str(exc)
+    return None
+
+
+class SegmentReader:
+    """Read a sealed segment (its video and sidecar index): iterate, fetch by `_id`, verify, salvage."""
+
+    def __init__(self, path: Path | str) -> None:
+        self.requested = Path(path)
+        self.path = index.preferred(self.requested)  # a verified repaired copy stands in for the original
+        if self.path.is_dir():
+            raise SegmentError("is a directory, not a segment file", str(self.path))
+        if not self.path.is_file():
+            raise SegmentError("no such segment file", str(self.path))
+        self.index = index.load(index.path_for(self.path))
+
+    def entries(self) -> list[dict[str, Any]]:
+        return self.index["docs"]
+
+    def scan(self, **kwargs: Any) -> tuple[SegmentScan, LocalFile]:
+        source = LocalFile(self.path)
+        return SegmentScan(source, str(self.path), self.index, **kwargs), source
+
+    def __iter__(self) -> Iterator[bytes]:
+        """Every document's exact BSON bytes in order; raises SegmentError if any is unrecoverable."""
+        scan, source = self.scan()
+        with source:
+            for _, _, raw in scan.documents():
+                yield raw
+        if scan.report.lost or scan.report.lost_blocks:
+            raise SegmentError(f"{scan.report.lost} documents cannot be recovered: "
+                               + "; ".join(scan.report.problems[:5]), str(self.path))
+
+    def salvage(self) -> Iterator[tuple[int | None, bytes]]:
+        """Every document that verifies, with its number; see `self.last_report` afterwards."""
+        scan, source = self.scan()
+        self.last_report = scan.report
+        with source:
+            for n, _, raw in scan.documents():
+                yield n, raw
+
+    def verify(self, *, independent: bool = False, workers: int | None = None) -> ScanReport:
+        try:
+            with LocalFile(self.path) as source:
+                return verify_source(source, self.index, str(self.path), independent=independent, workers=workers)
+        except SegmentError as exc:
+            report = ScanReport(str(self.path))
+            report.problem(str(exc))
+            return report
+
+    def get(self, _id: Any) -> bytes:
+        """One document by `_id` (a BSON value), decoding only the frames of its block (or, if one of
+        them is damaged, the stripes that can repair it)."""
+        key = index.key_of(_id)
+        found = [i for i, e in enumerate(self.index["docs"]) if "_id" in e and index.id_key(e["_id"]) == key]
+        if not found:
+            raise KeyError(_id)
+        return self.document(found[-1])  # the newest copy if a document was archived more than once
+
+    def document(self, n: int) -> bytes:
+        entry = self.index["docs"][n]
+        docs = self.block(entry["block"])
+        first = sum(b["documents"] for b in self.index["blocks"][:entry["block"]])
+        raw = docs[n - first]
+        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+            raise SegmentError(f"document {n} does not match the index checksum", str(self.path))
+        return raw
+
+    def block(self, number: int) -> list[bytes]:
+        """The documents of one block, verified against its digest."""
+        with LocalFile(self.path) as source:
+            return read_block(source, self.index, number, str(self.path))
+
+
+def read_block(source: mkv.Source, idx: Mapping[str, Any], number: int, where: str) -> list[bytes]:
+    """Decode only the GOPs holding block `number`; fall back to a full read (with parity repair)
+    when one of its frames is damaged."""
+    block = idx["blocks"][number]
+    first, last = block["frames"]
+    version = idx["format_version"]
+    body_size = frame.BODY if version >= 2 else frame.V1_DATA
+    data = _block_frames(source, idx, first, last, where)
+    if data is not None:
+        geometry = parity.Geometry(idx["parity"]["data_rows"], idx["parity"]["parity_rows"]) if version >= 2 \
+            else None
+        start_data = _data_index(geometry, first)
+        stream = b"".join(data)
+        start = block["offset"] - start_data * body_size
+        recs = []
+        try:
+            recs = list(records.Parser(block["offset"]).feed(stream[start:start + block["length"]]))
+        except SegmentError:
+            recs = []
+        if len(recs) == 1 and recs[0][0] == records.BLOCK:
+            got, digest, encoded = records.split_block(recs[0][1], version)
+            try:
+                docs = blockcodec.decode(encoded)
+            except SegmentError:
+                docs = None
+            if got == number and docs is not None and (digest is None or _digest(docs) == digest):
+                return docs
+    # damaged: read the whole segment with repair and keep this block's documents
+    scan = SegmentScan(source, where, idx)
+    docs = [raw for _, b, raw in scan.documents() if b == number]
+    if number in scan.report.lost_blocks or len(docs) != block["documents"]:
+        raise SegmentError(f"block {number} is damaged beyond repair: " + "; ".join(scan.report.problems[:3]), where)
+    return docs
+
+
+def _data_index(geometry: parity.Geometry | None, position: int) -> int:
+    """Data-frame index of a data position."""
+    if geometry is None or not geometry.parity_rows:
+        return position
+    stripe, offset = divmod(position, geometry.stripe_positions)
+    return stripe * geometry.data_per_stripe + offset
+
+
+def _block_frames(source: mkv.Source, idx: Mapping[str, Any], first: int, last: int, where: str) -> list[bytes] | None:
+    """Bodies of the data frames at positions first..last, or None if any of them is damaged."""
+    reader = video.VideoReader(source, where)
+    listed = idx.get("video", {}).get("clusters")
+    gop = idx.get("video", {}).get("gop", video.GOP)
+    if listed and source.size == idx["video"]["bytes"]:
+        refs = [mkv.ClusterRef(o, n, i * gop) for i, (o, n) in enumerate(listed)][first // gop:last // gop + 1]
+    else:
+        refs = reader.clusters()
+    refs = [r for i, r in enumerate(refs) if r.first_frame is None or (
+        r.first_frame <= last and (i + 1 == len(refs) or refs[i + 1].first_frame is None
+                                   or refs[i + 1].first_frame > first))]
+    base = refs[0].first_frame if refs and refs[0].first_frame is not None else 0
+    bodies: list[bytes] = []
+    seen = 0
+    for slot, decoded, _ in decoded_frames(reader, refs, workers=1):
+        position = base + slot
+        if position < first:
+            continue
+        if position > last:
+            break
+        if decoded is None or decoded.position != position or decoded.segment_id.hex() != idx["segment_id"]:
+            return None
+        seen += 1
+        if decoded.kind != frame.PARITY:
+            bodies.append(decoded.body)
+    return bodies if seen == last - first + 1 else None

@@ -1,0 +1,340 @@
+"""Writing a segment: documents -> blocks -> record stream -> data and parity frames -> GOPs -> video.
+
+Where a document goes (docs/ARCHITECTURE.md has the picture):
+append() -> block (blockcodec) -> BLCK record (records) -> 2,925-byte frame bodies -> frame records
+with Reed–Solomon parity frames per stripe (frame, parity) -> QR symbols and FFV1 GOPs (video, on
+worker threads) -> Matroska clusters (mkv) in an anonymous temporary file.
+seal(): finish -> fsync -> hash and decode everything back through the same descriptor and compare
+-> index -> fsync -> publish video, then index (the commit point) -> fsync directory.
+No MongoDB here: the daemon hands in BSON bytes and gets back a sealed, verified segment.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import blockcodec, frame, index, mkv, parity, qr, records, video
+from .documents import id_entry, to_bson
+from .. import faults
+from ..errors import SegmentError
+from ..store import durable
+
+DEFAULT_BLOCK_BYTES = 4 << 20
+
+
+def _utc_now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def default_workers() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+class FrameWriter:
+    """Record-stream bytes -> data frames with Reed–Solomon parity per stripe -> GOPs encoded on
+    worker threads -> Matroska clusters in an anonymous temporary file. Deterministic: the same
+    stream, segment id and settings give the same file byte for byte (which is how `repair`
+    rebuilds a damaged video exactly)."""
+
+    def __init__(self, path: Path, segment_id: bytes, geometry: parity.Geometry, *, workers: int | None = None) -> None:
+        self.path = path
+        self.segment_id = segment_id
+        self.geometry = geometry
+        self.stream_length = 0
+        self.data_frames = 0
+        self.position = 0
+        self.tail_parity_rows: int | None = None
+        self._pending = bytearray()  # stream bytes not yet in a frame
+        self._stripe: list[bytes] = []
+        self._gop: list[bytes] = []
+        self._workers = workers or default_workers()
+        self._pool = ThreadPoolExecutor(self._workers, thread_name_prefix="encode")
+        self._in_flight: deque[Future[list[bytes]]] = deque()
+        self.clusters: list[list[int]] = []
+        self.temp = durable.TempFile(path.parent, path.name)
+        self._mkv = mkv.Writer(self.temp.write, codec_id=video.CODEC_ID, codec_private=video.codec_private(),
+                               width=qr.SIZE, height=qr.SIZE, frame_ms=video.FRAME_MS,
+                               app=f"{video.APP} segment format {index.FORMAT_VERSION}")
+        self.closed = False
+
+    def position_of(self, stream_offset: int) -> int:
+        """Video position of the data frame that carries this stream offset."""
+        return self.geometry.data_position(stream_offset // frame.BODY)
+
+    def write(self, data: bytes) -> None:
+        self._pending += data
+        self.stream_length += len(data)
+        # keep at least one byte back so that the final data frame (flagged last) is never empty
+        while len(self._pending) > frame.BODY:
+            self._data_frame(bytes(self._pending[:frame.BODY]), last=False)
+            del self._pending[:frame.BODY]
+
+    def _data_frame(self, body: bytes, last: bool) -> None:
+        body = body.ljust(frame.BODY, b"\0")
+        g = self.geometry
+        if g.data_position(self.data_frames) != self.position:
+            raise AssertionError(f"data frame {self.data_frames} at position {self.position}")
+        self._frame(frame.Frame(self.segment_id, self.position, frame.LAST if last else frame.DATA, body,
+                                g.rows if g.parity_rows else 0, g.parity_rows))
+        self.data_frames += 1
+        if g.parity_rows:
+            self._stripe.append(body)
+            if len(self._stripe) == g.data_per_stripe:
+                self._parity_frames(g.parity_rows)
+
+    def _parity_frames(self, rows: int) -> None:
+        count = len(self._stripe)
+        data = np.frombuffer(b"".join(self._stripe), dtype=np.uint8).reshape(count, frame.BODY)
+        g = self.geometry
+        columns = g.columns(count)
+        for q, body in enumerate(parity.encode(data, columns, rows)):
+            self._frame(frame.Frame(self.segment_id, self.position, frame.PARITY, body.tobytes(), g.rows,
+                                    g.parity_rows, count, rows, q // columns))
+        self._stripe = []
+
+    def _frame(self, record: frame.Frame) -> None:
+        self._gop.append(frame.pack(record))
+        self.position += 1
+        if len(self._gop) == video.GOP:
+            self._submit_gop()
+
+    def _submit_gop(self) -> None:
+        self._in_flight.append(self._pool.submit(video.encode_gop, self._gop))
+        self._gop = []
+        while len(self._in_flight) > 2 * self._workers:
+            self._write_cluster(self._in_flight.popleft().result())
+
+    def _write_cluster(self, packets: list[bytes]) -> None:
+        offset, length = self._mkv.add_cluster(packets)
+        self.clusters.append([offset, length])
+
+    def end_stream_at(self, length: int) -> None:
+        """Drop what was written past `length` (the zero padding after the END record, when a
+        recovered stream is written again); only bytes not yet in a frame can be dropped."""
+        excess = self.stream_length - length
+        if not 0 <= excess <= len(self._pending):
+            raise ValueError("cannot end the stream there")
+        del self._pending[len(self._pending) - excess:]
+        self.stream_length = length
+
+    def close(self) -> None:
+        """Flush the last data frame (flagged last), the last stripe's parity, the last GOP, the Cues."""
+        self._data_frame(bytes(self._pending), last=True)
+        self._pending.clear()
+        tail = len(self._stripe)
+        g = self.geometry
+        self.tail_parity_rows = g.tail_parity_rows(tail, video.GOP) if tail else g.parity_rows
+        if tail:
+            self._parity_frames(self.tail_parity_rows)
+        if self._gop:
+            self._submit_gop()
+        while self._in_flight:
+            self._write_cluster(self._in_flight.popleft().result())
+        self._mkv.close()
+        self._pool.shutdown()
+        self.closed = True
+
+    def abort(self) -> None:
+        self._pool.shutdown(cancel_futures=True)
+        self.temp.close()
+
+
+class SegmentWriter:
+    """Streams documents into a new segment with bounded memory (one block, one stripe and a few
+    GOPs at a time). Nothing appears under the final names until `seal()`; use it as a context
+    manager so that an exception drops the temporary file."""
+
+    def __init__(self, path: Path | str, *, source: Mapping[str, Any] | None = None,
+                 block_bytes: int = DEFAULT_BLOCK_BYTES, redundancy: float = parity.DEFAULT_PERCENT,
+                 workers: int | None = None) -> None:
+        self.path = Path(path)
+        self.segment_id = os.urandom(8)
+        self.created_at = _utc_now()
+        self.source = dict(source) if source else None
+        self.redundancy = redundancy
+        geometry = parity.Geometry.for_percent(redundancy)
+        self._block_target = block_bytes
+        self._block: list[bytes] = []
+        self._block_size = 0
+        self._blocks: list[dict[str, Any]] = []
+        self._docs: list[dict[str, Any]] = []
+        self._digest = hashlib.sha256()
+        self._frames = FrameWriter(self.path, self.segment_id, geometry, workers=workers)
+        self.temp = self._frames.temp
+        self._finished = False
+        self._closed = False
+        self._frames.write(records.pack(records.HEADER, json.dumps(
+            header(self.segment_id, self.created_at, self.source, geometry, redundancy, block_bytes),
+            sort_keys=True).encode()))
+
+    def __enter__(self) -> SegmentWriter:
+        return self
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        if exc_type is not None:
+            self.abort()
+
+    @property
+    def documents(self) -> int:
+        return len(self._docs)
+
+    def append(self, document: Any, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Add one document; `meta` (JSON values) is stored with its index entry."""
+        if self._finished:
+            raise SegmentError("segment is already finished", str(self.path))
+        raw = to_bson(document)
+        entry: dict[str, Any] = {**id_entry(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+                                 "bytes": len(raw), "block": len(self._blocks)}
+        if meta:
+            entry.update(meta)
+        self._docs.append(entry)
+        self._digest.update(raw)
+        self._block.append(raw)
+        self._block_size += len(raw)
+        if self._block_size >= self._block_target:
+            self._flush_block()
+        return entry
+
+    def _flush_block(self) -> None:
+        if not self._block:
+            return
+        number = len(self._blocks)
+        body = records.block_body(number, self._block, blockcodec.encode(self._block))
+        record = records.pack(records.BLOCK, body)
+        start = self._frames.stream_length
+        self._frames.write(record)
+        frames = [self._frames.position_of(start), self._frames.position_of(start + len(record) - 1)]
+        self._blocks.append({"block": number, "offset": start, "length": len(record), "frames": frames,
+                             "documents": len(self._block), "sha256": body[4:36].hex()})
+        for entry in self._docs[len(self._docs) - len(self._block):]:
+            entry["frames"] = frames
+        self._block, self._block_size = [], 0
+
+    def finish(self) -> dict[str, Any]:
+        """Close the video (still unpublished) and return the index for it (without the video's
+        SHA-256, which `seal` adds after reading it back)."""
+        if self._finished:
+            raise SegmentError("segment is already finished", str(self.path))
+        self._flush_block()
+        self._frames.write(records.pack(records.END, records.END_BODY.pack(
+            len(self._blocks), len(self._docs), self._digest.digest())))
+        self._frames.close()
+        self._finished = True
+        return build_index(self._frames, self.created_at, self.source, self._blocks, self._docs,
+                           self._digest.hexdigest(), self.redundancy, self._block_target)
+
+    def video_bytes(self) -> bytes:
+        """The finished video's bytes (for the in-memory API)."""
+        return self.temp.read(0, self.temp.size)
+
+    def seal(self, *, verify: bool = True, before_publish: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Finish, sync, read everything back through the same descriptor and compare, then publish
+        video and index. `before_publish` runs right before the first name appears (the daemon
+        checks its lease there and raises to stop). Returns the index; on any failure nothing is
+        published and the temporary files go away."""
+        try:
+            return publish(self.path, self.temp, self.finish(), verify=verify, before_publish=before_publish)
+        finally:
+            self.abort()
+
+    def abort(self) -> None:
+        """Drop everything written so far (temporary files only; published files are never touched)."""
+        if not self._closed:
+            self._frames.abort()
+            self._closed = True
+
+
+def header(segment_id: bytes, created_at: str, source: Mapping[str, Any] | None,
+           geometry: parity.Geometry, redundancy: float, block_bytes: int) -> dict[str, Any]:
+    """The SHDR record's JSON object: what the index says about the segment as a whole."""
+    return {"format_version": index.FORMAT_VERSION, "segment_id": segment_id.hex(), "created_at": created_at,
+            "source": dict(source) if source else None,
+            "parity": {"columns": parity.COLUMNS, "data_rows": geometry.rows, "parity_rows": geometry.parity_rows,
+                       "percent": redundancy},
+            "compression": {"codec": blockcodec.CODEC_NAME, "block_bytes": block_bytes}}
+
+
+def build_index(frames: FrameWriter, created_at: str, source: Mapping[str, Any] | None,
+                blocks: list[dict[str, Any]], docs: list[dict[str, Any]], content_sha256: str,
+                redundancy: float | None, block_bytes: int | None) -> dict[str, Any]:
+    """The sidecar index of a finished video (video SHA-256 still None)."""
+    g = frames.geometry
+    return {
+        "format": index.FORMAT, "format_version": index.FORMAT_VERSION,
+        "segment_id": frames.segment_id.hex(), "created_at": created_at, "source": dict(source) if source else None,
+        "documents": len(docs), "frames": frames.position, "data_frames": frames.data_frames,
+        "blocks": blocks, "stream_bytes": frames.stream_length, "content_sha256": content_sha256,
+        "parity": {"columns": parity.COLUMNS, "data_rows": g.rows, "parity_rows": g.parity_rows,
+                   "tail_parity_rows": frames.tail_parity_rows, "percent": redundancy,
+                   "code": "reed-solomon-cauchy-gf256"},
+        "video": {"file": frames.path.name, "bytes": frames.temp.size, "sha256": None,
+                  "container": video.CONTAINER, "codec": video.CODEC, "pix_fmt": video.PIX_FMT,
+                  "width": qr.SIZE, "height": qr.SIZE, "gop": video.GOP, "frame_ms": video.FRAME_MS,
+                  "options": video.OPTIONS, "clusters": frames.clusters},
+        "qr": {"version": 40, "ec_level": "L", "mask": 0, "mode": "byte", "module_px": 1, "quiet_zone": 0,
+               "payload_bytes": qr.CAPACITY, "frame_body_bytes": frame.BODY},
+        "compression": {"codec": blockcodec.CODEC_NAME, "block_bytes": block_bytes},
+        "docs": docs,
+    }
+
+
+def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: bool = True,
+            before_publish: Callable[[], None] | None = None) -> dict[str, Any]:
+    """The seal: fsync the finished video, hash it and decode it back through the same descriptor,
+    write the index, then link video and index under their names (the index is the commit point)."""
+    from .reader import verify_source
+
+    def step(name: str) -> None:
+        faults.hit(f"seal:{name}")
+
+    step("video-written")
+    temp.sync()
+    step("video-synced")
+    idx["video"]["sha256"] = file_sha256(temp)
+    if verify:
+        report = verify_source(temp, idx, str(path))
+        if not report.ok:
+            raise SegmentError("read-back verification failed: " + "; ".join(report.problems), str(path))
+    step("verified")
+    with durable.TempFile(path.parent, index.path_for(path).name) as index_temp:
+        index_temp.write(index.dumps(idx))
+        index_temp.sync()
+        step("index-written")
+        if before_publish is not None:
+            before_publish()
+        temp.publish(path)
+        step("video-published")
+        index_temp.publish(index.path_for(path))  # commit point
+        step("index-published")
+    durable.fsync_dir(path.parent)
+    return idx
+
+
+def file_sha256(source: durable.TempFile | mkv.Source) -> str:
+    """SHA-256 of everything readable through `source` (an open descriptor, not a name)."""
+    h = hashlib.sha256()
+    pos = 0
+    while pos < source.size:
+        chunk = source.read(pos, 1 << 20)
+        if not chunk:
+            break
+        h.update(chunk)
+        pos += len(chunk)
+    return h.hexdigest()
+
+
+def write_segment(path: Path, documents: Iterable[Any], **kwargs: Any) -> dict[str, Any]:
+    """Write and seal a whole segment from an iterable of documents; returns the index."""
+    with SegmentWriter(path, **kwargs) as writer:
+        for doc in documents:
+            writer.append(doc)
+        return writer.seal()

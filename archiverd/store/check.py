@@ -1,0 +1,177 @@
+"""Checking a whole archive, like `borg check` / `restic check`, in documented phases:
+
+1. structure: every video has its index, no index lacks its video, orphans (videos without an
+   index), leftover temporary files, indexes that do not parse;
+2. checksums: every video's size and SHA-256 against its index (cheap: reads each file once);
+3. content (`read_data`, or a random `subset` of segments): a full decode with parity repair and
+   every document checked against the index. A segment whose checksum fails is always decoded, so
+   that it is classified: `damaged (repairable)` (every document still verifies) or
+   `damaged (unrepairable: K documents)`.
+
+`repair` never deletes or modifies anything: a repairable segment gets a verified repaired copy
+beside it (which readers prefer from then on), and an orphan gets its index rebuilt from the video.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import layout
+from ..errors import SegmentError
+from ..format import index, rebuild
+from ..format.reader import REPAIRABLE, LocalFile, ScanReport, verify_source
+from ..format.writer import file_sha256
+
+OK, ORPHAN, MISSING_VIDEO, BAD_INDEX = "ok", "orphan", "missing video", "unreadable index"
+
+
+@dataclass
+class SegmentCheck:
+    path: str
+    status: str = OK
+    documents: int = 0
+    lost: int = 0
+    bytes: int = 0
+    read: bool = False  # content was decoded
+    format_version: int | None = None
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    repaired: str | None = None  # what --repair wrote
+
+    @property
+    def ok(self) -> bool:
+        return self.status == OK
+
+
+@dataclass
+class CheckResult:
+    segments: list[SegmentCheck] = field(default_factory=list)
+    temporaries: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    bytes_read: int = 0
+    documents_read: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return all(s.ok for s in self.segments)
+
+    def summary(self) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for s in self.segments:
+            counts[s.status] = counts.get(s.status, 0) + 1
+        return {"segments": len(self.segments), "by_status": counts, "temporaries": len(self.temporaries),
+                "documents_read": self.documents_read, "bytes_read": self.bytes_read, "seconds": self.seconds,
+                "ok": self.ok}
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"ok": self.ok, "summary": self.summary(), "segments": [s.__dict__ | {"ok": s.ok} for s in self.segments],
+                "temporaries": self.temporaries}
+
+
+def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[Path]]:
+    """(videos, indexes without a video, temporary files) under the given files and directories."""
+    videos: set[Path] = set()
+    lonely: set[Path] = set()
+    temps: set[Path] = set()
+    for path in paths:
+        if path.is_dir():
+            videos.update(layout.videos(path))
+            temps.update(layout.temporaries(path))
+            for idx in path.rglob("part-*" + index.SUFFIX):
+                if ".repaired." not in idx.name and not _video_for(idx).exists():
+                    lonely.add(idx)
+        elif path.name.endswith(index.SUFFIX):
+            video = _video_for(path)
+            (videos if video.exists() else lonely).add(video if video.exists() else path)
+        else:
+            videos.add(path)
+    return sorted(videos), sorted(lonely), sorted(temps)
+
+
+def _video_for(idx: Path) -> Path:
+    return idx.with_name(idx.name[:-len(index.SUFFIX)] + ".mkv")
+
+
+def check(paths: Iterable[Path], *, read_data: bool = False, subset: float | None = None, repair: bool = False,
+          progress: Callable[[SegmentCheck], None] | None = None, seed: int | None = None) -> CheckResult:
+    started = time.perf_counter()
+    videos, lonely, temps = collect(paths)
+    result = CheckResult(temporaries=[str(t) for t in temps])
+    chosen: set[Path] = set(videos) if read_data else set()
+    if subset is not None and videos:
+        k = max(1, round(len(videos) * subset / 100))
+        chosen.update(random.Random(seed).sample(videos, min(k, len(videos))))
+    for idx in lonely:
+        item = SegmentCheck(str(idx), MISSING_VIDEO, problems=[f"{idx.name}: the video of this index is missing"])
+        result.segments.append(item)
+        if progress:
+            progress(item)
+    for video in videos:
+        item = _check_one(video, video in chosen, result)
+        if repair and not item.ok:
+            _repair(video, item)
+        result.segments.append(item)
+        if progress:
+            progress(item)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result
+
+
+def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
+    item = SegmentCheck(str(video))
+    if not index.path_for(video).exists():
+        item.status = ORPHAN
+        item.problems.append(f"{video.name}: no index (the video is kept; `archiverd reindex` rebuilds it)")
+        return item
+    target = index.preferred(video)
+    if target != video:
+        item.warnings.append(f"read from its repaired copy {target.name}")
+    try:
+        idx = index.load(index.path_for(target))
+    except SegmentError as exc:
+        item.status = BAD_INDEX
+        item.problems.append(str(exc))
+        return item
+    item.documents = idx["documents"]
+    item.format_version = idx["format_version"]
+    if idx["format_version"] < 2:
+        item.warnings.append("format version 1: no parity, damage cannot be repaired")
+    try:
+        with LocalFile(target) as source:
+            item.bytes = source.size
+            intact = source.size == idx["video"]["bytes"] and file_sha256(source) == idx["video"]["sha256"]
+            result.bytes_read += source.size
+            if intact and not read:
+                return item
+            report = verify_source(source, idx, str(target))
+    except SegmentError as exc:
+        report = ScanReport(str(target))
+        report.problem(str(exc))
+        report.expected_documents = idx["documents"]
+    item.read = True
+    result.documents_read += report.documents
+    item.lost = report.lost
+    item.problems.extend(report.problems)
+    item.warnings.extend(report.warnings)
+    if not report.ok:
+        item.status = report.status if report.status == REPAIRABLE else f"damaged (unrepairable: {report.lost} documents)"
+    return item
+
+
+def _repair(video: Path, item: SegmentCheck) -> None:
+    try:
+        if item.status == ORPHAN:
+            rebuilt = rebuild.reindex(video)
+            item.repaired = f"index rebuilt: {rebuilt.path.name}"
+        elif item.status == REPAIRABLE and index.preferred(video) == video:
+            rebuilt = rebuild.repair(video)
+            item.repaired = f"repaired copy written and verified: {rebuilt.path.name}" + (
+                " (identical to the original)" if rebuilt.identical else "")
+        else:
+            return
+    except SegmentError as exc:
+        item.problems.append(f"repair failed: {exc}")
