@@ -6,6 +6,7 @@ test installed a handler (`installed(...)`) or started the process with `_ARCHIV
     _ARCHIVERD_CRASH_AT="seal:verified"        SIGKILL this process at the first such point
     _ARCHIVERD_CRASH_AT="read@57"              ... at the 57th document read
     _ARCHIVERD_CRASH_AT="state-save:*resume_token*"   fnmatch patterns select points
+    _ARCHIVERD_CRASH_AT="seal:verified@1:STOP"  SIGSTOP instead (a paused instance; SIGCONT resumes it)
 
 Points (docs/RELIABILITY.md lists which runs covered each): read, appended, seal:video-written,
 seal:video-synced, seal:verified, seal:index-written, seal:video-published, seal:index-published,
@@ -43,6 +44,8 @@ def _from_environment() -> Handler | None:
     spec = os.environ.get("_ARCHIVERD_CRASH_AT")
     if not spec:
         return None
+    signum = signal.SIGSTOP if spec.endswith(":STOP") else signal.SIGKILL
+    spec = spec.removesuffix(":STOP")
     pattern, _, nth = spec.rpartition("@") if "@" in spec else (spec, "", "1")
     target, seen = int(nth), 0
 
@@ -51,7 +54,7 @@ def _from_environment() -> Handler | None:
         if fnmatch.fnmatchcase(point, pattern):
             seen += 1
             if seen == target:
-                os.kill(os.getpid(), signal.SIGKILL)
+                os.kill(os.getpid(), signum)
 
     return crash
 

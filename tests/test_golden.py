@@ -36,3 +36,14 @@ def test_qr_symbol_is_pinned():
     image = qr.encode(bytes(range(256)) * 11)
     assert hashlib.sha256(image.tobytes()).hexdigest() == \
         "f58313eae82908dbd6a4bcc0a560aca1063aa2ba0b0dcee69a56e81f37935346"
+
+
+def test_v2_frame_record_layout_is_pinned():
+    packed = frame.pack(frame.Frame(bytes.fromhex("0123456789abcdef"), 7, frame.LAST, b"data", 240, 12))
+    assert len(packed) == qr.CAPACITY == 2953
+    assert packed[:28].hex() == ("41525644" "02" "01" "0123456789abcdef" "00000007" "f0" "0c" "0000" "00" "00"
+                                 "64617461")
+    assert packed[28:2949] == bytes(2921)
+    assert hashlib.sha256(packed).hexdigest() == \
+        "6c20a65a3e5d96356b37eae8c61dc24982359cd29ba7b3310f169259f4d18fd9"
+    assert frame.unpack(packed).body[:4] == b"data" and frame.unpack(packed[:-1] + b"x") is None

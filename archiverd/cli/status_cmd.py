@@ -9,7 +9,7 @@ import click
 from ..store import layout
 from ..service.archiver import watermark
 from ..config import Config, redact
-from ..errors import ArchiverdError, DatabaseError
+from ..errors import ArchiverdError, DatabaseError, SegmentError
 from ..service.source import Source
 from ..service.state import State
 from ._common import with_config
@@ -26,6 +26,10 @@ def collect(cfg: Config) -> dict[str, Any]:
         "last_seal": state.get("last_seal"), "last_cycle": state.get("last_cycle"),
         "pending_deletes": state.pending, "change_stream": state.get("change_stream", "not started"),
         "last_error": state.get("last_error"),
+        # videos without an index: kept, never removed; `archiverd reindex` rebuilds the index
+        "orphans": [str(p.relative_to(cfg.collection_dir)) for p in layout.orphans(cfg.collection_dir)],
+        # journaled segments that failed verification: nothing is deleted against them
+        "set_aside": state.get("set_aside") or {},
     }
     try:
         source = Source(cfg)
@@ -60,4 +64,6 @@ def command(cfg: Config, as_json: bool) -> int:
         for key, value in info.items():
             shown = json.dumps(value, default=str) if isinstance(value, (dict, list)) else value
             click.echo(f"{key:>16}: {shown}")
-    return DatabaseError.exit_code if info["database"] != "reachable" else 0
+    if info["database"] != "reachable":
+        return DatabaseError.exit_code
+    return SegmentError.exit_code if info["orphans"] or info["set_aside"] else 0

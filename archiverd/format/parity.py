@@ -169,6 +169,8 @@ def encode(data: np.ndarray, columns: int, parity_rows: int) -> np.ndarray:
     _, _, mul = _tables()
     count, body = data.shape
     rows = math.ceil(count / columns)
+    if rows + parity_rows > MAX_ROWS:
+        raise ValueError(f"a group of {rows} data rows and {parity_rows} parity rows exceeds {MAX_ROWS}")
     padded = np.zeros((rows * columns, body), dtype=np.uint8)
     padded[:count] = data
     grid = padded.reshape(rows, columns * body)

@@ -649,7 +649,8 @@ class _Stream:
             self.scan._p(f"document {n} (_id {json.dumps(entry.get('_id'))}): bytes differ from the index checksum")
             self._lose_document(entry, n)
             return False
-        if id_entry(raw).get("_id", _MISSING) != entry.get("_id", _MISSING):
+        actual = id_entry(raw).get("_id", None if self.scan.version == 1 else _MISSING)  # v1 wrote null
+        if actual != entry.get("_id", _MISSING):
             self.scan._p(f"document {n}: _id differs from the index")
             self._lose_document(entry, n)
             return False

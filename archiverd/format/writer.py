@@ -290,8 +290,9 @@ def build_index(frames: FrameWriter, created_at: str, source: Mapping[str, Any] 
 def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: bool = True,
             before_publish: Callable[[], None] | None = None) -> dict[str, Any]:
     """The seal: fsync the finished video, hash it and decode it back through the same descriptor,
-    write the index, then link video and index under their names (the index is the commit point)."""
-    from .reader import verify_source
+    write the index, link the video's inode under its name, re-read it by that name (size and
+    SHA-256 must be what was verified), then link the index (the commit point)."""
+    from .reader import published_mismatch, verify_source
 
     def step(name: str) -> None:
         faults.hit(f"seal:{name}")
@@ -313,6 +314,10 @@ def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: 
             before_publish()
         temp.publish(path)
         step("video-published")
+        problem = published_mismatch(path, idx)
+        if problem:  # not the verified bytes: leave an orphan video, commit nothing, delete nothing
+            raise SegmentError(f"published video differs from what was verified ({problem}); not committed",
+                               str(path))
         index_temp.publish(index.path_for(path))  # commit point
         step("index-published")
     durable.fsync_dir(path.parent)

@@ -21,7 +21,7 @@ from ..format import index
 from ..config import Config
 from ..errors import DatabaseError, SegmentError
 from ..format import rebuild
-from ..format.reader import SegmentReader, published_mismatch
+from ..format.reader import SegmentReader
 from ..format.writer import SegmentWriter
 from .source import DeleteOutcome, Lease, LeaseLost, Source
 from .state import State
@@ -37,6 +37,7 @@ class CycleStats:
     segments: list[str] = field(default_factory=list)
     per_day: dict[str, int] = field(default_factory=dict)
     recovered: int = 0
+    set_aside: int = 0  # journaled segments that failed verification (nothing deleted against them)
     stopped: bool = False
     seconds: float = 0.0
 
@@ -68,32 +69,48 @@ class Archiver:
     def recover(self, lease: Lease, stats: CycleStats) -> None:
         """Finish what a crash interrupted: sweep unpublished temporary files, then for every
         journaled segment drop the entry (nothing was published), or complete its commit (the video
-        was published but not its index: the index is rebuilt from the video and verified), verify
-        it and finish its guarded deletes. Published files are never removed."""
+        was published but not its index: the index is rebuilt from the video), verify it and finish
+        its guarded deletes. A journaled segment that does not verify is set aside: nothing more is
+        deleted against it, its file stays, `status` and `check` report it, and its documents still
+        in MongoDB are archived again. Published files are never removed."""
         for path in layout.sweep(self.cfg.collection_dir):
             log.event("recovery.removed_temporary", path=str(path))
+        self.state.reload()
         for rel in self.state.pending:
             video = self.cfg.collection_dir / rel
-            if not index.path_for(video).exists():
-                if not video.exists():
-                    log.event("recovery.uncommitted", segment=rel)
-                    self.state.remove_pending(rel)
-                    continue
-                rebuilt = rebuild.reindex(video)  # raises if the video does not verify completely
-                log.warning("recovery.reindexed", segment=rel, documents=rebuilt.index["documents"],
-                            reason="the video was published but not its index; index rebuilt from the video")
-            reader = SegmentReader(video)
-            report = reader.verify()
-            if not report.ok:
-                # keep everything in MongoDB; a human must look at this segment
-                raise SegmentError("journaled segment fails verification, nothing deleted: "
-                                   + "; ".join(report.problems), str(video))
+            try:
+                if not index.path_for(video).exists():
+                    if not video.exists():
+                        log.event("recovery.uncommitted", segment=rel)
+                        self.state.remove_pending(rel)
+                        continue
+                    rebuilt = rebuild.reindex(video)  # raises unless the video decodes completely
+                    log.warning("recovery.reindexed", segment=rel, documents=rebuilt.index["documents"],
+                                reason="the video was published but not its index; index rebuilt from the video")
+                reader = SegmentReader(video)
+                report = reader.verify()
+                if not report.ok:
+                    raise SegmentError(f"{report.status}: " + "; ".join(report.problems[:5]), str(video))
+            except SegmentError as exc:
+                self._set_aside(rel, str(exc), stats)
+                continue
             entries = [(index.from_json(e["_id"]), e["sha256"]) for e in reader.entries() if "_id" in e]
             outcome = self._delete(entries, lease, rel)
             stats.recovered += outcome.deleted
             if not self.stop.is_set():
                 self.state.remove_pending(rel)
                 log.event("recovery.completed", segment=rel, deleted=outcome.deleted, changed=outcome.changed)
+
+    def _set_aside(self, rel: str, reason: str, stats: CycleStats) -> None:
+        """A journaled segment that cannot be trusted: no delete against it, ever; keep the file."""
+        log.error("recovery.set_aside", segment=rel, reason=reason[:500],
+                  action="nothing is deleted against it; its documents still in MongoDB are archived again; "
+                         "run `archiverd check` on it")
+        aside = dict(self.state.get("set_aside") or {})
+        aside[rel] = {"at": dt.datetime.now(dt.timezone.utc).isoformat(), "reason": reason[:500]}
+        self.state.update(set_aside=aside)
+        self.state.remove_pending(rel)
+        stats.set_aside += 1
 
     # -- the cycle ----------------------------------------------------------------------------------
 
@@ -161,12 +178,10 @@ class Archiver:
         except BaseException:
             if not writer.path.exists():  # nothing published: nothing to recover
                 self.state.remove_pending(rel)
+            # else the video is published without its index: recovery rebuilds the index from the
+            # video and verifies it before any delete (or reports it, and deletes nothing)
             raise
         faults.hit("commit")
-        problem = published_mismatch(writer.path, idx)
-        if problem:  # the bytes under the name are not the bytes verified: delete nothing
-            raise SegmentError(f"published segment differs from what was verified ({problem}); nothing deleted",
-                               str(writer.path))
         stats.sealed += idx["documents"]
         stats.segments.append(rel)
         log.event("segment.sealed", segment=rel, documents=idx["documents"], frames=idx["frames"],

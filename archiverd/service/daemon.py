@@ -127,7 +127,7 @@ class Daemon:
             self.source.release_lease(lease)
         self.state.update(last_cycle=stats.summary(), last_error=None)
         log.event("cycle.done", **stats.summary())
-        return (EXIT_WARNING if stats.changed else EXIT_OK), stats
+        return (EXIT_WARNING if stats.changed or stats.set_aside else EXIT_OK), stats
 
     def run(self) -> int:
         """Run until signalled."""

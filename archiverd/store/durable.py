@@ -169,18 +169,25 @@ class TempFile:
             raise StorageError(f"refusing to overwrite sealed file {final}") from None
         except OSError as exc:
             raise _storage_error("publish", final, exc) from None
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
+        self._drop_name()
+
+    def _drop_name(self) -> None:
+        """Remove the temporary name, but only while it still names this file's inode."""
+        if self.path is None:
+            return
+        try:
+            if self.fd >= 0 and os.stat(self.path).st_ino == os.fstat(self.fd).st_ino:
+                self.path.unlink()
+        except FileNotFoundError:
+            pass
+        self.path = None
 
     def close(self) -> None:
         """Close; an unpublished named file is removed (an anonymous one simply vanishes)."""
+        self._drop_name()
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
-            self.path = None
 
     def __enter__(self) -> TempFile:
         return self
