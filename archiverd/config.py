@@ -32,7 +32,9 @@ class Config:
     threshold_days: float = 90.0
     archive_dir: Path = Path("archives")
     batch_size: int = 200  # documents per read batch and per delete transaction
-    segment_max_docs: int = 5000  # a part is sealed after this many documents
+    batch_bytes: int = 16 << 20  # BSON bytes per delete transaction (it re-reads its documents)
+    segment_max_docs: int = 0  # 0: a day is one segment; else a part is sealed after this many documents
+    day_grace_seconds: float = 300.0  # a day is archived once the watermark has passed its end by this
     block_bytes: int = 4 << 20
     parity_percent: float = 5.0  # Reed–Solomon parity frames, as a percentage of the data frames
     throttle_seconds: float = 0.0  # pause between batches, to spare a busy primary
@@ -86,7 +88,9 @@ def _convert(key: str, value: Any, origin: str) -> Any:
 def _validate(cfg: Config) -> Config:
     if not cfg.threshold_days > 0:
         raise ConfigError(f"threshold_days must be positive (got {cfg.threshold_days})")
-    for key in ("batch_size", "segment_max_docs", "block_bytes", "server_timeout_ms"):
+    if cfg.segment_max_docs < 0 or not 0 <= cfg.day_grace_seconds <= 86_400:
+        raise ConfigError("segment_max_docs must not be negative and day_grace_seconds must be 0..86400")
+    for key in ("batch_size", "batch_bytes", "block_bytes", "server_timeout_ms"):
         if getattr(cfg, key) <= 0:
             raise ConfigError(f"{key} must be positive (got {getattr(cfg, key)})")
     if not 0 <= cfg.parity_percent <= 100:

@@ -10,7 +10,7 @@ test installed a handler (`installed(...)`) or started the process with `_ARCHIV
 
 Points (docs/RELIABILITY.md lists which runs covered each): read, appended, seal:video-written,
 seal:video-synced, seal:verified, seal:index-written, seal:video-published, seal:index-published,
-commit, delete-batch, state-save:<keys>.
+commit, delete-txn (inside an open delete transaction), delete-batch, state-save:<keys>.
 """
 from __future__ import annotations
 

@@ -47,6 +47,7 @@ CRASH_POINTS = [  # (pattern, occurrence, what it means)
     ("seal:video-published", 1, "video renamed, index not yet"),
     ("seal:index-published", 1, "index renamed (commit), before the directory fsync"),
     ("commit", 1, "committed, before any delete"),
+    ("delete-txn", 1, "inside an open delete transaction, before its commit"),
     ("delete-batch", 1, "between delete batches"),
     ("commit", 2, "second segment committed, first one deleted"),
     ("state-save:pending", 2, "while persisting the intent journal"),

@@ -5,8 +5,9 @@ import sys
 
 import click
 
-from ..store import layout
-from ..service.archiver import watermark
+from ..service import expiry
+from ..service.archiver import iso
+from .. import config
 from ..config import Config
 from ..service.daemon import Daemon
 from ..service.source import Source
@@ -15,21 +16,29 @@ from ._common import with_config
 
 def _dry_run(cfg: Config) -> int:
     source = Source(cfg)
-    wm = watermark(cfg)
+    cutoff = expiry.cutoff_ms(cfg)
     per_day: dict[str, list[int]] = {}
-    for doc in source.expired(wm):
-        day = per_day.setdefault(layout.day_label(source.date_of(doc)), [0, 0])
+    skipped: dict[str, int] = {}
+    for doc, ms, reason in source.expired(cutoff):
+        if ms is None:
+            skipped[reason or "not a date"] = skipped.get(reason or "not a date", 0) + 1
+            continue
+        day = per_day.setdefault(expiry.day_label(ms), [0, 0])
         day[0] += 1
         day[1] += len(doc.raw)
-    counts = source.counts(wm)
-    click.echo(f"dry run: nothing is written or deleted. watermark {wm.isoformat()}")
+    counts = source.counts(expiry.watermark_ms(cfg), cutoff)
+    click.echo(f"dry run: nothing is written or deleted. watermark {iso(expiry.watermark_ms(cfg))}; "
+               f"complete days end before {iso(cutoff)}")
     click.echo(f"{'day':<12} {'documents':>10} {'BSON bytes':>14}")
     for day, (n, size) in sorted(per_day.items()):
         click.echo(f"{day:<12} {n:>10} {size:>14,}")
     total = sum(n for n, _ in per_day.values())
     click.echo(f"{'total':<12} {total:>10} {sum(s for _, s in per_day.values()):>14,}")
-    click.echo(f"would archive and then delete {total} documents; never touched: "
-               f"{counts['missing_date']} without {cfg.date_field}, {counts['non_date']} with a non-date value")
+    waiting = counts["expired"] - counts["ready"]
+    click.echo(f"would archive and then delete {total} documents, one segment per day; {waiting} expired documents "
+               f"wait for their day to end (+{cfg.day_grace_seconds:g} s)")
+    never = {**counts["skipped"], **skipped}
+    click.echo("never touched: " + (", ".join(f"{n} {reason}" for reason, n in never.items() if n) or "none"))
     return 0
 
 
@@ -52,10 +61,11 @@ def command(cfg: Config, once: bool, dry_run: bool) -> int:
     bar = None
     if once and sys.stderr.isatty():
         probe = Source(cfg)
-        bar = click.progressbar(length=probe.count(probe.expired_filter(watermark(cfg))), label="archiving",
+        bar = click.progressbar(length=probe.count(probe.expired_filter(expiry.cutoff_ms(cfg))), label="archiving",
                                 file=sys.stderr)
         probe.close()
-    daemon = Daemon(cfg, progress=bar.update if bar else None)
+    reload = (lambda: config.load(cfg.config_file)) if cfg.config_file else None
+    daemon = Daemon(cfg, progress=bar.update if bar else None, reload=reload)
     daemon.install_signal_handlers()
     if not once:
         return daemon.run()

@@ -7,7 +7,8 @@ from typing import Any
 import click
 
 from ..store import layout
-from ..service.archiver import watermark
+from ..service import expiry
+from ..service.archiver import iso
 from ..config import Config, redact
 from ..errors import ArchiverdError, DatabaseError, SegmentError
 from ..service.source import Source
@@ -17,11 +18,12 @@ from ._common import with_config
 
 def collect(cfg: Config) -> dict[str, Any]:
     state = State(cfg.state_file)
-    wm = watermark(cfg)
+    wm = expiry.watermark_ms(cfg)
+    cutoff = expiry.cutoff_ms(cfg)
     segments, size = layout.usage(cfg.collection_dir)
     info: dict[str, Any] = {
         "server": redact(cfg.uri), "namespace": cfg.namespace, "date_field": cfg.date_field,
-        "threshold_days": cfg.threshold_days, "watermark": wm.isoformat(),
+        "threshold_days": cfg.threshold_days, "watermark": iso(wm), "complete_days_before": iso(cutoff),
         "archive_dir": str(cfg.collection_dir), "segments": segments, "bytes_on_disk": size,
         "last_seal": state.get("last_seal"), "last_cycle": state.get("last_cycle"),
         "pending_deletes": state.pending, "change_stream": state.get("change_stream", "not started"),
@@ -33,7 +35,7 @@ def collect(cfg: Config) -> dict[str, Any]:
     }
     try:
         source = Source(cfg)
-        info.update(source.counts(wm))
+        info.update(source.counts(wm, cutoff))
         holder = source.lease_holder()
         info["lease"] = ({"owner": holder.get("owner"), "expires_at": str(holder.get("expires_at")),
                           "token": holder.get("token")} if holder else None)

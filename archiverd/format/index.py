@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from bson import json_util
+from bson.codec_options import DatetimeConversion
 
+from . import identity
 from ..errors import SegmentError
 
 FORMAT = "archiverd-segment"
@@ -49,19 +51,24 @@ def id_json(value: Any) -> Any:
     return json.loads(json_util.dumps(value, json_options=json_util.CANONICAL_JSON_OPTIONS))
 
 
+_EJSON = json_util.JSONOptions(json_mode=json_util.JSONMode.CANONICAL, tz_aware=True,
+                               datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+
+
 def from_json(ejson: Any) -> Any:
     """The BSON value back from its canonical Extended JSON (the inverse of `id_json`)."""
-    return json_util.loads(json.dumps(ejson))
+    return json_util.loads(json.dumps(ejson), json_options=_EJSON)
 
 
 def id_key(ejson: Any) -> str:
-    """A stable lookup key for an `_id` given as canonical Extended JSON (what `id_json` returns)."""
-    return json.dumps(ejson, sort_keys=True, separators=(",", ":"))
+    """The identity key (format/identity.py) of an `_id` given as canonical Extended JSON."""
+    return identity.key(from_json(ejson))
 
 
 def key_of(value: Any) -> str:
-    """The lookup key of an `_id` given as a BSON value (equal to id_key of its index entry)."""
-    return id_key(id_json(value))
+    """The identity key of an `_id` given as a BSON value (equal to id_key of its index entry):
+    equal exactly when MongoDB deems the two `_id`s the same."""
+    return identity.key(value)
 
 
 def dumps(index: dict[str, Any]) -> bytes:

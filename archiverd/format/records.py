@@ -33,12 +33,13 @@ def pack(kind: bytes, body: bytes) -> bytes:
     return PREFIX.pack(kind, len(body)) + body
 
 
-def block_body(number: int, documents: Sequence[bytes], encoded: bytes) -> bytes:
-    """A version 2 BLCK body: number, digest of the documents, codec body."""
+def block_head(number: int, documents: Sequence[bytes]) -> bytes:
+    """The start of a version 2 BLCK body: number and the digest of the documents (the codec body
+    follows)."""
     digest = hashlib.sha256()
     for doc in documents:
         digest.update(doc)
-    return BLOCK_HEAD_V2.pack(number, digest.digest()) + encoded
+    return BLOCK_HEAD_V2.pack(number, digest.digest())
 
 
 def split_block(body: bytes, version: int) -> tuple[int, bytes | None, bytes]:
@@ -48,8 +49,8 @@ def split_block(body: bytes, version: int) -> tuple[int, bytes | None, bytes]:
         raise SegmentError("block record is shorter than its header")
     if version >= 2:
         number, digest = BLOCK_HEAD_V2.unpack_from(body)
-        return number, digest, body[head.size:]
-    return BLOCK_NUMBER.unpack_from(body)[0], None, body[head.size:]
+        return number, digest, memoryview(body)[head.size:]
+    return BLOCK_NUMBER.unpack_from(body)[0], None, memoryview(body)[head.size:]
 
 
 def check_prefix(kind: bytes, length: int, offset: int) -> None:
@@ -59,37 +60,48 @@ def check_prefix(kind: bytes, length: int, offset: int) -> None:
 
 
 class Parser:
-    """Incremental parser: feed() data as frames arrive, take complete records as they close."""
+    """Incremental parser: feed() data as frames arrive, take complete records as they close.
+    A record's body is allocated once, at the length its prefix declares (bounded above), and
+    filled in place: a 16 MiB document is never held twice here."""
 
     def __init__(self, offset: int = 0) -> None:
-        self._buf = bytearray()
-        self._offset = offset  # stream offset of _buf[0]
+        self._prefix = bytearray()
+        self._body: bytearray | None = None
+        self._kind = b""
+        self._filled = 0
+        self._offset = offset  # stream offset of the record being parsed
         self.done = False  # an END record was parsed; what follows is padding
         self.garbage = False  # a non-zero byte after the END record
 
     def feed(self, data: bytes) -> Iterator[tuple[bytes, bytes, int]]:
         """Yield (kind, body, stream offset) for every record completed by `data`."""
-        if self.done:
-            self.garbage = self.garbage or data.count(0) != len(data)
-            return
-        self._buf += data
-        while len(self._buf) >= PREFIX.size:
-            kind, length = PREFIX.unpack_from(self._buf)
-            check_prefix(kind, length, self._offset)
-            end = PREFIX.size + length
-            if len(self._buf) < end:
+        view = memoryview(data)
+        while view:
+            if self.done:
+                self.garbage = self.garbage or bytes(view).count(0) != len(view)
                 return
-            body = bytes(self._buf[PREFIX.size:end])
-            yield bytes(kind), body, self._offset
-            del self._buf[:end]
-            self._offset += end
-            if kind == END:
-                self.done = True
-                self.garbage = self._buf.count(0) != len(self._buf)
-                self._buf.clear()
-                return
+            if self._body is None:
+                take = PREFIX.size - len(self._prefix)
+                self._prefix += view[:take]
+                view = view[take:]
+                if len(self._prefix) < PREFIX.size:
+                    return
+                kind, length = PREFIX.unpack(self._prefix)
+                check_prefix(kind, length, self._offset)
+                self._kind, self._body, self._filled = bytes(kind), bytearray(length), 0
+            take = min(len(view), len(self._body) - self._filled)
+            self._body[self._filled:self._filled + take] = view[:take]
+            self._filled += take
+            view = view[take:]
+            if self._filled == len(self._body):
+                kind, body, offset = self._kind, bytes(self._body), self._offset
+                self._offset += PREFIX.size + len(body)
+                self._prefix, self._body = bytearray(), None
+                if kind == END:
+                    self.done = True
+                yield kind, body, offset
 
     @property
     def pending(self) -> int:
         """Bytes of an unfinished record (non-zero at the end means the stream was cut short)."""
-        return len(self._buf)
+        return len(self._prefix) + (self._filled if self._body is not None else 0)

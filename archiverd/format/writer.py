@@ -71,12 +71,22 @@ class FrameWriter:
         return self.geometry.data_position(stream_offset // frame.BODY)
 
     def write(self, data: bytes) -> None:
-        self._pending += data
-        self.stream_length += len(data)
-        # keep at least one byte back so that the final data frame (flagged last) is never empty
-        while len(self._pending) > frame.BODY:
-            self._data_frame(bytes(self._pending[:frame.BODY]), last=False)
-            del self._pending[:frame.BODY]
+        """Append stream bytes; full frame bodies go out as they fill (keeping at least one byte back,
+        so that the final data frame, flagged last, is never empty)."""
+        view = memoryview(data)
+        self.stream_length += len(view)
+        if self._pending:
+            take = min(len(view), frame.BODY - len(self._pending))
+            self._pending += view[:take]
+            view = view[take:]
+            if not view:
+                return
+            self._data_frame(bytes(self._pending), last=False)
+            self._pending.clear()
+        while len(view) > frame.BODY:
+            self._data_frame(bytes(view[:frame.BODY]), last=False)
+            view = view[frame.BODY:]
+        self._pending += view
 
     def _data_frame(self, body: bytes, last: bool) -> None:
         body = body.ljust(frame.BODY, b"\0")
@@ -208,13 +218,15 @@ class SegmentWriter:
         if not self._block:
             return
         number = len(self._blocks)
-        body = records.block_body(number, self._block, blockcodec.encode(self._block))
-        record = records.pack(records.BLOCK, body)
+        head = records.block_head(number, self._block)
+        encoded = blockcodec.encode(self._block)
+        length = records.PREFIX.size + len(head) + len(encoded)
         start = self._frames.stream_length
-        self._frames.write(record)
-        frames = [self._frames.position_of(start), self._frames.position_of(start + len(record) - 1)]
-        self._blocks.append({"block": number, "offset": start, "length": len(record), "frames": frames,
-                             "documents": len(self._block), "sha256": body[4:36].hex()})
+        for piece in (records.PREFIX.pack(records.BLOCK, len(head) + len(encoded)), head, encoded):
+            self._frames.write(piece)  # no concatenated copy of a block that may hold 16 MiB
+        frames = [self._frames.position_of(start), self._frames.position_of(start + length - 1)]
+        self._blocks.append({"block": number, "offset": start, "length": length, "frames": frames,
+                             "documents": len(self._block), "sha256": head[4:36].hex()})
         for entry in self._docs[len(self._docs) - len(self._block):]:
             entry["frames"] = frames
         self._block, self._block_size = [], 0

@@ -1,5 +1,12 @@
 """One archiving cycle: recover -> read expired -> per-day segment -> seal -> guarded delete.
 
+Only complete days are read (expiry.py): a day's documents become one segment once the watermark
+has passed the day's end by `day_grace_seconds`; a backlog of complete days is sealed day after day
+in one pass. A document whose exact bytes a sealed segment of its day already holds (a delete the
+server lost, a restore from backup) is deleted against that segment, never sealed twice. A document
+that cannot be archived (its date is not a single BSON date, it cannot be encoded) stays in MongoDB,
+counted by reason and logged once per cycle; the cycle goes on.
+
 The seal protocol and its crash windows are in docs/ARCHITECTURE.md. In short: a segment's intent is
 journaled in the state file before anything is written; its index, published last, is the commit
 point; deletes happen only after that, only for documents whose current bytes still match what was
@@ -8,12 +15,13 @@ sealed; the journal entry is removed when the deletes are done. A restart replay
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import threading
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
-
+from typing import Any
 
 from ..store import layout, durable
 from .. import faults, log
@@ -21,14 +29,19 @@ from ..format import index
 from ..config import Config
 from ..errors import DatabaseError, SegmentError
 from ..format import rebuild
-from ..format.reader import SegmentReader
+from ..format.reader import SegmentReader, published_mismatch
 from ..format.writer import SegmentWriter
+from . import expiry
 from .source import DeleteOutcome, Lease, LeaseLost, Source
 from .state import State
+
+Entry = tuple[Any, str, int]  # (_id, SHA-256 of the archived bytes, their length)
+
 
 @dataclass
 class CycleStats:
     watermark: str = ""
+    cutoff: str = ""  # documents dated before this (complete days) are archived in this cycle
     read: int = 0
     sealed: int = 0
     deleted: int = 0
@@ -38,8 +51,14 @@ class CycleStats:
     per_day: dict[str, int] = field(default_factory=dict)
     recovered: int = 0
     set_aside: int = 0  # journaled segments that failed verification (nothing deleted against them)
+    already_sealed: int = 0  # documents found again whose exact bytes a sealed segment holds
+    skipped: dict[str, int] = field(default_factory=dict)  # reason -> documents left in MongoDB
+    bytes: int = 0  # BSON bytes sealed
     stopped: bool = False
     seconds: float = 0.0
+
+    def skip(self, reason: str) -> None:
+        self.skipped[reason] = self.skipped.get(reason, 0) + 1
 
     def summary(self) -> dict[str, Any]:
         """What status and the logs show: counts, not the per-day and per-segment lists."""
@@ -48,11 +67,62 @@ class CycleStats:
         return out
 
 
-def watermark(cfg: Config, now: dt.datetime | None = None) -> dt.datetime:
-    now = now or dt.datetime.now(dt.timezone.utc)
-    # BSON dates have millisecond precision; truncate so the query is exactly reproducible
-    wm = now - dt.timedelta(days=cfg.threshold_days)
-    return wm.replace(microsecond=wm.microsecond // 1000 * 1000)
+def iso(ms: int) -> str:
+    when = expiry.to_datetime(ms)
+    return when.isoformat() if when is not None else f"{ms} ms since the epoch"
+
+
+class _SealedDays:
+    """Which sealed segment of a document's day already holds its exact bytes, checked before
+    anything is deleted against it: the segment's file is exactly as sealed (size and SHA-256) and
+    the document decodes from it with that SHA-256. A day's directory is where an earlier copy would
+    be; indexes are loaded on demand, segments set aside by recovery never count."""
+
+    def __init__(self, collection_dir: Path, set_aside: Iterable[str]) -> None:
+        self.collection_dir = collection_dir
+        self.set_aside = {collection_dir / rel for rel in set_aside}
+        self._days: dict[str, dict[tuple[str, str], tuple[Path, int]]] = {}
+        self._readers: dict[Path, SegmentReader | None] = {}
+
+    def holder(self, label: str, _id: Any, sha: str) -> Path | None:
+        day = self._days.get(label)
+        if day is None:
+            day = self._days[label] = {}
+            directory = layout.day_dir(self.collection_dir, label)
+            for video in layout.videos(directory) if directory.is_dir() else []:
+                if video in self.set_aside or not index.path_for(video).exists():
+                    continue
+                try:
+                    idx = index.load(index.path_for(video))
+                except SegmentError:
+                    continue
+                for n, entry in enumerate(idx["docs"]):
+                    if "_id" in entry:
+                        day[(index.id_key(entry["_id"]), entry["sha256"])] = (video, n)
+        found = day.get((index.key_of(_id), sha))
+        if found is None:
+            return None
+        video, n = found
+        reader = self._reader(video)
+        try:
+            if reader is None or hashlib.sha256(reader.document(n)).hexdigest() != sha:
+                return None
+        except SegmentError:
+            return None
+        return video
+
+    def _reader(self, video: Path) -> SegmentReader | None:
+        if video not in self._readers:
+            try:
+                reader = SegmentReader(video)
+                ok = published_mismatch(reader.path, reader.index) is None
+            except SegmentError:
+                reader, ok = None, False
+            if not ok:
+                log.warning("cycle.sealed_copy_unusable", segment=str(video),
+                            reason="not exactly as sealed; documents are archived again instead")
+            self._readers[video] = reader if ok else None
+        return self._readers[video]
 
 
 class Archiver:
@@ -94,7 +164,7 @@ class Archiver:
             except SegmentError as exc:
                 self._set_aside(rel, str(exc), stats)
                 continue
-            entries = [(index.from_json(e["_id"]), e["sha256"]) for e in reader.entries() if "_id" in e]
+            entries = [(index.from_json(e["_id"]), e["sha256"], e["bytes"]) for e in reader.entries() if "_id" in e]
             outcome = self._delete(entries, lease, rel)
             stats.recovered += outcome.deleted
             if not self.stop.is_set():
@@ -116,30 +186,47 @@ class Archiver:
 
     def run_cycle(self, lease: Lease) -> CycleStats:
         started = time.monotonic()
-        wm = watermark(self.cfg)
-        stats = CycleStats(watermark=wm.isoformat())
+        cutoff = expiry.cutoff_ms(self.cfg)
+        stats = CycleStats(watermark=iso(expiry.watermark_ms(self.cfg)), cutoff=iso(cutoff))
         self.recover(lease, stats)
+        sealed = _SealedDays(self.cfg.collection_dir, self.state.get("set_aside") or {})
+        again: dict[Path, list[Entry]] = {}
         writer: SegmentWriter | None = None
-        pending: list[tuple[Any, str]] = []
+        entries: list[Entry] = []
         day = ""
         try:
-            for doc in self.source.expired(wm):
+            for doc, ms, reason in self.source.expired(cutoff):
                 if self.stop.is_set():
                     stats.stopped = True
                     break
-                when = self.source.date_of(doc)
-                label = layout.day_label(when)
-                if writer is not None and (label != day or writer.documents >= self.cfg.segment_max_docs):
+                if ms is None:
+                    stats.skip(reason or "not a date")
+                    continue
+                label = expiry.day_label(ms)
+                if writer is not None and (label != day or (self.cfg.segment_max_docs
+                                                            and writer.documents >= self.cfg.segment_max_docs)):
                     full, writer = writer, None  # from here on the journal, not this frame, owns it
-                    self._seal_and_delete(full, pending, lease, stats)
-                    pending = []
+                    self._seal_and_delete(full, entries, lease, stats)
+                    entries = []
+                raw = doc.raw
+                sha = hashlib.sha256(raw).hexdigest()
+                holder = sealed.holder(label, doc["_id"], sha)
+                if holder is not None:
+                    again.setdefault(holder, []).append((doc["_id"], sha, len(raw)))
+                    stats.already_sealed += 1
+                    continue
                 if writer is None:
                     day = label
-                    writer = self._open(layout.day_dir(self.cfg.collection_dir, when))
+                    writer = self._open(layout.day_dir(self.cfg.collection_dir, label))
                 faults.hit("read")
-                entry = writer.append(doc.raw, {"date": when.isoformat() if isinstance(when, dt.datetime) else None})
-                pending.append((doc["_id"], entry["sha256"]))
+                try:
+                    writer.append(raw, {"date": iso(ms)})
+                except (ValueError, TypeError) as exc:  # cannot be encoded: it stays in MongoDB
+                    stats.skip(f"cannot be archived: {exc}"[:120])
+                    continue
+                entries.append((doc["_id"], sha, len(raw)))
                 stats.read += 1
+                stats.bytes += len(raw)
                 stats.per_day[label] = stats.per_day.get(label, 0) + 1
                 faults.hit("appended")
                 if self.progress:
@@ -148,14 +235,31 @@ class Archiver:
                     self.stop.wait(self.cfg.throttle_seconds)
             if writer is not None and not stats.stopped:
                 full, writer = writer, None
-                self._seal_and_delete(full, pending, lease, stats)
+                self._seal_and_delete(full, entries, lease, stats)
         finally:
             if writer is not None:  # stopped or failed before sealing: abandon, nothing was deleted
                 rel = self._rel(writer.path)
                 writer.abort()
                 self.state.remove_pending(rel)
+        for segment, items in again.items():
+            if not self.stop.is_set():
+                self._delete_against(segment, items, lease, stats)
+        if stats.skipped:
+            log.warning("cycle.skipped", reason="left in MongoDB", **{k.replace(" ", "_")[:60]: v
+                                                                      for k, v in stats.skipped.items()})
         stats.seconds = round(time.monotonic() - started, 3)
         return stats
+
+    def _delete_against(self, segment: Path, items: list[Entry], lease: Lease, stats: CycleStats) -> None:
+        """Documents found again whose exact bytes `segment` holds (checked by `_SealedDays`): delete
+        them against it (guarded as always) instead of sealing them a second time."""
+        rel = self._rel(segment)
+        log.warning("delete.already_sealed", segment=rel, documents=len(items),
+                    reason="their exact bytes are already sealed (a delete the server lost, or a restore "
+                           "from backup); deleted against that segment")
+        outcome = self._delete(items, lease, rel)
+        stats.deleted += outcome.deleted
+        stats.changed += outcome.changed
 
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.cfg.collection_dir))
@@ -168,7 +272,7 @@ class Archiver:
                                            "date_field": self.cfg.date_field},
                              block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent)
 
-    def _seal_and_delete(self, writer: SegmentWriter, entries: list[tuple[Any, str]], lease: Lease,
+    def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], lease: Lease,
                          stats: CycleStats) -> None:
         rel = self._rel(writer.path)
         faults.hit("before-seal")
@@ -195,16 +299,19 @@ class Archiver:
         if not self.stop.is_set():
             self.state.remove_pending(rel)
 
-    def _delete(self, entries: list[tuple[Any, str]], lease: Lease, rel: str) -> DeleteOutcome:
-        """Guarded deletes in batches, then a read that confirms them: a server that acknowledged a
-        delete it then lost (an interrupted commit, a rollback) gets the delete again. Returns what
-        happened; raises if unchanged documents are still there after that (the journal entry stays)."""
+    def _delete(self, entries: list[Entry], lease: Lease, rel: str) -> DeleteOutcome:
+        """Guarded deletes in batches, a durability barrier, then a read that confirms them: a
+        server that acknowledged a delete it then lost (an interrupted commit, a rollback) gets the
+        delete again. Returns what happened; raises if unchanged documents are still there after
+        that (the journal entry stays)."""
         total = self._delete_batches(entries, lease, rel)
+        if total.deleted:
+            self.source.durability_barrier(lease)
         for _ in range(3):
             if self.stop.is_set():
                 return total
-            present = self.source.present([i for i, _ in entries])
-            again = [(i, sha) for i, sha in entries if index.key_of(i) in present]
+            present = self.source.present([i for i, _, _ in entries])
+            again = [e for e in entries if index.key_of(e[0]) in present]
             if len(again) <= total.changed:  # only the documents kept because they changed
                 break
             log.warning("delete.not_durable", segment=rel, documents=len(again) - total.changed,
@@ -221,14 +328,28 @@ class Archiver:
         log.event("segment.deleted", segment=rel, deleted=total.deleted, changed=total.changed, gone=total.gone)
         return total
 
-    def _delete_batches(self, entries: list[tuple[Any, str]], lease: Lease, rel: str) -> DeleteOutcome:
+    def _batches(self, entries: list[Entry]) -> Iterator[list[tuple[Any, str]]]:
+        """Delete batches of at most batch_size documents and batch_bytes of BSON (a transaction
+        re-reads its batch: 16 MB documents must not make that a gigabyte)."""
+        batch: list[tuple[Any, str]] = []
+        size = 0
+        for _id, sha, length in entries:
+            if batch and (len(batch) >= self.cfg.batch_size or size + length > self.cfg.batch_bytes):
+                yield batch
+                batch, size = [], 0
+            batch.append((_id, sha))
+            size += length
+        if batch:
+            yield batch
+
+    def _delete_batches(self, entries: list[Entry], lease: Lease, rel: str) -> DeleteOutcome:
         total = DeleteOutcome()
-        size = self.cfg.batch_size
-        for start in range(0, len(entries), size):
+        done = 0
+        for batch in self._batches(entries):
             if self.stop.is_set():
-                log.event("delete.interrupted", segment=rel, remaining=len(entries) - start)
+                log.event("delete.interrupted", segment=rel, remaining=len(entries) - done)
                 break
-            batch = entries[start:start + size]
+            done += len(batch)
             try:
                 outcome = self.source.delete_unchanged(batch, lease)
             except LeaseLost:

@@ -7,11 +7,19 @@ completed cycle, so a restart replays what it missed; on a server without change
 says so once and polls.
 
 Signals: the first SIGTERM/SIGINT lets the current step finish safely (an unsealed segment is
-abandoned, a delete batch completes, pending deletes stay journaled) and exits 0; a second one exits
-at once -- still safe, because nothing is deleted outside a committed, journaled segment.
+abandoned, a delete batch completes, pending deletes stay journaled), releases the lease and exits 0;
+a second one exits at once -- still safe, because nothing is deleted outside a committed, journaled
+segment. SIGHUP reloads the configuration file between cycles (settings that name what is archived
+and where -- server, database, collection, archive directory -- need a restart and are kept).
+
+A killed instance can leave a delete transaction open, which holds the lease document's lock until
+the server reaps it (mongod: after 60 s). The instance records its delete session's id in the state
+file; the next instance on the host ends that session before it takes the lease, and every lease
+operation carries maxTimeMS and is retried past the server's transaction lifetime.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import signal
@@ -21,10 +29,12 @@ from typing import Any, Callable
 
 from .. import log
 from . import notify
-from .archiver import Archiver, CycleStats, watermark
+from . import expiry
+from .archiver import Archiver, CycleStats
 from ..config import Config, redact
-from ..errors import EXIT_OK, EXIT_WARNING, StorageError
-from .source import Source, token_from_json, token_to_json
+from ..errors import EXIT_OK, EXIT_WARNING, ArchiverdError, StorageError
+from ..format import index
+from .source import Source, dead_local_owner, token_from_json, token_to_json
 from .state import State
 
 
@@ -60,18 +70,41 @@ class ChangeWatcher(threading.Thread):
                 self.stop.wait(5)
 
     def _expired(self, change: Any) -> bool:
+        """The document is dated in a day that is already complete: archive it now."""
         doc = change.get("fullDocument")
         if doc is None:
             return False
-        try:
-            when = self.source.date_of(doc)
-        except KeyError:
-            return False
-        return isinstance(when, dt.datetime) and when < watermark(self.cfg)
+        ms, _ = expiry.date_ms(doc, self.cfg.date_field)
+        return ms is not None and ms < expiry.cutoff_ms(self.cfg)
+
+
+class Renewer:
+    """Renews the lease every lease_seconds / 3 on a thread while a cycle runs. `stop()` waits for
+    the thread, so that a release that follows is never undone by a renewal in flight."""
+
+    def __init__(self, source: Source, lease_seconds: float) -> None:
+        self._done = threading.Event()
+        self._source = source
+        self._interval = lease_seconds / 3
+        self._thread = threading.Thread(target=self._run, name="lease-renewer", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._done.wait(self._interval):
+            try:
+                if self._source.acquire_lease() is None:  # fencing stops this cycle's deletes
+                    log.error("lease.lost")
+            except Exception as exc:  # noqa: BLE001 - fencing protects the deletes anyway
+                log.warning("lease.renew_failed", error=str(exc)[:200])
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 class Daemon:
-    def __init__(self, cfg: Config, *, progress: Callable[[int], None] | None = None) -> None:
+    def __init__(self, cfg: Config, *, progress: Callable[[int], None] | None = None,
+                 reload: Callable[[], Config] | None = None) -> None:
         if not cfg.archive_dir.is_dir():  # a typo must not grow a second archive tree somewhere
             raise StorageError(f"archive directory {cfg.archive_dir} does not exist: create it, or fix "
                                "ARCHIVERD_ARCHIVE_DIR")
@@ -88,7 +121,10 @@ class Daemon:
                 progress(n)
 
         self.archiver = Archiver(cfg, self.source, self.state, stop=self.stop, progress=on_progress)
+        self.source.on_session = self._remember_session
         self._signals = 0
+        self._reload = reload
+        self._reload_requested = False
 
     def install_signal_handlers(self) -> None:
         def handle(signum: int, _frame: Any) -> None:
@@ -101,8 +137,52 @@ class Daemon:
             self.stop.set()
             self.wake.set()
 
+        def hangup(_signum: int, _frame: Any) -> None:
+            log.event("daemon.reload_requested", signal="SIGHUP")
+            self._reload_requested = True
+            self.wake.set()
+
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
+        signal.signal(signal.SIGHUP, hangup)
+
+    def _remember_session(self, session_id: Any) -> None:
+        self.state.update(delete_session={"owner": self.source.owner, "id": index.id_json(session_id)})
+
+    def _take_over(self) -> str | None:
+        """After a crash of an instance on this host: end the delete session it left open (see the
+        module docstring) and return its owner name if it still holds the lease, so that the lease
+        is taken at once instead of waited out. Only a process that provably no longer runs is
+        taken over; anything else waits for the lease to expire."""
+        self.state.reload()
+        recorded = self.state.get("delete_session")
+        holder = (self.source.lease_holder() or {}).get("owner")
+        if recorded and recorded.get("owner") != self.source.owner and (
+                dead_local_owner(recorded.get("owner")) or recorded.get("owner") != holder):
+            self.source.end_session(index.from_json(recorded["id"]))
+            log.event("lease.ended_stale_session", owner=recorded.get("owner"))
+            self.state.update(delete_session=None)
+        if dead_local_owner(holder):
+            log.event("lease.taken_over", owner=holder, reason="its process on this host no longer runs")
+            return holder
+        return None
+
+    def _apply_reload(self) -> None:
+        """SIGHUP: take the settings of the configuration file that are safe to change live."""
+        self._reload_requested = False
+        if self._reload is None:
+            log.warning("daemon.reload_ignored", reason="no configuration file to reload")
+            return
+        try:
+            new = self._reload()
+        except ArchiverdError as exc:
+            log.error("daemon.reload_failed", error=str(exc), action="keeping the running configuration")
+            return
+        fixed = ("uri", "database", "collection", "archive_dir", "date_field")
+        kept = [k for k in fixed if getattr(new, k) != getattr(self.cfg, k)]
+        new = dataclasses.replace(new, **{k: getattr(self.cfg, k) for k in fixed})
+        self.cfg = self.archiver.cfg = self.source.cfg = new
+        log.event("daemon.reloaded", **({"needs_restart": ",".join(kept)} if kept else {}))
 
     def _record_error(self, exc: BaseException) -> None:
         self.state.update(last_error={"at": dt.datetime.now(dt.timezone.utc).isoformat(),
@@ -111,20 +191,21 @@ class Daemon:
     def once(self) -> tuple[int, CycleStats | None]:
         """One cycle (cron mode). Exit code 0, or 1 if documents were kept back or the lease is held."""
         self.source.ping()
-        lease = self.source.acquire_lease()
+        lease = self.source.acquire_lease(take_from=self._take_over())
         if lease is None:
             holder = self.source.lease_holder() or {}
             log.warning("lease.held", holder=holder.get("owner"), expires_at=str(holder.get("expires_at")))
             return EXIT_WARNING, None
-        renewer = self._start_renewer()
+        renewer = Renewer(self.source, self.cfg.lease_seconds)
         try:
             stats = self.archiver.run_cycle(lease)
         except BaseException as exc:
             self._record_error(exc)
             raise
         finally:
-            renewer.set()
+            renewer.stop()
             self.source.release_lease(lease)
+            self.state.update(delete_session=None)
         self.state.update(last_cycle=stats.summary(), last_error=None)
         log.event("cycle.done", **stats.summary())
         return (EXIT_WARNING if stats.changed or stats.set_aside else EXIT_OK), stats
@@ -139,64 +220,54 @@ class Daemon:
         notify.notify("READY=1", "STATUS=starting")
         self._start_watchdog()
         lease = None
-        while not self.stop.is_set():
-            self.beat = time.monotonic()
-            lease = self.source.acquire_lease()
-            if lease is None:
-                holder = self.source.lease_holder() or {}
-                status = f"waiting: lease held by {holder.get('owner')} until {holder.get('expires_at')}"
-                self.state.update(lease={"status": status})
-                notify.notify(f"STATUS={status}")
-                log.event("lease.waiting", holder=holder.get("owner"))
-                self.stop.wait(min(self.cfg.poll_seconds, self.cfg.lease_seconds / 2))
-                continue
-            self.state.update(lease={"status": f"held by this instance ({self.source.owner}, token {lease.token})"})
-            renewer = self._start_renewer()
-            try:
-                token_at_start = watcher.token
-                stats = self.archiver.run_cycle(lease)
-                self.state.update(last_cycle=stats.summary(), last_error=None, change_stream=watcher.status,
-                                  resume_token=token_to_json(token_at_start) if token_at_start else
-                                  self.state.get("resume_token"))
-                log.event("cycle.done", **stats.summary())
-                notify.notify(f"STATUS=archived {stats.sealed} documents in the last cycle")
-            except Exception as exc:  # noqa: BLE001 - the daemon reports and carries on
-                self._record_error(exc)
-                log.error("cycle.failed", error=f"{exc.__class__.__name__}: {exc}")
-                self.stop.wait(min(self.cfg.poll_seconds, 30))
-                continue
-            finally:
-                renewer.set()
-            self.wake.clear()
-            self.wake.wait(self._sleep_seconds())
-        if lease is not None:
-            self.source.release_lease(lease)
-        self.state.update(change_stream=watcher.status)
-        log.event("daemon.stopped")
+        try:
+            while not self.stop.is_set():
+                self.beat = time.monotonic()
+                if self._reload_requested:
+                    self._apply_reload()
+                    watcher.cfg = self.cfg
+                lease = self.source.acquire_lease(take_from=self._take_over())
+                if lease is None:
+                    holder = self.source.lease_holder() or {}
+                    status = f"waiting: lease held by {holder.get('owner')} until {holder.get('expires_at')}"
+                    self.state.update(lease={"status": status})
+                    notify.notify(f"STATUS={status}")
+                    log.event("lease.waiting", holder=holder.get("owner"))
+                    self.stop.wait(min(self.cfg.poll_seconds, self.cfg.lease_seconds / 2))
+                    continue
+                self.state.update(lease={"status": f"held by this instance ({self.source.owner}, token {lease.token})",
+                                         "at": dt.datetime.now(dt.timezone.utc).isoformat()})
+                renewer = Renewer(self.source, self.cfg.lease_seconds)
+                try:
+                    token_at_start = watcher.token
+                    stats = self.archiver.run_cycle(lease)
+                    self.state.update(last_cycle=stats.summary(), last_error=None, change_stream=watcher.status,
+                                      resume_token=token_to_json(token_at_start) if token_at_start else
+                                      self.state.get("resume_token"))
+                    log.event("cycle.done", **stats.summary())
+                    notify.notify(f"STATUS=archived {stats.sealed} documents in the last cycle")
+                except Exception as exc:  # noqa: BLE001 - the daemon reports and carries on
+                    self._record_error(exc)
+                    log.error("cycle.failed", error=f"{exc.__class__.__name__}: {exc}")
+                    self.stop.wait(min(self.cfg.poll_seconds, 30))
+                    continue
+                finally:
+                    renewer.stop()
+                self.wake.clear()
+                self.wake.wait(self._sleep_seconds())
+        finally:
+            if lease is not None:
+                self.source.release_lease(lease)
+                self.state.update(lease={"status": "released", "at": dt.datetime.now(dt.timezone.utc).isoformat()},
+                                  delete_session=None)
+            self.state.update(change_stream=watcher.status)
+            log.event("daemon.stopped")
         return EXIT_OK
 
     def _sleep_seconds(self) -> float:
-        """Until the oldest live document expires, at most poll_seconds."""
-        wm = watermark(self.cfg)
-        nxt = self.source.next_expiry(wm)
-        if nxt is None:
-            return self.cfg.poll_seconds
-        due = (nxt + dt.timedelta(days=self.cfg.threshold_days) - dt.datetime.now(dt.timezone.utc)).total_seconds()
-        return max(1.0, min(self.cfg.poll_seconds, due + 1))
-
-    def _start_renewer(self) -> threading.Event:
-        done = threading.Event()
-
-        def renew() -> None:
-            while not done.wait(self.cfg.lease_seconds / 3):
-                try:
-                    if self.source.acquire_lease() is None:  # fencing stops this cycle's deletes
-                        log.error("lease.lost")
-                except Exception as exc:  # noqa: BLE001 - fencing protects the deletes anyway
-                    log.warning("lease.renew_failed", error=str(exc)[:200])
-
-        threading.Thread(target=renew, name="lease-renewer", daemon=True).start()
-        return done
+        """Until the next day becomes complete (the cutoff moves on), at most poll_seconds. Documents
+        dated in complete days that arrive meanwhile wake the loop through the change stream."""
+        return max(1.0, min(self.cfg.poll_seconds, expiry.next_cutoff_due(self.cfg) + 1))
 
     def _start_watchdog(self) -> None:
         """Ping systemd's watchdog only while the main loop shows progress (a document read, a loop

@@ -30,15 +30,32 @@ from pymongo.write_concern import WriteConcern
 from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
 
 from ..format import index
-from .. import log
+from . import expiry
+from .. import faults, log
 from ..config import Config, redact
 from ..errors import ConfigError, DatabaseError
 
 T = TypeVar("T")
 LEASES = "archiverd_leases"
 RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+_LEASE_MAX_TIME_MS = 5000
 _PERMANENT_CODES = {13, 18, 8000}  # Unauthorized, AuthenticationFailed, Atlas AtlasError (auth)
 _NO_CHANGE_STREAMS = {40573, 40324, 136, 303}
+
+
+def dead_local_owner(owner: str | None) -> bool:
+    """Whether a lease owner ("host:pid:nonce") is a process of this host that no longer runs."""
+    host, _, rest = (owner or "").partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 class LeaseLost(DatabaseError):
@@ -91,11 +108,16 @@ class Source:
                                                    retryWrites=True, retryReads=True)
         except (pe.ConfigurationError, pe.InvalidURI, ValueError, TypeError) as exc:
             raise ConfigError(f"MONGODB_URI {redact(cfg.uri)!r} is not usable: {exc}") from None
+        self._session: Any = None
+        self.on_session: Callable[[Any], None] | None = None
         db = self.client.get_database(cfg.database, codec_options=RAW)
         self.collection = db.get_collection(cfg.collection)
         self.leases = db.get_collection(LEASES, write_concern=WriteConcern("majority"))
 
     def close(self) -> None:
+        if self._session is not None:
+            self._session.end_session()
+            self._session = None
         self.client.close()
 
     # -- retries ----------------------------------------------------------------------------------
@@ -131,25 +153,33 @@ class Source:
         hello = self.retrying("connect", lambda: self.client.admin.command("hello"))
         return bson.decode(hello.raw) if isinstance(hello, RawBSONDocument) else dict(hello)
 
-    def expired_filter(self, watermark: dt.datetime) -> dict[str, Any]:
-        # $type excludes strings, numbers and missing fields: only real BSON dates are ever archived
-        return {self.cfg.date_field: {"$lt": watermark, "$type": "date"}}
+    def expired_filter(self, cutoff: int) -> dict[str, Any]:
+        """Documents whose date field holds a BSON date before `cutoff` (ms). MongoDB also matches
+        arrays holding such a date and paths through arrays: `expired` checks each document."""
+        return {self.cfg.date_field: {"$lt": expiry.bson_date(_clamp(cutoff)), "$type": "date"}}
 
-    def expired(self, watermark: dt.datetime) -> Iterator[RawBSONDocument]:
-        """Expired documents, oldest first, with their exact bytes. Resumes after a transient
-        failure or a lost cursor from the last document seen (sort key (date, _id))."""
-        last: tuple[Any, Any] | None = None
+    def expired(self, cutoff: int) -> Iterator[tuple[RawBSONDocument, int | None, str | None]]:
+        """(document, date in ms, None) for every expired document, oldest first, with its exact
+        bytes -- or (document, None, reason) for one the query matched whose date field is not a
+        single date (it must stay). Resumes after a transient failure or a lost cursor from the last
+        document accepted (sort key (date, _id))."""
+        f = self.cfg.date_field
+        last: tuple[int, Any] | None = None
         while True:
-            query = self.expired_filter(watermark)
+            query = self.expired_filter(cutoff)
             if last is not None:
-                f = self.cfg.date_field
-                query = {"$and": [query, {"$or": [{f: {"$gt": last[0]}}, {f: last[0], "_id": {"$gt": last[1]}}]}]}
-            cursor = (self.collection.find(query).sort([(self.cfg.date_field, 1), ("_id", 1)])
+                after = expiry.bson_date(last[0])
+                query = {"$and": [query, {"$or": [{f: {"$gt": after}}, {f: after, "_id": {"$gt": last[1]}}]}]}
+            cursor = (self.collection.find(query).sort([(f, 1), ("_id", 1)])
                       .batch_size(self.cfg.batch_size).allow_disk_use(True))
             try:
                 for doc in cursor:
-                    last = (self.date_of(doc), doc["_id"])
-                    yield doc
+                    ms, reason = expiry.date_ms(doc, f)
+                    if ms is not None and ms >= cutoff:
+                        ms, reason = None, "date field is an array or path matched by an older element"
+                    if ms is not None:
+                        last = (ms, doc["_id"])
+                    yield doc, ms, reason
                 return
             except pe.PyMongoError as exc:
                 # a lost cursor (server restarted, failover) is resumed like a network error
@@ -160,50 +190,59 @@ class Source:
             finally:
                 cursor.close()
 
-    def date_of(self, doc: RawBSONDocument) -> Any:
-        value: Any = doc
-        for part in self.cfg.date_field.split("."):
-            value = value[part]
-        return value
-
     def count(self, query: dict[str, Any]) -> int:
         return self.retrying("count", lambda: self.collection.count_documents(query))
 
-    def counts(self, watermark: dt.datetime) -> dict[str, int]:
+    def counts(self, watermark: int, cutoff: int) -> dict[str, Any]:
+        """Expired documents (count, oldest) and documents that stay for good, by reason."""
         f = self.cfg.date_field
-        return {"expired": self.count(self.expired_filter(watermark)),
-                "missing_date": self.count({f: {"$exists": False}}),
-                "non_date": self.count({f: {"$exists": True, "$not": {"$type": "date"}}})}
+        oldest = self.retrying("find oldest expired", lambda: self.collection.find_one(
+            {f: {"$lt": expiry.bson_date(_clamp(watermark)), "$type": "date", "$not": {"$type": "array"}}},
+            sort=[(f, 1)], projection={f: 1}))
+        oldest_ms = expiry.date_ms(oldest, f)[0] if oldest is not None else None
+        return {
+            "expired": self.count({f: {"$lt": expiry.bson_date(_clamp(watermark)), "$type": "date",
+                                       "$not": {"$type": "array"}}}),
+            "ready": self.count({f: {"$lt": expiry.bson_date(_clamp(cutoff)), "$type": "date",
+                                     "$not": {"$type": "array"}}}),
+            "oldest_expired": expiry.to_datetime(oldest_ms).isoformat() if oldest_ms is not None
+            and expiry.to_datetime(oldest_ms) else oldest_ms,
+            "skipped": {
+                "date field missing": self.count({f: {"$exists": False}}),
+                "date field is null": self.count({f: {"$type": "null"}}),
+                "date field is an array": self.count({f: {"$type": "array"}}),
+                "date field is not a date": self.count({f: {"$exists": True, "$not": {"$type": ["date", "null",
+                                                                                             "array"]}}}),
+            },
+        }
 
-    def next_expiry(self, watermark: dt.datetime) -> dt.datetime | None:
-        """The date of the oldest document not yet expired: it expires at that date + threshold."""
+    def next_expiry(self, after: int) -> int | None:
+        """The date (ms) of the oldest document dated at or after `after`."""
         f = self.cfg.date_field
         doc = self.retrying("find next expiry", lambda: self.collection.find_one(
-            {f: {"$gte": watermark, "$type": "date"}}, sort=[(f, 1)], projection={f: 1}))
-        if doc is None:
-            return None
-        value = self.date_of(doc)
-        return value if isinstance(value, dt.datetime) else None
+            {f: {"$gte": expiry.bson_date(_clamp(after)), "$type": "date"}}, sort=[(f, 1)], projection={f: 1}))
+        return expiry.date_ms(doc, f)[0] if doc is not None else None
 
     # -- guarded deletes ----------------------------------------------------------------------------
 
     def delete_unchanged(self, batch: Sequence[tuple[Any, str]], lease: Lease) -> DeleteOutcome:
         """Delete the documents (_id, archived SHA-256) whose current bytes still hash the same,
-        in one majority transaction that also checks the lease's fencing token."""
+        in one majority transaction that also checks the lease's fencing token. Documents are
+        hashed as the cursor streams them: memory stays one server batch, whatever their size."""
         ids = [i for i, _ in batch]
         wanted = {index.key_of(i): (i, sha) for i, sha in batch}
 
         def txn(session: Any) -> DeleteOutcome:
             self._check_lease(lease, session)
-            current = {index.key_of(d["_id"]): d.raw
+            current = {index.key_of(d["_id"]): hashlib.sha256(d.raw).hexdigest()
                        for d in self.collection.find({"_id": {"$in": ids}}, session=session)}
             out = DeleteOutcome()
             same = []
             for key, (_id, sha) in wanted.items():
-                raw = current.get(key)
-                if raw is None:
+                found = current.get(key)
+                if found is None:
                     out.gone += 1
-                elif hashlib.sha256(raw).hexdigest() == sha:
+                elif found == sha:
                     same.append(_id)
                 else:
                     out.changed += 1
@@ -211,15 +250,40 @@ class Source:
                 result = self.collection.delete_many({"_id": {"$in": same}}, session=session)
                 if result.deleted_count != len(same):  # cannot happen under snapshot isolation
                     raise DatabaseError(f"deleted {result.deleted_count} of {len(same)} checked documents; aborted")
+            faults.hit("delete-txn")  # inside the open transaction, before its commit
             out.deleted = len(same)
             return out
 
         def run() -> DeleteOutcome:
-            with self.client.start_session() as session:
-                return session.with_transaction(txn, read_concern=ReadConcern("snapshot"),
-                                                write_concern=WriteConcern("majority"))
+            session = self._delete_session()
+            return session.with_transaction(txn, read_concern=ReadConcern("snapshot"),
+                                            write_concern=WriteConcern("majority"))
 
         return self.retrying("guarded delete", run)
+
+    def _delete_session(self) -> Any:
+        """One session for this instance's delete transactions; its id is handed to `on_session`
+        (the state file) so that after a crash the next instance can end a transaction left open."""
+        if self._session is None:
+            self._session = self.client.start_session()
+            if self.on_session is not None:
+                self.on_session(self._session.session_id)
+        return self._session
+
+    def durability_barrier(self, lease: Lease) -> None:
+        """A plain journaled write after a segment's delete transactions: a server that syncs
+        transaction commits lazily has them on disk once this is acknowledged."""
+        self.retrying("durability barrier", lambda: self.leases.with_options(
+            write_concern=WriteConcern("majority", j=True)).update_one(
+            {"_id": self.cfg.namespace, "owner": lease.owner}, {"$set": {"synced_at": self._now()}}))
+
+    def end_session(self, session_id: Any) -> None:
+        """End a session a killed instance left behind (its open transaction holds locks on the
+        lease document until the server reaps it, mongod after 60 s)."""
+        try:
+            self.client.admin.command("killSessions", [session_id], maxTimeMS=_LEASE_MAX_TIME_MS)
+        except pe.PyMongoError as exc:
+            log.warning("lease.end_session_failed", error=_describe(exc))
 
     def present(self, ids: Sequence[Any]) -> set[str]:
         """Which of these _ids the collection holds now (majority read), as id keys."""
@@ -236,19 +300,23 @@ class Source:
     def _now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
 
-    def acquire_lease(self) -> Lease | None:
-        """Take or renew the collection's lease; None while another live instance holds it."""
+    def acquire_lease(self, take_from: str | None = None) -> Lease | None:
+        """Take or renew the collection's lease; None while another live instance holds it
+        (`take_from` names a holder known to be dead, whose lease is taken at once). Every lease
+        operation carries maxTimeMS: a killed instance's open transaction can make it wait, and it
+        is retried past the server's transaction lifetime, never waited on forever."""
         ns, now = self.cfg.namespace, self._now()
         expires = now + dt.timedelta(seconds=self.cfg.lease_seconds)
+        free = [{"owner": self.owner}, {"expires_at": {"$lte": now}}] + ([{"owner": take_from}] if take_from else [])
 
         def attempt() -> Lease | None:
             try:
                 doc = self.leases.find_one_and_update(
-                    {"_id": ns, "$or": [{"owner": self.owner}, {"expires_at": {"$lte": now}}]},
+                    {"_id": ns, "$or": free},
                     [{"$set": {"token": {"$cond": [{"$eq": ["$owner", self.owner]}, "$token",
                                                    {"$add": [{"$ifNull": ["$token", 0]}, 1]}]},
                                "owner": self.owner, "expires_at": expires, "renewed_at": now}}],
-                    upsert=True, return_document=ReturnDocument.AFTER)
+                    upsert=True, return_document=ReturnDocument.AFTER, maxTimeMS=_LEASE_MAX_TIME_MS)
             except pe.DuplicateKeyError:
                 return None  # the lease document exists and is held by someone else
             doc = bson.decode(doc.raw)
@@ -257,13 +325,15 @@ class Source:
         return self.retrying("acquire lease", attempt)
 
     def lease_holder(self) -> dict[str, Any] | None:
-        doc = self.retrying("read lease", lambda: self.leases.find_one({"_id": self.cfg.namespace}))
+        doc = self.retrying("read lease", lambda: self.leases.find_one({"_id": self.cfg.namespace},
+                                                                       max_time_ms=_LEASE_MAX_TIME_MS))
         return bson.decode(doc.raw, RAW.with_options(document_class=dict)) if doc is not None else None
 
     def release_lease(self, lease: Lease) -> None:
+        """Free the lease at once (expired since 1970): the next `run --once` need not wait."""
         self.retrying("release lease", lambda: self.leases.update_one(
             {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token},
-            {"$set": {"expires_at": self._now()}}))
+            {"$set": {"expires_at": dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), "released_at": self._now()}}))
 
     def check_lease(self, lease: Lease) -> None:
         """Raise LeaseLost unless the lease is still ours (owner and fencing token) and unexpired:
@@ -271,7 +341,7 @@ class Source:
         now = self._now()
         doc = self.retrying("check lease", lambda: self.leases.find_one(
             {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token, "expires_at": {"$gt": now}},
-            projection={"_id": 1}))
+            projection={"_id": 1}, max_time_ms=_LEASE_MAX_TIME_MS))
         if doc is None:
             raise LeaseLost(f"lease on {self.cfg.namespace} (token {lease.token}) is no longer ours; "
                             "nothing published")
@@ -311,3 +381,8 @@ def token_to_json(token: Any) -> Any:
 
 def token_from_json(value: Any) -> Any:
     return None if value is None else index.from_json(value)
+
+
+def _clamp(ms: int) -> int:
+    """Keep a computed date inside what BSON (int64 milliseconds) can carry."""
+    return max(-(2 ** 63), min(2 ** 63 - 1, ms))

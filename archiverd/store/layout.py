@@ -12,11 +12,9 @@ are unpublished temporary files of an interrupted seal, the only thing recovery 
 """
 from __future__ import annotations
 
-import datetime as dt
 import re
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 from . import durable
 from ..format import index
@@ -26,14 +24,9 @@ _VIDEO = re.compile(r"^part-\d{4,}\.mkv$")
 TEMP_GLOB = ".part-*" + durable.TEMP_SUFFIX
 
 
-def day_dir(collection_dir: Path, when: Any) -> Path:
-    if isinstance(when, dt.datetime):
-        return collection_dir / f"{when.year:04d}" / f"{when.month:02d}" / f"{when.day:02d}"
-    return collection_dir / "out-of-range"
-
-
-def day_label(when: Any) -> str:
-    return when.strftime("%Y-%m-%d") if isinstance(when, dt.datetime) else "out-of-range"
+def day_dir(collection_dir: Path, label: str) -> Path:
+    """The directory of a day label ("2026-08-01" -> 2026/08/01; "out-of-range" stays as is)."""
+    return collection_dir.joinpath(*label.split("-")) if label[:1].isdigit() else collection_dir / label
 
 
 def next_part(directory: Path) -> Path:

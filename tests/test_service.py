@@ -1,0 +1,322 @@
+"""The service, day after day, on a real MongoDB-wire server: one segment per completed day, hostile
+documents that never stop it or get deleted, distinct `_id`s kept distinct, signals and the lease."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import bson
+import pytest
+from bson import Binary, Decimal128, Int64, ObjectId, SON
+from bson.raw_bson import RawBSONDocument
+
+from archiverd import SegmentReader, faults
+from archiverd.format import index
+from archiverd.service import expiry
+from archiverd.service.archiver import Archiver
+from archiverd.service.daemon import Daemon
+from archiverd.service.source import Source
+from archiverd.service.state import State
+from archiverd.store import layout
+from bench.corpus import experience
+from tests.mongo_server import Server
+from tests.reliability import ROOT, World, daemon_log, kill
+
+UTC = dt.timezone.utc
+
+
+def _raw(doc: dict) -> RawBSONDocument:
+    return RawBSONDocument(bson.encode(doc))
+
+
+def _archived(cfg) -> list[bytes]:
+    return [raw for p in layout.segments(cfg.collection_dir) for raw in SegmentReader(p)]
+
+
+def _remaining(collection) -> set:
+    return {index.key_of(d["_id"]) for d in collection.find({}, projection={"_id": 1})}
+
+
+# -- days ------------------------------------------------------------------------------------------
+
+def test_only_complete_days_are_archived_and_each_becomes_one_segment(cfg, collection):
+    now = dt.datetime.now(UTC)
+    wm = now - dt.timedelta(days=cfg.threshold_days)
+    midnight = wm.replace(hour=0, minute=0, second=0, microsecond=0)
+    if (wm - midnight).total_seconds() < cfg.day_grace_seconds + 60:
+        pytest.skip("too close to a UTC midnight for this test's arithmetic")
+    done = [_raw(experience(i, when=midnight - dt.timedelta(hours=1, minutes=i))) for i in range(12)]
+    waiting = [_raw(experience(100 + i, when=midnight + dt.timedelta(seconds=10 + i))) for i in range(5)]
+    collection.insert_many(done + waiting)
+    code, stats = Daemon(cfg).once()
+    assert code == 0 and stats.sealed == 12 and stats.per_day == {(midnight - dt.timedelta(days=1)).strftime("%Y-%m-%d"): 12}
+    assert len(list(layout.segments(cfg.collection_dir))) == 1
+    assert _remaining(collection) == {index.key_of(d["_id"]) for d in waiting}  # expired, but their day is not over
+
+
+def test_documents_expiring_every_second_across_midnight_make_one_segment(mongo_uri, tmp_path):
+    """The daemon runs while documents expire one per second across a UTC midnight (the watermark is
+    placed 20 s before one); the completed day becomes exactly one segment."""
+    now = dt.datetime.now(UTC).replace(microsecond=0)
+    midnight = (now - dt.timedelta(days=91)).replace(hour=0, minute=0, second=0)
+    threshold = (now - midnight).total_seconds() + 20  # watermark = midnight - 20 s
+    world = World(mongo_uri, tmp_path, ARCHIVE_THRESHOLD_DAYS=repr(threshold / 86400), ARCHIVERD_DAY_GRACE_SECONDS="5",
+                  ARCHIVERD_POLL_SECONDS="1", ARCHIVERD_SEGMENT_MAX_DOCS="0", ARCHIVERD_BATCH_SIZE="50")
+    try:
+        docs = [_raw(experience(i, when=midnight + dt.timedelta(seconds=s), embeddings=False))
+                for i, s in enumerate(range(-30, 20))]
+        world.coll.insert_many(docs)
+        for d in docs:
+            world.record(d.raw)
+        daemon = world.start_daemon()
+        deadline = time.monotonic() + 90
+        day = (midnight - dt.timedelta(days=1)).strftime("%Y/%m/%d")
+        while time.monotonic() < deadline and not any(world.collection_dir.glob(f"{day}/part-*.index.json")):
+            time.sleep(0.5)
+        time.sleep(3)
+        kill(daemon, signal.SIGTERM)
+        assert daemon.returncode == 0, daemon_log(daemon)
+        parts = sorted(p.relative_to(world.collection_dir).as_posix() for p in layout.segments(world.collection_dir))
+        assert parts == [f"{day}/part-0001.mkv"], parts
+        sealed = list(SegmentReader(world.collection_dir / parts[0]))
+        assert sealed == [d.raw for d in docs[:30]]  # every document dated before midnight, in one segment
+        assert world.coll.count_documents({}) == 20  # the new day is not complete yet
+        assert world.check().safe
+    finally:
+        world.close()
+
+
+def test_a_backlog_of_days_is_sealed_in_one_pass(cfg, collection):
+    noon = dt.datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    collection.insert_many([_raw(experience(i, when=noon - dt.timedelta(days=100 + i % 7, hours=i % 5)))
+                            for i in range(35)])
+    code, stats = Daemon(cfg).once()
+    assert code == 0 and stats.sealed == 35 and len(stats.per_day) == 7
+    assert len(list(layout.segments(cfg.collection_dir))) == 7
+
+
+# -- hostile documents -----------------------------------------------------------------------------
+
+def _hostile(now: dt.datetime) -> tuple[list[dict], list[dict]]:
+    """(documents that must stay, ordinary expired documents with tricky but valid _ids)."""
+    old, fresh = now - dt.timedelta(days=200), now - dt.timedelta(days=1)
+    stay = [
+        {"_id": "array-old-and-new", "timestamp": [old, fresh]},
+        {"_id": "array-of-old", "timestamp": [old, old - dt.timedelta(days=1)]},
+        {"_id": "empty-array", "timestamp": []},
+        {"_id": "string", "timestamp": old.isoformat()},
+        {"_id": "null", "timestamp": None},
+        {"_id": "missing"},
+        {"_id": "number", "timestamp": 0},
+        {"_id": "document", "timestamp": {"$date": 0}},
+        {"_id": "path-through-array", "timestamp": fresh, "meta": [{"ts": old}]},
+        {"_id": "far-future", "timestamp": dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)},
+        {"_id": "fresh", "timestamp": fresh},
+    ]
+    archive = [
+        {"_id": SON([("a", 1), ("b", 2)]), "timestamp": old, "v": "ab"},
+        {"_id": SON([("b", 2), ("a", 1)]), "timestamp": old, "v": "ba"},
+        {"_id": 7, "timestamp": old, "v": "int"},
+        {"_id": 7.5, "timestamp": old, "v": "double"},
+        {"_id": Int64(8), "timestamp": old, "v": "long"},
+        {"_id": Decimal128("9.25"), "timestamp": old, "v": "decimal"},
+        {"_id": Binary(b"\x01\x02", 0), "timestamp": old, "v": "bin0"},
+        {"_id": Binary(b"\x01\x02" * 8, 4), "timestamp": old, "v": "bin4"},
+        {"_id": "507f1f77bcf86cd799439011", "timestamp": old, "v": "string that looks like an oid"},
+        {"_id": ObjectId("507f1f77bcf86cd799439011"), "timestamp": old, "v": "oid"},
+        {"_id": "year-one", "timestamp": dt.datetime(1, 1, 1, tzinfo=UTC), "v": "year 1"},
+        {"_id": "epoch-minus", "timestamp": dt.datetime(1969, 12, 31, 23, 59, 59, 999000, tzinfo=UTC)},
+    ]
+    return stay, archive
+
+
+def test_a_hostile_collection_never_stops_the_daemon_nor_loses_a_distinction(mongo_uri, tmp_path):
+    world = World(mongo_uri, tmp_path, ARCHIVERD_POLL_SECONDS="1", ARCHIVERD_SEGMENT_MAX_DOCS="0")
+    try:
+        stay, tricky = _hostile(world.now)
+        world.coll.insert_many([_raw(d) for d in stay + tricky])
+        ordinary = world.seed(expired=20, fresh=3)
+        daemon = world.start_daemon()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and world.coll.count_documents({}) > len(stay) + 3:
+            assert daemon.poll() is None, daemon_log(daemon)
+            time.sleep(0.5)
+        time.sleep(3)  # more cycles over what is left
+        assert daemon.poll() is None, daemon_log(daemon)
+        kill(daemon, signal.SIGTERM)
+        log = daemon_log(daemon)
+        assert daemon.returncode == 0 and "Traceback" not in log, log
+        left = _remaining(world.coll)
+        assert left == {index.key_of(d["_id"]) for d in stay} | {index.key_of(i) for i in ordinary[20:]}
+        assert "event=cycle.skipped" in log and "date_field_is_an_array" in log
+        archived = {index.key_of(RawBSONDocument(r)["_id"]): r for p in layout.segments(world.collection_dir)
+                    for r in SegmentReader(p)}
+        for d in tricky:  # distinct to MongoDB, distinct here, byte-exact
+            assert archived[index.key_of(d["_id"])] == bson.encode(d), d["_id"]
+        # restore keeps them distinct too
+        target = world.client[world.database]["restored"]
+        proc = world.cli("restore", *map(str, layout.segments(world.collection_dir)),
+                         "--to", f"{world.database}.restored")
+        assert proc.returncode == 0, proc.stderr
+        assert {index.key_of(d["_id"]): d.raw for d in target.find()} == archived
+    finally:
+        world.close()
+
+
+def test_far_dates_are_handled_in_milliseconds():
+    cfg = dataclasses.replace(__import__("archiverd.config", fromlist=["Config"]).Config(), threshold_days=90)
+    assert expiry.day_label(expiry.MIN_DATETIME_MS) == "0001-01-01"
+    assert expiry.day_label(-(2 ** 63)) == expiry.OUT_OF_RANGE == expiry.day_label(2 ** 63 - 1)
+    assert expiry.date_ms({"t": bson.datetime_ms.DatetimeMS(2 ** 63 - 1)}, "t") == (2 ** 63 - 1, None)
+    assert expiry.date_ms({"t": [1]}, "t")[1] == "date field is an array"
+    assert expiry.date_ms({"m": [{"t": 1}]}, "m.t")[1] == "date path runs through an array"
+    assert expiry.cutoff_ms(cfg) % expiry.MS_PER_DAY == 0 and expiry.cutoff_ms(cfg) < expiry.watermark_ms(cfg)
+
+
+def test_a_document_that_cannot_be_archived_is_left_and_the_cycle_goes_on(cfg, collection, monkeypatch):
+    from archiverd.format import documents
+    big = _raw({"_id": "too-big", "timestamp": dt.datetime.now(UTC) - dt.timedelta(days=120), "x": "y" * 5000})
+    collection.insert_one(big)
+    small = [_raw(experience(i, when=dt.datetime.now(UTC) - dt.timedelta(days=120), embeddings=False)) for i in range(6)]
+    collection.insert_many(small)
+    monkeypatch.setattr(documents, "MAX_DOCUMENT_BYTES", 4000)  # stands in for "cannot be encoded"
+    code, stats = Daemon(cfg).once()
+    assert code == 0 and stats.sealed == 6 and sum(stats.skipped.values()) == 1
+    assert _remaining(collection) == {index.key_of("too-big")}
+
+
+def test_byte_bounded_batches_keep_memory_flat_with_15_mb_documents(mongo_uri, tmp_path):
+    world = World(mongo_uri, tmp_path, ARCHIVERD_SEGMENT_MAX_DOCS="0", ARCHIVERD_BATCH_SIZE="200",
+                  ARCHIVERD_LEASE_SECONDS="60")
+    try:
+        when = world.now - dt.timedelta(days=120)
+        big = [_raw({"_id": f"big{i}", "timestamp": when, "blob": Binary(os.urandom(15 << 20))}) for i in range(2)]
+        for d in big:
+            world.coll.insert_one(d)
+            world.record(d.raw)
+        world.seed(expired=30)
+        peak = tmp_path / "peak"
+        proc = subprocess.Popen([sys.executable, str(ROOT / "tests" / "peak_rss.py"), "run", "--once"], cwd=ROOT,
+                                env=world.env(PEAK_RSS_FILE=str(peak), PYTHONPATH=str(ROOT)),
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        _, err = proc.communicate(timeout=600)
+        rss_mb = int(peak.read_text()) / 1024
+        assert proc.returncode == 0, err
+        assert world.check().converged
+        print(f"peak RSS of run --once with 15 MB documents: {rss_mb:.0f} MB")
+        assert rss_mb < 300, f"peak RSS {rss_mb:.0f} MB"
+    finally:
+        world.close()
+
+
+# -- signals and the lease -------------------------------------------------------------------------
+
+def test_run_once_twice_in_a_row_both_succeed(mongo_uri, tmp_path):
+    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="60")
+    try:
+        world.seed(expired=5)
+        first, second = world.cli("run", "--once"), world.cli("run", "--once")
+        assert (first.returncode, second.returncode) == (0, 0), second.stderr
+        holder = world.client[world.database]["archiverd_leases"].find_one()
+        assert bson.decode(holder.raw, bson.CodecOptions(tz_aware=True))["expires_at"].year == 1970
+    finally:
+        world.close()
+
+
+def test_sigterm_releases_the_lease_sighup_reloads_and_a_second_sigterm_aborts(mongo_uri, tmp_path):
+    conf = tmp_path / "archiverd.toml"
+    conf.write_text("poll_seconds = 1\n")
+    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="60")
+    try:
+        world.seed(expired=6)
+        daemon = world.start_daemon(ARCHIVERD_CONFIG=str(conf))
+        deadline = time.monotonic() + 60
+        while "event=cycle.done" not in daemon_log(daemon) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        conf.write_text("poll_seconds = 2\nthrottle_seconds = 0.1\n")
+        daemon.send_signal(signal.SIGHUP)
+        while "event=daemon.reloaded" not in daemon_log(daemon) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert daemon.poll() is None and "event=daemon.reloaded" in daemon_log(daemon)
+        kill(daemon, signal.SIGTERM)
+        assert daemon.returncode == 0 and "event=daemon.stopped" in daemon_log(daemon)
+        assert world.cli("run", "--once").returncode == 0  # the lease was released at once
+        # a second SIGTERM while the first is being honoured: out at once, nothing deleted unsafely
+        world.seed(expired=40, embeddings_every=1)
+        daemon = world.start_daemon(ARCHIVERD_CONFIG=str(conf))
+        while "event=segment" not in daemon_log(daemon) and "event=lease" not in daemon_log(daemon) \
+                and time.monotonic() < deadline + 60:
+            time.sleep(0.05)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.send_signal(signal.SIGTERM)
+        daemon.wait(30)
+        assert world.check().safe
+    finally:
+        world.close()
+
+
+def test_a_kill_inside_the_delete_transaction_does_not_block_the_next_run(mongo_uri, tmp_path):
+    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="60")
+    try:
+        world.seed(expired=10)
+        assert world.crash_once("delete-txn", 1) == -signal.SIGKILL
+        started = time.monotonic()
+        proc = world.cli("run", "--once")
+        assert proc.returncode == 0, proc.stderr
+        assert time.monotonic() - started < 30  # not 2 x 60 s behind the dead transaction
+        assert "event=lease.ended_stale_session" in proc.stderr
+        assert world.check().converged
+    finally:
+        world.close()
+
+
+def test_documents_back_after_their_acknowledged_delete_are_not_sealed_twice(cfg, collection):
+    """A server that loses the last commits (a crash, or a restore from backup) hands back documents
+    that are already sealed: they are deleted against their segment, never sealed again."""
+    docs = {d["_id"]: d for d in [_raw(experience(i, when=dt.datetime.now(UTC) - dt.timedelta(days=150)))
+                                  for i in range(8)]}
+    collection.insert_many(list(docs.values()))
+    assert Daemon(cfg).once()[0] == 0
+    assert collection.count_documents({}) == 0
+    collection.insert_many(list(docs.values())[:5])  # "the server lost the deletes"
+    code, stats = Daemon(cfg).once()
+    assert code == 0 and stats.already_sealed == 5 and stats.sealed == 0 and stats.deleted == 5
+    assert collection.count_documents({}) == 0
+    assert len(list(layout.segments(cfg.collection_dir))) == 1
+    assert sorted(_archived(cfg)) == sorted(d.raw for d in docs.values())
+
+
+def test_the_server_killed_right_after_a_commit(tmp_path):
+    server = Server(tmp_path / "db").start()
+    world = World(server.uri, tmp_path, ARCHIVERD_BATCH_SIZE="4", ARCHIVERD_RETRY_SECONDS="60",
+                  ARCHIVERD_LEASE_SECONDS="30", ARCHIVERD_SEGMENT_MAX_DOCS="0")
+    try:
+        world.seed(expired=16)
+        from archiverd import config
+        cfg = config.load(environ=world.env())
+        source = Source(cfg)
+        lease = source.acquire_lease()
+
+        class Stop(BaseException):
+            pass
+
+        def strike(point: str) -> None:
+            if point == "delete-batch":
+                server.stop(signal.SIGKILL)  # right after a delete transaction's commit
+                raise Stop
+
+        with faults.installed(strike), pytest.raises(Stop):
+            Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
+        source.client.close()
+        server.start()
+        assert world.run_once().returncode == 0
+        report = world.check()
+        assert report.converged and not report.sealed_twice, report
+    finally:
+        world.client.close()
+        server.stop()
