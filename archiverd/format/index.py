@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import bson
 from bson import json_util
 from bson.codec_options import DatetimeConversion
 
@@ -22,7 +23,7 @@ FORMAT = "archiverd-segment"
 FORMAT_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 SUFFIX = ".index.json"
-MAX_INDEX_BYTES = 1 << 30  # a segment of 16 MiB documents lists few; 5,000 EAT documents take ~1.5 MB
+MAX_INDEX_BYTES = 64 << 20  # 5,000 EAT documents take ~1.5 MB; ~200,000 documents fit
 _REQUIRED = {"format": str, "format_version": int, "segment_id": str, "created_at": str,
              "documents": int, "frames": int, "blocks": list, "docs": list, "video": dict}
 _REQUIRED_V2 = {"parity": dict, "data_frames": int, "stream_bytes": int}
@@ -61,8 +62,12 @@ def from_json(ejson: Any) -> Any:
 
 
 def id_key(ejson: Any) -> str:
-    """The identity key (format/identity.py) of an `_id` given as canonical Extended JSON."""
-    return identity.key(from_json(ejson))
+    """The identity key (format/identity.py) of an `_id` given as canonical Extended JSON (an entry
+    that is not valid Extended JSON -- a damaged or hostile index -- gets a key no document has)."""
+    try:
+        return identity.key(from_json(ejson))
+    except (ValueError, TypeError, OverflowError, KeyError, RecursionError, bson.errors.BSONError):
+        return json.dumps(["unreadable", ejson], sort_keys=True)
 
 
 def key_of(value: Any) -> str:
@@ -93,6 +98,8 @@ def parse(raw: bytes, where: str) -> dict[str, Any]:
     path = where
     try:
         index = json.loads(raw)
+    except RecursionError:
+        raise SegmentError("index is not valid JSON (nested too deeply)", str(path)) from None
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SegmentError(f"index is not valid JSON ({exc})", str(path)) from None
     if not isinstance(index, dict) or index.get("format") != FORMAT:
@@ -107,15 +114,34 @@ def parse(raw: bytes, where: str) -> dict[str, Any]:
         raise SegmentError(f"index lists {len(index['docs'])} documents but says {index['documents']}",
                            str(path))
     for i, doc in enumerate(index["docs"]):
-        if not (isinstance(doc, dict) and isinstance(doc.get("sha256"), str) and isinstance(doc.get("bytes"), int)
-                and isinstance(doc.get("block"), int) and isinstance(doc.get("frames"), list)
-                and 0 <= doc["block"] < len(index["blocks"])):
+        if not (isinstance(doc, dict) and isinstance(doc.get("sha256"), str) and _natural(doc.get("bytes"))
+                and _natural(doc.get("block")) and _pair(doc.get("frames"))
+                and doc["block"] < len(index["blocks"])):
             raise SegmentError(f"index entry {i} is malformed", str(path))
     for i, block in enumerate(index["blocks"]):
-        if not (isinstance(block, dict) and block.get("block") == i and all(
-                isinstance(block.get(k), int) for k in ("offset", "length", "documents"))
-                and isinstance(block.get("frames"), list) and len(block["frames"]) == 2):
+        if not (isinstance(block, dict) and block.get("block") == i
+                and all(_natural(block.get(k)) for k in ("offset", "length", "documents"))
+                and _pair(block.get("frames"))):
             raise SegmentError(f"index block {i} is malformed", str(path))
     if sum(b["documents"] for b in index["blocks"]) != index["documents"]:
         raise SegmentError("index blocks do not add up to its document count", str(path))
+    video = index["video"]
+    if not (_natural(video.get("bytes")) and isinstance(video.get("sha256"), str)):
+        raise SegmentError("index video size or SHA-256 is malformed", str(path))
+    if index["format_version"] >= 2:
+        p = index["parity"]
+        if not (_natural(p.get("data_rows")) and _natural(p.get("parity_rows"))
+                and p["data_rows"] + p["parity_rows"] <= 255 and (p["parity_rows"] == 0 or p["data_rows"] > 0)):
+            raise SegmentError("index parity settings are malformed", str(path))
+        clusters = video.get("clusters")
+        if not (isinstance(clusters, list) and all(_pair(c) for c in clusters)):
+            raise SegmentError("index cluster list is malformed", str(path))
     return index
+
+
+def _natural(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _pair(value: Any) -> bool:
+    return isinstance(value, list) and len(value) == 2 and all(_natural(v) for v in value)

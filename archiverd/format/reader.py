@@ -591,7 +591,7 @@ class _Stream:
                 raise SegmentError(f"stream offset {offset}: stream does not start with a header")
             try:
                 self.header = json.loads(body)
-            except (UnicodeDecodeError, json.JSONDecodeError):
+            except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                 raise SegmentError("segment header is not valid JSON") from None
             if not isinstance(self.header, dict):
                 raise SegmentError("segment header is not a JSON object")
