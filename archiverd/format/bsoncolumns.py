@@ -116,11 +116,10 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes,
         if key_end < 0 or tag == TAG_END:
             raise _Malformed
         key = data[pos + 1:key_end]
+        head = data[pos:key_end + 1]  # type byte, key, NUL: as the decoder's ops carry it
         pos = key_end + 1
         tag_at = len(layout)
-        layout.append(tag)
-        layout += key
-        layout.append(0)
+        layout += head
         if tag in (0x03, 0x04):
             length = _INT32.unpack_from(data, pos)[0]
             if length < 5 or pos + length > end:
@@ -129,11 +128,11 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes,
             if values is not None:
                 layout[tag_at] = TAG_PACKED
                 varint(values.size, layout)
-                ops.append((TAG_PACKED, key, values.size))
+                ops.append((TAG_PACKED, head, values.size))
                 doc.floats.append(values)
                 doc.arrays.append(data[pos:pos + length])
             else:
-                ops.append((tag, key))
+                ops.append((tag, head))
                 _walk(data, buf, pos, pos + length, path + (_ARRAY_KEY if in_array else key,), tag == 0x04,
                       depth + 1, doc)
             pos += length
@@ -145,14 +144,14 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes,
             if value[-1] != 0 or value.find(b"\x00") != length - 1:
                 layout[tag_at] = EXPLICIT | tag
                 varint(length, layout)
-                ops.append((EXPLICIT | tag, key, length))
+                ops.append((EXPLICIT | tag, head, length))
             else:
-                ops.append((tag, key))
+                ops.append((tag, head))
             doc.text += value
             pos += 4 + length
         elif tag == 0x0B:  # regex: two cstrings
             stop = data.index(b"\x00", data.index(b"\x00", pos, end) + 1, end) + 1
-            ops.append((tag, key))
+            ops.append((tag, head))
             doc.text += data[pos:stop]
             pos = stop
         elif tag in _OPAQUE:
@@ -160,7 +159,7 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes,
             stop = pos + _opaque_size(tag, length)
             if length < 0 or stop > end or stop < pos + 4:
                 raise _Malformed
-            ops.append((tag, key))
+            ops.append((tag, head))
             doc.opaque += data[pos:stop]
             pos = stop
         elif tag in _WIDTH:
@@ -172,7 +171,7 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes,
             if col == len(doc.columns):
                 doc.columns.append([])
             doc.columns[col].append(data[pos:stop])
-            ops.append((tag, key, col))
+            ops.append((tag, head, col))
             pos = stop
         else:
             raise _Malformed
@@ -302,9 +301,7 @@ def _build(plan: list[tuple[int, Any]], text: bytes, columns: list[list[bytes]],
                 stack[-1] += framed
                 continue
             out = stack[-1]
-            out.append(_bson_type(tag))
             out += op[1]
-            out.append(0)
             if tag in (0x03, 0x04):
                 stack.append(bytearray())
             elif tag == TAG_PACKED:
@@ -360,9 +357,9 @@ def _build(plan: list[tuple[int, Any]], text: bytes, columns: list[list[bytes]],
 
 def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int], list[int]]:
     """The layout of `count` documents as (plan, column tags, column value counts). The plan has per
-    document (DOC_VERBATIM, length) or (DOC_COLUMNAR, ops); an op is (tag, key) or (tag, key, n),
-    n being an element count, a string length or a column number. Columns are numbered in order
-    of first appearance."""
+    document (DOC_VERBATIM, length) or (DOC_COLUMNAR, ops); an op is (tag, head) or (tag, head, n),
+    head being the element's BSON type byte, key and NUL, and n an element count, a string length
+    or a column number. Columns are numbered in order of first appearance."""
     pos = 0
     columns: dict[tuple[bytes, ...], int] = {}
     tags: list[int] = []
@@ -393,27 +390,28 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
             key_end = layout.find(b"\x00", pos + 1)
             if key_end < 0:
                 raise SegmentError("block layout is truncated")
-            key = layout[pos + 1:key_end]
+            head = layout[pos:key_end + 1] if tag < EXPLICIT or tag == 0xFF else \
+                bytes([_bson_type(tag)]) + layout[pos + 1:key_end + 1]
             pos = key_end + 1
-            path, in_array = paths[-1]
-            child = path + (_ARRAY_KEY if in_array else key,)
-            if tag in (0x03, 0x04):
-                if len(paths) > MAX_DEPTH + 1:
-                    raise SegmentError("block layout nests too deep")
-                paths.append((child, tag == 0x04))
-                ops.append((tag, key))
-            elif tag == TAG_PACKED or (tag & EXPLICIT and tag & 0x7F in _STRINGS):
-                n, pos = read_varint(layout, pos)
-                ops.append((tag, key, n))
-            elif tag in _STRINGS or tag in _OPAQUE or tag == 0x0B:
-                ops.append((tag, key))
-            elif tag in _WIDTH:
-                col = columns.setdefault(child + (bytes([tag]),), len(columns))
+            if tag in _WIDTH:
+                path, in_array = paths[-1]
+                col = columns.setdefault(path + (_ARRAY_KEY if in_array else head[1:-1], head[:1]), len(columns))
                 if col == len(counts):
                     counts.append(0)
                     tags.append(tag)
                 counts[col] += 1
-                ops.append((tag, key, col))
+                ops.append((tag, head, col))
+            elif tag in _STRINGS or tag in _OPAQUE or tag == 0x0B:
+                ops.append((tag, head))
+            elif tag in (0x03, 0x04):
+                if len(paths) > MAX_DEPTH + 1:
+                    raise SegmentError("block layout nests too deep")
+                path, in_array = paths[-1]
+                paths.append((path + (_ARRAY_KEY if in_array else head[1:-1],), tag == 0x04))
+                ops.append((tag, head))
+            elif tag == TAG_PACKED or (tag & EXPLICIT and tag & 0x7F in _STRINGS):
+                n, pos = read_varint(layout, pos)
+                ops.append((tag, head, n))
             else:
                 raise SegmentError(f"block layout has an unknown tag {tag:#04x}")
         plan.append((kind, ops))
