@@ -36,12 +36,12 @@ VECTOR_DOCS = [bson.encode({"_id": 1, "msg": "hi", "at": dt.datetime(2026, 1, 1,
 VECTOR = bytes.fromhex(
     "02" "00000002" "9eae9153"
     "00" "00000020" "00000020" "00" "00000006" "00000006" "00" "00000018" "00000018"
-    "00" "00000000" "00000000" "00" "00000000" "00000000"
+    "00" "00000000" "00000000" "00" "00000000" "00000000" "00" "00000000" "00000000"
     "00" "105f696400" "026d736700" "09617400" "00"
     "00" "105f696400" "026d736700" "09617400" "00"
     "6869006f6b00"
     "00000000000002020000000003003600ed00b500500700d0"
-    "1dad2e43")
+    "4438dacc")
 
 
 def _streams(body: bytes) -> list[tuple[int, int, int]]:
@@ -208,7 +208,7 @@ def test_format_test_vector():
 def test_every_compression_method_reads_as_specified(text_docs):
     """Assemble codec-2 bodies by the spec, each stream with each method, and read them back."""
     streams = bsoncolumns.split(text_docs[:30])
-    raw = [bytes(streams.layout), bytes(streams.text), streams.fixed, bytes(streams.opaque), b""]
+    raw = [bytes(streams.layout), bytes(streams.text), streams.fixed, bytes(streams.opaque), b"", b""]
     compress = {blockcodec.METHOD_STORED: lambda b: b,
                 blockcodec.METHOD_BZIP2: lambda b: bz2.compress(b, 1),
                 blockcodec.METHOD_XZ: lambda b: lzma.compress(b, preset=0),
@@ -279,12 +279,12 @@ def test_inconsistent_but_crc_valid_blocks_are_refused():
 
 def _fix_content_crc(body: bytes) -> bytes:
     """Recompute the content CRC of a stored-only codec-2 body (so the test reaches the parser)."""
-    if len(body) < 54 or body[0] != 2:
+    if len(body) < 63 or body[0] != 2:
         return body
-    specs = [struct.unpack_from(">BII", body, 9 + 9 * i) for i in range(5)]
+    specs = [struct.unpack_from(">BII", body, 9 + 9 * i) for i in range(6)]
     if any(m != 0 or r != s for m, r, s in specs):
         return body
-    data = body[54:54 + sum(s for _, _, s in specs)]
+    data = body[63:63 + sum(s for _, _, s in specs)]
     return body[:5] + struct.pack(">I", zlib.crc32(data)) + body[9:]
 
 
@@ -292,9 +292,9 @@ def test_declared_lengths_over_the_limits_are_refused_before_anything_runs():
     cap = blockcodec.MAX_BLOCK_BSON
     stream = struct.pack(">BII", 0, 0, 0)
     for body in [
-        struct.pack(">BII", 2, cap, 0) + stream * 5,  # too many documents
-        struct.pack(">BII", 2, 1, 0) + struct.pack(">BII", 1, cap + 1, 0) + stream * 4,  # stream too big
-        struct.pack(">BII", 2, 1, 0) + struct.pack(">BII", 1, cap, 0) * 3 + stream * 2,  # sum too big
+        struct.pack(">BII", 2, cap, 0) + stream * 6,  # too many documents
+        struct.pack(">BII", 2, 1, 0) + struct.pack(">BII", 1, cap + 1, 0) + stream * 5,  # stream too big
+        struct.pack(">BII", 2, 1, 0) + struct.pack(">BII", 1, cap, 0) * 3 + stream * 3,  # sum too big
         struct.pack(">BIIIIII", 1, 1, cap + 1, 0, 0, 0, 0),  # codec 1: text too big
         struct.pack(">BIIIIII", 1, 1, 0, 0, cap, 0, 0),  # codec 1: floats too big
     ]:
@@ -329,7 +329,7 @@ _BOMB = textwrap.dedent("""
         body = struct.pack(">BIIIIII", 1, 1, declared, len(data), 0, 0, 0) + data
     else:
         body = (struct.pack(">BII", 2, 1, 0) + struct.pack(">BII", 0, 0, 0)
-                + struct.pack(">BII", method, declared, len(data)) + struct.pack(">BII", 0, 0, 0) * 3 + data)
+                + struct.pack(">BII", method, declared, len(data)) + struct.pack(">BII", 0, 0, 0) * 4 + data)
     body += struct.pack(">I", zlib.crc32(body))
     del data
     try:

@@ -3,17 +3,20 @@
 A block holds whole documents (a few MiB of BSON), compressed together so that documents share
 context, and decodes on its own (random access and salvage need no other block).
 
-Codec 2 (written since format version 2) takes the documents apart with `bsoncolumns` into five
+Codec 2 (written since format version 2) takes the documents apart with `bsoncolumns` into six
 streams -- layout (keys and types), text (string values), fixed-size values (byte planes, deltas),
-opaque values, float32 values (byte planes) -- and compresses each with the method that suits it,
+opaque values, float32 values (low byte planes, high byte plane) -- and compresses each with the method that suits it,
 chosen per block from three codecs every platform has (bzip2, xz, zstd) or stored:
 
-* text: bzip2 -- a BWT beats every LZ codec on prose (0.88x the size of zstd-19); xz is tried as
-  well when a quick zstd probe shows long-range repetition, which bzip2's 900 KB blocks miss;
+* text: bzip2 -- a BWT beats every LZ codec on prose (0.88x the size of zstd-19); when the text is
+  longer than one bzip2 block (900 kB) and a quick zstd probe shows repetition at long range,
+  which bzip2 cannot see, xz is tried as well and the smaller kept;
 * layout: zstd level 12 -- it is all repetition; as small as bzip2 or xz, ten times faster;
 * fixed-size values: xz (LZMA2) -- 15 % smaller than bzip2 on byte planes;
 * opaque values: zstd probe; bzip2 and xz only if the probe finds them compressible;
-* float planes: zstd level 1 -- mantissa bytes are noise; only the exponent plane compresses.
+* float planes: the three low byte planes (mantissa bits: noise) stored as they are, the high byte
+  plane (sign and exponent) with zstd level 1 -- on its own, because zstd mixing it with the noise
+  in one frame cost up to 4 % of the float bytes.
 
 Codec 1 (format version 1) is still read: bzip2 of a table + skeletons, zstd of float planes.
 
@@ -45,11 +48,12 @@ XZ_MEMLIMIT = 128 << 20  # an xz stream needing more memory than this to decode 
 ZSTD_MAX_WINDOW = 1 << 27
 
 METHOD_STORED, METHOD_BZIP2, METHOD_XZ, METHOD_ZSTD = 0, 1, 2, 3
-STREAMS = ("layout", "text", "fixed", "opaque", "floats")
+STREAMS = ("layout", "text", "fixed", "opaque", "float_low", "float_high")
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
 XZ_MIN_DICT = 1 << 16
-LZ_PROBE_RATIO = 1.3  # try xz on text when zstd level 3 is within this factor of bzip2 (measured:
-#                        xz wins at 1.19, loses at 1.39; see bench/RESULTS-codec.md)
+BZIP2_BLOCK = 900_000  # bzip2 -9 sees this much at once; text no longer than this never tries xz
+LZ_PROBE_RATIO = 1.3  # longer text tries xz when zstd level 3 gets within this factor of bzip2
+#                       (measured: xz wins at 1.19, loses at 1.39; see bench/RESULTS-codec.md)
 BZIP2_LEVEL = 9  # text
 ZSTD_LEVEL = 1  # float planes
 LAYOUT_ZSTD_LEVEL = 12  # layout: as small as bzip2 or xz on it, ten times faster
@@ -99,7 +103,7 @@ def _pack_text(raw: bytes) -> tuple[int, bytes]:
     if not raw:
         return METHOD_STORED, raw
     candidates: dict[int, bytes | Callable[[bytes], bytes]] = {METHOD_BZIP2: _bzip2(raw)}
-    if len(_zstd(3)(raw)) < LZ_PROBE_RATIO * len(candidates[METHOD_BZIP2]):
+    if len(raw) > BZIP2_BLOCK and len(_zstd(3)(raw)) < LZ_PROBE_RATIO * len(candidates[METHOD_BZIP2]):
         candidates[METHOD_XZ] = _xz
     return _smallest(raw, candidates)
 
@@ -169,9 +173,11 @@ def encode(documents: Sequence[bytes]) -> bytes:
     if len(documents) > MAX_BLOCK_BSON // 5 or sum(map(len, documents)) > MAX_BLOCK_BSON:
         raise SegmentError(f"a block holds at most {MAX_BLOCK_BSON} bytes of BSON")
     streams = bsoncolumns.split(documents)
-    raw = [bytes(streams.layout), bytes(streams.text), streams.fixed, bytes(streams.opaque),
-           _planes(streams.floats)]
-    packers = (_pack_layout, _pack_text, _pack_fixed, _pack_opaque, _pack_floats)
+    planes = _planes(streams.floats)
+    low = 3 * streams.floats.size
+    raw = [bytes(streams.layout), bytes(streams.text), streams.fixed, bytes(streams.opaque), planes[:low],
+           planes[low:]]
+    packers = (_pack_layout, _pack_text, _pack_fixed, _pack_opaque, _pack_floats, _pack_floats)
     packed = [pack(r) for pack, r in zip(packers, raw)]
     crc = 0
     for r in raw:
@@ -205,10 +211,10 @@ def _decode_columns(body: bytes) -> list[bytes]:
         pos += stored
     if check != crc:
         raise SegmentError("decompressed block content fails its CRC")
-    if len(raw[4]) % 4:
+    if len(raw[4]) != 3 * len(raw[5]):
         raise SegmentError("block float planes are not whole values")
     streams = bsoncolumns.Streams(bytearray(raw[0]), bytearray(raw[1]), raw[2], bytearray(raw[3]),
-                                  _from_planes(raw[4]))
+                                  _from_planes(raw[4] + raw[5]))
     return bsoncolumns.join(streams, count, MAX_DOCUMENT)
 
 
