@@ -85,13 +85,12 @@ def _zstd(level: int) -> Callable[[bytes], bytes]:
     return compress
 
 
-_COMPRESS = {METHOD_BZIP2: _bzip2, METHOD_XZ: _xz}
-
-
 def _smallest(raw: bytes, methods: dict[int, bytes | Callable[[bytes], bytes]]) -> tuple[int, bytes]:
     """(method, stored bytes): the smallest of `methods` (already compressed bytes or compressors),
-    or the raw bytes when nothing is smaller. Ties go to the first listed."""
+    or the raw bytes when nothing is smaller (always for empty streams). Ties go to the first listed."""
     best = (METHOD_STORED, raw)
+    if not raw:
+        return best
     for method, how in methods.items():
         packed = how if isinstance(how, bytes) else how(raw)
         if len(packed) < len(best[1]):
@@ -101,7 +100,7 @@ def _smallest(raw: bytes, methods: dict[int, bytes | Callable[[bytes], bytes]]) 
 
 def _pack_text(raw: bytes) -> tuple[int, bytes]:
     if not raw:
-        return METHOD_STORED, raw
+        return _smallest(raw, {})
     candidates: dict[int, bytes | Callable[[bytes], bytes]] = {METHOD_BZIP2: _bzip2(raw)}
     if len(raw) > BZIP2_BLOCK and len(_zstd(3)(raw)) < LZ_PROBE_RATIO * len(candidates[METHOD_BZIP2]):
         candidates[METHOD_XZ] = _xz
@@ -110,7 +109,7 @@ def _pack_text(raw: bytes) -> tuple[int, bytes]:
 
 def _pack_opaque(raw: bytes) -> tuple[int, bytes]:
     if not raw:
-        return METHOD_STORED, raw
+        return _smallest(raw, {})
     probe = _zstd(3)(raw)
     if len(probe) > 0.9 * len(raw):
         return _smallest(raw, {METHOD_ZSTD: probe})
@@ -118,15 +117,19 @@ def _pack_opaque(raw: bytes) -> tuple[int, bytes]:
 
 
 def _pack_layout(raw: bytes) -> tuple[int, bytes]:
-    return _smallest(raw, {METHOD_ZSTD: _zstd(LAYOUT_ZSTD_LEVEL)}) if raw else (METHOD_STORED, raw)
+    return _smallest(raw, {METHOD_ZSTD: _zstd(LAYOUT_ZSTD_LEVEL)})
 
 
 def _pack_fixed(raw: bytes) -> tuple[int, bytes]:
-    return _smallest(raw, {METHOD_XZ: _xz}) if raw else (METHOD_STORED, raw)
+    return _smallest(raw, {METHOD_XZ: _xz})
 
 
-def _pack_floats(raw: bytes) -> tuple[int, bytes]:
-    return _smallest(raw, {METHOD_ZSTD: _zstd(ZSTD_LEVEL)}) if raw else (METHOD_STORED, raw)
+def _pack_float_high(raw: bytes) -> tuple[int, bytes]:
+    return _smallest(raw, {METHOD_ZSTD: _zstd(ZSTD_LEVEL)})
+
+
+def _pack_float_low(raw: bytes) -> tuple[int, bytes]:
+    return METHOD_STORED, raw  # mantissa bits: no compressor gains a byte on them
 
 
 def _decompress(method: int, data: bytes, size: int) -> bytes:
@@ -177,7 +180,7 @@ def encode(documents: Sequence[bytes]) -> bytes:
     low = 3 * streams.floats.size
     raw = [bytes(streams.layout), bytes(streams.text), streams.fixed, bytes(streams.opaque), planes[:low],
            planes[low:]]
-    packers = (_pack_layout, _pack_text, _pack_fixed, _pack_opaque, _pack_floats, _pack_floats)
+    packers = (_pack_layout, _pack_text, _pack_fixed, _pack_opaque, _pack_float_low, _pack_float_high)
     packed = [pack(r) for pack, r in zip(packers, raw)]
     crc = 0
     for r in raw:

@@ -47,6 +47,7 @@ _STRINGS = {0x02, 0x0D, 0x0E}
 _OPAQUE = {0x05, 0x0C, 0x0F}
 _ARRAY_KEY = b"#"  # path component for any element of an array: all elements share columns
 _INT32 = struct.Struct("<i")
+_END_OP = (TAG_END,)
 
 
 @dataclass
@@ -96,7 +97,7 @@ class _Doc:
         self.ops: list[tuple] = []  # what `_parse` would make of `layout`
         self.text = bytearray()
         self.opaque = bytearray()
-        self.paths: dict[tuple[bytes, ...], int] = {}  # column path -> number in this document
+        self.paths: dict[tuple, int] = {}  # column (path, tag) -> number in this document
         self.columns: list[list[bytes]] = []
         self.floats: list[np.ndarray] = []
         self.arrays: list[bytes] = []  # the original bytes of each packed array
@@ -108,77 +109,80 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes,
     if depth > MAX_DEPTH or end - start < 5 or _INT32.unpack_from(data, start)[0] != end - start \
             or data[end - 1] != 0:
         raise _Malformed
-    layout, ops = doc.layout, doc.ops
+    layout, ops, text, find, unpack = doc.layout, doc.ops, doc.text, data.find, _INT32.unpack_from
     pos = start + 4
     while pos < end - 1:
         tag = data[pos]
-        key_end = data.find(b"\x00", pos + 1, end)
+        key_end = find(b"\x00", pos + 1, end)
         if key_end < 0 or tag == TAG_END:
             raise _Malformed
-        key = data[pos + 1:key_end]
         head = data[pos:key_end + 1]  # type byte, key, NUL: as the decoder's ops carry it
         pos = key_end + 1
-        tag_at = len(layout)
-        layout += head
-        if tag in (0x03, 0x04):
-            length = _INT32.unpack_from(data, pos)[0]
-            if length < 5 or pos + length > end:
+        if tag in _STRINGS:
+            length = unpack(data, pos)[0]
+            stop = pos + 4 + length
+            if length < 1 or stop > end:
                 raise _Malformed
-            values = bsonpack.float32_values(buf, pos, length) if tag == 0x04 else None
-            if values is not None:
-                layout[tag_at] = TAG_PACKED
-                varint(values.size, layout)
-                ops.append((TAG_PACKED, head, values.size))
-                doc.floats.append(values)
-                doc.arrays.append(data[pos:pos + length])
-            else:
-                ops.append((tag, head))
-                _walk(data, buf, pos, pos + length, path + (_ARRAY_KEY if in_array else key,), tag == 0x04,
-                      depth + 1, doc)
-            pos += length
-        elif tag in _STRINGS:
-            length = _INT32.unpack_from(data, pos)[0]
-            value = data[pos + 4:pos + 4 + length]
-            if length < 1 or len(value) != length:
-                raise _Malformed
-            if value[-1] != 0 or value.find(b"\x00") != length - 1:
-                layout[tag_at] = EXPLICIT | tag
+            if data[stop - 1] != 0 or find(b"\x00", pos + 4, stop - 1) >= 0:
+                layout.append(EXPLICIT | tag)
+                layout += head[1:]
                 varint(length, layout)
                 ops.append((EXPLICIT | tag, head, length))
             else:
+                layout += head
                 ops.append((tag, head))
-            doc.text += value
-            pos += 4 + length
-        elif tag == 0x0B:  # regex: two cstrings
-            stop = data.index(b"\x00", data.index(b"\x00", pos, end) + 1, end) + 1
-            ops.append((tag, head))
-            doc.text += data[pos:stop]
-            pos = stop
-        elif tag in _OPAQUE:
-            length = _INT32.unpack_from(data, pos)[0]
-            stop = pos + _opaque_size(tag, length)
-            if length < 0 or stop > end or stop < pos + 4:
-                raise _Malformed
-            ops.append((tag, head))
-            doc.opaque += data[pos:stop]
+            text += data[pos + 4:stop]
             pos = stop
         elif tag in _WIDTH:
             stop = pos + _WIDTH[tag]
             if stop > end:
                 raise _Malformed
-            column = path + (_ARRAY_KEY if in_array else key, bytes([tag]))
-            col = doc.paths.setdefault(column, len(doc.paths))
+            layout += head
+            col = doc.paths.setdefault(path + (_ARRAY_KEY if in_array else head[1:-1], tag), len(doc.paths))
             if col == len(doc.columns):
                 doc.columns.append([])
             doc.columns[col].append(data[pos:stop])
             ops.append((tag, head, col))
+            pos = stop
+        elif tag in (0x03, 0x04):
+            length = unpack(data, pos)[0]
+            if length < 5 or pos + length > end:
+                raise _Malformed
+            values = bsonpack.float32_values(buf, pos, length) if tag == 0x04 else None
+            if values is not None:
+                layout.append(TAG_PACKED)
+                layout += head[1:]
+                varint(values.size, layout)
+                ops.append((TAG_PACKED, head, values.size))
+                doc.floats.append(values)
+                doc.arrays.append(data[pos:pos + length])
+            else:
+                layout += head
+                ops.append((tag, head))
+                _walk(data, buf, pos, pos + length, path + (_ARRAY_KEY if in_array else head[1:-1],), tag == 0x04,
+                      depth + 1, doc)
+            pos += length
+        elif tag == 0x0B:  # regex: two cstrings
+            stop = data.index(b"\x00", data.index(b"\x00", pos, end) + 1, end) + 1
+            layout += head
+            ops.append((tag, head))
+            text += data[pos:stop]
+            pos = stop
+        elif tag in _OPAQUE:
+            length = unpack(data, pos)[0]
+            stop = pos + _opaque_size(tag, length)
+            if length < 0 or stop > end or stop < pos + 4:
+                raise _Malformed
+            layout += head
+            ops.append((tag, head))
+            doc.opaque += data[pos:stop]
             pos = stop
         else:
             raise _Malformed
     if pos != end - 1:
         raise _Malformed
     layout.append(TAG_END)
-    ops.append((TAG_END,))
+    ops.append(_END_OP)
 
 
 def _split_one(data: bytes) -> _Doc | None:
@@ -199,7 +203,7 @@ def _split_one(data: bytes) -> _Doc | None:
 def split(documents: Sequence[bytes]) -> Streams:
     """Take a block's documents apart into streams."""
     out = Streams()
-    columns: dict[tuple[bytes, ...], list[bytes]] = {}
+    columns: dict[tuple, list[bytes]] = {}
     floats: list[np.ndarray] = []
     for data in documents:
         doc = _split_one(data)
@@ -216,8 +220,8 @@ def split(documents: Sequence[bytes]) -> Streams:
         floats.extend(doc.floats)
     planes = []
     for path, values in columns.items():
-        encoded = _encode_column(path[-1][0], values)
-        if _decode_column(path[-1][0], encoded, len(values)) != values:  # never trust numpy with a byte
+        encoded = _encode_column(path[-1], values)
+        if _decode_column(path[-1], encoded, len(values)) != values:  # never trust numpy with a byte
             raise SegmentError("internal error: a column does not survive its delta coding")
         planes.append(encoded)
     out.fixed = b"".join(planes)
@@ -278,6 +282,7 @@ def _build(plan: list[tuple[int, Any]], text: bytes, columns: list[list[bytes]],
     packed arrays already built, in order."""
     cursors = [0] * len(columns)
     text_pos = opaque_pos = float_pos = packed = 0
+    find, pack = text.find, _INT32.pack
     docs = []
     for kind, ops in plan:
         if kind == DOC_VERBATIM:
@@ -287,65 +292,74 @@ def _build(plan: list[tuple[int, Any]], text: bytes, columns: list[list[bytes]],
             opaque_pos += ops
             continue
         stack = [bytearray()]
+        out = stack[-1]
         for op in ops:
             tag = op[0]
-            if tag == TAG_END:
+            if tag in _STRINGS:
+                stop = find(b"\x00", text_pos) + 1
+                if stop == 0:
+                    raise SegmentError("block text ends inside a string")
+                out += op[1]
+                out += pack(stop - text_pos)
+                out += text[text_pos:stop]
+                text_pos = stop
+            elif tag in _WIDTH:
+                col = op[2]
+                out += op[1]
+                out += columns[col][cursors[col]]
+                cursors[col] += 1
+            elif tag == TAG_END:
                 body = stack.pop()
                 body.append(0)
-                framed = _INT32.pack(len(body) + 4) + body
+                framed = pack(len(body) + 4) + body
                 if len(framed) > max_document:
                     raise SegmentError("block holds a document larger than the limit")
                 if not stack:
                     docs.append(bytes(framed))
                     break
-                stack[-1] += framed
-                continue
-            out = stack[-1]
-            out += op[1]
-            if tag in (0x03, 0x04):
-                stack.append(bytearray())
+                out = stack[-1]
+                out += framed
+            elif tag in (0x03, 0x04):
+                out += op[1]
+                out = bytearray()
+                stack.append(out)
             elif tag == TAG_PACKED:
                 n = op[2]
                 if float_pos + n > floats.size:
                     raise SegmentError("block layout asks for more float values than it holds")
+                out += op[1]
                 if arrays is None:
                     out += bsonpack.array_bytes(floats[float_pos:float_pos + n])
                 else:
                     out += arrays[packed]
                     packed += 1
                 float_pos += n
-            elif tag in _STRINGS:
-                stop = text.find(b"\x00", text_pos) + 1
-                if stop == 0:
-                    raise SegmentError("block text ends inside a string")
-                out += _INT32.pack(stop - text_pos) + text[text_pos:stop]
-                text_pos = stop
             elif tag & EXPLICIT and tag & 0x7F in _STRINGS:
                 n = op[2]
                 if text_pos + n > len(text):
                     raise SegmentError("block text ends inside a string")
-                out += _INT32.pack(n) + text[text_pos:text_pos + n]
+                out += op[1]
+                out += pack(n)
+                out += text[text_pos:text_pos + n]
                 text_pos += n
             elif tag == 0x0B:
-                first = text.find(b"\x00", text_pos)
-                stop = text.find(b"\x00", first + 1) + 1 if first >= 0 else 0
+                first = find(b"\x00", text_pos)
+                stop = find(b"\x00", first + 1) + 1 if first >= 0 else 0
                 if stop == 0:
                     raise SegmentError("block text ends inside a regular expression")
+                out += op[1]
                 out += text[text_pos:stop]
                 text_pos = stop
-            elif tag in _OPAQUE:
+            else:  # opaque
                 if opaque_pos + 4 > len(opaque):
                     raise SegmentError("block opaque data is truncated")
                 length = _INT32.unpack_from(opaque, opaque_pos)[0]
                 stop = opaque_pos + _opaque_size(tag, length)
                 if length < 0 or stop > len(opaque) or stop < opaque_pos + 4:
                     raise SegmentError("block opaque data is truncated")
+                out += op[1]
                 out += opaque[opaque_pos:stop]
                 opaque_pos = stop
-            else:
-                col = op[2]
-                out += columns[col][cursors[col]]
-                cursors[col] += 1
             if len(out) > max_document:
                 raise SegmentError("block holds a document larger than the limit")
         else:
@@ -360,8 +374,8 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
     document (DOC_VERBATIM, length) or (DOC_COLUMNAR, ops); an op is (tag, head) or (tag, head, n),
     head being the element's BSON type byte, key and NUL, and n an element count, a string length
     or a column number. Columns are numbered in order of first appearance."""
-    pos = 0
-    columns: dict[tuple[bytes, ...], int] = {}
+    pos, size, find = 0, len(layout), layout.find
+    columns: dict[tuple, int] = {}
     tags: list[int] = []
     counts: list[int] = []
     plan: list[tuple[int, Any]] = []
@@ -377,41 +391,46 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
         if kind != DOC_COLUMNAR:
             raise SegmentError(f"block layout has an unknown document kind {kind}")
         ops: list[tuple] = []
+        append = ops.append
         paths: list[tuple[tuple[bytes, ...], bool]] = [((), False)]
+        path, in_array = paths[-1]
         while paths:
-            if pos >= len(layout):
+            if pos >= size:
                 raise SegmentError("block layout is truncated")
             tag = layout[pos]
             if tag == TAG_END:
-                ops.append((TAG_END,))
+                append(_END_OP)
                 paths.pop()
+                if paths:
+                    path, in_array = paths[-1]
                 pos += 1
                 continue
-            key_end = layout.find(b"\x00", pos + 1)
+            key_end = find(b"\x00", pos + 1)
             if key_end < 0:
                 raise SegmentError("block layout is truncated")
             head = layout[pos:key_end + 1] if tag < EXPLICIT or tag == 0xFF else \
                 bytes([_bson_type(tag)]) + layout[pos + 1:key_end + 1]
             pos = key_end + 1
-            if tag in _WIDTH:
-                path, in_array = paths[-1]
-                col = columns.setdefault(path + (_ARRAY_KEY if in_array else head[1:-1], head[:1]), len(columns))
+            if tag in _STRINGS:
+                append((tag, head))
+            elif tag in _WIDTH:
+                col = columns.setdefault(path + (_ARRAY_KEY if in_array else head[1:-1], tag), len(columns))
                 if col == len(counts):
                     counts.append(0)
                     tags.append(tag)
                 counts[col] += 1
-                ops.append((tag, head, col))
-            elif tag in _STRINGS or tag in _OPAQUE or tag == 0x0B:
-                ops.append((tag, head))
+                append((tag, head, col))
+            elif tag in _OPAQUE or tag == 0x0B:
+                append((tag, head))
             elif tag in (0x03, 0x04):
                 if len(paths) > MAX_DEPTH + 1:
                     raise SegmentError("block layout nests too deep")
-                path, in_array = paths[-1]
-                paths.append((path + (_ARRAY_KEY if in_array else head[1:-1],), tag == 0x04))
-                ops.append((tag, head))
+                path, in_array = path + (_ARRAY_KEY if in_array else head[1:-1],), tag == 0x04
+                paths.append((path, in_array))
+                append((tag, head))
             elif tag == TAG_PACKED or (tag & EXPLICIT and tag & 0x7F in _STRINGS):
                 n, pos = read_varint(layout, pos)
-                ops.append((tag, head, n))
+                append((tag, head, n))
             else:
                 raise SegmentError(f"block layout has an unknown tag {tag:#04x}")
         plan.append((kind, ops))
