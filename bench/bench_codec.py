@@ -185,7 +185,7 @@ def main() -> None:
     styles = args.styles.split(",")
     print(f"block codec benchmark ({os.cpu_count()} cores)")
     size_table(styles, args.docs, args.eat_docs, args.block_bytes)
-    speed_table(styles, args.docs * 4, max(args.eat_docs // 3, 48), args.block_bytes, args.reps)
+    speed_table(styles, args.docs, max(args.eat_docs // 3, 48), args.block_bytes, args.reps)
     if not args.skip_blocks:
         block_table(styles, args.big_docs, args.big_eat_docs)
 
