@@ -168,15 +168,37 @@ Error while calling {tool}: {error}.
 Updated the schema for {field}: now {type}.
 Opened pull request #{line} for {func}: {task}.""".splitlines()
 
-_PARAGRAPHS = """\
-To accomplish this task I will follow these steps: 1. Retrieve the document from the store and check that it is readable. 2. Extract the header fields and every line item. 3. Validate the totals, the tax amounts and the currency against the purchase order. 4. Summarize the findings and record the experience for future reuse.
-I searched the experience memory for similar tasks before starting. The most relevant past experience used the {agent} agent together with {tool}, and it completed the task successfully with a high rating, so I will follow the same approach and only adapt the parameters that differ.
-The extraction is complete. Header: invoice number {inv}, vendor {vendor}, issue date {date}, currency {cur}. Totals: net {cur} {amount2}, tax {cur} {amount2}, gross {cur} {amount}. {n} line items were extracted; none of them is missing a description, a quantity or a unit price.
-Tool call: {{"tool": "{tool}", "arguments": {{"query": "{query}", "top_k": {k}, "threshold": {thr}}}}}. Tool result: {{"status": "ok", "results": {n}, "latency_ms": {ms}}}.
-I reviewed the changes in {path}. The function {func} now handles the edge case where the input is empty, and the new unit tests cover it. The code follows the project's style guide, the public interface is unchanged, and I did not find any security issues. I recommend merging this pull request.
-The task could not be completed: {error}. I retried the operation three times with exponential backoff, but the error persisted. The partial results have been saved, and the task has been escalated to a human reviewer with a summary of what was attempted.
-Summary for the user: the invoice {inv} from {vendor} has been processed. The total amount of {cur} {amount} is due on {date}. All fields passed validation, and the invoice has been forwarded for approval according to the finance policy.
-I am an AI assistant specialized in processing financial documents. I follow the company's data protection policy: personal data is only used for the purpose of the task, and it is never shared with third parties. If a document contains information I cannot verify, I flag it for human review instead of guessing.""".splitlines()
+_PARAGRAPHS = (
+    'To accomplish this task I will follow these steps: 1. Retrieve the document from the '
+    'store and check that it is readable. 2. Extract the header fields and every line item. '
+    '3. Validate the totals, the tax amounts and the currency against the purchase order. 4. '
+    'Summarize the findings and record the experience for future reuse.',
+    'I searched the experience memory for similar tasks before starting. The most relevant '
+    'past experience used the {agent} agent together with {tool}, and it completed the task '
+    'successfully with a high rating, so I will follow the same approach and only adapt the '
+    'parameters that differ.',
+    'The extraction is complete. Header: invoice number {inv}, vendor {vendor}, issue date '
+    '{date}, currency {cur}. Totals: net {cur} {amount2}, tax {cur} {amount2}, gross {cur} '
+    '{amount}. {n} line items were extracted; none of them is missing a description, a '
+    'quantity or a unit price.',
+    'Tool call: {{"tool": "{tool}", "arguments": {{"query": "{query}", "top_k": {k}, '
+    '"threshold": {thr}}}}}. Tool result: {{"status": "ok", "results": {n}, "latency_ms": '
+    '{ms}}}.',
+    'I reviewed the changes in {path}. The function {func} now handles the edge case where '
+    "the input is empty, and the new unit tests cover it. The code follows the project's "
+    'style guide, the public interface is unchanged, and I did not find any security issues. '
+    'I recommend merging this pull request.',
+    'The task could not be completed: {error}. I retried the operation three times with '
+    'exponential backoff, but the error persisted. The partial results have been saved, and '
+    'the task has been escalated to a human reviewer with a summary of what was attempted.',
+    'Summary for the user: the invoice {inv} from {vendor} has been processed. The total '
+    'amount of {cur} {amount} is due on {date}. All fields passed validation, and the '
+    'invoice has been forwarded for approval according to the finance policy.',
+    'I am an AI assistant specialized in processing financial documents. I follow the '
+    "company's data protection policy: personal data is only used for the purpose of the "
+    'task, and it is never shared with third parties. If a document contains information I '
+    'cannot verify, I flag it for human review instead of guessing.',
+)
 
 _SLOTS: dict[str, list[str]] = {
     "vendor": ["Acme Corp", "Globex GmbH", "Initech Ltd", "Umbrella Logistics", "Stark Industries",

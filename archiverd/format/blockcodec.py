@@ -5,8 +5,8 @@ context, and decodes on its own (random access and salvage need no other block).
 
 Codec 2 (written since format version 2) takes the documents apart with `bsoncolumns` into six
 streams -- layout (keys and types), text (string values), fixed-size values (byte planes, deltas),
-opaque values, float32 values (low byte planes, high byte plane) -- and compresses each with the method that suits it,
-chosen per block from three codecs every platform has (bzip2, xz, zstd) or stored:
+opaque values, float32 values (low byte planes, high byte plane) -- and compresses each with the
+method that suits it, from three codecs every platform has (bzip2, xz, zstd), or stores it:
 
 * text: bzip2 -- a BWT beats every LZ codec on prose (0.88x the size of zstd-19); when the text is
   longer than one bzip2 block (900 kB) and a quick zstd probe shows repetition at long range,
