@@ -50,6 +50,11 @@ def _streams(body: bytes) -> list[tuple[int, int, int]]:
             for i in range(len(blockcodec.STREAMS))]
 
 
+def _kinds(docs: list[bytes]) -> list[int]:
+    """How each document is stored: bsoncolumns.DOC_COLUMNAR or DOC_VERBATIM."""
+    return [kind for kind, _ in bsoncolumns._parse(bsoncolumns.split(docs).layout, len(docs))[0]]
+
+
 def _random_value(rng: random.Random, depth: int):
     kind = rng.randrange(22 if depth < 4 else 18)
     if kind == 0:
@@ -113,7 +118,7 @@ def test_block_round_trip_mixed(eat_docs, text_docs, every_type):
 
 def test_every_bson_type_goes_through_the_columnar_path(every_type):
     streams = bsoncolumns.split([every_type])
-    assert streams.layout[0] == bsoncolumns.DOC_COLUMNAR  # not stored verbatim
+    assert _kinds([every_type]) == [bsoncolumns.DOC_COLUMNAR]  # not stored verbatim
     assert streams.floats.size == 40  # f32_array only
     assert bsoncolumns.EXPLICIT | 0x02 in streams.layout  # the string holding a NUL
     assert blockcodec.decode(blockcodec.encode([every_type] * 3)) == [every_type] * 3
@@ -131,14 +136,22 @@ def test_anything_the_transform_cannot_reproduce_is_stored_verbatim(every_type):
         b"\x05\x00\x00\x00\x00",  # the empty document: fine, but tiny
         good[:-1] + b"\x01",  # no terminating NUL
         struct.pack("<i", len(good) + 3) + good[4:] + b"abc",  # trailing bytes after the last element
-        bson.encode({"s": "abc"})[:11] + b"\x09" + bson.encode({"s": "abc"})[12:],  # string length off by 5
+        bson.encode({"s": "abc"})[:7] + b"\x09" + bson.encode({"s": "abc"})[8:],  # string length past the end
         good.replace(b"\x02a", b"\x99a"),  # unknown type
         os.urandom(200),
         bytes(30),
     ]
     docs = [good] + bad + [every_type]
-    streams = bsoncolumns.split(docs)
-    assert streams.layout.count(bsoncolumns.DOC_VERBATIM) >= len(bad) - 1
+    assert _kinds(docs) == [0, 0] + [1] * (len(bad) - 1) + [0]  # the empty document is fine
+    assert blockcodec.decode(blockcodec.encode(docs)) == docs
+
+
+def test_documents_past_the_element_or_column_limits_are_stored_verbatim():
+    many_columns = bson.encode({f"f{i}": i for i in range(bsoncolumns.MAX_COLUMNS + 1)})
+    many_elements = bson.encode({"a": [None] * (bsoncolumns.MAX_ELEMENTS + 1)})
+    small = bson.encode({"x": 1, "s": "text"})
+    docs = [small, many_columns, small, many_elements, small]
+    assert _kinds(docs) == [0, 1, 0, 1, 0]
     assert blockcodec.decode(blockcodec.encode(docs)) == docs
 
 
@@ -147,7 +160,7 @@ def test_deep_nesting_is_stored_verbatim_and_round_trips():
     for _ in range(bsoncolumns.MAX_DEPTH + 5):
         deep = {"d": deep}
     docs = [bson.encode(deep)]
-    assert bsoncolumns.split(docs).layout[0] == bsoncolumns.DOC_VERBATIM
+    assert _kinds(docs) == [bsoncolumns.DOC_VERBATIM]
     assert blockcodec.decode(blockcodec.encode(docs)) == docs
 
 
@@ -208,7 +221,7 @@ def test_format_test_vector():
 def test_every_compression_method_reads_as_specified(text_docs):
     """Assemble codec-2 bodies by the spec, each stream with each method, and read them back."""
     streams = bsoncolumns.split(text_docs[:30])
-    raw = [bytes(streams.layout), bytes(streams.text), streams.fixed, bytes(streams.opaque), b"", b""]
+    raw = [streams.layout, streams.text, streams.fixed, streams.opaque, b"", b""]
     compress = {blockcodec.METHOD_STORED: lambda b: b,
                 blockcodec.METHOD_BZIP2: lambda b: bz2.compress(b, 1),
                 blockcodec.METHOD_XZ: lambda b: lzma.compress(b, preset=0),
@@ -314,6 +327,11 @@ _BOMB = textwrap.dedent("""
     elif kind == "xz":
         c = lzma.LZMACompressor(format=lzma.FORMAT_XZ, preset=1)
         data = b"".join(c.compress(chunk) for _ in range(chunks)) + c.flush()
+    elif kind == "layout":  # 32 MiB of layout that parses into millions of elements
+        raw = b"\\x00" + b"\\x0a\\x00" * ((declared - 1) // 2)
+        data = bz2.compress(raw, 9); declared = len(raw)
+        method, crc = 1, zlib.crc32(raw)
+        del raw
     elif kind == "xz-dict":  # a tiny stream whose header asks for a 4 GiB dictionary
         data = bytearray(lzma.compress(b"x", format=lzma.FORMAT_XZ, filters=[{"id": lzma.FILTER_LZMA2,
                                                                              "dict_size": 4096}]))
@@ -324,11 +342,15 @@ _BOMB = textwrap.dedent("""
     else:  # zstd frames: declared content size 256 MiB, or none at all
         c = zstandard.ZstdCompressor(level=1).compressobj(size=(chunks << 20) if kind == "zstd" else -1)
         data = b"".join(c.compress(chunk) for _ in range(chunks)) + c.flush()
-    method = {"bzip2": 1, "xz": 2, "xz-dict": 2, "zstd": 3, "zstd-nosize": 3}.get(kind)
+    if kind != "layout":
+        method, crc = {"bzip2": 1, "xz": 2, "xz-dict": 2, "zstd": 3, "zstd-nosize": 3}.get(kind), 0
     if kind.startswith("v1-"):
         body = struct.pack(">BIIIIII", 1, 1, declared, len(data), 0, 0, 0) + data
+    elif kind == "layout":
+        body = (struct.pack(">BII", 2, 1, crc) + struct.pack(">BII", method, declared, len(data))
+                + struct.pack(">BII", 0, 0, 0) * 5 + data)
     else:
-        body = (struct.pack(">BII", 2, 1, 0) + struct.pack(">BII", 0, 0, 0)
+        body = (struct.pack(">BII", 2, 1, crc) + struct.pack(">BII", 0, 0, 0)
                 + struct.pack(">BII", method, declared, len(data)) + struct.pack(">BII", 0, 0, 0) * 4 + data)
     body += struct.pack(">I", zlib.crc32(body))
     del data
@@ -345,7 +367,7 @@ _BOMB = textwrap.dedent("""
 
 @pytest.mark.parametrize("kind, declared", [("bzip2", 1000), ("bzip2", 32 << 20), ("v1-bzip2", 1000),
                                             ("xz", 1000), ("xz", 32 << 20), ("xz-dict", 1),
-                                            ("zstd", 1000), ("zstd-nosize", 1000)])
+                                            ("zstd", 1000), ("zstd-nosize", 1000), ("layout", 32 << 20)])
 def test_compression_bombs_are_refused_with_bounded_memory(kind, declared):
     proc = subprocess.run([sys.executable, "-c", _BOMB, kind, str(declared)], capture_output=True, text=True,
                           timeout=300, cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))

@@ -178,8 +178,7 @@ def encode(documents: Sequence[bytes]) -> bytes:
     streams = bsoncolumns.split(documents)
     planes = _planes(streams.floats)
     low = 3 * streams.floats.size
-    raw = [bytes(streams.layout), bytes(streams.text), streams.fixed, bytes(streams.opaque), planes[:low],
-           planes[low:]]
+    raw = [streams.layout, streams.text, streams.fixed, streams.opaque, planes[:low], planes[low:]]
     packers = (_pack_layout, _pack_text, _pack_fixed, _pack_opaque, _pack_float_low, _pack_float_high)
     packed = [pack(r) for pack, r in zip(packers, raw)]
     crc = 0
@@ -216,8 +215,7 @@ def _decode_columns(body: bytes) -> list[bytes]:
         raise SegmentError("decompressed block content fails its CRC")
     if len(raw[4]) != 3 * len(raw[5]):
         raise SegmentError("block float planes are not whole values")
-    streams = bsoncolumns.Streams(bytearray(raw[0]), bytearray(raw[1]), raw[2], bytearray(raw[3]),
-                                  _from_planes(raw[4] + raw[5]))
+    streams = bsoncolumns.Streams(raw[0], raw[1], raw[2], raw[3], _from_planes(raw[4] + raw[5]))
     return bsoncolumns.join(streams, count, MAX_DOCUMENT)
 
 

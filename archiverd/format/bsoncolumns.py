@@ -26,7 +26,7 @@ Byte-level layout: docs/FORMAT.md section 5.
 from __future__ import annotations
 
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 import numpy as np
@@ -39,6 +39,11 @@ EXPLICIT = 0x80  # on a string-like tag: the value's length is in the layout (it
 TAG_PACKED = 0x84  # a float32-packed array: element count in the layout, values in `floats`
 DOC_COLUMNAR, DOC_VERBATIM = 0x00, 0x01
 MAX_DEPTH = 200  # deeper nesting is stored verbatim (MongoDB itself allows 100)
+# A block's layout parses into one small object per element: these bound a hostile block's memory
+# (~30 MB). A 4 MiB block of EAT documents has ~3,500 elements and ~30 columns, of text-only ones
+# ~70,000 and ~20; documents that would cross a limit are stored verbatim.
+MAX_ELEMENTS = 1 << 18
+MAX_COLUMNS = 1 << 14
 
 _WIDTH = {0x01: 8, 0x06: 0, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16,
           0x7F: 0, 0xFF: 0}
@@ -50,15 +55,15 @@ _INT32 = struct.Struct("<i")
 _END_OP = (TAG_END,)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Streams:
     """The transformed documents of one block."""
 
-    layout: bytearray = field(default_factory=bytearray)
-    text: bytearray = field(default_factory=bytearray)
-    fixed: bytes = b""
-    opaque: bytearray = field(default_factory=bytearray)
-    floats: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.float32))
+    layout: bytes
+    text: bytes
+    fixed: bytes
+    opaque: bytes
+    floats: np.ndarray  # float32
 
 
 class _Malformed(Exception):
@@ -112,6 +117,8 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes,
     layout, ops, text, find, unpack = doc.layout, doc.ops, doc.text, data.find, _INT32.unpack_from
     pos = start + 4
     while pos < end - 1:
+        if len(ops) > MAX_ELEMENTS:
+            raise _Malformed
         tag = data[pos]
         key_end = find(b"\x00", pos + 1, end)
         if key_end < 0 or tag == TAG_END:
@@ -202,19 +209,24 @@ def _split_one(data: bytes) -> _Doc | None:
 
 def split(documents: Sequence[bytes]) -> Streams:
     """Take a block's documents apart into streams."""
-    out = Streams()
+    layout, text, opaque = bytearray(), bytearray(), bytearray()
     columns: dict[tuple, list[bytes]] = {}
     floats: list[np.ndarray] = []
+    elements = 0
     for data in documents:
         doc = _split_one(data)
+        if doc is not None and (elements + len(doc.ops) > MAX_ELEMENTS or
+                                len(columns) + sum(p not in columns for p in doc.paths) > MAX_COLUMNS):
+            doc = None
         if doc is None:
-            out.layout.append(DOC_VERBATIM)
-            varint(len(data), out.layout)
-            out.opaque += data
+            layout.append(DOC_VERBATIM)
+            varint(len(data), layout)
+            opaque += data
             continue
-        out.layout += doc.layout
-        out.text += doc.text
-        out.opaque += doc.opaque
+        elements += len(doc.ops)
+        layout += doc.layout
+        text += doc.text
+        opaque += doc.opaque
         for path, col in doc.paths.items():
             columns.setdefault(path, []).extend(doc.columns[col])
         floats.extend(doc.floats)
@@ -224,9 +236,8 @@ def split(documents: Sequence[bytes]) -> Streams:
         if _decode_column(path[-1], encoded, len(values)) != values:  # never trust numpy with a byte
             raise SegmentError("internal error: a column does not survive its delta coding")
         planes.append(encoded)
-    out.fixed = b"".join(planes)
-    out.floats = np.concatenate(floats) if floats else np.empty(0, dtype=np.float32)
-    return out
+    return Streams(bytes(layout), bytes(text), b"".join(planes), bytes(opaque),
+                   np.concatenate(floats) if floats else np.empty(0, dtype=np.float32))
 
 
 def _opaque_size(tag: int, length: int) -> int:
@@ -374,7 +385,7 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
     document (DOC_VERBATIM, length) or (DOC_COLUMNAR, ops); an op is (tag, head) or (tag, head, n),
     head being the element's BSON type byte, key and NUL, and n an element count, a string length
     or a column number. Columns are numbered in order of first appearance."""
-    pos, size, find = 0, len(layout), layout.find
+    pos, size, find, elements = 0, len(layout), layout.find, 0
     columns: dict[tuple, int] = {}
     tags: list[int] = []
     counts: list[int] = []
@@ -394,9 +405,12 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
         append = ops.append
         paths: list[tuple[tuple[bytes, ...], bool]] = [((), False)]
         path, in_array = paths[-1]
+        budget = MAX_ELEMENTS - elements
         while paths:
             if pos >= size:
                 raise SegmentError("block layout is truncated")
+            if len(ops) >= budget:
+                raise SegmentError(f"block layout has more than {MAX_ELEMENTS} elements, the limit")
             tag = layout[pos]
             if tag == TAG_END:
                 append(_END_OP)
@@ -416,6 +430,8 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
             elif tag in _WIDTH:
                 col = columns.setdefault(path + (_ARRAY_KEY if in_array else head[1:-1], tag), len(columns))
                 if col == len(counts):
+                    if col == MAX_COLUMNS:
+                        raise SegmentError(f"block layout has more than {MAX_COLUMNS} columns, the limit")
                     counts.append(0)
                     tags.append(tag)
                 counts[col] += 1
@@ -434,6 +450,7 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
             else:
                 raise SegmentError(f"block layout has an unknown tag {tag:#04x}")
         plan.append((kind, ops))
+        elements += len(ops)
     if pos != len(layout):
         raise SegmentError("block layout has bytes after its last document")
     return plan, tags, counts
@@ -441,7 +458,7 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
 
 def join(streams: Streams, count: int, max_document: int) -> list[bytes]:
     """The `count` documents of a block, rebuilt from its streams (SegmentError if inconsistent)."""
-    plan, tags, counts = _parse(bytes(streams.layout), count)
+    plan, tags, counts = _parse(streams.layout, count)
     columns, pos = [], 0
     for tag, n in zip(tags, counts):
         size = _WIDTH[tag] * n
@@ -451,4 +468,4 @@ def join(streams: Streams, count: int, max_document: int) -> list[bytes]:
         pos += size
     if pos != len(streams.fixed):
         raise SegmentError("block has fixed-size values its layout does not account for")
-    return _build(plan, bytes(streams.text), columns, bytes(streams.opaque), streams.floats, max_document)
+    return _build(plan, streams.text, columns, streams.opaque, streams.floats, max_document)
