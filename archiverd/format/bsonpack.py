@@ -2,12 +2,16 @@
 
 Embeddings arrive as arrays of BSON doubles whose values are exactly representable as float32 (an
 embedding API's float32 output after a JSON round trip). Stored as doubles, half of every value is
-zero bits that compressors cannot fully remove. `split` cuts such arrays out of a document, leaving a
-*skeleton* (the document with those array values removed) plus the values as float32; `join` rebuilds
-the identical bytes. An array is packed only if its BSON framing is the canonical one ("0", "1", ...
-keys, all doubles) and every value survives float64 -> float32 -> float64 bit for bit (so NaN payloads
-and -0.0 are safe). `split` re-joins its own output and compares: a document it cannot reproduce
-exactly is returned unpacked, so packing can never change a byte.
+zero bits that compressors cannot fully remove. `float32_values` recognises such an array and
+`array_bytes` rebuilds it; block codec 2 (`bsoncolumns`) uses the two. An array is packed only if
+its BSON framing is the canonical one ("0", "1", ... keys, all doubles) and every value survives
+float64 -> float32 -> float64 bit for bit (so NaN payloads and -0.0 are safe).
+
+Codec 1 (format version 1) cut the arrays out of whole documents: `split` leaves a *skeleton* (the
+document without those arrays' values) plus the values as float32, and `join` rebuilds the identical
+bytes; the reader still needs `join`, the reference writer of version 1 (bench/codec_v1.py) `split`.
+`split` re-joins its own output and compares: a document it cannot reproduce exactly is returned
+unpacked, so packing can never change a byte.
 """
 from __future__ import annotations
 
