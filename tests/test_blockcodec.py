@@ -211,6 +211,16 @@ def test_text_falls_back_to_xz_when_it_repeats_beyond_bzip2_blocks():
     assert blockcodec.decode(body) == docs
 
 
+def test_text_of_whole_repeated_paragraphs_goes_to_xz():
+    rng = random.Random(4)
+    vocabulary = [os.urandom(3).hex() for _ in range(500)]
+    paragraphs = [" ".join(rng.choice(vocabulary) for _ in range(300)) for _ in range(5)]
+    docs = [bson.encode({"_id": i, "t": rng.choice(paragraphs)}) for i in range(300)]  # 630 kB of text
+    body = blockcodec.encode(docs)
+    assert _streams(body)[1][0] == blockcodec.METHOD_XZ
+    assert blockcodec.decode(body) == docs
+
+
 # --- the format, pinned --------------------------------------------------------------------------
 
 def test_format_test_vector():

@@ -8,9 +8,9 @@ streams -- layout (keys and types), text (string values), fixed-size values (byt
 opaque values, float32 values (low byte planes, high byte plane) -- and compresses each with the
 method that suits it, from three codecs every platform has (bzip2, xz, zstd), or stores it:
 
-* text: bzip2 -- a BWT beats every LZ codec on prose (0.88x the size of zstd-19); when the text is
-  longer than one bzip2 block (900 kB) and a quick zstd probe shows repetition at long range,
-  which bzip2 cannot see, xz is tried as well and the smaller kept;
+* text: bzip2 -- a BWT beats every LZ codec on prose (0.88x the size of zstd-19); when a quick zstd
+  probe comes close to it, the text repeats itself in long stretches (whole paragraphs, or at a
+  distance beyond bzip2's 900 kB blocks), where LZ wins: xz is tried as well and the smaller kept;
 * layout: zstd level 12 -- it is all repetition; as small as bzip2 or xz, ten times faster;
 * fixed-size values: xz (LZMA2) -- 15 % smaller than bzip2 on byte planes;
 * opaque values: zstd probe; bzip2 and xz only if the probe finds them compressible;
@@ -51,9 +51,8 @@ METHOD_STORED, METHOD_BZIP2, METHOD_XZ, METHOD_ZSTD = 0, 1, 2, 3
 STREAMS = ("layout", "text", "fixed", "opaque", "float_low", "float_high")
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
 XZ_MIN_DICT = 1 << 16
-BZIP2_BLOCK = 900_000  # bzip2 -9 sees this much at once; text no longer than this never tries xz
-LZ_PROBE_RATIO = 1.3  # longer text tries xz when zstd level 3 gets within this factor of bzip2
-#                       (measured: xz wins at 1.19, loses at 1.39; see bench/RESULTS-codec.md)
+LZ_PROBE_RATIO = 1.3  # text tries xz when zstd level 3 gets within this factor of bzip2 (measured:
+#                       xz wins at 0.55-1.19, loses at 1.39 and above; see bench/RESULTS-codec.md)
 BZIP2_LEVEL = 9  # text
 ZSTD_LEVEL = 1  # float planes
 LAYOUT_ZSTD_LEVEL = 12  # layout: as small as bzip2 or xz on it, ten times faster
@@ -102,7 +101,7 @@ def _pack_text(raw: bytes) -> tuple[int, bytes]:
     if not raw:
         return _smallest(raw, {})
     candidates: dict[int, bytes | Callable[[bytes], bytes]] = {METHOD_BZIP2: _bzip2(raw)}
-    if len(raw) > BZIP2_BLOCK and len(_zstd(3)(raw)) < LZ_PROBE_RATIO * len(candidates[METHOD_BZIP2]):
+    if len(_zstd(3)(raw)) < LZ_PROBE_RATIO * len(candidates[METHOD_BZIP2]):
         candidates[METHOD_XZ] = _xz
     return _smallest(raw, candidates)
 
