@@ -9,8 +9,9 @@ opaque values, float32 values (low byte planes, high byte plane) -- and compress
 method that suits it, from three codecs every platform has (bzip2, xz, zstd), or stores it:
 
 * text: bzip2 -- a BWT beats every LZ codec on prose (0.88x the size of zstd-19); when a quick zstd
-  probe comes close to it, the text repeats itself in long stretches (whole paragraphs, or at a
-  distance beyond bzip2's 900 kB blocks), where LZ wins: xz is tried as well and the smaller kept;
+  probe beats it (or comes within 1.3x of it on text longer than one 900 kB bzip2 block), the text
+  repeats itself in long verbatim stretches or at a distance bzip2 cannot see, where LZ wins: xz
+  is tried as well and the smaller kept;
 * layout: zstd level 12 -- it is all repetition; as small as bzip2 or xz, ten times faster;
 * fixed-size values: xz (LZMA2) -- 15 % smaller than bzip2 on byte planes;
 * opaque values: zstd probe; bzip2 and xz only if the probe finds them compressible;
@@ -51,8 +52,12 @@ METHOD_STORED, METHOD_BZIP2, METHOD_XZ, METHOD_ZSTD = 0, 1, 2, 3
 STREAMS = ("layout", "text", "fixed", "opaque", "float_low", "float_high")
 XZ_PRESET = 9 | lzma.PRESET_EXTREME
 XZ_MIN_DICT = 1 << 16
-LZ_PROBE_RATIO = 1.3  # text tries xz when zstd level 3 gets within this factor of bzip2 (measured:
-#                       xz wins at 0.55-1.19, loses at 1.39 and above; see bench/RESULTS-codec.md)
+# Text tries xz when zstd level 3 gets within this factor of bzip2: 1.0 within one bzip2 block
+# (900 kB), 1.3 beyond. Measured (bench/RESULTS-codec.md): xz wins at probe ratios 0.55-0.93 inside
+# a bzip2 block and at 1.19 across blocks; it loses at 1.26 inside one (prose of EAT documents,
+# where trying it would cost 3x the time of bzip2) and at 1.39 and above anywhere.
+BZIP2_BLOCK = 900_000
+LZ_PROBE_RATIO = {False: 1.0, True: 1.3}  # keyed by "longer than one bzip2 block"
 BZIP2_LEVEL = 9  # text
 ZSTD_LEVEL = 1  # float planes
 LAYOUT_ZSTD_LEVEL = 12  # layout: as small as bzip2 or xz on it, ten times faster
@@ -101,7 +106,7 @@ def _pack_text(raw: bytes) -> tuple[int, bytes]:
     if not raw:
         return _smallest(raw, {})
     candidates: dict[int, bytes | Callable[[bytes], bytes]] = {METHOD_BZIP2: _bzip2(raw)}
-    if len(_zstd(3)(raw)) < LZ_PROBE_RATIO * len(candidates[METHOD_BZIP2]):
+    if len(_zstd(3)(raw)) < LZ_PROBE_RATIO[len(raw) > BZIP2_BLOCK] * len(candidates[METHOD_BZIP2]):
         candidates[METHOD_XZ] = _xz
     return _smallest(raw, candidates)
 
