@@ -1,6 +1,6 @@
 """Block codec benchmark: payload size against the zstd-19 floor, encode/decode speed, block size.
 
-    python bench/bench_codec.py [--docs 300] [--eat-docs 300] [--reps 5] [--skip-blocks]
+    python bench/bench_codec.py [--docs 300] [--eat-docs 300] [--reps 5] [--tables size,speed,blocks]
 
 Corpora (EAT-schema documents, bench/corpus.py; text styles from bench/corpus_text.py), each with
 and without the four 1536-d embeddings: `words` (random words from a 50-word vocabulary, the old
@@ -11,7 +11,9 @@ Table 1, per corpus: floor = zstd level 19 of the concatenated BSON; xz -9e, bzi
 BSON; codec 1 and codec 2 block bodies (documents cut into blocks of --block-bytes of BSON as the
 segment writer does); and variants of codec 2 with one text compressor forced, to show what the
 per-stream choice buys. bz3 (bzip3) and brotli are measured if installed, for reference only.
-Table 2: encode and decode speed of codec 1 and codec 2, interleaved, medians of --reps runs.
+Table 2: encode and decode speed of codec 1 and codec 2, interleaved, medians of --reps runs, in
+CPU seconds of this process (the codecs are single-threaded; CPU time is far steadier than wall time
+on a shared machine).
 Table 3: codec 2 size by block size. Not a test: it asserts nothing but byte-exact round trips.
 """
 from __future__ import annotations
@@ -129,7 +131,7 @@ def size_table(styles: list[str], n_text: int, n_eat: int, block_bytes: int) -> 
 
 
 def speed_table(styles: list[str], n_text: int, n_eat: int, block_bytes: int, reps: int) -> None:
-    print(f"\n### Speed, documents per second (median of {reps} interleaved runs)\n")
+    print(f"\n### Speed, documents per CPU second (median of {reps} interleaved runs)\n")
     head = ["corpus", "encode c1", "encode c2", "c2/c1", "decode c1", "decode c2", "c2/c1"]
     print("| " + " | ".join(head) + " |")
     print("|" + "---|" * len(head))
@@ -142,14 +144,14 @@ def speed_table(styles: list[str], n_text: int, n_eat: int, block_bytes: int, re
             blockcodec.decode(bodies[c][0])
         for _ in range(reps):
             for c, encode in (("1", codec_v1.encode), ("2", blockcodec.encode)):
-                started = time.perf_counter()
+                started = time.process_time()
                 for g in groups:
                     encode(g)
-                times["e" + c].append(time.perf_counter() - started)
-                started = time.perf_counter()
+                times["e" + c].append(time.process_time() - started)
+                started = time.process_time()
                 for body in bodies[c]:
                     blockcodec.decode(body)
-                times["d" + c].append(time.perf_counter() - started)
+                times["d" + c].append(time.process_time() - started)
         m = {k: n / statistics.median(v) for k, v in times.items()}
         print(f"| {style}{' + emb' if embeddings else ''} | {m['e1']:,.0f} | {m['e2']:,.0f} | "
               f"{m['e2'] / m['e1']:.2f} | {m['d1']:,.0f} | {m['d2']:,.0f} | {m['d2'] / m['d1']:.2f} |", flush=True)
@@ -180,13 +182,16 @@ def main() -> None:
     ap.add_argument("--styles", default="words,prose,agent")
     ap.add_argument("--big-docs", type=int, default=4000, help="text-only documents for the block-size table")
     ap.add_argument("--big-eat-docs", type=int, default=400, help="EAT documents for the block-size table")
-    ap.add_argument("--skip-blocks", action="store_true")
+    ap.add_argument("--tables", default="size,speed,blocks")
     args = ap.parse_args()
     styles = args.styles.split(",")
     print(f"block codec benchmark ({os.cpu_count()} cores)")
-    size_table(styles, args.docs, args.eat_docs, args.block_bytes)
-    speed_table(styles, args.docs, max(args.eat_docs // 3, 48), args.block_bytes, args.reps)
-    if not args.skip_blocks:
+    tables = args.tables.split(",")
+    if "size" in tables:
+        size_table(styles, args.docs, args.eat_docs, args.block_bytes)
+    if "speed" in tables:
+        speed_table(styles, args.docs, max(args.eat_docs // 3, 48), args.block_bytes, args.reps)
+    if "blocks" in tables:
         block_table(styles, args.big_docs, args.big_eat_docs)
 
 
