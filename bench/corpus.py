@@ -1,7 +1,8 @@
 """Deterministic EAT-schema experience generator shared by bench/, tests/ and the demo.
 
-Text is drawn from a domain vocabulary so it compresses like real agent logs (not like random bytes),
-and embeddings are unit vectors whose components are float32 values stored as BSON doubles -- what an
+By default text is drawn at random from a 50-word domain vocabulary; `bench/corpus_text.py` has two
+more realistic text styles (natural prose; templated, repetitive agent output) that plug in through
+`text=`. Embeddings are unit vectors whose components are float32 values stored as BSON doubles -- what an
 embedding API returns after a JSON round trip.
 """
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from typing import Any, Iterator
+from typing import Any, Iterator, Protocol
 
 import numpy as np
 from bson import ObjectId
@@ -38,16 +39,28 @@ _COMPONENTS = [f"{kind}_{name}" for kind in ("Agent", "Tool") for name in (
     "ContextBuilder", "ExperienceRecorder", "ReportGenerator", "AnomalyDetector")]
 
 
-def _sentence(rng: random.Random, lo: int, hi: int) -> str:
-    words = rng.choices(_WORDS, k=rng.randint(lo, hi))
-    return " ".join(words).capitalize() + "."
+class TextStyle(Protocol):
+    """Where the free text of a generated document comes from."""
+
+    def sentence(self, rng: random.Random, lo: int, hi: int) -> str:
+        """One sentence of about `lo`..`hi` words."""
+
+    def text(self, rng: random.Random, chars: int) -> str:
+        """Sentences adding up to at least `chars` characters."""
 
 
-def _text(rng: random.Random, chars: int) -> str:
-    parts: list[str] = []
-    while sum(len(p) + 1 for p in parts) < chars:
-        parts.append(_sentence(rng, 6, 18))
-    return " ".join(parts)
+class RandomWords:
+    """Words drawn uniformly from a 50-word vocabulary (the original bench corpus)."""
+
+    def sentence(self, rng: random.Random, lo: int, hi: int) -> str:
+        words = rng.choices(_WORDS, k=rng.randint(lo, hi))
+        return " ".join(words).capitalize() + "."
+
+    def text(self, rng: random.Random, chars: int) -> str:
+        parts: list[str] = []
+        while sum(len(p) + 1 for p in parts) < chars:
+            parts.append(self.sentence(rng, 6, 18))
+        return " ".join(parts)
 
 
 def _embedding(rng: np.random.Generator, dims: int) -> list[float]:
@@ -57,9 +70,11 @@ def _embedding(rng: np.random.Generator, dims: int) -> list[float]:
 
 
 def experience(i: int, *, when: dt.datetime, embeddings: bool = True, seed: int = 0,
-               dims: int = 1536) -> dict[str, Any]:
+               dims: int = 1536, text: TextStyle | None = None) -> dict[str, Any]:
     """One experience document as the Evolving Agents Toolkit stores it."""
     rng = random.Random(seed * 1_000_003 + i)
+    style = text or RandomWords()
+    _text, _sentence = style.text, style.sentence
     doc: dict[str, Any] = {
         "_id": ObjectId(rng.randbytes(12)),
         "experience_id": str(uuid.UUID(bytes=rng.randbytes(16), version=4)),
@@ -100,9 +115,9 @@ def experience(i: int, *, when: dt.datetime, embeddings: bool = True, seed: int 
 
 
 def experiences(n: int, *, embeddings: bool = True, seed: int = 0, days: int = 150,
-                now: dt.datetime | None = None) -> Iterator[dict[str, Any]]:
+                now: dt.datetime | None = None, text: TextStyle | None = None) -> Iterator[dict[str, Any]]:
     """`n` experiences with timestamps spread evenly over the `days` before `now` (ms precision, UTC)."""
     now = (now or dt.datetime.now(dt.timezone.utc)).replace(microsecond=0)
     step = dt.timedelta(days=days) / max(n, 1)
     for i in range(n):
-        yield experience(i, when=now - step * (n - i), embeddings=embeddings, seed=seed)
+        yield experience(i, when=now - step * (n - i), embeddings=embeddings, seed=seed, text=text)

@@ -47,3 +47,21 @@ def test_top_level_element_finds_id_without_decoding_the_rest(every_type):
     assert bson.decode(element, DECODE_OPTIONS) == {"_id": bson.decode(every_type, DECODE_OPTIONS)["_id"]}
     assert bsonpack.top_level_element(every_type, b"missing") is None
     assert bsonpack.top_level_element(b"\x05\x00\x00\x00\x00", b"_id") is None
+
+
+def test_arrays_across_key_width_boundaries_pack_exactly():
+    """Elements are read and written as runs of equally wide keys ("0".."9", "10".."99", ...)."""
+    rng = np.random.default_rng(5)
+    for n in (16, 99, 100, 101, 999, 1000, 1001, 10_000, 10_001):
+        values = rng.standard_normal(n).astype(np.float32)
+        raw = bson.encode({"v": values.astype(np.float64).tolist()})
+        found = bsonpack.float32_values(np.frombuffer(raw, dtype=np.uint8), 7, len(raw) - 8)
+        assert found is not None and np.array_equal(found, values)
+        assert bsonpack.array_bytes(values) == raw[7:-1]
+        i = n // 2
+        key = b"\x01" + str(i).encode() + b"\x00"
+        at = bsonpack.array_bytes(values).find(key, 4 + sum(10 + len(str(k)) for k in range(i)) - 1)
+        assert at == 4 + sum(10 + len(str(k)) for k in range(i))
+        broken = bytearray(raw)
+        broken[7 + at + 1] ^= 0x02  # element i's key names another element: not canonical
+        assert bsonpack.float32_values(np.frombuffer(bytes(broken), dtype=np.uint8), 7, len(raw) - 8) is None

@@ -77,7 +77,7 @@ def test_15_mib_document_spans_over_a_thousand_frames(seg_path):
 def test_empty_segment_round_trips(seg_path):
     idx = write_segment(seg_path, [])
     assert idx["documents"] == 0 and idx["data_frames"] == 1
-    assert idx["frames"] == 1 + 4  # one data frame and one GOP of parity
+    assert idx["frames"] == 1 + 4  # one data frame and two GOPs of parity
     assert list(SegmentReader(seg_path)) == []
     assert SegmentReader(seg_path).verify().ok
 

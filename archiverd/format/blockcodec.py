@@ -1,133 +1,254 @@
 """Documents <-> one compressed block body.
 
-A block holds whole documents (a few MiB of BSON), compressed together so that small documents share
-context. Each document is first split by `bsonpack` into a skeleton and float32 values; the two kinds
-of data are compressed apart because they behave differently:
+A block holds whole documents (a few MiB of BSON), compressed together so that documents share
+context, and decodes on its own (random access and salvage need no other block).
 
-* skeletons (keys, text, ids, dates) with bzip2 level 9 -- 0.78x the size of zstd-19 on agent-log
-  text and six times faster. (PPMd was 0.70x, but pyppmd failed to round-trip ~12 % of largely
-  incompressible inputs here, once silently, and has open reports of corrupt output: an archive
-  format needs a codec every reader agrees on.);
-* float32 values as four byte planes (all lowest bytes, then ..., then sign/exponent bytes) with
-  zstd level 1 -- mantissa bytes are noise; only the exponent plane compresses, and level 1 is
-  within 1% of level 19 on it.
+Codec 2 (written since format version 2) takes the documents apart with `bsoncolumns` into six
+streams -- layout (keys and types), text (string values), fixed-size values (byte planes, deltas),
+opaque values, float32 values (low byte planes, high byte plane) -- and compresses each with the
+method that suits it, from three codecs every platform has (bzip2, xz, zstd), or stores it:
 
-Body layout (big-endian), see docs/FORMAT.md:
+* text: bzip2 -- a BWT beats every LZ codec on prose (0.88x the size of zstd-19); when a quick zstd
+  probe beats it (or comes within 1.3x of it on text longer than one 900 kB bzip2 block), the text
+  repeats itself in long verbatim stretches or at a distance bzip2 cannot see, where LZ wins: xz
+  is tried as well and the smaller kept;
+* layout: zstd level 12 -- it is all repetition; as small as bzip2 or xz, ten times faster;
+* fixed-size values: xz (LZMA2) -- 15 % smaller than bzip2 on byte planes;
+* opaque values: zstd probe; bzip2 and xz only if the probe finds them compressible;
+* float planes: the three low byte planes (mantissa bits: noise) stored as they are, the high byte
+  plane (sign and exponent) with zstd level 1 -- on its own, because zstd mixing it with the noise
+  in one frame cost up to 4 % of the float bytes.
 
-    0   1  codec id (1)
-    1   4  document count
-    5   4  text length T (table + skeletons, uncompressed)
-    9   4  compressed text length Tc
-    13  4  float count F
-    17  4  compressed float length Fc
-    21  4  CRC-32 of text || float planes (uncompressed)
-    25  Tc bzip2 stream (level 9) of the text
-    .   Fc zstd frame of the 4*F plane bytes
-    .   4  CRC-32 of everything above, checked before any decompressor runs, so that damage is
-           reported as damage and decompressors only ever see bytes exactly as written
+Codec 1 (format version 1) is still read: bzip2 of a table + skeletons, zstd of float planes.
 
-text = for each document: varint skeleton length, varint array count, then per array varint offset
-(from the previous array's offset in the same skeleton) and varint element count; then all skeletons.
+Hostile input: every declared length is checked against `MAX_BLOCK_BSON` / `MAX_DOCUMENT` before
+anything is allocated, the body CRC is checked before any decompressor runs, every decompressor is
+bounded by the declared size (and xz by `XZ_MEMLIMIT`), and the decompressed streams are checked
+against a second CRC. Anything off raises SegmentError. Byte layout: docs/FORMAT.md section 5.
 """
 from __future__ import annotations
 
+import bz2
+import lzma
 import struct
 import zlib
-from typing import Sequence
-
-import bz2
+from typing import Callable, Sequence
 
 import numpy as np
 import zstandard
 
-from . import bsonpack
+from . import bsoncolumns, bsonpack
+from .bsoncolumns import read_varint
 from ..errors import SegmentError
 
 CODEC_PACKED = 1
-CODEC_NAME = "bsonpack+bzip2+zstd"
-BZIP2_LEVEL = 9
-ZSTD_LEVEL = 1
-_HEAD = struct.Struct(">BIIIIII")
+CODEC_NAME = "columns+bzip2/xz/zstd"  # what the index and the SHDR record name the block codec
+CODEC_COLUMNS = 2
+MAX_BLOCK_BSON = 32 << 20  # no block holds more BSON than this (the writer cuts at block_bytes)
+MAX_DOCUMENT = 16 << 20  # MongoDB's own limit
+XZ_MEMLIMIT = 128 << 20  # an xz stream needing more memory than this to decode is refused
+ZSTD_MAX_WINDOW = 1 << 27
+
+METHOD_STORED, METHOD_BZIP2, METHOD_XZ, METHOD_ZSTD = 0, 1, 2, 3
+STREAMS = ("layout", "text", "fixed", "opaque", "float_low", "float_high")
+XZ_PRESET = 9 | lzma.PRESET_EXTREME
+XZ_MIN_DICT = 1 << 16
+# Text tries xz when zstd level 3 gets within this factor of bzip2: 1.0 within one bzip2 block
+# (900 kB), 1.3 beyond. Measured (bench/RESULTS-codec.md): xz wins at probe ratios 0.55-0.93 inside
+# a bzip2 block and at 1.19 across blocks; it loses at 1.26 inside one (prose of EAT documents,
+# where trying it would cost 3x the time of bzip2) and at 1.39 and above anywhere.
+BZIP2_BLOCK = 900_000
+LZ_PROBE_RATIO = {False: 1.0, True: 1.3}  # keyed by "longer than one bzip2 block"
+BZIP2_LEVEL = 9  # text
+ZSTD_LEVEL = 1  # float planes
+LAYOUT_ZSTD_LEVEL = 12  # layout: as small as bzip2 or xz on it, ten times faster
+
 _CRC = struct.Struct(">I")
+_HEAD_V1 = struct.Struct(">BIIIIII")
+_HEAD_V2 = struct.Struct(">BII")  # codec, document count, CRC-32 of the raw streams
+_STREAM = struct.Struct(">BII")  # method, raw length, stored length
 
 
-def _varint(n: int, out: bytearray) -> None:
-    while n >= 0x80:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
+# --- compression methods -------------------------------------------------------------------------
+
+def _bzip2(raw: bytes) -> bytes:
+    return bz2.compress(raw, BZIP2_LEVEL)
 
 
-def _read_varint(buf: bytes, pos: int) -> tuple[int, int]:
-    shift = result = 0
-    while True:
-        if pos >= len(buf) or shift > 63:
-            raise SegmentError("block table is truncated or malformed")
-        b = buf[pos]
-        pos += 1
-        result |= (b & 0x7F) << shift
-        if b < 0x80:
-            return result, pos
-        shift += 7
+def _xz(raw: bytes) -> bytes:
+    """xz, LZMA2 with a literal context of 4 bits, no position bits (byte-oriented data), and a
+    dictionary just large enough for `raw` (the preset's 64 MiB would cost 674 MiB of memory and
+    the time to set it up)."""
+    filters = [{"id": lzma.FILTER_LZMA2, "preset": XZ_PRESET, "lc": 4, "lp": 0, "pb": 0,
+                "dict_size": max(XZ_MIN_DICT, len(raw))}]
+    return lzma.compress(raw, format=lzma.FORMAT_XZ, check=lzma.CHECK_NONE, filters=filters)
 
+
+def _zstd(level: int) -> Callable[[bytes], bytes]:
+    def compress(raw: bytes) -> bytes:
+        return zstandard.ZstdCompressor(level=level, write_content_size=True).compress(raw)
+    return compress
+
+
+def _smallest(raw: bytes, methods: dict[int, bytes | Callable[[bytes], bytes]]) -> tuple[int, bytes]:
+    """(method, stored bytes): the smallest of `methods` (already compressed bytes or compressors),
+    or the raw bytes when nothing is smaller (always for empty streams). Ties go to the first listed."""
+    best = (METHOD_STORED, raw)
+    if not raw:
+        return best
+    for method, how in methods.items():
+        packed = how if isinstance(how, bytes) else how(raw)
+        if len(packed) < len(best[1]):
+            best = (method, packed)
+    return best
+
+
+def _pack_text(raw: bytes) -> tuple[int, bytes]:
+    if not raw:
+        return _smallest(raw, {})
+    candidates: dict[int, bytes | Callable[[bytes], bytes]] = {METHOD_BZIP2: _bzip2(raw)}
+    if len(_zstd(3)(raw)) < LZ_PROBE_RATIO[len(raw) > BZIP2_BLOCK] * len(candidates[METHOD_BZIP2]):
+        candidates[METHOD_XZ] = _xz
+    return _smallest(raw, candidates)
+
+
+def _pack_opaque(raw: bytes) -> tuple[int, bytes]:
+    if not raw:
+        return _smallest(raw, {})
+    probe = _zstd(3)(raw)
+    if len(probe) > 0.9 * len(raw):
+        return _smallest(raw, {METHOD_ZSTD: probe})
+    return _smallest(raw, {METHOD_ZSTD: probe, METHOD_BZIP2: _bzip2, METHOD_XZ: _xz})
+
+
+def _pack_layout(raw: bytes) -> tuple[int, bytes]:
+    return _smallest(raw, {METHOD_ZSTD: _zstd(LAYOUT_ZSTD_LEVEL)})
+
+
+def _pack_fixed(raw: bytes) -> tuple[int, bytes]:
+    return _smallest(raw, {METHOD_XZ: _xz})
+
+
+def _pack_float_high(raw: bytes) -> tuple[int, bytes]:
+    return _smallest(raw, {METHOD_ZSTD: _zstd(ZSTD_LEVEL)})
+
+
+def _pack_float_low(raw: bytes) -> tuple[int, bytes]:
+    return METHOD_STORED, raw  # mantissa bits: no compressor gains a byte on them
+
+
+def _decompress(method: int, data: bytes, size: int) -> bytes:
+    """Exactly `size` bytes from one stream of `method`, never producing or allocating more."""
+    try:
+        if method == METHOD_STORED:
+            out = bytes(data)  # the caller may hand in a view of the record
+        elif method in (METHOD_BZIP2, METHOD_XZ):
+            dec = bz2.BZ2Decompressor() if method == METHOD_BZIP2 else \
+                lzma.LZMADecompressor(format=lzma.FORMAT_XZ, memlimit=XZ_MEMLIMIT)
+            out = dec.decompress(data, max_length=size)
+            if not dec.eof and not dec.needs_input and dec.decompress(b"", max_length=1):
+                raise SegmentError("block stream is longer than declared")
+            if not dec.eof or dec.unused_data:
+                raise SegmentError("block stream is shorter than declared or has trailing data")
+        elif method == METHOD_ZSTD:
+            if zstandard.frame_content_size(data) != size:  # the frame allocates what it declares
+                raise SegmentError("block stream is longer or shorter than declared")
+            out = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW).decompress(data) if size else b""
+        else:
+            raise SegmentError(f"block stream has an unknown compression method {method}")
+    except (zstandard.ZstdError, lzma.LZMAError, ValueError, EOFError, OSError) as exc:
+        raise SegmentError(f"block does not decompress: {exc}") from None
+    if len(out) != size:
+        raise SegmentError("block stream is longer or shorter than declared")
+    return out
+
+
+# --- float planes --------------------------------------------------------------------------------
+
+def _planes(values: np.ndarray) -> bytes:
+    """float32 values as four byte planes (all lowest bytes first, sign/exponent bytes last)."""
+    return np.ascontiguousarray(values.astype("<f4").view(np.uint8).reshape(-1, 4).T).tobytes()
+
+
+def _from_planes(planes: bytes) -> np.ndarray:
+    return np.frombuffer(planes, dtype=np.uint8).reshape(4, -1).T.copy().view("<f4").ravel()
+
+
+# --- codec 2 -------------------------------------------------------------------------------------
 
 def encode(documents: Sequence[bytes]) -> bytes:
-    """Compress whole BSON documents into one block body."""
-    table = bytearray()
-    skeletons, floats = [], []
-    for doc in documents:
-        packed = bsonpack.split(doc)
-        _varint(len(packed.skeleton), table)
-        _varint(len(packed.arrays), table)
-        prev = 0
-        for offset, count in packed.arrays:
-            _varint(offset - prev, table)
-            _varint(count, table)
-            prev = offset
-        skeletons.append(packed.skeleton)
-        floats.append(packed.floats)
-    text = bytes(table) + b"".join(skeletons)
-    values = np.concatenate(floats) if floats else np.empty(0, dtype=np.float32)
-    planes = np.ascontiguousarray(values.astype("<f4").view(np.uint8).reshape(-1, 4).T).tobytes()
-    text_z = bz2.compress(text, BZIP2_LEVEL) if text else b""
-    planes_z = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True).compress(planes) if planes else b""
-    crc = zlib.crc32(planes, zlib.crc32(text))
-    head = _HEAD.pack(CODEC_PACKED, len(documents), len(text), len(text_z), values.size, len(planes_z), crc)
-    body = head + text_z + planes_z
+    """Compress whole BSON documents into one block body (codec 2). Deterministic."""
+    if len(documents) > MAX_BLOCK_BSON // 5 or sum(map(len, documents)) > MAX_BLOCK_BSON:
+        raise SegmentError(f"a block holds at most {MAX_BLOCK_BSON} bytes of BSON")
+    streams = bsoncolumns.split(documents)
+    planes = _planes(streams.floats)
+    low = 3 * streams.floats.size
+    raw = [streams.layout, streams.text, streams.fixed, streams.opaque, planes[:low], planes[low:]]
+    packers = (_pack_layout, _pack_text, _pack_fixed, _pack_opaque, _pack_float_low, _pack_float_high)
+    packed = [pack(r) for pack, r in zip(packers, raw)]
+    crc = 0
+    for r in raw:
+        crc = zlib.crc32(r, crc)
+    head = bytearray(_HEAD_V2.pack(CODEC_COLUMNS, len(documents), crc))
+    for r, (method, data) in zip(raw, packed):
+        head += _STREAM.pack(method, len(r), len(data))
+    body = bytes(head) + b"".join(data for _, data in packed)
     return body + _CRC.pack(zlib.crc32(body))
 
 
-def decode(body: bytes) -> list[bytes]:
-    """The documents of a block body, byte for byte. Raises SegmentError if anything is off."""
-    if len(body) < _HEAD.size + _CRC.size:
+def _decode_columns(body: bytes) -> list[bytes]:
+    header = _HEAD_V2.size + len(STREAMS) * _STREAM.size
+    if len(body) < header:
         raise SegmentError("block is shorter than its header")
-    body, (envelope,) = body[:-_CRC.size], _CRC.unpack_from(body, len(body) - _CRC.size)
-    if zlib.crc32(body) != envelope:
-        raise SegmentError("block fails its CRC (damaged)")
-    codec, count, text_len, text_z_len, n_floats, planes_z_len, crc = _HEAD.unpack_from(body)
-    if codec != CODEC_PACKED:
-        raise SegmentError(f"unknown block codec {codec}")
-    if _HEAD.size + text_z_len + planes_z_len != len(body):
+    _, count, crc = _HEAD_V2.unpack_from(body)
+    specs = [_STREAM.unpack_from(body, _HEAD_V2.size + i * _STREAM.size) for i in range(len(STREAMS))]
+    if count > MAX_BLOCK_BSON // 5:
+        raise SegmentError(f"block declares {count} documents, more than the limit")
+    for name, (_, size, stored) in zip(STREAMS, specs):
+        if size > MAX_BLOCK_BSON:
+            raise SegmentError(f"block declares a {name} stream of {size} bytes, more than the limit")
+    if sum(size for _, size, _ in specs) > 2 * MAX_BLOCK_BSON:
+        raise SegmentError("block declares more data than the limit")
+    if header + sum(stored for _, _, stored in specs) != len(body):
         raise SegmentError("block length does not match its header")
-    text_z = body[_HEAD.size:_HEAD.size + text_z_len]
-    planes_z = body[_HEAD.size + text_z_len:]
-    try:
-        text = bz2.decompress(text_z) if text_len else b""
-        planes = zstandard.ZstdDecompressor().decompress(planes_z, max_output_size=4 * n_floats) \
-            if n_floats else b""
-    except (zstandard.ZstdError, ValueError, EOFError, OSError) as exc:
-        raise SegmentError(f"block does not decompress: {exc}") from None
-    if len(text) != text_len or len(planes) != 4 * n_floats or zlib.crc32(planes, zlib.crc32(text)) != crc:
+    raw, pos, check = [], header, 0
+    for method, size, stored in specs:
+        raw.append(_decompress(method, body[pos:pos + stored], size))
+        check = zlib.crc32(raw[-1], check)
+        pos += stored
+    if check != crc:
         raise SegmentError("decompressed block content fails its CRC")
-    values = np.frombuffer(planes, dtype=np.uint8).reshape(4, -1).T.copy().view("<f4").ravel()
+    if len(raw[4]) != 3 * len(raw[5]):
+        raise SegmentError("block float planes are not whole values")
+    streams = bsoncolumns.Streams(raw[0], raw[1], raw[2], raw[3], _from_planes(raw[4] + raw[5]))
+    return bsoncolumns.join(streams, count, MAX_DOCUMENT)
+
+
+# --- codec 1 (format version 1) ------------------------------------------------------------------
+
+def _decode_packed(body: bytes) -> list[bytes]:
+    if len(body) < _HEAD_V1.size:
+        raise SegmentError("block is shorter than its header")
+    _, count, text_len, text_z_len, n_floats, planes_z_len, crc = _HEAD_V1.unpack_from(body)
+    if text_len > MAX_BLOCK_BSON or 4 * n_floats > MAX_BLOCK_BSON or count > MAX_BLOCK_BSON // 5:
+        raise SegmentError("block declares more data than the limit")
+    if _HEAD_V1.size + text_z_len + planes_z_len != len(body):
+        raise SegmentError("block length does not match its header")
+    text = _decompress(METHOD_BZIP2 if text_len else METHOD_STORED,
+                       body[_HEAD_V1.size:_HEAD_V1.size + text_z_len], text_len)
+    planes = _decompress(METHOD_ZSTD if n_floats else METHOD_STORED, body[_HEAD_V1.size + text_z_len:],
+                         4 * n_floats)
+    if zlib.crc32(planes, zlib.crc32(text)) != crc:
+        raise SegmentError("decompressed block content fails its CRC")
+    values = _from_planes(planes)
     layout, pos = [], 0
     for _ in range(count):
-        skel_len, pos = _read_varint(text, pos)
-        n_arrays, pos = _read_varint(text, pos)
+        skel_len, pos = read_varint(text, pos)
+        n_arrays, pos = read_varint(text, pos)
         arrays, offset = [], 0
         for _ in range(n_arrays):
-            delta, pos = _read_varint(text, pos)
-            n, pos = _read_varint(text, pos)
+            delta, pos = read_varint(text, pos)
+            n, pos = read_varint(text, pos)
             offset += delta
             arrays.append((offset, n))
         layout.append((skel_len, tuple(arrays)))
@@ -143,3 +264,19 @@ def decode(body: bytes) -> list[bytes]:
     if pos != len(text) or k != values.size:
         raise SegmentError("block has data its table does not account for")
     return docs
+
+
+def decode(body: bytes) -> list[bytes]:
+    """The documents of a block body (codec 1 or 2), byte for byte. Raises SegmentError if anything
+    is off."""
+    if len(body) < 1 + _CRC.size:
+        raise SegmentError("block is shorter than its header")
+    body, (envelope,) = body[:-_CRC.size], _CRC.unpack_from(body, len(body) - _CRC.size)
+    if zlib.crc32(body) != envelope:
+        raise SegmentError("block fails its CRC (damaged)")
+    codec = body[0]
+    if codec == CODEC_COLUMNS:
+        return _decode_columns(body)
+    if codec == CODEC_PACKED:
+        return _decode_packed(body)
+    raise SegmentError(f"unknown block codec {codec}")

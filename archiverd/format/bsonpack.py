@@ -2,12 +2,16 @@
 
 Embeddings arrive as arrays of BSON doubles whose values are exactly representable as float32 (an
 embedding API's float32 output after a JSON round trip). Stored as doubles, half of every value is
-zero bits that compressors cannot fully remove. `split` cuts such arrays out of a document, leaving a
-*skeleton* (the document with those array values removed) plus the values as float32; `join` rebuilds
-the identical bytes. An array is packed only if its BSON framing is the canonical one ("0", "1", ...
-keys, all doubles) and every value survives float64 -> float32 -> float64 bit for bit (so NaN payloads
-and -0.0 are safe). `split` re-joins its own output and compares: a document it cannot reproduce
-exactly is returned unpacked, so packing can never change a byte.
+zero bits that compressors cannot fully remove. `float32_values` recognises such an array and
+`array_bytes` rebuilds it; block codec 2 (`bsoncolumns`) uses the two. An array is packed only if
+its BSON framing is the canonical one ("0", "1", ... keys, all doubles) and every value survives
+float64 -> float32 -> float64 bit for bit (so NaN payloads and -0.0 are safe).
+
+Codec 1 (format version 1) cut the arrays out of whole documents: `split` leaves a *skeleton* (the
+document without those arrays' values) plus the values as float32, and `join` rebuilds the identical
+bytes; the reader still needs `join`, the reference writer of version 1 (bench/codec_v1.py) `split`.
+`split` re-joins its own output and compares: a document it cannot reproduce exactly is returned
+unpacked, so packing can never change a byte.
 """
 from __future__ import annotations
 
@@ -61,41 +65,41 @@ def _count_for_length(length: int) -> int | None:
 
 
 @lru_cache(maxsize=32)
-def _layout(n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """For an n-element double array: (template bytes with zero values, value byte positions,
-    framing byte positions)."""
+def _layout(n: int) -> tuple[np.ndarray, tuple[tuple[int, int, int, np.ndarray], ...]]:
+    """For an n-element double array: the template (its bytes with all values zero) and its runs of
+    equally wide elements -- keys of 1, 2, 3, ... digits -- as (byte offset, element count, element
+    width, framing of each element: type byte, key, NUL). A run reshaped to (count, width) has the
+    values in its last 8 columns, so values are read and written as strided blocks."""
     parts = [_INT32.pack(_array_length(n))]
-    starts = np.empty(n, dtype=np.int64)
-    pos = 4
-    for i in range(n):
-        key = b"\x01" + str(i).encode() + b"\x00"
-        parts.append(key + bytes(8))
-        pos += len(key)
-        starts[i] = pos
-        pos += 8
+    runs = []
+    pos, lo, hi, digits = 4, 0, 10, 1
+    while lo < n:
+        count, width = min(n, hi) - lo, 10 + digits
+        framing = np.array([[1, *str(i).encode(), 0] for i in range(lo, lo + count)], dtype=np.uint8)
+        framing.setflags(write=False)
+        runs.append((pos, count, width, framing))
+        parts.extend(bytes(row) + bytes(8) for row in framing)
+        pos += count * width
+        lo, hi, digits = hi, hi * 10, digits + 1
     parts.append(b"\x00")
     template = np.frombuffer(b"".join(parts), dtype=np.uint8)
-    values = (starts[:, None] + np.arange(8)).ravel()
-    framing = np.setdiff1d(np.arange(template.size), values, assume_unique=True)
-    template.setflags(write=False)
-    return template, values, framing
+    return template, tuple(runs)
 
 
-def _float32_values(buf: np.ndarray, start: int, length: int) -> np.ndarray | None:
-    """The array at buf[start:start+length] as float32 if it is packable, else None."""
+def float32_values(buf: np.ndarray, start: int, length: int) -> np.ndarray | None:
+    """The BSON array at buf[start:start+length] as float32 if it is packable (canonical framing,
+    at least MIN_PACKED_LENGTH doubles, each float32-exact bit for bit), else None. The proof is
+    direct: the array rebuilt from the float32 values must equal the original bytes."""
     n = _count_for_length(length)
     if n is None or n < MIN_PACKED_LENGTH or buf[start + 4] != 0x01:
         return None
-    template, values, framing = _layout(n)
+    _, runs = _layout(n)
     chunk = buf[start:start + length]
-    if not np.array_equal(chunk[framing], template[framing]):
-        return None
-    doubles = chunk[values].view("<f8")
-    with np.errstate(invalid="ignore", over="ignore"):  # NaN/overflow simply fail the exactness test
+    doubles = np.concatenate([chunk[offset:offset + count * width].reshape(count, width)[:, width - 8:]
+                              for offset, count, width, _ in runs]).view("<f8").ravel()
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN payloads/overflow fail the comparison
         singles = doubles.astype(np.float32)
-    if not np.array_equal(singles.astype("<f8").view(np.uint64), doubles.view(np.uint64)):
-        return None
-    return singles
+    return singles if np.array_equal(_array(singles), chunk) else None
 
 
 def _walk(data: bytes, buf: np.ndarray, start: int, end: int,
@@ -114,7 +118,7 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int,
             length = _INT32.unpack_from(data, pos)[0]
             if length < 5 or pos + length > end:
                 raise _Unpackable
-            values = _float32_values(buf, pos, length) if etype == 0x04 else None
+            values = float32_values(buf, pos, length) if etype == 0x04 else None
             if values is not None:
                 found.append((pos, length, values))
             else:
@@ -184,6 +188,24 @@ def split(data: bytes) -> Packed:
     return packed
 
 
+def _array(values: np.ndarray) -> np.ndarray:
+    """The canonical BSON array of `values` (float32) widened to doubles, as uint8."""
+    template, runs = _layout(values.size)
+    array = template.copy()
+    doubles = values.astype("<f8").view(np.uint8).reshape(-1, 8)
+    k = 0
+    for offset, count, width, _ in runs:
+        array[offset:offset + count * width].reshape(count, width)[:, width - 8:] = doubles[k:k + count]
+        k += count
+    return array
+
+
+def array_bytes(values: np.ndarray) -> bytes:
+    """The canonical BSON array of `values` (float32) widened to doubles: the inverse of
+    `float32_values`."""
+    return _array(values).tobytes()
+
+
 def join(packed: Packed) -> bytes:
     """Rebuild the original BSON bytes from a `Packed`."""
     if not packed.arrays:
@@ -191,11 +213,8 @@ def join(packed: Packed) -> bytes:
     out, prev, k = [], 0, 0
     skeleton, floats = packed.skeleton, packed.floats
     for offset, n in packed.arrays:
-        template, values, _ = _layout(n)
-        array = template.copy()
-        array[values] = floats[k:k + n].astype("<f8").view(np.uint8)
         out.append(skeleton[prev:offset])
-        out.append(array.tobytes())
+        out.append(array_bytes(floats[k:k + n]))
         prev, k = offset, k + n
     out.append(skeleton[prev:])
     return b"".join(out)

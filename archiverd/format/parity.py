@@ -13,7 +13,7 @@ of up to (parity rows x columns) frames, i.e. as long as the stripe's whole pari
 and so is any scatter of up to `parity rows` lost frames per group. Full stripes have COLUMNS
 columns; the last stripe holds what is left (`count` data frames) in as few columns as the group
 size allows (ceil(count / rows)), with the redundancy setting's share of parity frames, never fewer
-than one GOP's worth, and enough that no GOP-sized window of it can take out more frames of one
+than two GOPs' worth, and enough that no GOP-sized window of it can take out more frames of one
 group than that group has parity.
 
 The code: GF(2^8) with the polynomial x^8+x^4+x^3+x^2+1 (0x11D, as QR codes use); data row r is the
@@ -116,13 +116,14 @@ class Geometry:
 
     def tail_parity_rows(self, count: int, gop: int) -> int:
         """Parity rows for a last stripe of `count` data frames: the setting's share of parity
-        frames, at least one GOP's worth, raised until no window of `gop` consecutive frames holds
-        more frames of one group than that group has parity."""
+        frames, at least two GOPs' worth (two flipped bits each garble at most the rest of a GOP),
+        raised until no window of `gop` consecutive frames holds more frames of one group than that
+        group has parity."""
         if not self.parity_rows:
             return 0
         columns = self.columns(count)
         share = round(count * self.parity_rows / self.rows)
-        want = math.ceil(max(gop, share) / columns)
+        want = math.ceil(max(2 * gop, share) / columns)
         while want < MAX_ROWS - math.ceil(count / columns) and _worst_window(count, columns, want, gop) > want:
             want += 1
         return want

@@ -2,10 +2,10 @@
 
 FFV1 is lossless and an archival standard (RFC 9043); level 3 adds a CRC to every slice. Settings,
 measured on v40 QR frames (bench/bench_format.py, docs/FORMAT.md §1): one slice, range coder with
-the custom state table, context model 1. A keyframe every 4 frames costs 0.16 % more than every 32
-(1.3847 vs 1.3825 video bytes per payload byte) and limits what one flipped bit can garble to the
-rest of a 4-frame GOP, so that a small segment survives the loss of a whole GOP with 4 parity frames;
-every frame a keyframe would cost 0.7 %.
+the custom state table, context model 1. A keyframe every 2 frames costs 0.35 % more than every 32
+(1.3873 vs 1.3825 video bytes per payload byte) and limits what one flipped bit can garble to the
+rest of a 2-frame GOP, so that even a small segment survives two flips, or the loss of two GOPs,
+with 4 parity frames; every frame a keyframe would cost 0.7 %.
 
 Each GOP is encoded on its own (the encoder's state resets at every keyframe), so GOPs can be
 encoded and decoded in parallel and give the same bytes as one long run; `encode_gop` is a pure
@@ -31,7 +31,7 @@ CONTAINER = "matroska"
 PIX_FMT = "gray"
 RATE = 25  # frames/s: every frame lasts exactly 40 ms
 FRAME_MS = 1000 // RATE
-GOP = 4
+GOP = 2
 OPTIONS = {"level": "3", "coder": "range_tab", "context": "1", "slices": "1", "slicecrc": "1"}
 APP = "archiverd"
 
