@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
 from ..errors import ArchiverdError, ConfigError
-from . import export_cmd, get_cmd, inspect_cmd, logs_cmd, restore_cmd, run_cmd, status_cmd, verify_cmd
+from ..redaction import redact
+from . import config_cmd, export_cmd, get_cmd, inspect_cmd, logs_cmd, restore_cmd, run_cmd, status_cmd, verify_cmd
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -19,7 +21,7 @@ def cli() -> None:
     """
 
 
-for module in (run_cmd, status_cmd, restore_cmd, verify_cmd, inspect_cmd, export_cmd, get_cmd, logs_cmd):
+for module in (run_cmd, status_cmd, config_cmd, restore_cmd, verify_cmd, inspect_cmd, export_cmd, get_cmd, logs_cmd):
     cli.add_command(module.command)
 
 
@@ -30,15 +32,21 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Exit as exc:
         code = exc.exit_code
     except click.ClickException as exc:
+        exc.message = redact(exc.message)  # a mistyped --uri is quoted back in usage errors
         exc.show()
         code = ConfigError.exit_code
     except click.exceptions.Abort:
         click.echo("archiverd: aborted", err=True)
         code = 130
     except ArchiverdError as exc:
-        click.echo(f"archiverd: error: {exc}", err=True)
+        click.echo(f"archiverd: error: {redact(str(exc))}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("archiverd: interrupted", err=True)
         code = 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one redacted line, never a traceback with a URI in it
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        click.echo(redact(f"archiverd: internal error: {exc.__class__.__name__}: {exc} (at {where.filename}:"
+                          f"{where.lineno}); please report it"), err=True)
+        code = ArchiverdError.exit_code
     sys.exit(code or 0)
