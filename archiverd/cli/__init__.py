@@ -31,9 +31,11 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="archiverd", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.message = redact(exc.message)  # a mistyped --uri is quoted back in usage errors
-        exc.show()
+    except click.ClickException as exc:  # one line, like every other error; a mistyped --uri is redacted
+        usage = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            usage = f" -- Usage: {exc.ctx.command_path} {' '.join(exc.ctx.command.collect_usage_pieces(exc.ctx))}"
+        click.echo(redact(f"archiverd: error: {exc.format_message()}{usage}"), err=True)
         code = ConfigError.exit_code
     except click.exceptions.Abort:
         click.echo("archiverd: aborted", err=True)

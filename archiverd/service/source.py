@@ -206,7 +206,7 @@ class Source:
                 return
             except pe.PyMongoError as exc:
                 # a lost cursor (server restarted, failover) is resumed like a network error
-                if not (is_transient(exc) or isinstance(exc, pe.CursorNotFound)):
+                if self.cfg.fail_fast or not (is_transient(exc) or isinstance(exc, pe.CursorNotFound)):
                     raise self._mapped("read expired documents", exc) from None
                 log.warning("mongodb.retry", what="read expired documents", error=_describe(exc))
                 self.retrying("reconnect", lambda: self.client.admin.command("ping"))
