@@ -107,16 +107,21 @@ class Daemon:
         signal.signal(signal.SIGTERM, handle)
         signal.signal(signal.SIGINT, handle)
 
-    def _record_error(self, exc: BaseException) -> None:
+    def _record_error(self, exc: BaseException, *, in_state: bool = True) -> None:
         self.metrics.failed(exc)
-        self.state.update(last_error={"at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                                      "error": redact(f"{exc.__class__.__name__}: {exc}")})
+        if in_state:
+            self.state.update(last_error={"at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                          "error": redact(f"{exc.__class__.__name__}: {exc}")})
 
     def once(self) -> tuple[int, CycleStats | None]:
         """One cycle (cron mode). Exit code 0, or 1 if documents were kept back or the lease is held."""
-        self.source.ping()
-        self.source.require_namespace()
-        lease = self.source.acquire_lease()
+        try:
+            self.source.ping()
+            self.source.require_namespace()
+            lease = self.source.acquire_lease()
+        except Exception as exc:
+            self._record_error(exc, in_state=False)  # metrics only: a typo must not grow a state directory
+            raise
         self.metrics.lease(lease is not None)
         if lease is None:
             holder = self.source.lease_holder() or {}

@@ -60,9 +60,11 @@ class Metrics:
         self.lease_held = Gauge("archiverd_lease_held", "1 while this instance holds the collection's lease.",
                                 registry=r)
         self.started = Gauge("archiverd_start_time_seconds", "Unix time this process started.", registry=r)
+        self.threshold = Gauge("archiverd_threshold_seconds", "Documents older than this are archived.", registry=r)
         self.info = Gauge("archiverd_info", "Version and namespace of this archiver.", ["version", "namespace"],
                           registry=r)
         self.started.set(time.time())
+        self.threshold.set(cfg.threshold_days * 86400)
         self.info.labels(version=__version__, namespace=cfg.namespace).set(1)
         if cfg.metrics_textfile is not None:
             self._continue_from(cfg.metrics_textfile)
