@@ -162,10 +162,12 @@ def test_log_file_is_private_whatever_the_umask(cfg, collection, tmp_path):
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0, proc.stderr
         assert stat.S_IMODE(log_file.stat().st_mode) == mode
-    # a person's `status` does not write to the daemon's log file (nor create it as another user)
+    # a person's `status` or dry run does not write to the daemon's log file (nor create it as another user)
     before = log_file.read_text()
-    subprocess.run([sys.executable, "-m", "archiverd", "status"], env=env_for(cfg, ARCHIVERD_LOG_FILE=str(log_file)),
-                   capture_output=True, timeout=60)
+    for command in (["status"], ["run", "--dry-run"]):
+        proc = subprocess.run([sys.executable, "-m", "archiverd", *command],
+                              env=env_for(cfg, ARCHIVERD_LOG_FILE=str(log_file)), capture_output=True, timeout=60)
+        assert proc.returncode == 0, proc.stderr
     assert log_file.read_text() == before
 
 

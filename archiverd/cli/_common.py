@@ -22,8 +22,8 @@ from ..redaction import secrets_in
 # command-line flag -> setting
 MONGO_FLAGS = {"uri": "--uri", "database": "--db", "collection": "--collection", "date_field": "--date-field",
                "threshold_days": "--older-than", "archive_dir": "--archive-dir"}
-# the commands whose log lines belong in the daemon's log file; a person's `status` or `restore`
-# (perhaps as another user) must not append to it, or create it with the wrong owner
+# the commands whose log lines belong in the daemon's log file (not with --dry-run); a person's
+# `status` or `restore` (perhaps as root) must not append to it, or create it with the wrong owner
 _DAEMON_COMMANDS = {"run"}
 
 
@@ -49,7 +49,7 @@ def with_config(fn: Callable[..., int] | None = None, *, database: bool = True) 
             cfg = config.load(config_file, overrides=overrides, flags=MONGO_FLAGS)
             cfg = dataclasses.replace(cfg, fail_fast=True)
             ctx = click.get_current_context()
-            daemon_side = ctx.command.name in _DAEMON_COMMANDS
+            daemon_side = ctx.command.name in _DAEMON_COMMANDS and not ctx.params.get("dry_run")
             log.setup(cfg.log_format, cfg.log_file if daemon_side else None, file_mode=cfg.file_mode)
             return fn(*args, cfg=cfg, **kwargs)
 

@@ -12,9 +12,9 @@ batch is re-checked.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import os
-import difflib
 import socket
 import threading
 import uuid
