@@ -107,6 +107,7 @@ def test_log_lines_are_redacted_whatever_the_caller_passes(tmp_path, nothing_rem
             assert [json.loads(line)["event"] for line in text.splitlines()] == ["test.event", "python.warning"]
 
 
+@pytest.mark.filterwarnings("ignore:Unknown option:UserWarning")  # pymongo's, for the malformed ones
 @pytest.mark.parametrize("uri, secrets", HOSTILE)
 def test_driver_and_config_errors_never_carry_the_secret(uri, secrets, tmp_path, nothing_remembered):
     env = {"MONGODB_URI": uri.format(host="127.0.0.1:1"), "ARCHIVERD_ARCHIVE_DIR": str(tmp_path),
@@ -142,14 +143,18 @@ def _how(i: int, uri: str, tmp_path: Path) -> tuple[list[str], dict[str, str]]:
     return ["--config", str(env_file)], {}
 
 
-@pytest.mark.parametrize("i", range(len(HOSTILE)))
+# one of each kind through the whole command line (every kind is checked against redact() above)
+THROUGH_THE_CLI = [0, 1, 3, 7, 9, 12, 13, 15, 17, 19]
+
+
+@pytest.mark.parametrize("i", THROUGH_THE_CLI)
 def test_no_command_prints_the_secret(i, mongo_uri, tmp_path):
     uri_template, secrets = HOSTILE[i]
     host = mongo_uri.split("//", 1)[1].split("/", 1)[0]  # the real server: it refuses the credentials at once
     uri = uri_template.format(host=host)
     (tmp_path / "archives").mkdir()
     log_file = tmp_path / "archiverd.log"
-    flags, extra = _how(i, uri, tmp_path)
+    flags, extra = _how(THROUGH_THE_CLI.index(i), uri, tmp_path)
     env = _env(ARCHIVERD_ARCHIVE_DIR=str(tmp_path / "archives"), ARCHIVERD_LOG_FILE=str(log_file),
                ARCHIVERD_SERVER_TIMEOUT_MS="1500", ARCHIVERD_RETRY_SECONDS="1", **extra)
     commands = [["status"], ["status", "--json"], ["config", "--check"], ["config", "--json"], ["run", "--once"],
