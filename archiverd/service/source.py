@@ -43,7 +43,7 @@ _PERMANENT_CODES = {13, 18, 8000}  # Unauthorized, AuthenticationFailed, Atlas A
 _NO_CHANGE_STREAMS = {40573, 40324, 136, 303}
 # SRV look-up failures that are an outage, not a misspelt name (NXDOMAIN stays a ConfigError)
 _DNS_UNREACHABLE = ("resolution lifetime expired", "nameservers failed", "timed out")
-FAIL_FAST_TIMEOUT_MS = 8000  # a person waits at most this for a server (+ start-up: well under 15 s)
+FAIL_FAST_TIMEOUT_MS = 6000  # a person waits at most this for a server (+ start-up, even on a busy host: < 15 s)
 
 
 class LeaseLost(DatabaseError):
