@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup test demo bench reliability soak clean
+.PHONY: setup test demo bench reliability soak wheel clean
 
 $(VENV)/.installed: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,5 +30,10 @@ reliability: setup
 soak: setup
 	$(PY) bench/bench_reliability.py --runs-per-point 10 --soak 150 --corruptions 50
 
+# the installable artifact: `pip install dist/archiverd-*.whl` (or pipx) on the database host
+wheel: setup
+	rm -rf build dist/archiverd-*.whl
+	$(PY) -m pip wheel -q --no-deps -w dist .
+
 clean:
-	rm -rf $(VENV) build *.egg-info .pytest_cache
+	rm -rf $(VENV) build dist *.egg-info .pytest_cache

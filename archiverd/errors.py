@@ -5,10 +5,14 @@
 | 0    | --               | success                                                        |
 | 1    | --               | finished with warnings (something was kept back; see the log)  |
 | 2    | ArchiverdError   | any other error                                                |
-| 3    | ConfigError      | bad configuration or command-line arguments                    |
+| 3    | ConfigError      | bad configuration or command-line arguments; a database or     |
+|      |                  | collection that does not exist                                 |
 | 4    | SegmentError     | a segment or its index is missing, foreign, damaged or differs |
-| 5    | StorageError     | the archive directory cannot be written (read-only, full, ...) |
+| 5    | StorageError     | the archive or log directory cannot be written (missing,       |
+|      |                  | read-only, full, ...)                                          |
 | 6    | DatabaseError    | MongoDB unreachable, refused, or answered with an error        |
+
+README.md has the same table with examples; keep both complete.
 """
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ def test_defaults_follow_the_first_user():
     cfg = config.load(environ={})
     assert (cfg.database, cfg.collection, cfg.date_field, cfg.threshold_days) == \
         ("evolving_agents_db", "eat_agent_experiences", "timestamp", 90.0)
-    assert cfg.archive_dir == Path("archives")
+    assert cfg.archive_dir == Path("/var/lib/archiverd/archives")  # the unit's StateDirectory
 
 
 def test_precedence_file_then_environment_then_command_line(tmp_path):
@@ -26,7 +26,7 @@ def test_precedence_file_then_environment_then_command_line(tmp_path):
 @pytest.mark.parametrize("env, message", [
     ({"ARCHIVE_THRESHOLD_DAYS": "0"}, "threshold_days must be positive"),
     ({"ARCHIVE_THRESHOLD_DAYS": "-5"}, "threshold_days must be positive"),
-    ({"ARCHIVE_THRESHOLD_DAYS": "ninety"}, "must be a float"),
+    ({"ARCHIVE_THRESHOLD_DAYS": "ninety"}, "must be a number"),
     ({"ARCHIVERD_COLECTION": "typo"}, "unknown environment variable ARCHIVERD_COLECTION"),
     ({"MONGODB_URI": "http://example"}, "must start with mongodb://"),
     ({"MONGODB_URI": "localhost:27017"}, "must start with mongodb://"),

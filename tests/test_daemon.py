@@ -233,6 +233,7 @@ def test_change_stream_wakes_and_resumes_after_restart(cfg, collection):
 
 def test_daemon_loop_archives_a_backfill_without_waiting_for_the_poll(cfg, collection):
     cfg = dataclasses.replace(cfg, poll_seconds=300)
+    collection.database.create_collection(cfg.collection)  # the daemon refuses a namespace that does not exist
     daemon = Daemon(cfg)
     runner = threading.Thread(target=daemon.run)
     runner.start()

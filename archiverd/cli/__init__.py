@@ -2,12 +2,14 @@
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
 
 from ..errors import ArchiverdError, ConfigError
-from . import (check_cmd, export_cmd, get_cmd, inspect_cmd, logs_cmd, reindex_cmd, restore_cmd, run_cmd,
-               status_cmd, verify_cmd)
+from ..redaction import redact
+from . import (check_cmd, config_cmd, export_cmd, get_cmd, inspect_cmd, logs_cmd, reindex_cmd, restore_cmd,
+               run_cmd, status_cmd, verify_cmd)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -20,8 +22,8 @@ def cli() -> None:
     """
 
 
-for module in (run_cmd, status_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd, inspect_cmd, export_cmd, get_cmd,
-               logs_cmd):
+for module in (run_cmd, status_cmd, config_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd, inspect_cmd,
+               export_cmd, get_cmd, logs_cmd):
     cli.add_command(module.command)
 
 
@@ -31,16 +33,24 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="archiverd", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
-    except click.ClickException as exc:
-        exc.show()
+    except click.ClickException as exc:  # one line, like every other error; a mistyped --uri is redacted
+        usage = ""
+        if isinstance(exc, click.UsageError) and exc.ctx is not None:
+            usage = f" -- Usage: {exc.ctx.command_path} {' '.join(exc.ctx.command.collect_usage_pieces(exc.ctx))}"
+        click.echo(redact(f"archiverd: error: {exc.format_message()}{usage}"), err=True)
         code = ConfigError.exit_code
     except click.exceptions.Abort:
         click.echo("archiverd: aborted", err=True)
         code = 130
     except ArchiverdError as exc:
-        click.echo(f"archiverd: error: {exc}", err=True)
+        click.echo(f"archiverd: error: {redact(str(exc))}", err=True)
         code = exc.exit_code
     except KeyboardInterrupt:
         click.echo("archiverd: interrupted", err=True)
         code = 130
+    except Exception as exc:  # noqa: BLE001 - a bug: one redacted line, never a traceback with a URI in it
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        click.echo(redact(f"archiverd: internal error: {exc.__class__.__name__}: {exc} (at {where.filename}:"
+                          f"{where.lineno}); please report it"), err=True)
+        code = ArchiverdError.exit_code
     sys.exit(code or 0)

@@ -1,6 +1,15 @@
-"""What the daemon-side commands share: `--config`, loading the configuration, logging."""
+"""What the daemon-side commands share: the configuration flags, loading the configuration, logging.
+
+Every command that talks to MongoDB takes mongodump-style flags (--uri, --db, --collection) and the
+archiver's own (--date-field, --older-than, --archive-dir), plus --config FILE (TOML or the unit's
+KEY=VALUE environment file). Precedence: flags > environment > file > defaults.
+
+A command run by a person fails fast (`Config.fail_fast`): one attempt, a short server timeout.
+Only the daemon (`archiverd run` without --dry-run; see service.daemon) retries with backoff.
+"""
 from __future__ import annotations
 
+import dataclasses
 import functools
 from pathlib import Path
 from typing import Any, Callable
@@ -8,16 +17,61 @@ from typing import Any, Callable
 import click
 
 from .. import config, log
+from ..store import durable
+from ..redaction import secrets_in
+
+# command-line flag -> setting
+MONGO_FLAGS = {"uri": "--uri", "database": "--db", "collection": "--collection", "date_field": "--date-field",
+               "threshold_days": "--older-than", "archive_dir": "--archive-dir"}
+# the commands whose log lines belong in the daemon's log file (not with --dry-run); a person's
+# `status` or `restore` (perhaps as root) must not append to it, or create it with the wrong owner
+_DAEMON_COMMANDS = {"run"}
 
 
-def with_config(fn: Callable[..., int]) -> Callable[..., int]:
-    """Adds --config and passes a loaded, validated `cfg` (logging configured from it)."""
-    @click.option("--config", "config_file", type=click.Path(path_type=Path),
-                  help="TOML config file (also $ARCHIVERD_CONFIG). Environment variables override it.")
-    @functools.wraps(fn)
-    def wrapper(*args: Any, config_file: Path | None, **kwargs: Any) -> int:
-        cfg = config.load(config_file)
-        log.setup(cfg.log_format, cfg.log_file)
-        return fn(*args, cfg=cfg, **kwargs)
+def _older_than(_ctx: click.Context, _param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return config.parse_duration(value, default_unit="d").total_seconds() / 86400
+    except config.ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
 
-    return wrapper
+
+def with_config(fn: Callable[..., int] | None = None, *, database: bool = True) -> Any:
+    """Adds --config (and, with `database`, the MongoDB flags) and passes a loaded, validated `cfg`
+    with logging configured from it."""
+    def decorate(fn: Callable[..., int]) -> Callable[..., int]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, config_file: Path | None, **kwargs: Any) -> int:
+            overrides = {key: kwargs.pop(key, None) for key in MONGO_FLAGS}
+            if overrides.get("uri") and any(secrets_in(overrides["uri"])):
+                click.echo("archiverd: warning: a password on the command line is visible to other local "
+                           "users (ps, shell history); prefer MONGODB_URI or --config FILE", err=True)
+            cfg = config.load(config_file, overrides=overrides, flags=MONGO_FLAGS)
+            cfg = dataclasses.replace(cfg, fail_fast=True)
+            durable.set_group_access(cfg.group_access)
+            ctx = click.get_current_context()
+            daemon_side = ctx.command.name in _DAEMON_COMMANDS and not ctx.params.get("dry_run")
+            log.setup(cfg.log_format, cfg.log_file if daemon_side else None, file_mode=cfg.file_mode)
+            return fn(*args, cfg=cfg, **kwargs)
+
+        options = [click.option("--config", "config_file", type=click.Path(path_type=Path, dir_okay=False),
+                                help="TOML file, or the unit's KEY=VALUE environment file (also $ARCHIVERD_CONFIG). "
+                                     "Environment variables and flags override it.")]
+        if database:
+            options += [
+                click.option("--uri", "uri", metavar="URI", help="MongoDB connection string (overrides MONGODB_URI)."),
+                click.option("--db", "database", metavar="NAME", help="Database (MONGODB_DATABASE_NAME)."),
+                click.option("--collection", "collection", metavar="NAME", help="Collection (ARCHIVERD_COLLECTION)."),
+                click.option("--date-field", "date_field", metavar="FIELD",
+                             help="Field holding the document's date (ARCHIVERD_DATE_FIELD)."),
+                click.option("--older-than", "threshold_days", metavar="AGE", callback=_older_than,
+                             help="Archive documents older than this: 90d, 36h, 2w (ARCHIVE_THRESHOLD_DAYS)."),
+                click.option("--archive-dir", "archive_dir", metavar="DIR",
+                             help="Root of the archive tree (ARCHIVERD_ARCHIVE_DIR)."),
+            ]
+        for option in reversed(options):
+            wrapper = option(wrapper)
+        return wrapper
+
+    return decorate(fn) if fn is not None else decorate

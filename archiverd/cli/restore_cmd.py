@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import click
 
+from .. import config, redaction
 from ..config import Config
 from ..errors import ConfigError, SegmentError
 from ..service.restore import restore
@@ -15,23 +17,38 @@ from ._common import with_config
 
 
 def _target(cfg: Config, to: str) -> Config:
-    """--to DB.COLLECTION, or a URI whose path is /DB.COLLECTION (no credentials on the command line)."""
+    """--to DB.COLLECTION on the configured server, or a whole URI mongodb://HOSTS/DB.COLLECTION?OPTIONS
+    whose options (replicaSet, tls, authSource, ...) are kept. The target may not exist yet: restore
+    creates it (the one command that may)."""
     uri = cfg.uri
-    if to.startswith(("mongodb://", "mongodb+srv://")):
-        head, _, ns = to.rpartition("/")
-        if "@" in head:
-            raise ConfigError("credentials do not belong on the command line: put them in MONGODB_URI or the "
-                              "config file and pass --to DB.COLLECTION")
-        uri, to = head + "/", ns.split("?")[0]
-    db, _, coll = to.partition(".")
-    if not db or not coll:
-        raise ConfigError(f"--to must name DB.COLLECTION (got {to!r})")
+    match = re.match(r"(?i)mongodb(?:\+srv)?://", to)
+    if match:
+        redaction.remember(to)
+        if redaction.secrets_in(to):
+            click.echo("archiverd: warning: a password on the command line is visible to other local users (ps, "
+                       "shell history); prefer MONGODB_URI or --config FILE with --to DB.COLLECTION", err=True)
+        rest = to[match.end():]
+        authority_end = rest.find("/", rest.rfind("@") + 1)
+        if authority_end < 0:
+            raise ConfigError(f"--to {redaction.redact(to)!r} names no DB.COLLECTION after the host "
+                              "(mongodb://HOST/DB.COLLECTION)")
+        path, _, options = rest[authority_end + 1:].partition("?")
+        uri = to[:match.end()] + rest[:authority_end] + "/" + (f"?{options}" if options else "")
+        to = path
+    db, dot, coll = to.partition(".")
+    if not dot or not db or not coll:
+        raise ConfigError(f"--to must name DB.COLLECTION (got {redaction.redact(to)!r})")
+    config.check_database_name(db, f"--to database {db!r}")
+    config.check_collection_name(coll, f"--to collection {coll!r}")
+    if not uri.startswith(("mongodb://", "mongodb+srv://")):
+        raise ConfigError("--to URI must start with mongodb:// or mongodb+srv://")
     return dataclasses.replace(cfg, uri=uri, database=db, collection=coll)
 
 
 @click.command("restore")
 @click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
-@click.option("--to", "to", required=True, help="DB.COLLECTION (server from MONGODB_URI), or mongodb://HOST/DB.COLLECTION.")
+@click.option("--to", "to", required=True,
+              help="DB.COLLECTION (on the server of --uri / MONGODB_URI), or mongodb://HOST/DB.COLLECTION?OPTIONS.")
 @click.option("--dry-run", is_flag=True, help="Report what would be inserted and what already exists.")
 @with_config
 def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool) -> int:
@@ -41,6 +58,7 @@ def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool) -> 
     its newest copy is restored. Every document is checked against its index SHA-256 before it is
     inserted. From a damaged segment, every document that verifies (after parity repair) is
     restored and the others are named: exit 4 with their count. Exit 1 if some _ids already existed.
+    The target collection (and database) may not exist yet: restore creates them.
 
     \b
     Examples:

@@ -16,6 +16,7 @@ from ._common import with_config
 
 def _dry_run(cfg: Config) -> int:
     source = Source(cfg)
+    source.require_namespace()
     cutoff = expiry.cutoff_ms(cfg)
     per_day: dict[str, list[int]] = {}
     skipped: dict[str, int] = {}

@@ -10,7 +10,7 @@ from ..store import layout
 from ..service import expiry
 from ..service.archiver import iso
 from ..config import Config, redact
-from ..errors import ArchiverdError, DatabaseError, SegmentError
+from ..errors import ArchiverdError, ConfigError, DatabaseError, SegmentError
 from ..service.source import Source
 from ..service.state import State
 from ._common import with_config
@@ -35,12 +35,15 @@ def collect(cfg: Config) -> dict[str, Any]:
     }
     try:
         source = Source(cfg)
+        source.require_namespace()  # a misspelt name is a usage error (exit 3), not "unreachable"
         info.update(source.counts(wm, cutoff))
         holder = source.lease_holder()
         info["lease"] = ({"owner": holder.get("owner"), "expires_at": str(holder.get("expires_at")),
                           "token": holder.get("token")} if holder else None)
         source.close()
         info["database"] = "reachable"
+    except ConfigError:
+        raise
     except ArchiverdError as exc:
         info["database"] = f"unreachable: {exc}"
     return info

@@ -53,7 +53,8 @@ class CycleStats:
     set_aside: int = 0  # journaled segments that failed verification (nothing deleted against them)
     already_sealed: int = 0  # documents found again whose exact bytes a sealed segment holds
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> documents left in MongoDB
-    bytes: int = 0  # BSON bytes sealed
+    bytes_sealed: int = 0  # BSON bytes sealed into segments
+    bytes_deleted: int = 0  # BSON bytes deleted from MongoDB (recovery and documents found again included)
     stopped: bool = False
     seconds: float = 0.0
 
@@ -167,6 +168,7 @@ class Archiver:
             entries = [(index.from_json(e["_id"]), e["sha256"], e["bytes"]) for e in reader.entries() if "_id" in e]
             outcome = self._delete(entries, lease, rel)
             stats.recovered += outcome.deleted
+            stats.bytes_deleted += outcome.bytes
             if not self.stop.is_set():
                 self.state.remove_pending(rel)
                 log.event("recovery.completed", segment=rel, deleted=outcome.deleted, changed=outcome.changed)
@@ -226,7 +228,7 @@ class Archiver:
                     continue
                 entries.append((doc["_id"], sha, len(raw)))
                 stats.read += 1
-                stats.bytes += len(raw)
+                stats.bytes_sealed += len(raw)
                 stats.per_day[label] = stats.per_day.get(label, 0) + 1
                 faults.hit("appended")
                 if self.progress:
@@ -260,6 +262,7 @@ class Archiver:
         outcome = self._delete(items, lease, rel)
         stats.deleted += outcome.deleted
         stats.changed += outcome.changed
+        stats.bytes_deleted += outcome.bytes
 
     def _rel(self, path: Path) -> str:
         return str(path.relative_to(self.cfg.collection_dir))
@@ -296,6 +299,7 @@ class Archiver:
         stats.deleted += outcome.deleted
         stats.changed += outcome.changed
         stats.gone += outcome.gone
+        stats.bytes_deleted += outcome.bytes
         if not self.stop.is_set():
             self.state.remove_pending(rel)
 
@@ -318,6 +322,7 @@ class Archiver:
                         reason="acknowledged deletes are not visible; deleting again")
             redo = self._delete_batches(again, lease, rel)
             total.deleted += redo.deleted
+            total.bytes += redo.bytes
             total.changed = redo.changed
         else:
             raise DatabaseError(f"{rel}: deletes are acknowledged but do not stay deleted; the segment stays "
@@ -363,6 +368,7 @@ class Archiver:
                 lease = renewed
                 outcome = self.source.delete_unchanged(batch, lease)
             total.deleted += outcome.deleted
+            total.bytes += outcome.bytes
             total.changed += outcome.changed
             total.gone += outcome.gone
             faults.hit("delete-batch")

@@ -31,8 +31,9 @@ from .. import log
 from . import notify
 from . import expiry
 from .archiver import Archiver, CycleStats
+from .metrics import Metrics
 from ..config import Config, redact
-from ..errors import EXIT_OK, EXIT_WARNING, ArchiverdError, StorageError
+from ..errors import EXIT_OK, EXIT_WARNING, ArchiverdError, DatabaseError, StorageError
 from ..format import index
 from .source import Source, dead_local_owner, token_from_json, token_to_json
 from .state import State
@@ -108,7 +109,8 @@ class Daemon:
         if not cfg.archive_dir.is_dir():  # a typo must not grow a second archive tree somewhere
             raise StorageError(f"archive directory {cfg.archive_dir} does not exist: create it, or fix "
                                "ARCHIVERD_ARCHIVE_DIR")
-        self.cfg = cfg
+        self.cfg = cfg = dataclasses.replace(cfg, fail_fast=False)  # cron and the daemon ride out outages
+        self.metrics = Metrics(cfg)
         self.stop = threading.Event()
         self.wake = threading.Event()
         self.state = State(cfg.state_file)
@@ -180,18 +182,28 @@ class Daemon:
             return
         fixed = ("uri", "database", "collection", "archive_dir", "date_field")
         kept = [k for k in fixed if getattr(new, k) != getattr(self.cfg, k)]
-        new = dataclasses.replace(new, **{k: getattr(self.cfg, k) for k in fixed})
+        # flags given on the command line keep their values: the file cannot override them
+        pinned = {k for k, origin in self.cfg.origins.items() if origin.startswith(("flag", "command line"))}
+        new = dataclasses.replace(new, **{k: getattr(self.cfg, k) for k in set(fixed) | pinned}, fail_fast=False)
         self.cfg = self.archiver.cfg = self.source.cfg = new
         log.event("daemon.reloaded", **({"needs_restart": ",".join(kept)} if kept else {}))
 
-    def _record_error(self, exc: BaseException) -> None:
-        self.state.update(last_error={"at": dt.datetime.now(dt.timezone.utc).isoformat(),
-                                      "error": f"{exc.__class__.__name__}: {exc}"})
+    def _record_error(self, exc: BaseException, *, in_state: bool = True) -> None:
+        self.metrics.failed(exc)
+        if in_state:
+            self.state.update(last_error={"at": dt.datetime.now(dt.timezone.utc).isoformat(),
+                                          "error": redact(f"{exc.__class__.__name__}: {exc}")})
 
     def once(self) -> tuple[int, CycleStats | None]:
         """One cycle (cron mode). Exit code 0, or 1 if documents were kept back or the lease is held."""
-        self.source.ping()
-        lease = self.source.acquire_lease(take_from=self._take_over())
+        try:
+            self.source.ping()
+            self.source.require_namespace()
+            lease = self.source.acquire_lease(take_from=self._take_over())
+        except Exception as exc:
+            self._record_error(exc, in_state=False)  # metrics only: a typo must not grow a state directory
+            raise
+        self.metrics.lease(lease is not None)
         if lease is None:
             holder = self.source.lease_holder() or {}
             log.warning("lease.held", holder=holder.get("owner"), expires_at=str(holder.get("expires_at")))
@@ -208,17 +220,24 @@ class Daemon:
             self.state.update(delete_session=None)
         self.state.update(last_cycle=stats.summary(), last_error=None)
         log.event("cycle.done", **stats.summary())
+        self.metrics.cycle_done(self.source, stats)
         return (EXIT_WARNING if stats.changed or stats.set_aside else EXIT_OK), stats
 
     def run(self) -> int:
-        """Run until signalled."""
-        self.source.ping()
+        """Run until signalled. An unreachable server is waited for, with backoff, for as long as it
+        takes (systemd sees READY and a STATUS saying so; `status` shows it as the last error)."""
+        notify.notify("READY=1", "STATUS=connecting to MongoDB")
+        self._start_watchdog()
+        if not self.source.wait_until_reachable(self.stop, self._unreachable):
+            log.event("daemon.stopped")
+            return EXIT_OK
+        self.source.require_namespace()
+        self.metrics.serve()
         log.event("daemon.started", server=redact(self.cfg.uri), namespace=self.cfg.namespace,
                   threshold_days=self.cfg.threshold_days, archive_dir=str(self.cfg.collection_dir))
         watcher = ChangeWatcher(self.cfg, self.source, self.state, self.wake, self.stop)
         watcher.start()
-        notify.notify("READY=1", "STATUS=starting")
-        self._start_watchdog()
+        notify.notify("STATUS=starting")
         lease = None
         try:
             while not self.stop.is_set():
@@ -227,6 +246,7 @@ class Daemon:
                     self._apply_reload()
                     watcher.cfg = self.cfg
                 lease = self.source.acquire_lease(take_from=self._take_over())
+                self.metrics.lease(lease is not None)
                 if lease is None:
                     holder = self.source.lease_holder() or {}
                     status = f"waiting: lease held by {holder.get('owner')} until {holder.get('expires_at')}"
@@ -245,6 +265,7 @@ class Daemon:
                                       resume_token=token_to_json(token_at_start) if token_at_start else
                                       self.state.get("resume_token"))
                     log.event("cycle.done", **stats.summary())
+                    self.metrics.cycle_done(self.source, stats)
                     notify.notify(f"STATUS=archived {stats.sealed} documents in the last cycle")
                 except Exception as exc:  # noqa: BLE001 - the daemon reports and carries on
                     self._record_error(exc)
@@ -263,6 +284,13 @@ class Daemon:
             self.state.update(change_stream=watcher.status)
             log.event("daemon.stopped")
         return EXIT_OK
+
+    def _unreachable(self, attempt: int, wait: float, error: str) -> None:
+        """While the server cannot be reached: tell systemd and `status`, and keep the watchdog fed."""
+        self.beat = time.monotonic()
+        self._record_error(DatabaseError(f"cannot reach MongoDB ({error}); retrying (attempt {attempt}, next in "
+                                         f"{wait:.0f} s)"))
+        notify.notify(f"STATUS=waiting for MongoDB: attempt {attempt} failed, next in {wait:.0f} s")
 
     def _sleep_seconds(self) -> float:
         """Until the next day becomes complete (the cutoff moves on), at most poll_seconds. Documents

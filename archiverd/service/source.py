@@ -12,9 +12,11 @@ batch is re-checked.
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import hashlib
 import os
 import socket
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -27,7 +29,7 @@ from pymongo import MongoClient, ReturnDocument
 from pymongo import errors as pe
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
-from tenacity import Retrying, retry_if_exception, stop_after_delay, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential
 
 from ..format import index
 from . import expiry
@@ -41,6 +43,9 @@ RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True, datetime_conve
 _LEASE_MAX_TIME_MS = 5000
 _PERMANENT_CODES = {13, 18, 8000}  # Unauthorized, AuthenticationFailed, Atlas AtlasError (auth)
 _NO_CHANGE_STREAMS = {40573, 40324, 136, 303}
+# SRV look-up failures that are an outage, not a misspelt name (NXDOMAIN stays a ConfigError)
+_DNS_UNREACHABLE = ("resolution lifetime expired", "nameservers failed", "timed out")
+FAIL_FAST_TIMEOUT_MS = 6000  # a person waits at most this for a server (+ start-up, even on a busy host: < 15 s)
 
 
 def dead_local_owner(owner: str | None) -> bool:
@@ -74,7 +79,7 @@ def is_transient(exc: BaseException) -> bool:
 
 def _describe(exc: BaseException) -> str:
     text = str(exc).split(", Timeout:")[0].split(", topology_description")[0].split(", full error:")[0]
-    return f"{exc.__class__.__name__}: {text}"
+    return redact(f"{exc.__class__.__name__}: {text}")
 
 
 @dataclass(frozen=True)
@@ -86,28 +91,34 @@ class Lease:
 @dataclass
 class DeleteOutcome:
     deleted: int = 0
+    bytes: int = 0  # BSON bytes of the deleted documents
     changed: int = 0  # present but no longer the archived bytes: kept
     gone: int = 0  # already deleted by someone (or by us before a crash)
 
 
 class Source:
-    """One collection of one MongoDB deployment."""
+    """One collection of one MongoDB deployment. With `cfg.fail_fast` (a person is waiting) every
+    operation is tried once with a short server timeout; otherwise transient failures are retried."""
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        timeout = min(cfg.server_timeout_ms, FAIL_FAST_TIMEOUT_MS) if cfg.fail_fast else cfg.server_timeout_ms
+        self.retry_seconds = 0.0 if cfg.fail_fast else cfg.retry_seconds
         try:
             self.client: MongoClient = MongoClient(cfg.uri, document_class=RawBSONDocument, tz_aware=True,
                                                    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
-                                                   serverSelectionTimeoutMS=cfg.server_timeout_ms,
-                                                   connectTimeoutMS=cfg.server_timeout_ms,
+                                                   serverSelectionTimeoutMS=timeout, connectTimeoutMS=timeout,
                                                    # no operation may block forever on a wedged server:
                                                    # a timeout is a transient error, retried, then exit 6
-                                                   socketTimeoutMS=6 * cfg.server_timeout_ms,
+                                                   socketTimeoutMS=6 * timeout,
                                                    appname="archiverd",
                                                    retryWrites=True, retryReads=True)
         except (pe.ConfigurationError, pe.InvalidURI, ValueError, TypeError) as exc:
-            raise ConfigError(f"MONGODB_URI {redact(cfg.uri)!r} is not usable: {exc}") from None
+            message = redact(f"MONGODB_URI {redact(cfg.uri)!r} is not usable: {exc}")
+            if any(s in str(exc) for s in _DNS_UNREACHABLE):  # mongodb+srv:// while DNS is down
+                raise DatabaseError(message) from None
+            raise ConfigError(message) from None
         self._session: Any = None
         self.on_session: Callable[[Any], None] | None = None
         db = self.client.get_database(cfg.database, codec_options=RAW)
@@ -131,7 +142,7 @@ class Source:
         try:
             for attempt in Retrying(retry=retry_if_exception(is_transient), reraise=True,
                                     wait=wait_exponential(multiplier=0.5, max=15),
-                                    stop=stop_after_delay(self.cfg.retry_seconds), before_sleep=before_sleep):
+                                    stop=stop_after_delay(self.retry_seconds), before_sleep=before_sleep):
                 with attempt:
                     return fn()
         except pe.PyMongoError as exc:
@@ -143,7 +154,7 @@ class Source:
         if isinstance(exc, pe.OperationFailure):
             if exc.code in _PERMANENT_CODES:
                 message = (exc.details or {}).get("errmsg", str(exc))
-                return DatabaseError(f"{what}: MongoDB refused ({exc.code}): {message}")
+                return DatabaseError(redact(f"{what}: MongoDB refused ({exc.code}): {message}"))
             return DatabaseError(f"{what}: {_describe(exc)}")
         return DatabaseError(f"{what}: cannot reach MongoDB at {redact(self.cfg.uri)} ({_describe(exc)})")
 
@@ -152,6 +163,49 @@ class Source:
     def ping(self) -> dict[str, Any]:
         hello = self.retrying("connect", lambda: self.client.admin.command("hello"))
         return bson.decode(hello.raw) if isinstance(hello, RawBSONDocument) else dict(hello)
+
+    def wait_until_reachable(self, stop: threading.Event, on_retry: Callable[[int, float, str], None]) -> bool:
+        """For the daemon: ping until the server answers, however long that takes, backing off from
+        1 s to a minute between attempts; `on_retry(attempt, seconds to next, error)` reports each
+        wait. False if `stop` was set first. A refusal (authentication) is raised, not retried."""
+        def before_sleep(state: Any) -> None:
+            error = _describe(state.outcome.exception())
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning("mongodb.unreachable", attempt=state.attempt_number, retry_in_seconds=round(wait, 1),
+                        error=error, server=redact(self.cfg.uri))
+            on_retry(state.attempt_number, wait, error)
+
+        try:
+            for attempt in Retrying(retry=retry_if_exception(is_transient), reraise=True, sleep=stop.wait,
+                                    wait=wait_exponential(multiplier=1, min=1, max=60),
+                                    stop=stop_when_event_set(stop), before_sleep=before_sleep):
+                with attempt:
+                    self.client.admin.command("ping")
+        except pe.PyMongoError as exc:
+            if stop.is_set():
+                return False
+            raise self._mapped("connect", exc) from None
+        return True
+
+    def require_namespace(self) -> None:
+        """The configured database and collection must exist: a misspelt name is an error that
+        creates nothing (call it before anything is written, the lease included)."""
+        db = self.collection.database
+        names = self.retrying("check database and collection", lambda: db.list_collection_names(
+            authorizedCollections=True))
+        if self.cfg.collection in names:
+            return
+        if not [n for n in names if not n.startswith("system.")]:
+            try:
+                others = [n for n in self.client.list_database_names() if n not in ("admin", "config", "local")]
+            except pe.PyMongoError:  # listing databases needs a privilege archiverd's role lacks
+                others = []
+            hint = difflib.get_close_matches(self.cfg.database, others, n=1)
+            raise ConfigError(f"database {self.cfg.database!r} does not exist on {redact(self.cfg.uri)}"
+                              + (f" (did you mean {hint[0]!r}?)" if hint else "") + "; nothing was created")
+        hint = difflib.get_close_matches(self.cfg.collection, names, n=1)
+        raise ConfigError(f"collection {self.cfg.collection!r} does not exist in database {self.cfg.database!r}"
+                          + (f" (did you mean {hint[0]!r}?)" if hint else "") + "; nothing was created")
 
     def expired_filter(self, cutoff: int) -> dict[str, Any]:
         """Documents whose date field holds a BSON date before `cutoff` (ms). MongoDB also matches
@@ -183,7 +237,7 @@ class Source:
                 return
             except pe.PyMongoError as exc:
                 # a lost cursor (server restarted, failover) is resumed like a network error
-                if not (is_transient(exc) or isinstance(exc, pe.CursorNotFound)):
+                if self.cfg.fail_fast or not (is_transient(exc) or isinstance(exc, pe.CursorNotFound)):
                     raise self._mapped("read expired documents", exc) from None
                 log.warning("mongodb.retry", what="read expired documents", error=_describe(exc))
                 self.retrying("reconnect", lambda: self.client.admin.command("ping"))
@@ -196,17 +250,12 @@ class Source:
     def counts(self, watermark: int, cutoff: int) -> dict[str, Any]:
         """Expired documents (count, oldest) and documents that stay for good, by reason."""
         f = self.cfg.date_field
-        oldest = self.retrying("find oldest expired", lambda: self.collection.find_one(
-            {f: {"$lt": expiry.bson_date(_clamp(watermark)), "$type": "date", "$not": {"$type": "array"}}},
-            sort=[(f, 1)], projection={f: 1}))
-        oldest_ms = expiry.date_ms(oldest, f)[0] if oldest is not None else None
+        expired, oldest = self.backlog(watermark)
         return {
-            "expired": self.count({f: {"$lt": expiry.bson_date(_clamp(watermark)), "$type": "date",
-                                       "$not": {"$type": "array"}}}),
+            "expired": expired,
             "ready": self.count({f: {"$lt": expiry.bson_date(_clamp(cutoff)), "$type": "date",
                                      "$not": {"$type": "array"}}}),
-            "oldest_expired": expiry.to_datetime(oldest_ms).isoformat() if oldest_ms is not None
-            and expiry.to_datetime(oldest_ms) else oldest_ms,
+            "oldest_expired": oldest.isoformat() if oldest else None,
             "skipped": {
                 "date field missing": self.count({f: {"$exists": False}}),
                 "date field is null": self.count({f: {"$type": "null"}}),
@@ -216,12 +265,14 @@ class Source:
             },
         }
 
-    def next_expiry(self, after: int) -> int | None:
-        """The date (ms) of the oldest document dated at or after `after`."""
+    def backlog(self, watermark: int) -> tuple[int, dt.datetime | None]:
+        """Expired documents not archived yet: how many, and the date of the oldest."""
         f = self.cfg.date_field
-        doc = self.retrying("find next expiry", lambda: self.collection.find_one(
-            {f: {"$gte": expiry.bson_date(_clamp(after)), "$type": "date"}}, sort=[(f, 1)], projection={f: 1}))
-        return expiry.date_ms(doc, f)[0] if doc is not None else None
+        query = {f: {"$lt": expiry.bson_date(_clamp(watermark)), "$type": "date", "$not": {"$type": "array"}}}
+        doc = self.retrying("find oldest expired", lambda: self.collection.find_one(query, sort=[(f, 1)],
+                                                                                 projection={f: 1}))
+        oldest = expiry.date_ms(doc, f)[0] if doc is not None else None
+        return self.count(query), expiry.to_datetime(oldest) if oldest is not None else None
 
     # -- guarded deletes ----------------------------------------------------------------------------
 
@@ -234,7 +285,7 @@ class Source:
 
         def txn(session: Any) -> DeleteOutcome:
             self._check_lease(lease, session)
-            current = {index.key_of(d["_id"]): hashlib.sha256(d.raw).hexdigest()
+            current = {index.key_of(d["_id"]): (hashlib.sha256(d.raw).hexdigest(), len(d.raw))
                        for d in self.collection.find({"_id": {"$in": ids}}, session=session)}
             out = DeleteOutcome()
             same = []
@@ -242,8 +293,9 @@ class Source:
                 found = current.get(key)
                 if found is None:
                     out.gone += 1
-                elif found == sha:
+                elif found[0] == sha:
                     same.append(_id)
+                    out.bytes += found[1]
                 else:
                     out.changed += 1
             if same:
