@@ -6,6 +6,7 @@
 | 1    | --               | finished with warnings (something was kept back; see the log)  |
 | 2    | ArchiverdError   | any other error                                                |
 | 3    | ConfigError      | bad configuration or command-line arguments                    |
+| 3    | QueryError       | a filter, projection, sort or `_id` argument that is not valid |
 | 4    | SegmentError     | a segment or its index is missing, foreign, damaged or differs |
 | 5    | StorageError     | the archive directory cannot be written (read-only, full, ...) |
 | 6    | DatabaseError    | MongoDB unreachable, refused, or answered with an error        |
@@ -24,6 +25,10 @@ class ArchiverdError(Exception):
 
 class ConfigError(ArchiverdError):
     exit_code = 3
+
+
+class QueryError(ConfigError):
+    """A find filter, projection, sort or `_id` argument MongoDB would reject (or archiverd does not support)."""
 
 
 class SegmentError(ArchiverdError):
