@@ -133,7 +133,10 @@ class Grammar:
 
     # filters -----------------------------------------------------------------------------------
     def path(self) -> str:
-        return self.rng.choice(self.paths)
+        """Half the time any path, half the time one weighted by how many values it holds."""
+        if self.rng.random() < 0.5:
+            return self.rng.choice(self.paths)
+        return self.rng.choices(self.paths, weights=[len(self.values[p]) + 1 for p in self.paths])[0]
 
     def operator(self, path: str, depth: int = 1) -> dict:
         r = self.rng
