@@ -447,3 +447,10 @@ def test_loads_extended_json_filters():
         loads('{"r": {"$regex": "^a", "$options": "iq"}}')
     with pytest.raises(QueryError, match="filter is not valid JSON"):
         loads("{nope}", "filter")
+
+
+def test_invalid_utf8_in_a_stored_string_does_not_fail_the_find():
+    raw = bson.encode({"_id": 1, "s": "x"}).replace(b"\x02s\x00\x02\x00\x00\x00x\x00", b"\x02s\x00\x02\x00\x00\x00\xff\x00")
+    assert compile_filter({"s": {"$regex": "."}}).matches(raw)
+    assert not compile_filter({"s": "x"}).matches(raw)
+    assert compile_filter({"_id": 1}).matches(raw)

@@ -635,7 +635,7 @@ class Filter:
 
 
 def _top_fields(node: Node) -> Iterable[str]:
-    """The top-level fields a filter reads (a catalog can skip documents that lack them all)."""
+    """The top-level fields a filter reads (to know, e.g., whether it ever needs `embeddings`)."""
     if isinstance(node, _Field):
         yield node.parts[0]
     for child in getattr(node, "children", ()):

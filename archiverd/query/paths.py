@@ -29,9 +29,10 @@ _DOCS = (dict, RawBSONDocument)
 _ARRAYS = (list, tuple)
 
 # Lazy decoding: a document's top-level fields are decoded on first access, sub-documents only when a
-# path enters them; Int64, Decimal128, Timestamp, ... stay distinct, and dates outside Python's range
-# come back as DatetimeMS instead of failing.
-CODEC = CodecOptions(document_class=RawBSONDocument, tz_aware=True,
+# path enters them; Int64, Decimal128, Timestamp, ... stay distinct, dates outside Python's range
+# come back as DatetimeMS, and a string that is not valid UTF-8 keeps its bytes (as lone surrogates)
+# instead of failing the whole find.
+CODEC = CodecOptions(document_class=RawBSONDocument, tz_aware=True, unicode_decode_error_handler="surrogateescape",
                      datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 
 
