@@ -11,7 +11,7 @@ import datetime as dt
 import math
 import random
 import uuid
-from typing import Any, Iterator
+from typing import Any
 
 import bson
 from bson import Binary, Code, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
@@ -44,7 +44,6 @@ POOL = NUMBERS + STRINGS + SCALARS + DOCUMENTS + ARRAYS
 FIELDS = ["a", "b", "c", "0", "1", "10", "x"]
 REGEXES = ["^a", "a", "^$", "é", r"^\w+$", r"\d", "b$", "A", r"^h.*o", r"\s", r"o\b", "^.$", "(?i)é", "[a-c]+",
            r"[\w]+", "^line2", r"\Z", "日", r"^\S+$"]
-EPOCH = dt.datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def _random_value(rng: random.Random, depth: int) -> Any:
@@ -224,10 +223,3 @@ class Grammar:
         if r.random() < 0.3:
             spec["_id"] = r.choice([0, 1]) if flag else 0
         return spec
-
-
-def timestamps(docs: list[bytes]) -> Iterator[dt.datetime]:
-    for raw in docs:
-        t = bson.decode(raw).get("timestamp")
-        if isinstance(t, dt.datetime):
-            yield t

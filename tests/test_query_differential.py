@@ -252,7 +252,7 @@ def test_find_equals_the_server_on_generated_filters(mirror):
         f = grammar.filter()
         try:
             server = mirror.server_ids(f)
-        except OperationFailure as exc:
+        except OperationFailure:
             with pytest.raises(QueryError):
                 compile_filter(f)  # a filter the server rejects, we reject too
             stats["rejected by both"] += 1

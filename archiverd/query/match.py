@@ -88,6 +88,8 @@ class _Never(Op):
 
 
 class _Compare(Op):
+    """$eq, $lt, $lte, $gt, $gte (ComparisonMatchExpression)."""
+
     def __init__(self, kind: str, rhs: Any) -> None:
         self.kind, self.rhs, self.bracket = kind, rhs, bracket(rhs)
         self.rhs_nan = self.bracket == NUMBER and is_nan(rhs)
@@ -110,17 +112,9 @@ class _Compare(Op):
         return compare_within(b, value, self.rhs) in self.accept
 
 
-class _StringEq(Op):
-    """`$eq` to a string, the common case, without the general comparison."""
-
-    def __init__(self, rhs: str) -> None:
-        self.rhs = rhs
-
-    def single(self, value: Any) -> bool:
-        return value == self.rhs and bracket(value) == STRING
-
-
 class _Regex(Op):
+    """$regex: matches strings by the pattern, and stored regexes equal to it."""
+
     def __init__(self, pattern: str, flags: str) -> None:
         bad = set(flags) - set("imsux")
         if bad:
@@ -147,6 +141,8 @@ def _regex_from_value(value: Any) -> _Regex:
 
 
 class _In(Op):
+    """$in: equality to any listed value (null also matches missing), or any listed regex."""
+
     def __init__(self, values: Any) -> None:
         if not isinstance(values, (list, tuple)):
             raise QueryError("$in needs an array")
@@ -309,8 +305,14 @@ class _Bits(Op):
             self.mask |= 1 << min(p, 63)
 
     def _bits(self, set_bits: int, total: int) -> bool:
-        return {"$bitsAllSet": set_bits == total, "$bitsAllClear": set_bits == 0,
-                "$bitsAnySet": set_bits > 0, "$bitsAnyClear": set_bits < total}[self.kind]
+        """The verdict from how many of the `total` tested bits are set."""
+        if self.kind == "$bitsAllSet":
+            return set_bits == total
+        if self.kind == "$bitsAllClear":
+            return set_bits == 0
+        if self.kind == "$bitsAnySet":
+            return set_bits > 0
+        return set_bits < total
 
     def single(self, value: Any) -> bool:
         b = bracket(value)
@@ -468,8 +470,6 @@ def _parse_operator(name: str, arg: Any, operators: Mapping) -> Op | None:
     if name in (EQ, LT, LTE, GT, GTE):
         if name != EQ and bracket(arg) == REGEX:
             raise QueryError(f"Can't have RegEx as arg to predicate over field with {name}")
-        if name == EQ and bracket(arg) == STRING and type(arg) is str:
-            return _StringEq(arg)
         return _Compare(name, arg)
     if name == "$ne":
         if bracket(arg) == REGEX:

@@ -50,10 +50,6 @@ class Projection:
         if self.inclusion is False and id_choice is False:
             _add(self.tree, "_id")
 
-    @property
-    def is_identity(self) -> bool:
-        return self.inclusion is None
-
     def apply(self, raw: bytes) -> bytes:
         raw = bytes(raw)
         if self.inclusion is None:
