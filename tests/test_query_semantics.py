@@ -454,3 +454,17 @@ def test_invalid_utf8_in_a_stored_string_does_not_fail_the_find():
     assert compile_filter({"s": {"$regex": "."}}).matches(raw)
     assert not compile_filter({"s": "x"}).matches(raw)
     assert compile_filter({"_id": 1}).matches(raw)
+
+
+def test_deviations_of_the_test_server_are_mongodb_behaviour_here():
+    """The cases where SecantusDB answers otherwise (tests/test_query_differential.py), as MongoDB
+    defines them: binary by length, subtype, then bytes; numbers exactly across types; $elemMatch
+    operators see nested arrays as single elements; $mod exact on int64."""
+    docs = [{"_id": 1, "c": Binary(b"\x01", 128)}, {"_id": 2, "c": [b"\x00\x01"]}, {"_id": 3, "c": b"\x02"},
+            {"_id": 4, "c": Decimal128("0.1")}, {"_id": 5, "c": 0.1}, {"_id": 6, "c": [[1, 2], [3]]},
+            {"_id": 7, "c": [1]}, {"_id": 8, "c": Int64(2 ** 63 - 1)}]
+    assert ids({"c": {"$gt": Binary(b"\x01", 0)}}, docs) == [1, 2, 3]
+    assert ids({"c": 0.1}, docs) == [5] and ids({"c": Decimal128("0.1")}, docs) == [4]
+    assert ids({"c": {"$lt": 0.1}}, docs) == [4]
+    assert ids({"c": {"$elemMatch": {"$mod": [2, 1]}}}, docs) == [7]
+    assert ids({"c": {"$mod": [2, 1]}}, docs) == [7, 8]  # nested arrays are not expanded either
