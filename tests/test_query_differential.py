@@ -35,7 +35,7 @@ from archiverd.errors import QueryError
 from archiverd.query import compile_filter, compile_projection, compile_sort, id_key, match
 from archiverd.query.match import _Field
 from archiverd.query.order import CODE, CODE_SCOPE, MISSING, OBJECT, bracket, compare
-from archiverd.query.paths import as_document, split, values_at
+from archiverd.query.paths import array_index, as_document, split, values_at
 from archiverd.query.rawbson import elements
 from tests.query_corpus import REGEXES, Grammar, corpus
 from tests.test_query_semantics import INVALID
@@ -152,21 +152,33 @@ class Deviation:
 
 
 def _missing_instead_of_nothing(m: Mirror, leaf: dict, raw: bytes) -> bool | None:
-    if not _crosses_array(as_document(raw), split(next(iter(leaf)))):
+    if not _meets_silent_element(as_document(raw), split(next(iter(leaf))), 0):
         return None
     return answer_with(leaf, {mode: vs + [MISSING] for mode, vs in path_values(leaf, raw).items()})
 
 
-def _crosses_array(doc: Any, parts: tuple[str, ...]) -> bool:
-    """Whether an array lies on the path before its last component."""
-    value = doc
-    for part in parts[:-1]:
-        if isinstance(value, list):
+def _meets_silent_element(container: Any, parts: tuple[str, ...], i: int) -> bool:
+    """Whether the path meets an array element that yields nothing in MongoDB: one that is not a
+    document and not the element the next component indexes, or an index past the array's end."""
+    value = container
+    while i < len(parts) and bracket(value) == OBJECT:
+        value, i = value.get(parts[i], MISSING), i + 1
+    return isinstance(value, list) and i < len(parts) and _silent_in_array(value, parts, i)
+
+
+def _silent_in_array(array: list, parts: tuple[str, ...], i: int) -> bool:
+    index = array_index(parts[i])
+    if index is not None and index >= len(array):
+        return True
+    for position, element in enumerate(array):
+        if bracket(element) == OBJECT:
+            if _meets_silent_element(element, parts, i):
+                return True
+        elif position != index:
             return True
-        if bracket(value) != OBJECT:
-            return False
-        value = value.get(part, MISSING)
-    return isinstance(value, list)
+        elif i + 1 < len(parts) and not (isinstance(element, list) and not _silent_in_array(element, parts, i + 1)):
+            return True  # the indexed element is a scalar, or an array that is silent, before the end
+    return False
 
 
 def _expands_positional_nested_array(m: Mirror, leaf: dict, raw: bytes) -> bool | None:
@@ -201,7 +213,8 @@ def _mod_in_double(m: Mirror, leaf: dict, raw: bytes) -> bool | None:
     if "$mod" not in operators(leaf):
         return None
     values = path_values(leaf, raw)
-    big = [v for v in values[True] + values[False] if isinstance(v, int) and abs(v) > 2 ** 53]
+    big = [v for v in values[True] + values[False] if isinstance(v, (int, float)) and not isinstance(v, bool)
+           and math.isfinite(v) and (abs(v) > 2 ** 53 if isinstance(v, int) else abs(v) >= 2 ** 63)]
     if not big:
         return None
     spec = next(iter(leaf.values()))
@@ -297,9 +310,10 @@ SERVER_DEVIATIONS = [
               "included, as documents keyed '0', '1', ... (exec/matcher ElemMatchObject uses "
               "isABSONObj; null_query_semantics.js: {a: [[]]} matches {a: {$elemMatch: {b: null}}}); "
               "the server skips array elements", _elem_match_skips_arrays),
-    Deviation("mod-computes-int64-as-double",
-              "$mod takes an int64 dividend exactly (ModMatchExpression: e.numberLong()); the server "
-              "rounds int64 values beyond 2^53 through a double", _mod_in_double),
+    Deviation("mod-computes-in-doubles",
+              "$mod takes an int64 dividend exactly and never matches a double beyond the int64 range "
+              "(ModMatchExpression: numberLong(), representAs<long long>); the server computes in "
+              "doubles", _mod_in_double),
     Deviation("elemMatch-operators-see-into-nested-arrays",
               "$elemMatch with operators tests each element of the array as it is (exec/matcher "
               "ElemMatchValue: matchesSingleElement on every element), so a nested array is one "

@@ -468,3 +468,9 @@ def test_deviations_of_the_test_server_are_mongodb_behaviour_here():
     assert ids({"c": {"$lt": 0.1}}, docs) == [4]
     assert ids({"c": {"$elemMatch": {"$mod": [2, 1]}}}, docs) == [7]
     assert ids({"c": {"$mod": [2, 1]}}, docs) == [7, 8]  # nested arrays are not expanded either
+
+
+def test_mod_never_matches_beyond_int64():
+    """ModMatchExpression: a dividend that cannot be represented as a 64-bit integer does not match."""
+    docs = [{"_id": 1, "v": 1e300}, {"_id": 2, "v": -(2.0 ** 63)}, {"_id": 3, "v": 2.0 ** 63}]
+    assert ids({"v": {"$mod": [2, 0]}}, docs) == [2]
