@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import bson
 import pytest
-from bson import Code, Decimal128, Int64, Regex
+from bson import Code, DBRef, Decimal128, Int64, Regex
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 from pymongo.errors import OperationFailure
@@ -213,9 +213,9 @@ def _mod_in_double(m: Mirror, leaf: dict, raw: bytes) -> bool | None:
     if "$mod" not in operators(leaf):
         return None
     values = path_values(leaf, raw)
-    big = [v for v in values[True] + values[False] if isinstance(v, (int, float)) and not isinstance(v, bool)
-           and math.isfinite(v) and (abs(v) > 2 ** 53 if isinstance(v, int) else abs(v) >= 2 ** 63)]
-    if not big:
+    if next(iter(leaf)).split(".")[-1].isdigit():  # with the expansion of nested-array-... below
+        values = _expand_nested(values)
+    if not any(_beyond_double_precision(v) for v in values[True] + values[False]):
         return None
     spec = next(iter(leaf.values()))
     if isinstance(spec, dict) and list(spec) == ["$mod"]:  # the server's arithmetic, in doubles
@@ -223,6 +223,13 @@ def _mod_in_double(m: Mirror, leaf: dict, raw: bytes) -> bool | None:
         return any(math.fmod(float(v), divisor) == remainder for v in values[True]
                    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v))
     return answer_with(leaf, {mode: [_int64_as_double(v) for v in vs] for mode, vs in values.items()})
+
+
+def _beyond_double_precision(v: Any) -> bool:
+    """An int64 a double cannot hold exactly, or a double beyond the int64 range."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        return False
+    return abs(v) > 2 ** 53 if isinstance(v, int) else abs(v) >= 2 ** 63
 
 
 def _flattened_nested_arrays(values: dict[bool, list]) -> dict[bool, list]:
@@ -272,6 +279,14 @@ def _binary_compared_as_bytes(m: Mirror, leaf: dict, raw: bytes) -> bool | None:
     if alt_leaf == leaf:
         return None
     return answer_with(alt_leaf, changed)
+
+
+def _dbref_never_ordered(m: Mirror, leaf: dict, raw: bytes) -> bool | None:
+    spec = next(iter(leaf.values()))
+    if not (isinstance(spec, dict) and len(spec) == 1 and next(iter(spec)) in ("$gt", "$gte", "$lt", "$lte")):
+        return None
+    rhs = next(iter(spec.values()))
+    return False if isinstance(rhs, DBRef) else None
 
 
 def _python_regex_classes(m: Mirror, leaf: dict, raw: bytes) -> bool | None:
@@ -325,6 +340,10 @@ SERVER_DEVIATIONS = [
     Deviation("binary-compared-as-plain-bytes",
               "binary values compare by length, then subtype, then bytes (compareElements BinData; the "
               "manual's sort order page); the server compares the bytes alone", _binary_compared_as_bytes),
+    Deviation("dbref-not-ordered",
+              "a DBRef is an ordinary document to the matcher ({$ref, $id, $db}), compared field by "
+              "field, so $gte/$lte hold for an equal one; the server matches it with $eq but never "
+              "with $gt/$gte/$lt/$lte", _dbref_never_ordered),
     Deviation("regex-classes-are-unicode",
               "MongoDB compiles regexes with PCRE in UTF mode without UCP (util/pcre_util.cpp: "
               "flagsToOptions sets only UTF), so \\w \\d \\s \\b are ASCII classes: /^\\w+$/ does not "

@@ -467,6 +467,9 @@ def test_deviations_of_the_test_server_are_mongodb_behaviour_here():
     assert ids({"c": 0.1}, docs) == [5] and ids({"c": Decimal128("0.1")}, docs) == [4]
     assert ids({"c": {"$lt": 0.1}}, docs) == [4]
     assert ids({"c": {"$elemMatch": {"$mod": [2, 1]}}}, docs) == [7]
+    ref = bson.DBRef("other", ObjectId("66b1f0c2e4b0a1b2c3d4e5f7"), "db")
+    refs = [{"_id": 1, "r": ref}, {"_id": 2, "r": {"$ref": "other", "$id": 0}}]
+    assert ids({"r": {"$gte": ref}}, refs) == [1] and ids({"r": {"$lte": ref}}, refs) == [1, 2]
     assert ids({"c": {"$mod": [2, 1]}}, docs) == [7, 8]  # nested arrays are not expanded either
 
 
