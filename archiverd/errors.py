@@ -7,6 +7,7 @@
 | 2    | ArchiverdError   | any other error                                                |
 | 3    | ConfigError      | bad configuration or command-line arguments; a database or     |
 |      |                  | collection that does not exist                                 |
+| 3    | QueryError       | a filter, projection, sort or `_id` argument that is not valid |
 | 4    | SegmentError     | a segment or its index is missing, foreign, damaged or differs |
 | 5    | StorageError     | the archive or log directory cannot be written (missing,       |
 |      |                  | read-only, full, ...)                                          |
@@ -28,6 +29,10 @@ class ArchiverdError(Exception):
 
 class ConfigError(ArchiverdError):
     exit_code = 3
+
+
+class QueryError(ConfigError):
+    """A find filter, projection, sort or `_id` argument MongoDB would reject (or archiverd does not support)."""
 
 
 class SegmentError(ArchiverdError):

@@ -1,0 +1,40 @@
+"""Extended JSON text from the command line into BSON values, with one-line errors.
+
+Relaxed and canonical Extended JSON v2 and the legacy forms MongoDB's tools accept, as
+`bson.json_util` reads them (so `{"$regex": "x", "$options": "i"}` is a regex value, as for
+`mongoexport --query`) -- except that regex options MongoDB would reject are refused here instead of
+being dropped silently. Dates come back timezone-aware (UTC).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from bson import json_util
+from bson.errors import BSONError
+
+from ..errors import QueryError
+
+OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=dt.timezone.utc,
+                                uuid_representation=json_util.UuidRepresentation.STANDARD)
+_REGEX_FLAGS = set("imsux")
+
+
+def _hook(pairs: list[tuple[str, Any]]) -> Any:
+    fields = dict(pairs)
+    options = fields.get("$options")
+    if "$regex" in fields and isinstance(options, str) and set(options) - _REGEX_FLAGS:
+        raise QueryError(f"invalid flag in regex options: {sorted(set(options) - _REGEX_FLAGS)[0]}")
+    try:
+        return json_util.object_pairs_hook(pairs, OPTIONS)
+    except (BSONError, TypeError, ValueError, KeyError, ArithmeticError) as exc:
+        raise QueryError(f"bad Extended JSON {json.dumps(fields, default=str)[:80]}: {exc}") from None
+
+
+def loads(text: str, what: str = "value") -> Any:
+    """Parse one Extended JSON value; QueryError naming `what` if it is not valid."""
+    try:
+        return json.loads(text, object_pairs_hook=_hook)
+    except json.JSONDecodeError as exc:
+        raise QueryError(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from None
