@@ -1,0 +1,1 @@
+"""Reading archived data without restoring it: semantic search over embeddings (vectors)."""
