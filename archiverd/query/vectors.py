@@ -227,11 +227,12 @@ def _probe(unit: np.ndarray, layout: Layout, quantiser: Quantiser) -> _Probe:
     w2 = np.asarray(quantiser.levels2) / ((1 - quantiser.mse2) * root)
     w3 = np.asarray(quantiser.levels3) / ((1 - quantiser.mse3) * root)
     q2 = q[:layout.two_bit].reshape(-1, 4)
-    t2 = (q2[:, None, :] * w2[_DIGITS2][None, :, :]).sum(axis=2)
+    t2 = sum(np.outer(q2[:, j], w2[_DIGITS2[:, j]]) for j in range(4))
     q3 = np.zeros(-(-layout.trit // 5) * 5)
     q3[:layout.trit] = q[layout.two_bit:]
-    t3 = np.zeros((q3.size // 5, 256))
-    t3[:, :_TRIT_VALUES] = (q3.reshape(-1, 5)[:, None, :] * w3[_DIGITS3][None, :, :]).sum(axis=2)
+    q3 = q3.reshape(-1, 5)
+    t3 = np.zeros((q3.shape[0], 256))
+    t3[:, :_TRIT_VALUES] = sum(np.outer(q3[:, j], w3[_DIGITS3[:, j]]) for j in range(5))
     var = (np.square(q[:layout.two_bit]).sum() * quantiser.mse2 / (1 - quantiser.mse2)
            + np.square(q[layout.two_bit:]).sum() * quantiser.mse3 / (1 - quantiser.mse3)) / layout.dim
     return _Probe(np.concatenate((t2, t3)).astype(np.float32), float(math.sqrt(var)))
@@ -493,8 +494,12 @@ Candidate = tuple[Hashable, int]
 FetchExact = Callable[[list[Candidate]], Mapping[Candidate, Any]]
 
 
-def estimate(sidecar: Sidecar, field_name: str, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
+def estimate(sidecar: Sidecar, field_name: str, query: Any) -> tuple[np.ndarray, np.ndarray, float]:
     """(documents, estimated cosines, error sigma) for every code of `field_name` in one sidecar."""
+    return _estimate(sidecar, field_name, _unit_query(query))
+
+
+def _estimate(sidecar: Sidecar, field_name: str, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
     codes = sidecar.fields.get(field_name)
     if codes is None or codes.layout.dim != query.size:
         return np.empty(0, np.int64), np.empty(0, np.float32), 0.0
@@ -541,7 +546,7 @@ def search(query: Any, field_name: str, k: int, sidecars: Mapping[Hashable, Side
     order_of = {key: i for i, key in enumerate([*sidecars, *(unindexed or {})])}
     seg_parts, doc_parts, est_parts, sigma = [], [], [], 0.0
     for key, sidecar in sidecars.items():
-        docs, est, s = estimate(sidecar, field_name, q)
+        docs, est, s = _estimate(sidecar, field_name, q)
         stats.scanned += docs.size
         if allowed is not None and key in allowed:
             keep = _mask(allowed[key], sidecar.documents)[docs]
