@@ -1,6 +1,7 @@
 """Semantic search benchmark: sidecar size, recall@10 against exact cosine, and latency.
 
     python bench/bench_search.py [--docs 10000] [--segment-docs 1000] [--queries 200] [--gops 1,8,32]
+                                 [--codes 1000:1.93,10000:1.93,50000:1.93,10000:1.6,...]
 
 Builds an archive of EAT experiences (bench/corpus.py: four 1536-d random unit embeddings per
 document, the hard case for quantisation) as real segments, with a vector sidecar per segment, then
@@ -12,7 +13,8 @@ prints:
    perturbed stored vectors, at several confidence settings, with the number of exact vectors
    fetched; also what codes alone (no re-rank) or a fixed re-rank depth would give;
 3. latency: the stage-1 scan over all documents; the cost of fetching one exact vector from a video;
-   and whole searches that really decode the frames each fetched vector would occupy.
+   and whole searches that really decode the frames each fetched vector would occupy;
+4. recall and re-rank depth against archive size and code size (in-memory vectors, no video).
 
 Exact vectors cannot yet be fetched on their own: today a document's floats sit in a ~4 MiB block.
 Stage 2 is therefore *emulated* on the layout proposed in RESULTS-search.md: each (document, field)
@@ -168,7 +170,7 @@ def build_archive(root: Path, n: int, per_segment: int, gop: int, seed: int,
             builder.add(i, raw)
         data = builder.build(len(raws))
         totals["sidecar_s"] += time.perf_counter() - started
-        side_path = path.with_suffix(vectors.SUFFIX)
+        side_path = vectors.path_for(path)
         side_path.write_bytes(data)
         sidecar = vectors.load(side_path, idx["content_sha256"], idx["documents"])
         totals["video"] += idx["video"]["bytes"]
@@ -380,6 +382,40 @@ def proposed_get_latency(segments: dict[str, Segment], samples: int, seed: int) 
     return out
 
 
+def codes_table(configs: list[tuple[int, float]], queries: int, seed: int) -> None:
+    """Recall and re-rank depth against archive size and code rate, at the default confidence: random
+    unit vectors built straight into in-memory sidecars of 1,000 documents (no video: this is about
+    the codes; the bytes per EAT document are 4 codes plus the presence bits)."""
+    print(f"\n### Archive size and code size vs recall and re-rank depth (random unit vectors, {queries} "
+          f"random queries per row, default confidence {vectors.DEFAULT_CONFIDENCE})\n")
+    print("| documents | bits/dim | code bytes per 1536-d vector | 4 codes / today's 29,889 B per document | "
+          "mean recall@10 | p5 | fetched median | fetched p95 |")
+    print("|---|---|---|---|---|---|---|---|")
+    rng = np.random.default_rng(seed)
+    for n, bits in configs:
+        x = rng.standard_normal((n, 1536)).astype(np.float32)
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        x = x.astype(np.float64)
+        sidecars = {}
+        for s in range(0, n, 1000):
+            builder = vectors.SidecarBuilder(str(s), bits_per_dim=bits)
+            for i, row in enumerate(x[s:s + 1000]):
+                builder.add(i, {"embeddings": {"e": row}})
+            sidecars[s] = vectors.parse(builder.build(len(x[s:s + 1000])))
+        recalls, fetched = [], []
+        for _ in range(queries):
+            q = rng.standard_normal(1536)
+            truth = set(np.argsort(-(x @ q), kind="stable")[:10].tolist())
+            stats = vectors.SearchStats()
+            hits = vectors.search(q, "embeddings.e", 10, sidecars, lambda c: {(s, d): x[s + d] for s, d in c},
+                                  stats=stats)
+            recalls.append(len(truth & {h.segment + h.doc for h in hits}) / 10)
+            fetched.append(stats.fetched)
+        width = vectors.Layout.for_dim(1536, bits).code_bytes
+        print(f"| {n:,} | {bits} | {width} | {100 * (4 * width + 0.5) / 29_889:.2f} % | {np.mean(recalls):.4f} | "
+              f"{_pct(recalls, 5):.1f} | {statistics.median(fetched):.0f} | {_pct(fetched, 95):.0f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--docs", type=int, default=10_000)
@@ -389,6 +425,8 @@ def main() -> None:
                     "first listed is used for the whole archive")
     ap.add_argument("--e2e-queries", type=int, default=60)
     ap.add_argument("--seed", type=int, default=3)
+    ap.add_argument("--codes", default="1000:1.93,10000:1.93,50000:1.93,10000:1.6,10000:1.75,10000:2.0",
+                    help="documents:bits-per-dim rows of the in-memory codes table (empty to skip)")
     args = ap.parse_args()
     gops = [int(g) for g in args.gops.split(",")]
     main_gop = 8 if 8 in gops else gops[0]
@@ -424,7 +462,7 @@ def main() -> None:
         for _ in range(5):
             started = time.perf_counter()
             for seg in segments.values():
-                vectors.load(seg.path.with_suffix(vectors.SUFFIX), seg.index["content_sha256"], seg.index["documents"])
+                vectors.load(vectors.path_for(seg.path), seg.index["content_sha256"], seg.index["documents"])
             loads.append(time.perf_counter() - started)
         archive_mb = (totals["video"] + totals["index"] + totals["sidecar"]) / 1e6
 
@@ -468,6 +506,8 @@ def main() -> None:
           f"{_ms(_pct(gets, 95))} ms |")
     print(f"| `get` on the proposed layout (emulated: block text + the document's 4 vector sections) | "
           f"{_ms(statistics.median(new_gets))} ms | {_ms(_pct(new_gets, 95))} ms |")
+    if args.codes:
+        codes_table([(int(n), float(b)) for n, b in (c.split(":") for c in args.codes.split(","))], 100, args.seed)
 
 
 if __name__ == "__main__":

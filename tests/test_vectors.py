@@ -251,7 +251,8 @@ def test_every_damaged_byte_is_detected(small, tmp_path):
 
 
 def test_a_foreign_or_stale_sidecar_is_refused(small, tmp_path):
-    path = tmp_path / "seg.vectors"
+    path = V.path_for(tmp_path / "seg.mkv")
+    assert path == tmp_path / "seg.vectors"
     path.write_bytes(small)
     with pytest.raises(SegmentError, match="another segment"):
         V.load(path, "other", 30)

@@ -71,7 +71,7 @@ ROUNDS = 3
 BITS_PER_DIM = 1.93  # 370 bytes per 1536-d vector: 4 fields of EAT = 4.96 % of a segment
 DEFAULT_PREFIX = "embeddings"
 DEFAULT_CONFIDENCE = 1.5  # recall@10 ~0.98 on random embeddings (bench/RESULTS-search.md)
-DEFAULT_BATCH = 16
+DEFAULT_BATCH = 32  # fetched counts are the same for 4..32 (the cutoff rarely moves within a batch)
 MIN_DIM, MAX_DIM = 8, 65536
 MAX_FIELDS = 256
 MAX_DOCUMENTS = 1 << 24
@@ -82,6 +82,11 @@ _DIGEST = 32
 _CHUNK = 256  # vectors encoded at once while building (bounded memory)
 _NUMERIC = frozenset((float, int, Int64))
 _TRIT_VALUES = 243  # 3 ** 5
+
+
+def path_for(video: Path) -> Path:
+    """part-0001.mkv -> part-0001.vectors"""
+    return video.with_name(video.name.rsplit(".", 1)[0] + SUFFIX)
 
 
 # --- quantiser -----------------------------------------------------------------------------------
