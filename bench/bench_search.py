@@ -14,7 +14,8 @@ prints:
    fetched; also what codes alone (no re-rank) or a fixed re-rank depth would give;
 3. latency: the stage-1 scan over all documents; the cost of fetching one exact vector from a video;
    and whole searches that really decode the frames each fetched vector would occupy;
-4. recall and re-rank depth against archive size and code size (in-memory vectors, no video).
+4. the size of each vector stored as its own section, against today's block;
+5. recall and re-rank depth against archive size and code size (in-memory vectors, no video).
 
 Exact vectors cannot yet be fetched on their own: today a document's floats sit in a ~4 MiB block.
 Stage 2 is therefore *emulated* on the layout proposed in RESULTS-search.md: each (document, field)
@@ -42,6 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import av  # noqa: E402
 import bson  # noqa: E402
 import numpy as np  # noqa: E402
+import zstandard  # noqa: E402
 
 from archiverd.format import frame, index, segment, video  # noqa: E402
 from archiverd.query import vectors  # noqa: E402
@@ -165,10 +167,10 @@ def build_archive(root: Path, n: int, per_segment: int, gop: int, seed: int,
             idx = writer.seal(verify=False)  # verification is not what this benchmark measures
         totals["write_s"] += time.perf_counter() - started
         started = time.perf_counter()
-        builder = vectors.SidecarBuilder(idx["content_sha256"])
+        builder = vectors.SidecarBuilder()
         for i, raw in enumerate(raws):
             builder.add(i, raw)
-        data = builder.build(len(raws))
+        data = builder.build(len(raws), idx["content_sha256"])
         totals["sidecar_s"] += time.perf_counter() - started
         side_path = vectors.path_for(path)
         side_path.write_bytes(data)
@@ -398,10 +400,10 @@ def codes_table(configs: list[tuple[int, float]], queries: int, seed: int) -> No
         x = x.astype(np.float64)
         sidecars = {}
         for s in range(0, n, 1000):
-            builder = vectors.SidecarBuilder(str(s), bits_per_dim=bits)
+            builder = vectors.SidecarBuilder(bits_per_dim=bits)
             for i, row in enumerate(x[s:s + 1000]):
                 builder.add(i, {"embeddings": {"e": row}})
-            sidecars[s] = vectors.parse(builder.build(len(x[s:s + 1000])))
+            sidecars[s] = vectors.parse(builder.build(len(x[s:s + 1000]), str(s)))
         recalls, fetched = [], []
         for _ in range(queries):
             q = rng.standard_normal(1536)
@@ -414,6 +416,39 @@ def codes_table(configs: list[tuple[int, float]], queries: int, seed: int) -> No
         width = vectors.Layout.for_dim(1536, bits).code_bytes
         print(f"| {n:,} | {bits} | {width} | {100 * (4 * width + 0.5) / 29_889:.2f} % | {np.mean(recalls):.4f} | "
               f"{_pct(recalls, 5):.1f} | {statistics.median(fetched):.0f} | {_pct(fetched, 95):.0f} |")
+
+
+def section_table(seg: Segment) -> None:
+    """Bytes per 1536-d vector: today's block (one zstd-1 frame over the byte planes of all floats of
+    a block) against ways of storing each vector as its own section (what a fetch needs)."""
+    vecs = [seg.exact[f][i] for i in range(seg.index["documents"]) for f in FIELDS]
+    planes = [np.ascontiguousarray(v.astype("<f4").view(np.uint8).reshape(-1, 4).T) for v in vecs]
+    today, first = 0, 0
+    for block in seg.index["blocks"]:
+        chunk = vecs[first * len(FIELDS):(first + block["documents"]) * len(FIELDS)]
+        first += block["documents"]
+        today += len(zstandard.ZstdCompressor(level=1, write_checksum=True).compress(
+            np.ascontiguousarray(np.concatenate(chunk).astype("<f4").view(np.uint8).reshape(-1, 4).T).tobytes()))
+    today /= len(vecs)
+    rows = [("today: per block, one zstd-1 frame over the 4 byte planes of all its floats", today, 0.0)]
+    one = zstandard.ZstdCompressor(level=1)
+    started = time.perf_counter()
+    size = np.mean([len(one.compress(p.tobytes())) for p in planes])
+    rows.append(("per vector: one zstd-1 frame over its 4 byte planes", size, time.perf_counter() - started))
+    for level in (1, 19):
+        z = zstandard.ZstdCompressor(level=level, write_content_size=False)
+        started = time.perf_counter()
+        size = np.mean([len(z.compress(p[3].tobytes())) + 3 * p.shape[1] for p in planes]) + 6  # length + CRC-32
+        rows.append((f"per vector: sign/exponent plane zstd-{level}, 3 mantissa planes stored, u16 length + CRC-32",
+                     size, time.perf_counter() - started))
+    print(f"\n### Storing each vector as its own section ({len(vecs):,} vectors of one segment)\n")
+    print("| layout | bytes per vector | vs today | per EAT document (4 vectors) | of today's segment | "
+          "compress time per vector |")
+    print("|---|---|---|---|---|---|")
+    per_doc = seg.index["video"]["bytes"] / seg.index["documents"]
+    for name, size, seconds in rows:
+        print(f"| {name} | {size:,.0f} | {size - today:+,.0f} | {4 * (size - today):+,.0f} B | "
+              f"{100 * 4 * (size - today) / per_doc:+.2f} % | {seconds / len(vecs) * 1e6:,.0f} us |")
 
 
 def main() -> None:
@@ -465,6 +500,7 @@ def main() -> None:
                 vectors.load(vectors.path_for(seg.path), seg.index["content_sha256"], seg.index["documents"])
             loads.append(time.perf_counter() - started)
         archive_mb = (totals["video"] + totals["index"] + totals["sidecar"]) / 1e6
+        first_segment = segments[next(iter(segments))]
 
     print(f"\n### Latency (archive: {totals['docs']:,} documents, {len(segments)} segments, "
           f"{archive_mb:,.0f} MB of video + index + sidecars; GOP {main_gop})\n")
@@ -506,6 +542,7 @@ def main() -> None:
           f"{_ms(_pct(gets, 95))} ms |")
     print(f"| `get` on the proposed layout (emulated: block text + the document's 4 vector sections) | "
           f"{_ms(statistics.median(new_gets))} ms | {_ms(_pct(new_gets, 95))} ms |")
+    section_table(first_segment)
     if args.codes:
         codes_table([(int(n), float(b)) for n, b in (c.split(":") for c in args.codes.split(","))], 100, args.seed)
 

@@ -25,10 +25,10 @@ def _unit_rows(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
 
 
 def _sidecar(rows: np.ndarray, identity: str = "seg") -> bytes:
-    builder = V.SidecarBuilder(identity)
+    builder = V.SidecarBuilder()
     for i, row in enumerate(rows):
         builder.add(i, {"embeddings": {"e": row}})
-    return builder.build(len(rows))
+    return builder.build(len(rows), identity)
 
 
 def _shake_vectors(n: int, dim: int, label: str) -> np.ndarray:
@@ -171,11 +171,11 @@ def test_build_is_deterministic_and_the_same_from_bson_or_mappings():
         if i % 7 == 3:
             del doc["embeddings"]["b"]
         docs.append(doc)
-    builders = [V.SidecarBuilder("id"), V.SidecarBuilder("id")]
+    builders = [V.SidecarBuilder(), V.SidecarBuilder()]
     for i, doc in enumerate(docs):
         builders[0].add(i, doc)
         builders[1].add(i, bson.encode(doc))
-    first, second = (b.build(40) for b in builders)
+    first, second = (b.build(40, "id") for b in builders)
     assert first == second
     # pins the format and the quantiser: an accidental change (or a platform-dependent result) fails here
     assert hashlib.sha256(first).hexdigest() == GOLDEN_SHA256
@@ -193,11 +193,11 @@ def test_absent_values_are_recorded_and_never_returned():
     good = _unit_rows(rng, 4)
     values = [good[0].tolist(), "text", good[1][:100].tolist(), [True] * DIM, [float("nan")] + good[2][1:].tolist(),
               [0.0] * DIM, None, [str(v) for v in good[3]], good[2].tolist(), list(range(1, DIM + 1))]
-    builder = V.SidecarBuilder("x", fields=[FIELD, "embeddings.missing"])
+    builder = V.SidecarBuilder(fields=[FIELD, "embeddings.missing"])
     for i, value in enumerate(values):
         doc = {"embeddings": {"e": value}} if value is not None else {"other": 1}
         builder.add(i, bson.encode(doc))
-    sidecar = V.parse(builder.build(len(values) + 2))
+    sidecar = V.parse(builder.build(len(values) + 2, "x"))
     assert sidecar.fields[FIELD].docs.tolist() == [0, 8, 9]
     assert "embeddings.missing" not in sidecar.fields
     hits = V.search(good[0], FIELD, 10, {"x": sidecar}, lambda cands: {c: values[c[1]] for c in cands})
@@ -280,6 +280,29 @@ def test_declared_lengths_are_checked_before_use(small, edit, message):
         V.parse(_resealed(small, edit), "ident")
 
 
+def test_any_well_sealed_but_malformed_header_raises_only_value_error(small):
+    """Every header value replaced by values of other types: parse says ValueError, nothing else (the
+    only edit that stays valid is renaming the field)."""
+    junk = [None, True, -1, 0, 2 ** 70, 1.5, float("inf"), "x", [], [1, "a"], {}, {"name": 1}]
+    header = json.loads(small[10:10 + struct.unpack_from("<I", small, 6)[0]])
+    paths = [(k,) for k in header] + [("quantiser", k) for k in header["quantiser"]] \
+        + [("fields", 0, k) for k in header["fields"][0]] + [("fields", 0)]
+    accepted = []
+    for path in paths:
+        for value in junk:
+            def edit(h, path=path, value=value):
+                target = h
+                for step in path[:-1]:
+                    target = target[step]
+                target[path[-1]] = value
+            try:
+                V.parse(_resealed(small, edit), "ident", 30)
+                accepted.append((path, value))
+            except ValueError:
+                pass
+    assert accepted == [(("fields", 0, "name"), "x")]
+
+
 def test_invalid_code_bytes_and_bitmap_padding_are_refused(small):
     body = bytearray(small[10 + struct.unpack_from("<I", small, 6)[0]:-32])
     trit_byte = 4 + 1256 // 4  # first trit byte of the first code (after the 4-byte bitmap)
@@ -293,3 +316,42 @@ def test_invalid_code_bytes_and_bitmap_padding_are_refused(small):
     big = b"ARVQ" + struct.pack("<HI", 1, 1 << 30) + b"{}"
     with pytest.raises(ValueError, match="header length"):
         V.parse(big + hashlib.sha256(big).digest())
+
+
+def test_rebuilt_from_the_video_bit_for_bit_and_searchable_through_decoded_documents(tmp_path):
+    from archiverd.format.segment import SegmentReader, write_segment
+    from bench.corpus import experiences
+
+    docs = [bson.encode(d) for d in experiences(12, seed=5)]
+    docs[4] = bson.encode({"_id": 4, "embeddings": {"primary_goal_description_embedding": "not a vector"}})
+    idx = write_segment(tmp_path / "seg.mkv", docs)
+    at_seal = V.SidecarBuilder()
+    for i, raw in enumerate(docs):
+        at_seal.add(i, raw)
+    data = at_seal.build(len(docs), idx["content_sha256"])
+    rebuilt = V.SidecarBuilder()
+    for i, raw in enumerate(SegmentReader(tmp_path / "seg.mkv")):
+        rebuilt.add(i, raw)
+    assert rebuilt.build(idx["documents"], idx["content_sha256"]) == data
+    path = V.path_for(tmp_path / "seg.mkv")
+    path.write_bytes(data)
+    sidecar = V.load(path, idx["content_sha256"], idx["documents"])
+    assert len(sidecar.fields) == 4 and all(f.docs.size == 11 for f in sidecar.fields.values())
+    decoded = [bson.decode(raw) for raw in SegmentReader(tmp_path / "seg.mkv")]
+    field = "embeddings.output_summary_embedding"
+    query = np.array(decoded[7]["embeddings"]["output_summary_embedding"])
+    fetch = lambda cands: {(s, d): decoded[d]["embeddings"].get("output_summary_embedding") for s, d in cands}
+    hits = V.search(query, field, 3, {"seg": sidecar}, fetch)
+    assert (hits[0].segment, hits[0].doc) == ("seg", 7) and abs(hits[0].score - 1.0) < 1e-12
+    pool = [(i, d["embeddings"].get("output_summary_embedding")) for i, d in enumerate(decoded)]
+    assert [h.doc for h in hits] == [i for i, _ in V.exact_search(query, pool, 3)]
+
+
+def test_builder_refuses_documents_out_of_order():
+    builder = V.SidecarBuilder()
+    builder.add(3, {"embeddings": {"e": [1.0] * 16}})
+    for bad in (3, 2):
+        with pytest.raises(ValueError, match="segment order"):
+            builder.add(bad, {})
+    with pytest.raises(ValueError, match="cannot hold"):
+        builder.build(3, "x")

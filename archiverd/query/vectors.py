@@ -110,13 +110,17 @@ class Quantiser:
         """Parse and check header parameters (ValueError if implausible)."""
         if not isinstance(value, dict) or set(value) != set(cls.__dataclass_fields__):
             raise ValueError("quantiser parameters are missing or unknown")
+        lists = {k: v for k, v in value.items() if not k.startswith("mse")}
+
+        def number(v: Any) -> bool:
+            return type(v) in (int, float) and math.isfinite(v)
+
+        if not all(isinstance(v, list) and all(map(number, v)) and v == sorted(v) for v in lists.values()) \
+                or not all(number(value[k]) and 0 < value[k] < 1 for k in ("mse2", "mse3")):
+            raise ValueError("quantiser parameters are implausible")
         q = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in value.items()})
-        for levels, cuts, mse, n in ((q.levels2, q.cuts2, q.mse2, 4), (q.levels3, q.cuts3, q.mse3, 3)):
-            numbers = (*levels, *cuts, mse)
-            if (len(levels) != n or len(cuts) != n - 1
-                    or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in numbers)
-                    or list(levels) != sorted(levels) or list(cuts) != sorted(cuts) or not 0 < mse < 1):
-                raise ValueError("quantiser parameters are implausible")
+        if (len(q.levels2), len(q.cuts2), len(q.levels3), len(q.cuts3)) != (4, 3, 3, 2):
+            raise ValueError("quantiser parameters are implausible")
         return q
 
 
@@ -307,9 +311,8 @@ class SidecarBuilder:
     differently sized array there, are recorded as absent.
     """
 
-    def __init__(self, identity: str, fields: Sequence[str] | None = None, *,
-                 prefix: str = DEFAULT_PREFIX, bits_per_dim: float = BITS_PER_DIM) -> None:
-        self.identity = identity
+    def __init__(self, fields: Sequence[str] | None = None, *, prefix: str = DEFAULT_PREFIX,
+                 bits_per_dim: float = BITS_PER_DIM) -> None:
         self._explicit = tuple(fields) if fields is not None else None
         self._prefix = prefix
         self._bits = bits_per_dim
@@ -338,15 +341,16 @@ class SidecarBuilder:
                 built = self._fields[name] = _FieldBuild(vector.size, Layout.for_dim(vector.size, self._bits))
             built.add(doc, vector)
 
-    def build(self, documents: int) -> bytes:
-        """The sidecar for a segment of `documents` documents."""
+    def build(self, documents: int, identity: str) -> bytes:
+        """The sidecar for a segment of `documents` documents; `identity` ties it to the segment (use the
+        index's content_sha256: known once the segment is finished, and the same when rebuilt)."""
         if documents <= self._last or documents > MAX_DOCUMENTS:
             raise ValueError(f"segment of {documents} documents cannot hold document {self._last}")
         names = sorted(self._fields)
         if len(names) > MAX_FIELDS:
             raise ValueError(f"more than {MAX_FIELDS} vector fields")
         quantiser = Quantiser()
-        header: dict[str, Any] = {"documents": documents, "identity": self.identity, "rotation": ROTATION,
+        header: dict[str, Any] = {"documents": documents, "identity": identity, "rotation": ROTATION,
                                   "quantiser": quantiser.as_json(), "fields": []}
         body = bytearray()
         for name in names:
