@@ -523,8 +523,8 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| load all {len(segments)} sidecars (read, SHA-256, parse: once per process) | "
           f"{_ms(statistics.median(loads))} ms | {_ms(max(loads))} ms (max) |")
-    print(f"| stage 1: scan of {totals['docs']:,} codes (estimate over all sidecars) | {_ms(statistics.median(scan))} ms "
-          f"| {_ms(_pct(scan, 95))} ms |")
+    print(f"| stage 1: scan of {totals['docs']:,} codes (estimate over all sidecars) | "
+          f"{_ms(statistics.median(scan))} ms | {_ms(_pct(scan, 95))} ms |")
     print(f"| search without video (vectors from memory: scan + ranking + exact cosines) | "
           f"{_ms(statistics.median(rec['search_s']))} ms | {_ms(_pct(rec['search_s'], 95))} ms |")
     print(f"| exact vectors fetched per query | {statistics.median(fetched):.0f} | {_pct(fetched, 95):.0f} |")

@@ -355,3 +355,9 @@ def test_builder_refuses_documents_out_of_order():
             builder.add(bad, {})
     with pytest.raises(ValueError, match="cannot hold"):
         builder.build(3, "x")
+
+
+def test_a_segment_is_either_indexed_or_unindexed(archive):
+    _, segments, sidecars = archive
+    with pytest.raises(ValueError, match="both indexed and unindexed"):
+        V.search([1.0] * DIM, FIELD, 10, sidecars, _fetcher(segments), unindexed={"s0": 2000})

@@ -17,7 +17,7 @@ cut by Lloyd-Max quantisers for N(0, 1): the first `two_bit` rotated coordinates
 bytes (1.93 bits per dimension; 2 bits everywhere would be 384 bytes, over budget). The estimate
 of cos(q, x) is sum_i q'_i c_i / ((1 - D_i) sqrt d), with q' the rotated unit query, c_i the level of
 coordinate i and D_i its quantiser's mean squared error: unbiased, with standard deviation
-sigma = sqrt(sum_i q'_i^2 D_i / (1 - D_i) / d) (~0.0098 for 1536-d), which sets the re-rank depth.
+sigma = sqrt(sum_i q'_i^2 D_i / (1 - D_i) / d) (~0.010 for 1536-d), which sets the re-rank depth.
 
 Re-rank depth. Candidates are fetched in order of their estimate until the next estimate is below
 the k-th best exact score so far minus `confidence` * sigma: a true neighbour is missed only if its
@@ -25,9 +25,9 @@ estimate errs low by more than that margin, so recall depends on `confidence`, n
 (the number fetched grows with it instead).
 
 Determinism. Building uses only IEEE-exact elementwise operations (no BLAS, no reductions whose
-order depends on the CPU): norms by a fixed tree of adds, the rotation as Hadamard butterflies, thresholds by
-comparison, the rotation's signs and permutations from SHAKE-256. So `reindex` rebuilds a sidecar
-bit for bit from the documents, on any machine.
+order depends on the CPU): norms by a fixed tree of adds, the rotation as Hadamard butterflies,
+thresholds by comparison, the rotation's signs and permutations from SHAKE-256. So `reindex`
+rebuilds a sidecar bit for bit from the documents, on any machine.
 
 File layout (little-endian):
 
@@ -384,6 +384,8 @@ class FieldCodes:
 
 @dataclass(frozen=True)
 class Sidecar:
+    """A loaded, checked sidecar: the codes of each vector field of one segment."""
+
     documents: int
     identity: str
     quantiser: Quantiser
@@ -541,16 +543,19 @@ def search(query: Any, field_name: str, k: int, sidecars: Mapping[Hashable, Side
     """The k documents most similar to `query` in `field_name`, best first, with exact cosine scores.
 
     `sidecars` maps a segment key to its loaded sidecar; `unindexed` maps a segment without a usable
-    sidecar to its document count (all of its documents are fetched). `allowed` optionally maps a
-    segment key to a boolean mask over its documents (filters); segments absent from it are
-    searched whole. `fetch_exact(candidates)` returns, for each (segment key, document number)
-    asked, that document's value in the field (array of numbers, or None if it has none); it is
-    called with at most `batch` candidates at a time (plus whole unindexed segments), in order of
-    decreasing estimate, so it may fetch them in parallel. Ties rank by segment order, then document.
+    sidecar to its document count (all of its documents are fetched; keys disjoint from
+    `sidecars`). `allowed` optionally maps a segment key to a boolean mask over its documents
+    (filters); segments absent from it are searched whole. `fetch_exact(candidates)` returns, for
+    each (segment key, document number) asked, that document's value in the field (array of
+    numbers, or None if it has none); it is called with at most `batch` candidates at a time (plus
+    whole unindexed segments), in order of decreasing estimate, so it may fetch them in parallel.
+    Ties rank by segment order, then document.
     """
     if not isinstance(k, int) or k < 1:
         raise ValueError("k must be a positive integer")
     q = _unit_query(query)
+    if unindexed and not unindexed.keys().isdisjoint(sidecars.keys()):
+        raise ValueError("a segment cannot be both indexed and unindexed")
     stats = stats if stats is not None else SearchStats()
     order_of = {key: i for i, key in enumerate([*sidecars, *(unindexed or {})])}
     seg_parts, doc_parts, est_parts, sigma = [], [], [], 0.0
