@@ -1,5 +1,6 @@
-"""Finding documents in the archive without MongoDB: MongoDB's find semantics (filter, projection,
-sort, limit) over BSON documents read back from segments, and `_id` helpers for lookups.
+"""Reading archived data without restoring it: MongoDB's find semantics (filter, projection, sort,
+limit) over BSON documents read back from segments, `_id` helpers for lookups, and semantic search
+over embeddings (`vectors`: quantised per-segment sidecars and a re-rank with exact vectors).
 
     from archiverd.query import Query, loads, parse_id, id_key
     q = Query(loads(filter_text, "filter"), projection, sort=[("timestamp", -1)], limit=10)

@@ -1,0 +1,363 @@
+"""Vector sidecars and two-stage search (archiverd/query/vectors.py): recall against exact cosine
+search on random embeddings (the hard case for quantisation), determinism, damage detection,
+bounded reads, absent values, filters and the exact fallback."""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+
+import bson
+import numpy as np
+import pytest
+
+from archiverd.errors import SegmentError
+from archiverd.query import vectors as V
+
+DIM = 1536
+FIELD = "embeddings.e"
+
+
+def _unit_rows(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x.astype(np.float64)  # float32 values as doubles, like corpus.py
+
+
+def _sidecar(rows: np.ndarray, identity: str = "seg") -> bytes:
+    builder = V.SidecarBuilder()
+    for i, row in enumerate(rows):
+        builder.add(i, {"embeddings": {"e": row}})
+    return builder.build(len(rows), identity)
+
+
+def _shake_vectors(n: int, dim: int, label: str) -> np.ndarray:
+    """Vectors from SHAKE-256, reproducible by anyone (unlike a numpy generator across versions)."""
+    raw = np.frombuffer(hashlib.shake_256(label.encode()).digest(2 * n * dim), dtype="<u2")
+    return (raw.astype(np.float64) - 32767.5).reshape(n, dim) / 32768.0
+
+
+@pytest.fixture(scope="module")
+def archive():
+    """10,000 random unit vectors in 5 segments of 2,000, their sidecars, and the exact vectors."""
+    rng = np.random.default_rng(2024)
+    x = _unit_rows(rng, 10_000)
+    segments = {f"s{i}": x[i * 2000:(i + 1) * 2000] for i in range(5)}
+    sidecars = {key: V.parse(_sidecar(rows, key), key, len(rows)) for key, rows in segments.items()}
+    return x, segments, sidecars
+
+
+def _fetcher(segments, calls=None):
+    def fetch(candidates):
+        if calls is not None:
+            calls.append(list(candidates))
+        return {(key, doc): segments[key][doc] for key, doc in candidates}
+    return fetch
+
+
+def test_code_size_fits_the_budget():
+    layout = V.Layout.for_dim(DIM)
+    assert (layout.two_bit, layout.trit, layout.code_bytes) == (1256, 280, 370)
+    # 4 fields of an EAT document: 5 % of the ~29,850 bytes a segment spends per document is 1,492
+    assert 4 * layout.code_bytes + 4 / 8 <= 0.05 * 29_800
+    for dim in (8, 100, 384, 768, 1024, 3072):
+        lay = V.Layout.for_dim(dim)
+        assert lay.two_bit % 4 == 0 and lay.two_bit + lay.trit == dim
+        assert lay.code_bytes <= max(dim * V.BITS_PER_DIM // 8, -(-dim // 5))
+
+
+@pytest.mark.parametrize("dim", [1536, 100, 8])
+def test_rotation_is_orthogonal(dim):
+    r = V.rotate(np.eye(dim))
+    assert np.allclose(r @ r.T, np.eye(dim), atol=1e-12)
+    assert not np.allclose(np.abs(r), np.eye(dim))  # it does mix coordinates
+
+
+def test_estimates_are_unbiased_with_the_predicted_error(archive):
+    x, segments, sidecars = archive
+    rng = np.random.default_rng(7)
+    for q in _unit_rows(rng, 3):
+        errors, sigma = [], 0.0
+        for key, sidecar in sidecars.items():
+            docs, est, sigma = V.estimate(sidecar, FIELD, q)
+            errors.append(est - segments[key][docs] @ q)
+        e = np.concatenate(errors)
+        assert abs(e.mean()) < 0.1 * sigma
+        assert 0.9 * sigma < e.std() < 1.1 * sigma
+        assert 0.008 < sigma < 0.012  # what sets the re-rank depth
+
+
+@pytest.mark.parametrize("kind", ["random", "perturbed"])
+def test_recall_at_10_against_exact_cosine(archive, kind):
+    x, segments, sidecars = archive
+    rng = np.random.default_rng({"random": 11, "perturbed": 12}[kind])
+    queries = _unit_rows(rng, 200)
+    if kind == "perturbed":  # a stored vector plus noise (cosine ~0.9 to it)
+        queries = x[rng.integers(0, len(x), 200)] + 0.5 * queries
+    recalls, codes_only, fetched = [], [], []
+    fetch = _fetcher(segments)
+    exact = x @ (queries / np.linalg.norm(queries, axis=1, keepdims=True)).T
+    for j, q in enumerate(queries):
+        stats = V.SearchStats()
+        hits = V.search(q, FIELD, 10, sidecars, fetch, stats=stats)
+        truth = set(np.argsort(-exact[:, j], kind="stable")[:10].tolist())
+        found = [int(h.segment[1:]) * 2000 + h.doc for h in hits]
+        recalls.append(len(truth & set(found)) / 10)
+        fetched.append(stats.fetched)
+        scores = [h.score for h in hits]
+        assert scores == sorted(scores, reverse=True)
+        assert np.allclose(scores, [V.cosine(q, x[i]) for i in found], rtol=0, atol=1e-12)  # exact, not estimated
+        est = np.concatenate([V.estimate(s, FIELD, q)[1] for s in sidecars.values()])
+        codes_only.append(len(truth & set(np.argsort(-est)[:10].tolist())) / 10)
+    assert np.mean(recalls) >= 0.95, np.mean(recalls)
+    assert np.mean(codes_only) < 0.8  # why the re-rank exists: codes alone miss a good part of the top 10
+    assert np.median(fetched) < 200  # and it stays a re-rank, not a scan
+
+
+def test_scores_match_exact_search_and_ties_rank_by_segment_then_document():
+    rng = np.random.default_rng(3)
+    rows = _unit_rows(rng, 300)
+    segments = {"a": rows, "b": rows.copy()}  # every vector twice
+    sidecars = {key: V.parse(_sidecar(r, key)) for key, r in segments.items()}
+    q = rows[17] + 0.1 * _unit_rows(rng, 1)[0]
+    hits = V.search(q, FIELD, 6, sidecars, _fetcher(segments), confidence=10.0)
+    expected = V.exact_search(q, [((key, i), v) for key, r in segments.items() for i, v in enumerate(r)], 6)
+    assert [(h.segment, h.doc) for h in hits] == [key for key, _ in expected]
+    assert [h.score for h in hits] == [score for _, score in expected]
+    assert [(h.segment, h.doc) for h in hits[:2]] == [("a", 17), ("b", 17)]
+
+
+def test_fetches_in_bounded_batches_in_order_of_estimate(archive):
+    x, segments, sidecars = archive
+    calls: list = []
+    q = _unit_rows(np.random.default_rng(5), 1)[0]
+    V.search(q, FIELD, 10, sidecars, _fetcher(segments, calls), batch=16)
+    assert calls and all(1 <= len(c) <= 16 for c in calls)
+    flat = [c for call in calls for c in call]
+    assert len(flat) == len(set(flat))
+    est = {}
+    for key, sidecar in sidecars.items():
+        docs, e, _ = V.estimate(sidecar, FIELD, q)
+        est.update({(key, int(d)): float(v) for d, v in zip(docs, e)})
+    seq = [est[c] for c in flat]
+    assert seq == sorted(seq, reverse=True)
+
+
+def test_filters_and_unindexed_segments_match_exact_search(archive):
+    x, segments, sidecars = archive
+    rng = np.random.default_rng(9)
+    allowed = {"s1": rng.random(2000) < 0.3, "s4": np.zeros(2000, dtype=bool)}
+    indexed = {k: v for k, v in sidecars.items() if k != "s2"}
+    unindexed = {"s2": 2000}  # e.g. its sidecar is damaged: searched exactly
+    for q in _unit_rows(rng, 20):
+        stats = V.SearchStats()
+        hits = V.search(q, FIELD, 10, indexed, _fetcher(segments), unindexed=unindexed, allowed=allowed,
+                        confidence=4.0, stats=stats)
+        pool = [((key, i), v) for key in [*indexed, *unindexed] for i, v in enumerate(segments[key])
+                if key not in allowed or allowed[key][i]]
+        assert [(h.segment, h.doc) for h in hits] == [key for key, _ in V.exact_search(q, pool, 10)]
+        assert stats.unindexed == 2000 and stats.fetched >= 2000
+        assert all(h.segment != "s4" and (h.segment != "s1" or allowed["s1"][h.doc]) for h in hits)
+    with pytest.raises(ValueError, match="filter mask"):
+        V.search(q, FIELD, 10, indexed, _fetcher(segments), allowed={"s0": np.ones(5, dtype=bool)})
+
+
+def test_build_is_deterministic_and_the_same_from_bson_or_mappings():
+    vecs = _shake_vectors(40, DIM, "test-vectors/a")
+    other = _shake_vectors(40, 768, "test-vectors/b")
+    docs = []
+    for i in range(40):
+        doc = {"_id": i, "embeddings": {"a": vecs[i].tolist(), "b": other[i].tolist()}}
+        if i % 7 == 3:
+            del doc["embeddings"]["b"]
+        docs.append(doc)
+    builders = [V.SidecarBuilder(), V.SidecarBuilder()]
+    for i, doc in enumerate(docs):
+        builders[0].add(i, doc)
+        builders[1].add(i, bson.encode(doc))
+    first, second = (b.build(40, "id") for b in builders)
+    assert first == second
+    # pins the format and the quantiser: an accidental change (or a platform-dependent result) fails here
+    assert hashlib.sha256(first).hexdigest() == GOLDEN_SHA256
+    sidecar = V.parse(first, "id", 40)
+    assert sorted(sidecar.fields) == ["embeddings.a", "embeddings.b"]
+    assert sidecar.fields["embeddings.b"].docs.tolist() == [i for i in range(40) if i % 7 != 3]
+    assert sidecar.fields["embeddings.b"].layout.dim == 768
+
+
+GOLDEN_SHA256 = "6fd6edf583e18235d715314f25b6f3ceb708f41143157ef6170a71e1bd44dba3"
+
+
+def test_absent_values_are_recorded_and_never_returned():
+    rng = np.random.default_rng(4)
+    good = _unit_rows(rng, 4)
+    values = [good[0].tolist(), "text", good[1][:100].tolist(), [True] * DIM, [float("nan")] + good[2][1:].tolist(),
+              [0.0] * DIM, None, [str(v) for v in good[3]], good[2].tolist(), list(range(1, DIM + 1))]
+    builder = V.SidecarBuilder(fields=[FIELD, "embeddings.missing"])
+    for i, value in enumerate(values):
+        doc = {"embeddings": {"e": value}} if value is not None else {"other": 1}
+        builder.add(i, bson.encode(doc))
+    sidecar = V.parse(builder.build(len(values) + 2, "x"))
+    assert sidecar.fields[FIELD].docs.tolist() == [0, 8, 9]
+    assert "embeddings.missing" not in sidecar.fields
+    hits = V.search(good[0], FIELD, 10, {"x": sidecar}, lambda cands: {c: values[c[1]] for c in cands})
+    assert [h.doc for h in hits][0] == 0 and sorted(h.doc for h in hits) == [0, 8, 9]
+
+
+def test_queries_and_k_are_checked(archive):
+    _, segments, sidecars = archive
+    for bad in ([], [1.0, float("nan")] * 8, [0.0] * DIM, "abc", [[1.0] * DIM]):
+        with pytest.raises(ValueError, match="query"):
+            V.search(bad, FIELD, 10, sidecars, _fetcher(segments))
+    with pytest.raises(ValueError, match="k must"):
+        V.search([1.0] * DIM, FIELD, 0, sidecars, _fetcher(segments))
+    assert V.search([1.0] * 100, FIELD, 10, sidecars, _fetcher(segments)) == []  # no field of that size
+    assert V.search([1.0] * DIM, "embeddings.nope", 10, sidecars, _fetcher(segments)) == []
+
+
+# --- damage and bounded reads ---------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def small() -> bytes:
+    return _sidecar(_unit_rows(np.random.default_rng(1), 30), "ident")
+
+
+def _resealed(data: bytes, header_edit=None, tail: bytes | None = None) -> bytes:
+    """A sidecar with an edited header (or tail) and a valid SHA-256: damage only the structure checks see."""
+    _, version, head_len = struct.unpack_from("<4sHI", data)
+    header = json.loads(data[10:10 + head_len])
+    if header_edit:
+        header_edit(header)
+    head = json.dumps(header, sort_keys=True, separators=(",", ":")).encode()
+    body = data[10 + head_len:-32] if tail is None else tail
+    out = b"ARVQ" + struct.pack("<HI", version, len(head)) + head + body
+    return out + hashlib.sha256(out).digest()
+
+
+def test_every_damaged_byte_is_detected(small, tmp_path):
+    path = tmp_path / "seg.vectors"
+    for pos in range(0, len(small), max(1, len(small) // 97)):
+        damaged = bytearray(small)
+        damaged[pos] ^= 0x10
+        path.write_bytes(bytes(damaged))
+        with pytest.raises(SegmentError, match="vector sidecar"):
+            V.load(path, "ident", 30)
+    for cut in (small[:-1], small[:20], small + b"\0", b""):
+        path.write_bytes(cut)
+        with pytest.raises(SegmentError):
+            V.load(path, "ident", 30)
+    path.write_bytes(small)
+    assert V.load(path, "ident", 30).fields[FIELD].docs.size == 30
+
+
+def test_a_foreign_or_stale_sidecar_is_refused(small, tmp_path):
+    path = V.path_for(tmp_path / "seg.mkv")
+    assert path == tmp_path / "seg.vectors"
+    path.write_bytes(small)
+    with pytest.raises(SegmentError, match="another segment"):
+        V.load(path, "other", 30)
+    with pytest.raises(SegmentError, match="covers 30 documents"):
+        V.load(path, "ident", 31)
+    with pytest.raises(SegmentError, match="missing"):
+        V.load(tmp_path / "none.vectors")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda h: h["fields"][0].update(present=10_000_000), "implausible|past the end"),
+    (lambda h: h.update(documents=1 << 30), "malformed"),
+    (lambda h: h["fields"][0].update(dim=1 << 20), "implausible"),
+    (lambda h: h["fields"][0].update(code_bytes=371), "code size"),
+    (lambda h: h["fields"][0].update(two_bit=1258, trit=278), "implausible"),
+    (lambda h: h["fields"][0].update(present=29), "disagrees"),
+    (lambda h: h["fields"].append(dict(h["fields"][0])), "past the end|twice"),
+    (lambda h: h.update(rotation="other"), "rotation"),
+    (lambda h: h["quantiser"].update(mse2=2.0), "quantiser"),
+    (lambda h: h["quantiser"].update(levels3=[1.0, 0.0, -1.0]), "quantiser"),
+    (lambda h: h.update(fields="x"), "malformed"),
+])
+def test_declared_lengths_are_checked_before_use(small, edit, message):
+    with pytest.raises(ValueError, match=message):
+        V.parse(_resealed(small, edit), "ident")
+
+
+def test_any_well_sealed_but_malformed_header_raises_only_value_error(small):
+    """Every header value replaced by values of other types: parse says ValueError, nothing else (the
+    only edit that stays valid is renaming the field)."""
+    junk = [None, True, -1, 0, 2 ** 70, 1.5, float("inf"), "x", [], [1, "a"], {}, {"name": 1}]
+    header = json.loads(small[10:10 + struct.unpack_from("<I", small, 6)[0]])
+    paths = [(k,) for k in header] + [("quantiser", k) for k in header["quantiser"]] \
+        + [("fields", 0, k) for k in header["fields"][0]] + [("fields", 0)]
+    accepted = []
+    for path in paths:
+        for value in junk:
+            def edit(h, path=path, value=value):
+                target = h
+                for step in path[:-1]:
+                    target = target[step]
+                target[path[-1]] = value
+            try:
+                V.parse(_resealed(small, edit), "ident", 30)
+                accepted.append((path, value))
+            except ValueError:
+                pass
+    assert accepted == [(("fields", 0, "name"), "x")]
+
+
+def test_invalid_code_bytes_and_bitmap_padding_are_refused(small):
+    body = bytearray(small[10 + struct.unpack_from("<I", small, 6)[0]:-32])
+    trit_byte = 4 + 1256 // 4  # first trit byte of the first code (after the 4-byte bitmap)
+    body[trit_byte] = 250
+    with pytest.raises(ValueError, match="invalid code"):
+        V.parse(_resealed(small, tail=bytes(body)))
+    body = bytearray(small[10 + struct.unpack_from("<I", small, 6)[0]:-32])
+    body[3] |= 0x80  # bit 31: a document past the 30th
+    with pytest.raises(ValueError, match="past the end"):
+        V.parse(_resealed(small, tail=bytes(body)))
+    big = b"ARVQ" + struct.pack("<HI", 1, 1 << 30) + b"{}"
+    with pytest.raises(ValueError, match="header length"):
+        V.parse(big + hashlib.sha256(big).digest())
+
+
+def test_rebuilt_from_the_video_bit_for_bit_and_searchable_through_decoded_documents(tmp_path):
+    from archiverd import SegmentReader, write_segment
+    from bench.corpus import experiences
+
+    docs = [bson.encode(d) for d in experiences(12, seed=5)]
+    docs[4] = bson.encode({"_id": 4, "embeddings": {"primary_goal_description_embedding": "not a vector"}})
+    idx = write_segment(tmp_path / "seg.mkv", docs)
+    at_seal = V.SidecarBuilder()
+    for i, raw in enumerate(docs):
+        at_seal.add(i, raw)
+    data = at_seal.build(len(docs), idx["content_sha256"])
+    rebuilt = V.SidecarBuilder()
+    for i, raw in enumerate(SegmentReader(tmp_path / "seg.mkv")):
+        rebuilt.add(i, raw)
+    assert rebuilt.build(idx["documents"], idx["content_sha256"]) == data
+    path = V.path_for(tmp_path / "seg.mkv")
+    path.write_bytes(data)
+    sidecar = V.load(path, idx["content_sha256"], idx["documents"])
+    assert len(sidecar.fields) == 4 and all(f.docs.size == 11 for f in sidecar.fields.values())
+    decoded = [bson.decode(raw) for raw in SegmentReader(tmp_path / "seg.mkv")]
+    field = "embeddings.output_summary_embedding"
+    query = np.array(decoded[7]["embeddings"]["output_summary_embedding"])
+    fetch = lambda cands: {(s, d): decoded[d]["embeddings"].get("output_summary_embedding") for s, d in cands}
+    hits = V.search(query, field, 3, {"seg": sidecar}, fetch)
+    assert (hits[0].segment, hits[0].doc) == ("seg", 7) and abs(hits[0].score - 1.0) < 1e-12
+    pool = [(i, d["embeddings"].get("output_summary_embedding")) for i, d in enumerate(decoded)]
+    assert [h.doc for h in hits] == [i for i, _ in V.exact_search(query, pool, 3)]
+
+
+def test_builder_refuses_documents_out_of_order():
+    builder = V.SidecarBuilder()
+    builder.add(3, {"embeddings": {"e": [1.0] * 16}})
+    for bad in (3, 2):
+        with pytest.raises(ValueError, match="segment order"):
+            builder.add(bad, {})
+    with pytest.raises(ValueError, match="cannot hold"):
+        builder.build(3, "x")
+
+
+def test_a_segment_is_either_indexed_or_unindexed(archive):
+    _, segments, sidecars = archive
+    with pytest.raises(ValueError, match="both indexed and unindexed"):
+        V.search([1.0] * DIM, FIELD, 10, sidecars, _fetcher(segments), unindexed={"s0": 2000})
