@@ -36,12 +36,31 @@ VECTOR_DOCS = [bson.encode({"_id": 1, "msg": "hi", "at": dt.datetime(2026, 1, 1,
 VECTOR = bytes.fromhex(
     "02" "00000002" "9eae9153"
     "00" "00000020" "00000020" "00" "00000006" "00000006" "00" "00000018" "00000018"
-    "00" "00000000" "00000000" "00" "00000000" "00000000" "00" "00000000" "00000000"
+    "00" "00000000" "00000000"
     "00" "105f696400" "026d736700" "09617400" "00"
     "00" "105f696400" "026d736700" "09617400" "00"
     "6869006f6b00"
     "00000000000002020000000003003600ed00b500500700d0"
-    "4438dacc")
+    "00000000"
+    "880e6d32")
+# one document {"_id": 3, "v": [0.0, 0.25, ..., 3.75]}: a packed array of 16 float32 values in one
+# vector section (high plane stored: zstd would not make 16 bytes smaller)
+VECTOR_SECTION_DOCS = [bson.encode({"_id": 3, "v": [float(i) / 4 for i in range(16)]})]
+VECTOR_SECTION = bytes.fromhex(
+    "02" "00000001" "715e0016"  # codec 2, D = 1, CRC-32 of the raw streams
+    "00" "0000000b" "0000000b"  # layout: stored, 11 bytes
+    "00" "00000000" "00000000"  # text: empty
+    "00" "00000004" "00000004"  # fixed: stored, 4 bytes
+    "00" "00000000" "00000000"  # opaque: empty
+    "00" "105f696400" "847600" "10" "00"  # layout: columnar; int32 "_id"; packed "v", n = 16; end
+    "00000006"  # fixed: column _id, 3 as a zigzag delta
+    "00000001"  # one vector section
+    "00000010" "00" "00000010" "0e32c722"  # n = 16, high plane stored, 16 bytes, CRC-32 of the 64 value bytes
+    "003e3f3f3f3f3f3f4040404040404040"  # high plane: byte 3 of each float32
+    "00000000000000000000000000000000"  # low plane 0
+    "00000000000000000000000000000000"  # low plane 1
+    "0080004080a0c0e00010203040506070"  # low plane 2
+    "d8e8cf57")  # CRC-32 of all bytes above
 
 
 def _streams(body: bytes) -> list[tuple[int, int, int]]:
@@ -228,10 +247,38 @@ def test_format_test_vector():
     assert blockcodec.decode(VECTOR) == VECTOR_DOCS
 
 
+def test_vector_section_test_vector_and_reading_one_section_alone():
+    encoded = blockcodec.encode_block(VECTOR_SECTION_DOCS)
+    assert encoded.body == VECTOR_SECTION
+    assert blockcodec.decode(VECTOR_SECTION) == VECTOR_SECTION_DOCS
+    ((doc, path, offset, length),) = encoded.vectors
+    assert (doc, path) == (0, "v") and blockcodec.vector_sections(VECTOR_SECTION, VECTOR_SECTION_DOCS) == \
+        [(doc, path, offset, length)]
+    values = blockcodec.decode_vector(VECTOR_SECTION[offset:offset + length])
+    assert values.tolist() == [i / 4 for i in range(16)]
+    damaged = bytearray(VECTOR_SECTION[offset:offset + length])
+    damaged[-1] ^= 1
+    with pytest.raises(SegmentError, match="CRC"):
+        blockcodec.decode_vector(bytes(damaged))
+
+
+def test_embeddings_get_one_section_each(eat_docs):
+    encoded = blockcodec.encode_block(eat_docs[:3])
+    assert [(d, p) for d, p, _, _ in encoded.vectors] == [
+        (d, "embeddings." + f) for d in range(3) for f in ("primary_goal_description_embedding",
+                                                            "sub_task_description_embedding",
+                                                            "input_context_summary_embedding",
+                                                            "output_summary_embedding")]
+    doc = bson.decode(eat_docs[1])
+    d, path, offset, length = encoded.vectors[5]
+    assert blockcodec.decode_vector(encoded.body[offset:offset + length]).astype(float).tolist() == \
+        doc["embeddings"]["sub_task_description_embedding"]
+
+
 def test_every_compression_method_reads_as_specified(text_docs):
     """Assemble codec-2 bodies by the spec, each stream with each method, and read them back."""
     streams = bsoncolumns.split(text_docs[:30])
-    raw = [streams.layout, streams.text, streams.fixed, streams.opaque, b"", b""]
+    raw = [streams.layout, streams.text, streams.fixed, streams.opaque]
     compress = {blockcodec.METHOD_STORED: lambda b: b,
                 blockcodec.METHOD_BZIP2: lambda b: bz2.compress(b, 1),
                 blockcodec.METHOD_XZ: lambda b: lzma.compress(b, preset=0),
@@ -244,7 +291,7 @@ def test_every_compression_method_reads_as_specified(text_docs):
             crc = zlib.crc32(r, crc)
         head = struct.pack(">BII", 2, 30, crc) + b"".join(
             struct.pack(">BII", m, len(r), len(p)) for m, r, p in zip(methods, raw, packed))
-        body = head + b"".join(packed)
+        body = head + b"".join(packed) + struct.pack(">I", 0)  # no vector sections
         assert blockcodec.decode(body + struct.pack(">I", zlib.crc32(body))) == text_docs[:30], method
 
 

@@ -124,3 +124,27 @@ def test_segment_is_an_ordinary_video_for_ffprobe(text_docs, seg_path):
     assert stream["codec_name"] == "ffv1" and stream["pix_fmt"] == "gray"
     assert (stream["width"], stream["height"]) == (177, 177)
     assert int(stream["nb_read_frames"]) == idx["frames"]
+
+
+def test_one_document_and_one_embedding_are_read_from_a_few_gops(eat_docs, text_docs, seg_path):
+    from archiverd.format import index as index_module
+    docs = eat_docs[:12] + text_docs[:30]
+    idx = write_segment(seg_path, docs)
+    reader = SegmentReader(seg_path)
+    assert all(reader.document(i) == docs[i] for i in (0, 5, 11, 20, 41))
+    field = idx["vector_fields"].index("embeddings.output_summary_embedding")
+    got = reader.vectors([(7, field), (30, field)])
+    assert got[(7, field)].astype(float).tolist() == bson.decode(docs[7])["embeddings"]["output_summary_embedding"]
+    assert got[(30, field)] is None  # a text-only document has no embeddings
+    # damage the GOPs holding document 7's section: the read falls back to parity repair, still exact
+    _, offset, length = next(v for v in idx["docs"][7]["vectors"] if v[0] == field)
+    geometry = parity.Geometry(idx["parity"]["data_rows"], idx["parity"]["parity_rows"])
+    cluster = geometry.data_position(offset // frame.BODY) // idx["video"]["gop"]
+    at, size = idx["video"]["clusters"][cluster]
+    data = bytearray(seg_path.read_bytes())
+    data[at + size // 2] ^= 0xFF
+    seg_path.write_bytes(bytes(data))
+    assert reader.document(7) == docs[7]
+    assert reader.vectors([(7, field)])[(7, field)].astype(float).tolist() == \
+        bson.decode(docs[7])["embeddings"]["output_summary_embedding"]
+    assert index_module.path_for(seg_path).exists()

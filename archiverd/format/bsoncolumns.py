@@ -63,7 +63,8 @@ class Streams:
     text: bytes
     fixed: bytes
     opaque: bytes
-    floats: np.ndarray  # float32
+    floats: np.ndarray  # float32, every packed array's values in layout order
+    vectors: tuple[tuple[int, str, int], ...] = ()  # per packed array: (document in block, dotted path, n)
 
 
 class _Malformed(Exception):
@@ -106,6 +107,7 @@ class _Doc:
         self.columns: list[list[bytes]] = []
         self.floats: list[np.ndarray] = []
         self.arrays: list[bytes] = []  # the original bytes of each packed array
+        self.vector_paths: list[str] = []  # the dotted path of each packed array
 
 
 def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes, ...], in_array: bool,
@@ -163,6 +165,8 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int, path: tuple[bytes,
                 ops.append((TAG_PACKED, head, values.size))
                 doc.floats.append(values)
                 doc.arrays.append(data[pos:pos + length])
+                doc.vector_paths.append(".".join(p.decode("utf-8", "replace")
+                                                 for p in path + (_ARRAY_KEY if in_array else head[1:-1],)))
             else:
                 layout += head
                 ops.append((tag, head))
@@ -212,8 +216,9 @@ def split(documents: Sequence[bytes]) -> Streams:
     layout, text, opaque = bytearray(), bytearray(), bytearray()
     columns: dict[tuple, list[bytes]] = {}
     floats: list[np.ndarray] = []
+    vectors: list[tuple[int, str, int]] = []
     elements = 0
-    for data in documents:
+    for number, data in enumerate(documents):
         doc = _split_one(data)
         if doc is not None and (elements + len(doc.ops) > MAX_ELEMENTS or
                                 len(columns) + sum(p not in columns for p in doc.paths) > MAX_COLUMNS):
@@ -230,6 +235,7 @@ def split(documents: Sequence[bytes]) -> Streams:
         for path, col in doc.paths.items():
             columns.setdefault(path, []).extend(doc.columns[col])
         floats.extend(doc.floats)
+        vectors.extend((number, path, values.size) for path, values in zip(doc.vector_paths, doc.floats))
     planes = []
     for path, values in columns.items():
         encoded = _encode_column(path[-1], values)
@@ -237,7 +243,7 @@ def split(documents: Sequence[bytes]) -> Streams:
             raise SegmentError("internal error: a column does not survive its delta coding")
         planes.append(encoded)
     return Streams(bytes(layout), bytes(text), b"".join(planes), bytes(opaque),
-                   np.concatenate(floats) if floats else np.empty(0, dtype=np.float32))
+                   np.concatenate(floats) if floats else np.empty(0, dtype=np.float32), tuple(vectors))
 
 
 def _opaque_size(tag: int, length: int) -> int:
@@ -454,6 +460,13 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
     if pos != len(layout):
         raise SegmentError("block layout has bytes after its last document")
     return plan, tags, counts
+
+
+def packed_sizes(layout: bytes, count: int) -> list[list[int]]:
+    """Per document, the element count of each of its packed arrays, in layout order (what a reader
+    needs to place one document's vector sections among the block's float values)."""
+    plan, _, _ = _parse(layout, count)
+    return [[op[2] for op in ops if op[0] == TAG_PACKED] if kind == DOC_COLUMNAR else [] for kind, ops in plan]
 
 
 def join(streams: Streams, count: int, max_document: int) -> list[bytes]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import bson
 import numpy as np
 
 from . import blockcodec, frame, index, mkv, parity, qr, records, video
@@ -131,6 +132,7 @@ class SegmentScan:
                  on_data: Callable[[int, bytes | None], None] | None = None) -> None:
         self.source = source
         self.on_data = on_data  # sees every data frame body in order (None where lost)
+        self.collect_vectors = False  # record every block's vector sections (for rebuilding an index)
         self.blocks: list[dict[str, Any]] = []  # per block read: number, stream offset, record length, ...
         self.where = where
         self.idx = idx
@@ -624,8 +626,14 @@ class _Stream:
             return
         self.blocks_seen += 1
         self.scan.report.blocks += 1
-        self.scan.blocks.append({"block": number, "offset": offset, "length": records.PREFIX.size + len(body),
-                                 "documents": len(docs), "sha256": _digest(docs).hex()})
+        info = {"block": number, "offset": offset, "length": records.PREFIX.size + len(body),
+                "documents": len(docs), "sha256": _digest(docs).hex()}
+        if self.scan.collect_vectors:  # rebuilding an index: where each embedding's section lies
+            start = offset + records.PREFIX.size + (len(body) - len(encoded))
+            info["vectors"] = [(doc, path, start + at, length)
+                               for doc, path, at, length in blockcodec.vector_sections(encoded, docs)]
+            info["head"] = start - offset + blockcodec.head_length(encoded)
+        self.scan.blocks.append(info)
         base = self.doc_base[number] if self.idx is not None and number < len(self.doc_base) else None
         if self.idx is not None and (number >= len(self.idx["blocks"]) or
                                      self.idx["blocks"][number]["documents"] != len(docs)):
@@ -864,18 +872,138 @@ class SegmentReader:
         return self.document(found[-1])  # the newest copy if a document was archived more than once
 
     def document(self, n: int) -> bytes:
-        entry = self.index["docs"][n]
-        docs = self.block(entry["block"])
-        first = sum(b["documents"] for b in self.index["blocks"][:entry["block"]])
-        raw = docs[n - first]
-        if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
-            raise SegmentError(f"document {n} does not match the index checksum", str(self.path))
-        return raw
+        """Document `n` (its number in the index), checked against its SHA-256."""
+        with LocalFile(self.path) as source:
+            return read_document(source, self.index, n, str(self.path))
+
+    def vectors(self, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray | None]:
+        """Embeddings by (document number, index of the field in the index's `vector_fields`)."""
+        with LocalFile(self.path) as source:
+            return read_vectors(source, self.index, wanted, str(self.path))
 
     def block(self, number: int) -> list[bytes]:
         """The documents of one block, verified against its digest."""
         with LocalFile(self.path) as source:
             return read_block(source, self.index, number, str(self.path))
+
+
+def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tuple[int, int]], where: str,
+                 workers: int = 2) -> list[bytes | None]:
+    """The record-stream bytes [offset, offset + length) of each range, decoding only the GOPs that
+    hold them (a version 2 segment whose file is the size its index records). A range whose frames
+    are not all intact comes back as None: the caller falls back to a full read with repair."""
+    if idx["format_version"] < 2 or source.size != idx["video"]["bytes"] or not ranges:
+        return [None] * len(ranges)
+    p = idx["parity"]
+    geometry = parity.Geometry(p["data_rows"], p["parity_rows"]) if p["parity_rows"] else \
+        parity.Geometry(parity.DEFAULT_DATA_ROWS, 0)
+    gop = idx["video"]["gop"]
+    listed = idx["video"]["clusters"]
+    wanted: dict[int, list[int]] = {}  # cluster -> positions
+    spans = []
+    for offset, length in ranges:
+        first, last = offset // frame.BODY, (offset + max(length, 1) - 1) // frame.BODY
+        positions = [geometry.data_position(d) for d in range(first, last + 1)]
+        spans.append((offset, length, first, positions))
+        for position in positions:
+            wanted.setdefault(position // gop, []).append(position)
+    if max(wanted) >= len(listed):
+        return [None] * len(ranges)
+    reader = video.VideoReader(source, where)
+
+    def decode(cluster: int) -> dict[int, bytes]:
+        offset, length = listed[cluster]
+        out = {}
+        for slot, (decoded, _) in enumerate(_decode_chunk(reader, [mkv.ClusterRef(offset, length)], False)):
+            position = cluster * gop + slot
+            if decoded is not None and decoded.position == position and decoded.kind != frame.PARITY \
+                    and decoded.segment_id.hex() == idx["segment_id"]:
+                out[position] = decoded.body
+        return out
+
+    bodies: dict[int, bytes] = {}
+    if workers > 1 and len(wanted) > 2:
+        with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
+            for found in pool.map(decode, sorted(wanted)):
+                bodies.update(found)
+    else:
+        for cluster in sorted(wanted):
+            bodies.update(decode(cluster))
+    out: list[bytes | None] = []
+    for offset, length, first, positions in spans:
+        if not all(p in bodies for p in positions):
+            out.append(None)
+            continue
+        data = b"".join(bodies[p] for p in positions)
+        start = offset - first * frame.BODY
+        out.append(data[start:start + length])
+    return out
+
+
+def read_document(source: mkv.Source, idx: Mapping[str, Any], n: int, where: str) -> bytes:
+    """Document `n`, checked against its SHA-256: from its block's head and its own vector sections
+    when the index says where they are (a few GOPs), else from its whole block; with parity repair
+    when a frame it needs is damaged."""
+    entry = idx["docs"][n]
+    block = idx["blocks"][entry["block"]]
+    first = sum(b["documents"] for b in idx["blocks"][:entry["block"]])
+    if "head" in block:
+        ranges = [(block["offset"], block["head"])] + [(o, size) for _, o, size in entry.get("vectors", [])]
+        parts = fetch_ranges(source, idx, ranges, where)
+        if all(part is not None for part in parts):
+            head = parts[0]
+            skip = records.PREFIX.size + records.BLOCK_HEAD_V2.size
+            try:
+                if head[:4] != records.BLOCK or records.BLOCK_NUMBER.unpack_from(head, 8)[0] != block["block"]:
+                    raise SegmentError("block record is not where the index says")
+                raw = blockcodec.decode_document(memoryview(head)[skip:], parts[1:], n - first)
+                if hashlib.sha256(raw).hexdigest() == entry["sha256"]:
+                    return raw
+            except SegmentError:
+                pass
+    raw = read_block(source, idx, entry["block"], where)[n - first]
+    if hashlib.sha256(raw).hexdigest() != entry["sha256"]:
+        raise SegmentError(f"document {n} does not match the index checksum", where)
+    return raw
+
+
+def read_vectors(source: mkv.Source, idx: Mapping[str, Any], wanted: Sequence[tuple[int, int]],
+                 where: str) -> dict[tuple[int, int], np.ndarray | None]:
+    """The float32 values of (document, vector field) pairs, each read from its own vector section
+    (checked against the section's CRC); from the whole document where that is not possible. None
+    where the document has no such field or cannot be read."""
+    out: dict[tuple[int, int], np.ndarray | None] = {}
+    direct, located = [], []
+    for n, field in wanted:
+        spot = next(((o, size) for f, o, size in idx["docs"][n].get("vectors", []) if f == field), None)
+        if spot is None:
+            out[(n, field)] = None
+        else:
+            direct.append((n, field))
+            located.append(spot)
+    for (n, field), part in zip(direct, fetch_ranges(source, idx, located, where)):
+        try:
+            out[(n, field)] = blockcodec.decode_vector(part) if part is not None else None
+        except SegmentError:
+            out[(n, field)] = None
+        if out[(n, field)] is None:  # damaged or moved: the whole document, with repair if needed
+            try:
+                out[(n, field)] = _field_values(read_document(source, idx, n, where), idx["vector_fields"][field])
+            except SegmentError:
+                out[(n, field)] = None
+    return out
+
+
+def _field_values(raw: bytes, path: str) -> np.ndarray | None:
+    value: Any = bson.decode(raw)
+    for part in path.split("."):
+        if not isinstance(value, dict) or part not in value:
+            return None
+        value = value[part]
+    try:
+        return np.asarray(value, dtype=np.float64).astype(np.float32) if isinstance(value, list) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def read_block(source: mkv.Source, idx: Mapping[str, Any], number: int, where: str) -> list[bytes]:

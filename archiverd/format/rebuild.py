@@ -46,6 +46,7 @@ def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) -> tuple[
     try:
         with LocalFile(video) as source:
             scan = SegmentScan(source, str(video), idx, on_data=on_data)
+            scan.collect_vectors = True
             for _, block, raw in scan.documents():
                 date_field = (scan.header.get("source") or {}).get("date_field") if idx is None else None
                 docs.append({**id_entry(raw), "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw),
@@ -61,15 +62,22 @@ def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) -> tuple[
             writer.abort()
         raise
     header = scan.header
-    blocks = [{**b, "frames": [writer.position_of(b["offset"]), writer.position_of(b["offset"] + b["length"] - 1)]}
+    blocks = [{k: v for k, v in b.items() if k != "vectors"} |
+              {"frames": [writer.position_of(b["offset"]), writer.position_of(b["offset"] + b["length"] - 1)]}
               for b in scan.blocks]
     for entry in docs:
         entry["frames"] = blocks[entry["block"]]["frames"]
+    fields: dict[str, int] = {}
+    first = 0
+    for b in scan.blocks:
+        for doc, path, offset, length in b.get("vectors", []):
+            docs[first + doc].setdefault("vectors", []).append([fields.setdefault(path, len(fields)), offset, length])
+        first += b["documents"]
     source = header.get("source") if isinstance(header.get("source"), dict) else None
     settings = idx or header
     rebuilt = build_index(writer, str(header.get("created_at", "")), source, blocks, docs, scan.end[2].hex(),
                           (settings.get("parity") or {}).get("percent"),
-                          (settings.get("compression") or {}).get("block_bytes"))
+                          (settings.get("compression") or {}).get("block_bytes"), list(fields))
     if idx is not None:  # keep what the daemon added per document (e.g. the date)
         for new, old in zip(rebuilt["docs"], idx["docs"]):
             for key, value in old.items():

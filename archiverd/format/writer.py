@@ -178,6 +178,7 @@ class SegmentWriter:
         self._blocks: list[dict[str, Any]] = []
         self._docs: list[dict[str, Any]] = []
         self._digest = hashlib.sha256()
+        self._vector_fields: dict[str, int] = {}  # dotted path of a packed array -> its number in the index
         self._frames = FrameWriter(self.path, self.segment_id, geometry, workers=workers)
         self.temp = self._frames.temp
         self._finished = False
@@ -219,16 +220,22 @@ class SegmentWriter:
             return
         number = len(self._blocks)
         head = records.block_head(number, self._block)
-        encoded = blockcodec.encode(self._block)
-        length = records.PREFIX.size + len(head) + len(encoded)
+        encoded = blockcodec.encode_block(self._block)
+        length = records.PREFIX.size + len(head) + len(encoded.body)
         start = self._frames.stream_length
-        for piece in (records.PREFIX.pack(records.BLOCK, len(head) + len(encoded)), head, encoded):
+        for piece in (records.PREFIX.pack(records.BLOCK, len(head) + len(encoded.body)), head, encoded.body):
             self._frames.write(piece)  # no concatenated copy of a block that may hold 16 MiB
         frames = [self._frames.position_of(start), self._frames.position_of(start + length - 1)]
         self._blocks.append({"block": number, "offset": start, "length": length, "frames": frames,
-                             "documents": len(self._block), "sha256": head[4:36].hex()})
-        for entry in self._docs[len(self._docs) - len(self._block):]:
+                             "documents": len(self._block), "sha256": head[4:36].hex(),
+                             "head": records.PREFIX.size + len(head) + blockcodec.head_length(encoded.body)})
+        entries = self._docs[len(self._docs) - len(self._block):]
+        for entry in entries:
             entry["frames"] = frames
+        body_start = start + records.PREFIX.size + len(head)
+        for doc, path, offset, size in encoded.vectors:
+            field = self._vector_fields.setdefault(path, len(self._vector_fields))
+            entries[doc].setdefault("vectors", []).append([field, body_start + offset, size])
         self._block, self._block_size = [], 0
 
     def finish(self) -> dict[str, Any]:
@@ -242,7 +249,7 @@ class SegmentWriter:
         self._frames.close()
         self._finished = True
         return build_index(self._frames, self.created_at, self.source, self._blocks, self._docs,
-                           self._digest.hexdigest(), self.redundancy, self._block_target)
+                           self._digest.hexdigest(), self.redundancy, self._block_target, list(self._vector_fields))
 
     def video_bytes(self) -> bytes:
         """The finished video's bytes (for the in-memory API)."""
@@ -277,7 +284,7 @@ def header(segment_id: bytes, created_at: str, source: Mapping[str, Any] | None,
 
 def build_index(frames: FrameWriter, created_at: str, source: Mapping[str, Any] | None,
                 blocks: list[dict[str, Any]], docs: list[dict[str, Any]], content_sha256: str,
-                redundancy: float | None, block_bytes: int | None) -> dict[str, Any]:
+                redundancy: float | None, block_bytes: int | None, vector_fields: list[str]) -> dict[str, Any]:
     """The sidecar index of a finished video (video SHA-256 still None)."""
     g = frames.geometry
     return {
@@ -295,6 +302,7 @@ def build_index(frames: FrameWriter, created_at: str, source: Mapping[str, Any] 
         "qr": {"version": 40, "ec_level": "L", "mask": 0, "mode": "byte", "module_px": 1, "quiet_zone": 0,
                "payload_bytes": qr.CAPACITY, "frame_body_bytes": frame.BODY},
         "compression": {"codec": blockcodec.CODEC_NAME, "block_bytes": block_bytes},
+        "vector_fields": vector_fields,
         "docs": docs,
     }
 
