@@ -53,6 +53,7 @@ class Config:
     day_grace_seconds: float = 300.0  # a day is archived once the watermark has passed its end by this
     block_bytes: int = 4 << 20
     parity_percent: float = 5.0  # Reed–Solomon parity frames, as a percentage of the data frames
+    index_fields: str = "experience_id"  # comma-separated fields the catalog can look documents up by
     throttle_seconds: float = 0.0  # pause between batches, to spare a busy primary
     poll_seconds: float = 60.0  # longest sleep between cycles (and the interval without change streams)
     lease_seconds: float = 60.0
@@ -80,6 +81,11 @@ class Config:
     @property
     def state_file(self) -> Path:
         return self.collection_dir / "archiverd-state.json"
+
+    @property
+    def indexed(self) -> tuple[str, ...]:
+        """The fields of `index_fields`, as a tuple."""
+        return tuple(f.strip() for f in self.index_fields.split(",") if f.strip())
 
     @property
     def file_mode(self) -> int:
@@ -199,6 +205,9 @@ def _validate(cfg: Config) -> Config:
     parts = cfg.date_field.split(".")
     if not cfg.date_field or any(not p or p.startswith("$") or "\x00" in p for p in parts):
         raise bad("date_field", f"{cfg.date_field!r} is not a valid field path")
+    for name in cfg.indexed:
+        if any(not p or p.startswith("$") or "\x00" in p for p in name.split(".")):
+            raise bad("index_fields", f"{name!r} is not a valid field path")
     if not cfg.uri.startswith(("mongodb://", "mongodb+srv://")):
         scheme = cfg.uri.split("://", 1)[0] + "://..." if "://" in cfg.uri else "no scheme"
         raise bad("uri", f"must start with mongodb:// or mongodb+srv:// (got {scheme!r})")

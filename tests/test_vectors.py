@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from archiverd.errors import SegmentError
-from archiverd.query import vectors as V
+from archiverd.format import sidecar as S
+from archiverd.query import search as Q
 
 DIM = 1536
 FIELD = "embeddings.e"
@@ -25,7 +26,7 @@ def _unit_rows(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
 
 
 def _sidecar(rows: np.ndarray, identity: str = "seg") -> bytes:
-    builder = V.SidecarBuilder()
+    builder = S.SidecarBuilder()
     for i, row in enumerate(rows):
         builder.add(i, {"embeddings": {"e": row}})
     return builder.build(len(rows), identity)
@@ -43,7 +44,7 @@ def archive():
     rng = np.random.default_rng(2024)
     x = _unit_rows(rng, 10_000)
     segments = {f"s{i}": x[i * 2000:(i + 1) * 2000] for i in range(5)}
-    sidecars = {key: V.parse(_sidecar(rows, key), key, len(rows)) for key, rows in segments.items()}
+    sidecars = {key: S.parse(_sidecar(rows, key), key, len(rows)) for key, rows in segments.items()}
     return x, segments, sidecars
 
 
@@ -56,19 +57,19 @@ def _fetcher(segments, calls=None):
 
 
 def test_code_size_fits_the_budget():
-    layout = V.Layout.for_dim(DIM)
+    layout = S.Layout.for_dim(DIM)
     assert (layout.two_bit, layout.trit, layout.code_bytes) == (1256, 280, 370)
     # 4 fields of an EAT document: 5 % of the ~29,850 bytes a segment spends per document is 1,492
     assert 4 * layout.code_bytes + 4 / 8 <= 0.05 * 29_800
     for dim in (8, 100, 384, 768, 1024, 3072):
-        lay = V.Layout.for_dim(dim)
+        lay = S.Layout.for_dim(dim)
         assert lay.two_bit % 4 == 0 and lay.two_bit + lay.trit == dim
-        assert lay.code_bytes <= max(dim * V.BITS_PER_DIM // 8, -(-dim // 5))
+        assert lay.code_bytes <= max(dim * S.BITS_PER_DIM // 8, -(-dim // 5))
 
 
 @pytest.mark.parametrize("dim", [1536, 100, 8])
 def test_rotation_is_orthogonal(dim):
-    r = V.rotate(np.eye(dim))
+    r = S.rotate(np.eye(dim))
     assert np.allclose(r @ r.T, np.eye(dim), atol=1e-12)
     assert not np.allclose(np.abs(r), np.eye(dim))  # it does mix coordinates
 
@@ -79,7 +80,7 @@ def test_estimates_are_unbiased_with_the_predicted_error(archive):
     for q in _unit_rows(rng, 3):
         errors, sigma = [], 0.0
         for key, sidecar in sidecars.items():
-            docs, est, sigma = V.estimate(sidecar, FIELD, q)
+            docs, est, sigma = Q.estimate(sidecar, FIELD, q)
             errors.append(est - segments[key][docs] @ q)
         e = np.concatenate(errors)
         assert abs(e.mean()) < 0.1 * sigma
@@ -98,16 +99,16 @@ def test_recall_at_10_against_exact_cosine(archive, kind):
     fetch = _fetcher(segments)
     exact = x @ (queries / np.linalg.norm(queries, axis=1, keepdims=True)).T
     for j, q in enumerate(queries):
-        stats = V.SearchStats()
-        hits = V.search(q, FIELD, 10, sidecars, fetch, stats=stats)
+        stats = Q.SearchStats()
+        hits = Q.search(q, FIELD, 10, sidecars, fetch, stats=stats)
         truth = set(np.argsort(-exact[:, j], kind="stable")[:10].tolist())
         found = [int(h.segment[1:]) * 2000 + h.doc for h in hits]
         recalls.append(len(truth & set(found)) / 10)
         fetched.append(stats.fetched)
         scores = [h.score for h in hits]
         assert scores == sorted(scores, reverse=True)
-        assert np.allclose(scores, [V.cosine(q, x[i]) for i in found], rtol=0, atol=1e-12)  # exact, not estimated
-        est = np.concatenate([V.estimate(s, FIELD, q)[1] for s in sidecars.values()])
+        assert np.allclose(scores, [Q.cosine(q, x[i]) for i in found], rtol=0, atol=1e-12)  # exact, not estimated
+        est = np.concatenate([Q.estimate(s, FIELD, q)[1] for s in sidecars.values()])
         codes_only.append(len(truth & set(np.argsort(-est)[:10].tolist())) / 10)
     assert np.mean(recalls) >= 0.95, np.mean(recalls)
     assert np.mean(codes_only) < 0.8  # why the re-rank exists: codes alone miss a good part of the top 10
@@ -118,10 +119,10 @@ def test_scores_match_exact_search_and_ties_rank_by_segment_then_document():
     rng = np.random.default_rng(3)
     rows = _unit_rows(rng, 300)
     segments = {"a": rows, "b": rows.copy()}  # every vector twice
-    sidecars = {key: V.parse(_sidecar(r, key)) for key, r in segments.items()}
+    sidecars = {key: S.parse(_sidecar(r, key)) for key, r in segments.items()}
     q = rows[17] + 0.1 * _unit_rows(rng, 1)[0]
-    hits = V.search(q, FIELD, 6, sidecars, _fetcher(segments), confidence=10.0)
-    expected = V.exact_search(q, [((key, i), v) for key, r in segments.items() for i, v in enumerate(r)], 6)
+    hits = Q.search(q, FIELD, 6, sidecars, _fetcher(segments), confidence=10.0)
+    expected = Q.exact_search(q, [((key, i), v) for key, r in segments.items() for i, v in enumerate(r)], 6)
     assert [(h.segment, h.doc) for h in hits] == [key for key, _ in expected]
     assert [h.score for h in hits] == [score for _, score in expected]
     assert [(h.segment, h.doc) for h in hits[:2]] == [("a", 17), ("b", 17)]
@@ -131,13 +132,13 @@ def test_fetches_in_bounded_batches_in_order_of_estimate(archive):
     x, segments, sidecars = archive
     calls: list = []
     q = _unit_rows(np.random.default_rng(5), 1)[0]
-    V.search(q, FIELD, 10, sidecars, _fetcher(segments, calls), batch=16)
+    Q.search(q, FIELD, 10, sidecars, _fetcher(segments, calls), batch=16)
     assert calls and all(1 <= len(c) <= 16 for c in calls)
     flat = [c for call in calls for c in call]
     assert len(flat) == len(set(flat))
     est = {}
     for key, sidecar in sidecars.items():
-        docs, e, _ = V.estimate(sidecar, FIELD, q)
+        docs, e, _ = Q.estimate(sidecar, FIELD, q)
         est.update({(key, int(d)): float(v) for d, v in zip(docs, e)})
     seq = [est[c] for c in flat]
     assert seq == sorted(seq, reverse=True)
@@ -150,16 +151,16 @@ def test_filters_and_unindexed_segments_match_exact_search(archive):
     indexed = {k: v for k, v in sidecars.items() if k != "s2"}
     unindexed = {"s2": 2000}  # e.g. its sidecar is damaged: searched exactly
     for q in _unit_rows(rng, 20):
-        stats = V.SearchStats()
-        hits = V.search(q, FIELD, 10, indexed, _fetcher(segments), unindexed=unindexed, allowed=allowed,
+        stats = Q.SearchStats()
+        hits = Q.search(q, FIELD, 10, indexed, _fetcher(segments), unindexed=unindexed, allowed=allowed,
                         confidence=4.0, stats=stats)
         pool = [((key, i), v) for key in [*indexed, *unindexed] for i, v in enumerate(segments[key])
                 if key not in allowed or allowed[key][i]]
-        assert [(h.segment, h.doc) for h in hits] == [key for key, _ in V.exact_search(q, pool, 10)]
+        assert [(h.segment, h.doc) for h in hits] == [key for key, _ in Q.exact_search(q, pool, 10)]
         assert stats.unindexed == 2000 and stats.fetched >= 2000
         assert all(h.segment != "s4" and (h.segment != "s1" or allowed["s1"][h.doc]) for h in hits)
     with pytest.raises(ValueError, match="filter mask"):
-        V.search(q, FIELD, 10, indexed, _fetcher(segments), allowed={"s0": np.ones(5, dtype=bool)})
+        Q.search(q, FIELD, 10, indexed, _fetcher(segments), allowed={"s0": np.ones(5, dtype=bool)})
 
 
 def test_build_is_deterministic_and_the_same_from_bson_or_mappings():
@@ -171,7 +172,7 @@ def test_build_is_deterministic_and_the_same_from_bson_or_mappings():
         if i % 7 == 3:
             del doc["embeddings"]["b"]
         docs.append(doc)
-    builders = [V.SidecarBuilder(), V.SidecarBuilder()]
+    builders = [S.SidecarBuilder(), S.SidecarBuilder()]
     for i, doc in enumerate(docs):
         builders[0].add(i, doc)
         builders[1].add(i, bson.encode(doc))
@@ -179,7 +180,7 @@ def test_build_is_deterministic_and_the_same_from_bson_or_mappings():
     assert first == second
     # pins the format and the quantiser: an accidental change (or a platform-dependent result) fails here
     assert hashlib.sha256(first).hexdigest() == GOLDEN_SHA256
-    sidecar = V.parse(first, "id", 40)
+    sidecar = S.parse(first, "id", 40)
     assert sorted(sidecar.fields) == ["embeddings.a", "embeddings.b"]
     assert sidecar.fields["embeddings.b"].docs.tolist() == [i for i in range(40) if i % 7 != 3]
     assert sidecar.fields["embeddings.b"].layout.dim == 768
@@ -193,14 +194,14 @@ def test_absent_values_are_recorded_and_never_returned():
     good = _unit_rows(rng, 4)
     values = [good[0].tolist(), "text", good[1][:100].tolist(), [True] * DIM, [float("nan")] + good[2][1:].tolist(),
               [0.0] * DIM, None, [str(v) for v in good[3]], good[2].tolist(), list(range(1, DIM + 1))]
-    builder = V.SidecarBuilder(fields=[FIELD, "embeddings.missing"])
+    builder = S.SidecarBuilder(fields=[FIELD, "embeddings.missing"])
     for i, value in enumerate(values):
         doc = {"embeddings": {"e": value}} if value is not None else {"other": 1}
         builder.add(i, bson.encode(doc))
-    sidecar = V.parse(builder.build(len(values) + 2, "x"))
+    sidecar = S.parse(builder.build(len(values) + 2, "x"))
     assert sidecar.fields[FIELD].docs.tolist() == [0, 8, 9]
     assert "embeddings.missing" not in sidecar.fields
-    hits = V.search(good[0], FIELD, 10, {"x": sidecar}, lambda cands: {c: values[c[1]] for c in cands})
+    hits = Q.search(good[0], FIELD, 10, {"x": sidecar}, lambda cands: {c: values[c[1]] for c in cands})
     assert [h.doc for h in hits][0] == 0 and sorted(h.doc for h in hits) == [0, 8, 9]
 
 
@@ -208,11 +209,11 @@ def test_queries_and_k_are_checked(archive):
     _, segments, sidecars = archive
     for bad in ([], [1.0, float("nan")] * 8, [0.0] * DIM, "abc", [[1.0] * DIM]):
         with pytest.raises(ValueError, match="query"):
-            V.search(bad, FIELD, 10, sidecars, _fetcher(segments))
+            Q.search(bad, FIELD, 10, sidecars, _fetcher(segments))
     with pytest.raises(ValueError, match="k must"):
-        V.search([1.0] * DIM, FIELD, 0, sidecars, _fetcher(segments))
-    assert V.search([1.0] * 100, FIELD, 10, sidecars, _fetcher(segments)) == []  # no field of that size
-    assert V.search([1.0] * DIM, "embeddings.nope", 10, sidecars, _fetcher(segments)) == []
+        Q.search([1.0] * DIM, FIELD, 0, sidecars, _fetcher(segments))
+    assert Q.search([1.0] * 100, FIELD, 10, sidecars, _fetcher(segments)) == []  # no field of that size
+    assert Q.search([1.0] * DIM, "embeddings.nope", 10, sidecars, _fetcher(segments)) == []
 
 
 # --- damage and bounded reads ---------------------------------------------------------------------
@@ -241,25 +242,25 @@ def test_every_damaged_byte_is_detected(small, tmp_path):
         damaged[pos] ^= 0x10
         path.write_bytes(bytes(damaged))
         with pytest.raises(SegmentError, match="vector sidecar"):
-            V.load(path, "ident", 30)
+            S.load(path, "ident", 30)
     for cut in (small[:-1], small[:20], small + b"\0", b""):
         path.write_bytes(cut)
         with pytest.raises(SegmentError):
-            V.load(path, "ident", 30)
+            S.load(path, "ident", 30)
     path.write_bytes(small)
-    assert V.load(path, "ident", 30).fields[FIELD].docs.size == 30
+    assert S.load(path, "ident", 30).fields[FIELD].docs.size == 30
 
 
 def test_a_foreign_or_stale_sidecar_is_refused(small, tmp_path):
-    path = V.path_for(tmp_path / "seg.mkv")
+    path = S.path_for(tmp_path / "seg.mkv")
     assert path == tmp_path / "seg.vectors"
     path.write_bytes(small)
     with pytest.raises(SegmentError, match="another segment"):
-        V.load(path, "other", 30)
+        S.load(path, "other", 30)
     with pytest.raises(SegmentError, match="covers 30 documents"):
-        V.load(path, "ident", 31)
+        S.load(path, "ident", 31)
     with pytest.raises(SegmentError, match="missing"):
-        V.load(tmp_path / "none.vectors")
+        S.load(tmp_path / "none.vectors")
 
 
 @pytest.mark.parametrize("edit, message", [
@@ -277,7 +278,7 @@ def test_a_foreign_or_stale_sidecar_is_refused(small, tmp_path):
 ])
 def test_declared_lengths_are_checked_before_use(small, edit, message):
     with pytest.raises(ValueError, match=message):
-        V.parse(_resealed(small, edit), "ident")
+        S.parse(_resealed(small, edit), "ident")
 
 
 def test_any_well_sealed_but_malformed_header_raises_only_value_error(small):
@@ -296,7 +297,7 @@ def test_any_well_sealed_but_malformed_header_raises_only_value_error(small):
                     target = target[step]
                 target[path[-1]] = value
             try:
-                V.parse(_resealed(small, edit), "ident", 30)
+                S.parse(_resealed(small, edit), "ident", 30)
                 accepted.append((path, value))
             except ValueError:
                 pass
@@ -308,14 +309,14 @@ def test_invalid_code_bytes_and_bitmap_padding_are_refused(small):
     trit_byte = 4 + 1256 // 4  # first trit byte of the first code (after the 4-byte bitmap)
     body[trit_byte] = 250
     with pytest.raises(ValueError, match="invalid code"):
-        V.parse(_resealed(small, tail=bytes(body)))
+        S.parse(_resealed(small, tail=bytes(body)))
     body = bytearray(small[10 + struct.unpack_from("<I", small, 6)[0]:-32])
     body[3] |= 0x80  # bit 31: a document past the 30th
     with pytest.raises(ValueError, match="past the end"):
-        V.parse(_resealed(small, tail=bytes(body)))
+        S.parse(_resealed(small, tail=bytes(body)))
     big = b"ARVQ" + struct.pack("<HI", 1, 1 << 30) + b"{}"
     with pytest.raises(ValueError, match="header length"):
-        V.parse(big + hashlib.sha256(big).digest())
+        S.parse(big + hashlib.sha256(big).digest())
 
 
 def test_rebuilt_from_the_video_bit_for_bit_and_searchable_through_decoded_documents(tmp_path):
@@ -325,30 +326,30 @@ def test_rebuilt_from_the_video_bit_for_bit_and_searchable_through_decoded_docum
     docs = [bson.encode(d) for d in experiences(12, seed=5)]
     docs[4] = bson.encode({"_id": 4, "embeddings": {"primary_goal_description_embedding": "not a vector"}})
     idx = write_segment(tmp_path / "seg.mkv", docs)
-    at_seal = V.SidecarBuilder()
+    at_seal = S.SidecarBuilder()
     for i, raw in enumerate(docs):
         at_seal.add(i, raw)
     data = at_seal.build(len(docs), idx["content_sha256"])
-    rebuilt = V.SidecarBuilder()
+    rebuilt = S.SidecarBuilder()
     for i, raw in enumerate(SegmentReader(tmp_path / "seg.mkv")):
         rebuilt.add(i, raw)
     assert rebuilt.build(idx["documents"], idx["content_sha256"]) == data
-    path = V.path_for(tmp_path / "seg.mkv")
+    path = S.path_for(tmp_path / "seg.mkv")
     path.write_bytes(data)
-    sidecar = V.load(path, idx["content_sha256"], idx["documents"])
+    sidecar = S.load(path, idx["content_sha256"], idx["documents"])
     assert len(sidecar.fields) == 4 and all(f.docs.size == 11 for f in sidecar.fields.values())
     decoded = [bson.decode(raw) for raw in SegmentReader(tmp_path / "seg.mkv")]
     field = "embeddings.output_summary_embedding"
     query = np.array(decoded[7]["embeddings"]["output_summary_embedding"])
     fetch = lambda cands: {(s, d): decoded[d]["embeddings"].get("output_summary_embedding") for s, d in cands}
-    hits = V.search(query, field, 3, {"seg": sidecar}, fetch)
+    hits = Q.search(query, field, 3, {"seg": sidecar}, fetch)
     assert (hits[0].segment, hits[0].doc) == ("seg", 7) and abs(hits[0].score - 1.0) < 1e-12
     pool = [(i, d["embeddings"].get("output_summary_embedding")) for i, d in enumerate(decoded)]
-    assert [h.doc for h in hits] == [i for i, _ in V.exact_search(query, pool, 3)]
+    assert [h.doc for h in hits] == [i for i, _ in Q.exact_search(query, pool, 3)]
 
 
 def test_builder_refuses_documents_out_of_order():
-    builder = V.SidecarBuilder()
+    builder = S.SidecarBuilder()
     builder.add(3, {"embeddings": {"e": [1.0] * 16}})
     for bad in (3, 2):
         with pytest.raises(ValueError, match="segment order"):
@@ -360,4 +361,4 @@ def test_builder_refuses_documents_out_of_order():
 def test_a_segment_is_either_indexed_or_unindexed(archive):
     _, segments, sidecars = archive
     with pytest.raises(ValueError, match="both indexed and unindexed"):
-        V.search([1.0] * DIM, FIELD, 10, sidecars, _fetcher(segments), unindexed={"s0": 2000})
+        Q.search([1.0] * DIM, FIELD, 10, sidecars, _fetcher(segments), unindexed={"s0": 2000})

@@ -46,6 +46,8 @@ def _number(value: int | float | Decimal128) -> str:
 
 def canonical(value: Any) -> Any:
     """A JSON value that is equal for two BSON values exactly when MongoDB deems them equal."""
+    if isinstance(value, Code):  # a str subclass: before str
+        return ["code", str(value), canonical(value.scope) if value.scope is not None else None]
     if isinstance(value, bool):
         return ["bool", value]
     if isinstance(value, (int, Int64, float, Decimal128)):
@@ -69,8 +71,6 @@ def canonical(value: Any) -> Any:
         return ["timestamp", value.time, value.inc]
     if isinstance(value, DBRef):
         return ["document", [[k, canonical(v)] for k, v in value.as_doc().items()]]
-    if isinstance(value, Code):
-        return ["code", str(value), canonical(value.scope) if value.scope is not None else None]
     if isinstance(value, Mapping):
         return ["document", [[str(k), canonical(v)] for k, v in value.items()]]
     if isinstance(value, (list, tuple)):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -974,23 +973,23 @@ def read_vectors(source: mkv.Source, idx: Mapping[str, Any], wanted: Sequence[tu
     where the document has no such field or cannot be read."""
     out: dict[tuple[int, int], np.ndarray | None] = {}
     direct, located = [], []
-    for n, field in wanted:
-        spot = next(((o, size) for f, o, size in idx["docs"][n].get("vectors", []) if f == field), None)
+    for n, which in wanted:
+        spot = next(((o, size) for f, o, size in idx["docs"][n].get("vectors", []) if f == which), None)
         if spot is None:
-            out[(n, field)] = None
+            out[(n, which)] = None
         else:
-            direct.append((n, field))
+            direct.append((n, which))
             located.append(spot)
-    for (n, field), part in zip(direct, fetch_ranges(source, idx, located, where)):
+    for (n, which), part in zip(direct, fetch_ranges(source, idx, located, where)):
         try:
-            out[(n, field)] = blockcodec.decode_vector(part) if part is not None else None
+            out[(n, which)] = blockcodec.decode_vector(part) if part is not None else None
         except SegmentError:
-            out[(n, field)] = None
-        if out[(n, field)] is None:  # damaged or moved: the whole document, with repair if needed
+            out[(n, which)] = None
+        if out[(n, which)] is None:  # damaged or moved: the whole document, with repair if needed
             try:
-                out[(n, field)] = _field_values(read_document(source, idx, n, where), idx["vector_fields"][field])
+                out[(n, which)] = _field_values(read_document(source, idx, n, where), idx["vector_fields"][which])
             except SegmentError:
-                out[(n, field)] = None
+                out[(n, which)] = None
     return out
 
 

@@ -165,8 +165,10 @@ class SegmentWriter:
 
     def __init__(self, path: Path | str, *, source: Mapping[str, Any] | None = None,
                  block_bytes: int = DEFAULT_BLOCK_BYTES, redundancy: float = parity.DEFAULT_PERCENT,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None,
+                 on_vector: Callable[[int, str, np.ndarray], None] | None = None) -> None:
         self.path = Path(path)
+        self.on_vector = on_vector  # (document number, dotted path, float32 values) of every embedding
         self.segment_id = os.urandom(8)
         self.created_at = _utc_now()
         self.source = dict(source) if source else None
@@ -233,9 +235,12 @@ class SegmentWriter:
         for entry in entries:
             entry["frames"] = frames
         body_start = start + records.PREFIX.size + len(head)
-        for doc, path, offset, size in encoded.vectors:
+        first = len(self._docs) - len(entries)
+        for (doc, path, offset, size), values in zip(encoded.vectors, encoded.values):
             field = self._vector_fields.setdefault(path, len(self._vector_fields))
             entries[doc].setdefault("vectors", []).append([field, body_start + offset, size])
+            if self.on_vector is not None:
+                self.on_vector(first + doc, path, values)
         self._block, self._block_size = [], 0
 
     def finish(self) -> dict[str, Any]:

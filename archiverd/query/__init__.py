@@ -1,6 +1,7 @@
 """Reading archived data without restoring it: MongoDB's find semantics (filter, projection, sort,
-limit) over BSON documents read back from segments, `_id` helpers for lookups, and semantic search
-over embeddings (`vectors`: quantised per-segment sidecars and a re-rank with exact vectors).
+limit) over BSON documents read back from segments, `_id` helpers for lookups, semantic search over
+embeddings (`search`: quantised per-segment sidecars, format/sidecar.py, and a re-rank with exact
+vectors), and `Archive`, the API that puts them together over a whole archive.
 
     from archiverd.query import Query, loads, parse_id, id_key
     q = Query(loads(filter_text, "filter"), projection, sort=[("timestamp", -1)], limit=10)

@@ -18,13 +18,14 @@ DBRef -- so they compare as those (symbol and string share a bracket in MongoDB 
 """
 from __future__ import annotations
 
+from ..format import identity
+
 import datetime as dt
 import math
 import re
 import uuid
 from collections.abc import Mapping
 from decimal import Decimal
-from fractions import Fraction
 from typing import Any, Callable
 
 from bson import Binary, Code, DBRef, Decimal128, Int64, MaxKey, MinKey, ObjectId, Regex, Timestamp
@@ -217,34 +218,7 @@ def key(value: Any) -> tuple:
     return b, _KEYS[b](value)
 
 
-def id_key(value: Any) -> bytes:
-    """Bytes that are equal exactly for `_id` values MongoDB's unique `_id` index treats as the same:
-    numbers by exact value across int32/int64/double/decimal128, embedded documents field by field in
-    order, strings and ObjectIds never equal, binary subtypes distinct. For catalogs and journals."""
-    out = bytearray()
-    _serialize(key(value), out)
-    return bytes(out)
-
-
-def _serialize(k: Any, out: bytearray) -> None:
-    """An injective, self-delimiting encoding of a `key` structure (numbers as exact rationals)."""
-    if isinstance(k, tuple):
-        out += b"(%d:" % len(k)
-        for part in k:
-            _serialize(part, out)
-        out += b")"
-    elif k is None or isinstance(k, bool):
-        out += b"%r;" % k
-    elif isinstance(k, int):
-        out += b"i%d;" % k
-    elif isinstance(k, (float, Decimal)):
-        if math.isinf(k):
-            out += b"i%s;" % (b"+inf" if k > 0 else b"-inf")
-        else:
-            q = Fraction(k)
-            out += b"i%d;" % q.numerator if q.denominator == 1 else b"q%d/%d;" % (q.numerator, q.denominator)
-    elif isinstance(k, str):
-        data = k.encode("utf-8", "surrogatepass")
-        out += b"s%d:" % len(data) + data
-    else:  # bytes
-        out += b"b%d:" % len(k) + bytes(k)
+def id_key(value: Any) -> str:
+    """A key that is equal exactly for `_id` values MongoDB's unique `_id` index treats as the same
+    (one definition for the whole archive: `archiverd.format.identity`)."""
+    return identity.key(value)

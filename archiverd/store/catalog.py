@@ -1,0 +1,243 @@
+"""The catalog: which segment holds which document, for lookups across the whole archive.
+
+It is derived only from the sealed indexes -- never the only copy of anything -- and kept in
+`catalog.sqlite` in the collection's archive directory. `sync()` brings it up to date with what is on
+disk (new, changed and vanished segments, a repaired copy standing in for its original) and runs
+before every lookup; the daemon also adds each segment as it seals it; `rebuild()` starts afresh.
+
+Why SQLite, not DuckDB (measured side by side: bench/bench_catalog.py, bench/RESULTS-search.md): the
+lookups are point queries by `_id` or an indexed field, and day ranges -- B-tree territory, where
+SQLite answers fastest; it ships with Python, needs no server, and lets readers in while the daemon
+writes (WAL). DuckDB is a column store built for scans and aggregates, and a large dependency.
+
+Keys are `format.identity` keys: equal exactly when MongoDB deems the values equal (`_id`s and the
+values of `ARCHIVERD_INDEX_FIELDS`, recorded in each index entry's `fields` at seal time).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..errors import SegmentError, StorageError
+from ..format import identity, index
+from . import durable, layout
+
+FILE = "catalog.sqlite"
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE IF NOT EXISTS segments(
+    id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, day TEXT, segment_id TEXT, created_at TEXT,
+    documents INTEGER, video_bytes INTEGER, index_file TEXT, index_size INTEGER, index_mtime INTEGER,
+    first_date INTEGER, last_date INTEGER);
+CREATE TABLE IF NOT EXISTS docs(
+    segment INTEGER NOT NULL, n INTEGER NOT NULL, block INTEGER NOT NULL, id_key TEXT, date INTEGER,
+    PRIMARY KEY(segment, n)) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS docs_id ON docs(id_key);
+CREATE TABLE IF NOT EXISTS fields(segment INTEGER NOT NULL, n INTEGER NOT NULL, field TEXT NOT NULL, value_key TEXT);
+CREATE INDEX IF NOT EXISTS fields_value ON fields(field, value_key);
+"""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where one archived document is: its segment (relative path), its number in that segment's
+    index, and when the segment was sealed (the newest copy of an `_id` wins)."""
+
+    segment: str
+    n: int
+    created_at: str
+
+
+@dataclass(frozen=True)
+class SegmentInfo:
+    path: str
+    day: str
+    documents: int
+    video_bytes: int
+    first_date: int | None
+    last_date: int | None
+    created_at: str
+
+
+def _date_ms(text: Any) -> int | None:
+    if not isinstance(text, str):
+        return None
+    try:
+        when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=dt.timezone.utc)
+    return int(when.timestamp() * 1000)
+
+
+class Catalog:
+    """The catalog of one collection's archive directory."""
+
+    def __init__(self, collection_dir: Path, *, writable: bool = True) -> None:
+        self.collection_dir = Path(collection_dir)
+        self.path = self.collection_dir / FILE
+        self.writable = writable
+        try:
+            if writable:
+                durable.ensure_dir(self.collection_dir)
+                fresh = not self.path.exists()
+                self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                if fresh:
+                    os.chmod(self.path, durable.file_mode())
+                self.db.execute("PRAGMA journal_mode=WAL")
+                self.db.executescript(_SCHEMA)
+                self._check_version()
+            else:
+                self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
+        except sqlite3.DatabaseError as exc:
+            raise StorageError(f"catalog {self.path} is not usable ({exc}); `archiverd catalog rebuild` "
+                               "makes it again from the indexes") from None
+
+    def _check_version(self) -> None:
+        row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+        if row is None:
+            self.db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
+        elif row[0] != str(SCHEMA_VERSION):
+            raise StorageError(f"catalog {self.path} has schema {row[0]}, this version writes {SCHEMA_VERSION}: "
+                               "`archiverd catalog rebuild`")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Catalog:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- keeping it in step with the disk ------------------------------------------------------------
+
+    def _on_disk(self) -> dict[str, Path]:
+        """Committed segments: relative path of the original video -> the index file to read (a
+        repaired copy's, when there is one)."""
+        out = {}
+        for video in layout.videos(self.collection_dir):
+            target = index.preferred(video)
+            if index.path_for(target).exists():
+                out[video.relative_to(self.collection_dir).as_posix()] = index.path_for(target)
+        return out
+
+    def sync(self) -> tuple[int, int]:
+        """Add new or changed segments, drop vanished ones. Returns (added, dropped)."""
+        on_disk = self._on_disk()
+        known = {path: (seg_id, file, size, mtime) for seg_id, path, file, size, mtime in
+                 self.db.execute("SELECT id, path, index_file, index_size, index_mtime FROM segments")}
+        added = dropped = 0
+        for path, (seg_id, _, _, _) in known.items():
+            if path not in on_disk:
+                self._drop(seg_id)
+                dropped += 1
+        for path, index_file in on_disk.items():
+            st = index_file.stat()
+            old = known.get(path)
+            if old is not None and old[1:] == (index_file.name, st.st_size, st.st_mtime_ns):
+                continue
+            if old is not None:
+                self._drop(old[0])
+            try:
+                self.add(path, index.load(index_file), index_file)
+            except SegmentError:
+                continue  # an unreadable index is `check`'s business; the segment is not listed
+            added += 1
+        return added, dropped
+
+    def _drop(self, seg_id: int) -> None:
+        with self.db:
+            self.db.execute("DELETE FROM docs WHERE segment=?", (seg_id,))
+            self.db.execute("DELETE FROM fields WHERE segment=?", (seg_id,))
+            self.db.execute("DELETE FROM segments WHERE id=?", (seg_id,))
+
+    def add(self, path: str, idx: dict[str, Any], index_file: Path) -> None:
+        """Record one segment (the daemon calls this right after a seal)."""
+        st = index_file.stat()
+        rows, fields, dates = [], [], []
+        for n, entry in enumerate(idx["docs"]):
+            key = index.id_key(entry["_id"]) if "_id" in entry else None
+            date = _date_ms(entry.get("date"))
+            if date is not None:
+                dates.append(date)
+            rows.append((n, entry["block"], key, date))
+            for name, value in (entry.get("fields") or {}).items():
+                try:
+                    fields.append((n, name, identity.key(index.from_json(value))))
+                except (ValueError, TypeError, KeyError):
+                    continue
+        day = "-".join(Path(path).parts[:3]) if Path(path).parts[0][:1].isdigit() else Path(path).parts[0]
+        with self.db:
+            self.db.execute("DELETE FROM segments WHERE path=?", (path,))
+            cur = self.db.execute(
+                "INSERT INTO segments(path, day, segment_id, created_at, documents, video_bytes, index_file, "
+                "index_size, index_mtime, first_date, last_date) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                (path, day, idx["segment_id"], idx["created_at"], idx["documents"], idx["video"]["bytes"],
+                 index_file.name, st.st_size, st.st_mtime_ns, min(dates, default=None), max(dates, default=None)))
+            seg_id = cur.lastrowid
+            self.db.executemany("INSERT INTO docs VALUES(?,?,?,?,?)", [(seg_id, *r) for r in rows])
+            self.db.executemany("INSERT INTO fields VALUES(?,?,?,?)", [(seg_id, *f) for f in fields])
+
+    def rebuild(self) -> tuple[int, int]:
+        with self.db:
+            for table in ("docs", "fields", "segments"):
+                self.db.execute(f"DELETE FROM {table}")
+        return self.sync()
+
+    # -- lookups ------------------------------------------------------------------------------------
+
+    def by_id(self, value: Any) -> list[Location]:
+        """Every archived copy of the `_id` `value`, newest first."""
+        return self._locations("SELECT s.path, d.n, s.created_at FROM docs d JOIN segments s ON s.id = d.segment "
+                               "WHERE d.id_key = ? ORDER BY s.created_at DESC, s.path DESC, d.n DESC",
+                               (identity.key(value),))
+
+    def by_field(self, field: str, value: Any) -> list[Location]:
+        """Documents whose indexed `field` equals `value`, newest segment first."""
+        return self._locations("SELECT s.path, f.n, s.created_at FROM fields f JOIN segments s ON s.id = f.segment "
+                               "WHERE f.field = ? AND f.value_key = ? ORDER BY s.created_at DESC, s.path DESC, f.n DESC",
+                               (field, identity.key(value)))
+
+    def indexed_fields(self) -> set[str]:
+        return {row[0] for row in self.db.execute("SELECT DISTINCT field FROM fields")}
+
+    def _locations(self, sql: str, args: Sequence[Any]) -> list[Location]:
+        return [Location(path, n, created) for path, n, created in self.db.execute(sql, args)]
+
+    def segments(self, start: int | None = None, end: int | None = None) -> list[SegmentInfo]:
+        """Segments whose documents' dates overlap [start, end) (ms), oldest day first; segments
+        without dates (no date field recorded) are always included."""
+        rows = self.db.execute(
+            "SELECT path, day, documents, video_bytes, first_date, last_date, created_at FROM segments "
+            "ORDER BY day, path").fetchall()
+        out = []
+        for path, day, documents, size, first, last, created in rows:
+            if first is not None and ((end is not None and first >= end) or (start is not None and last < start)):
+                continue
+            out.append(SegmentInfo(path, day, documents, size, first, last, created))
+        return out
+
+    def newest(self, segment: str, numbers: Iterable[int]) -> Iterator[int]:
+        """Of these document numbers of `segment`, those that are the newest archived copy of their `_id`."""
+        row = self.db.execute("SELECT id, created_at FROM segments WHERE path=?", (segment,)).fetchone()
+        if row is None:
+            return
+        seg_id, created = row
+        for n in numbers:
+            key = self.db.execute("SELECT id_key FROM docs WHERE segment=? AND n=?", (seg_id, n)).fetchone()
+            if key is None or key[0] is None:
+                yield n
+                continue
+            best = self.db.execute(
+                "SELECT s.path, d.n FROM docs d JOIN segments s ON s.id = d.segment WHERE d.id_key = ? "
+                "ORDER BY s.created_at DESC, s.path DESC, d.n DESC LIMIT 1", (key[0],)).fetchone()
+            if best == (segment, n):
+                yield n
