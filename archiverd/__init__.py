@@ -3,10 +3,11 @@ from .api import decode_video_to_experiences, encode_experiences_to_video
 from .errors import ArchiverdError, ConfigError, DatabaseError, SegmentError, StorageError
 from .format.reader import ScanReport, SegmentReader, verify_video
 from .format.writer import SegmentWriter, write_segment
+from .query.archive import Archive, Scored
 
 __version__ = "0.2.0"
 __all__ = [
-    "ArchiverdError", "ConfigError", "DatabaseError", "SegmentError", "StorageError", "ScanReport",
+    "Archive", "ArchiverdError", "Scored", "ConfigError", "DatabaseError", "SegmentError", "StorageError", "ScanReport",
     "SegmentReader", "SegmentWriter", "decode_video_to_experiences", "encode_experiences_to_video",
     "verify_video", "write_segment",
 ]

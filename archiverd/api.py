@@ -21,7 +21,7 @@ def encode_experiences_to_video(experiences: Iterable[Any]) -> bytes:
     decodes after a few damaged frames.
     """
     with tempfile.TemporaryDirectory(prefix="archiverd-") as tmp:
-        with SegmentWriter(Path(tmp) / "segment.mkv") as writer:
+        with SegmentWriter(Path(tmp) / "segment.mkv", vectors=False) as writer:
             for doc in experiences:
                 writer.append(doc)
             writer.finish()

@@ -43,6 +43,7 @@ class SegmentError(ArchiverdError):
     def __init__(self, message: str, where: str | None = None) -> None:
         super().__init__(f"{where}: {message}" if where else message)
         self.where = where
+        self.message = message
 
 
 class StorageError(ArchiverdError):

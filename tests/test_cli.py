@@ -94,7 +94,7 @@ def test_get_one_document(segment):
     _id = bson.decode(docs[7])["_id"]
     out = run("get", path, json.dumps({"$oid": str(_id)}), check_code=0).stdout
     assert json_util.loads(out, json_options=UTC_JSON) == bson.decode(docs[7], DECODE_OPTIONS)
-    assert "no document" in run("get", path, '"nope"', check_code=3).stderr
+    assert "not archived: \"nope\"" in run("get", path, '"nope"', check_code=1).stderr
 
 
 def test_bad_arguments_and_files_are_clear_errors(tmp_path):

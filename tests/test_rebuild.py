@@ -6,7 +6,7 @@ import os
 import pytest
 
 from archiverd import SegmentError, SegmentReader, write_segment
-from archiverd.format import index, rebuild
+from archiverd.format import index, rebuild, sidecar
 from tests.test_cli import run
 
 SOURCE = {"db": "evolving_agents_db", "collection": "eat_agent_experiences", "date_field": "timestamp"}
@@ -48,8 +48,31 @@ def test_reindex_never_replaces_an_index(segment):
     with pytest.raises(SegmentError, match="never replaces"):
         rebuild.reindex(path)
     assert index.path_for(path).read_bytes() == before
-    proc = run("reindex", path, check_code=4)
-    assert "never replaces" in proc.stderr
+    proc = run("reindex", path, check_code=0)  # the command rebuilds only what is missing or damaged
+    assert "nothing to do" in proc.stdout and index.path_for(path).read_bytes() == before
+
+
+def test_reindex_rebuilds_a_lost_or_damaged_sidecar_bit_for_bit(segment, tmp_path):
+    path, _, _ = segment
+    vectors = sidecar.path_for(path)
+    original = vectors.read_bytes()
+    assert sidecar.parse(original).fields  # the EAT documents' embeddings are in it
+    vectors.unlink()
+    proc = run("reindex", path, check_code=0)
+    assert "vector sidecar rebuilt (vector sidecar is missing)" in proc.stdout
+    assert vectors.read_bytes() == original
+    damaged = bytearray(original)
+    damaged[len(damaged) // 2] ^= 1
+    vectors.write_bytes(bytes(damaged))
+    assert "SHA-256 does not match" in run("reindex", path, check_code=0).stdout
+    assert vectors.read_bytes() == original
+    index_bytes = index.path_for(path).read_bytes()
+    index.path_for(path).rename(tmp_path / "away.json")
+    vectors.unlink()
+    proc = run("reindex", path, check_code=0)
+    assert "index rebuilt" in proc.stdout and "vector sidecar rebuilt" in proc.stdout
+    assert vectors.read_bytes() == original
+    assert json.loads(index.path_for(path).read_bytes())["content_sha256"] == json.loads(index_bytes)["content_sha256"]
 
 
 def test_reindex_of_a_damaged_video_rebuilds_the_original(segment, tmp_path):

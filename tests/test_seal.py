@@ -78,7 +78,7 @@ def test_the_named_fallback_publishes_the_verified_bytes(tmp_path, text_docs, na
     idx = write_segment(tmp_path / "part-0001.mkv", text_docs[:20])
     assert published_mismatch(tmp_path / "part-0001.mkv", idx) is None
     assert list(SegmentReader(tmp_path / "part-0001.mkv")) == text_docs[:20]
-    assert sorted(os.listdir(tmp_path)) == ["part-0001.index.json", "part-0001.mkv"]
+    assert sorted(os.listdir(tmp_path)) == ["part-0001.index.json", "part-0001.mkv", "part-0001.vectors"]
 
 
 def test_a_temp_truncated_after_verify_is_never_committed(tmp_path, text_docs, named_temps):

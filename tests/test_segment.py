@@ -99,7 +99,7 @@ def test_sealed_segments_are_never_overwritten(tmp_path, text_docs):
     with pytest.raises(StorageError, match="refusing to overwrite"):
         write_segment(path, text_docs[3:6])
     assert path.read_bytes() == before
-    assert sorted(os.listdir(tmp_path)) == ["part-0001.index.json", "part-0001.mkv"]
+    assert sorted(os.listdir(tmp_path)) == ["part-0001.index.json", "part-0001.mkv", "part-0001.vectors"]
 
 
 def test_input_that_is_not_a_document_is_refused(seg_path):

@@ -186,7 +186,7 @@ def test_build_is_deterministic_and_the_same_from_bson_or_mappings():
     assert sidecar.fields["embeddings.b"].layout.dim == 768
 
 
-GOLDEN_SHA256 = "6fd6edf583e18235d715314f25b6f3ceb708f41143157ef6170a71e1bd44dba3"
+GOLDEN_SHA256 = "d249d34f765ee7e46fe38993cbc75340ac4e1da1e210742e7ef2ca86b94bbebf"
 
 
 def test_absent_values_are_recorded_and_never_returned():

@@ -75,3 +75,49 @@ def with_config(fn: Callable[..., int] | None = None, *, database: bool = True) 
         return wrapper
 
     return decorate(fn) if fn is not None else decorate
+
+
+def archive_dir_of(cfg: config.Config) -> Path:
+    """The configured collection's archive directory (`--archive-dir` may also name a collection's
+    own directory, e.g. a copy of it); ConfigError when there is none."""
+    from ..query.archive import collection_dir
+    if cfg.collection_dir.is_dir():
+        return cfg.collection_dir
+    if not cfg.archive_dir.is_dir():
+        raise config.ConfigError(f"archive directory {cfg.archive_dir} does not exist (--archive-dir, "
+                                 "ARCHIVERD_ARCHIVE_DIR)")
+    found = collection_dir(cfg.archive_dir)
+    if found == cfg.archive_dir and any(found.glob("[0-9]*/[0-9]*/[0-9]*/part-*.mkv")):
+        return found
+    raise config.ConfigError(f"no archive of {cfg.namespace} under {cfg.archive_dir} (is --db/--collection right?)")
+
+
+def open_archive(cfg: config.Config) -> Any:
+    """`archiverd.Archive` over the configured collection's archive directory."""
+    from ..query.archive import Archive
+    return Archive(archive_dir_of(cfg))
+
+
+def parse_when(text: str | None, option: str) -> Any:
+    """A --from/--to bound: an ISO 8601 date or time (UTC unless it says otherwise), or an age
+    such as 30d (that long before now). Returns a timezone-aware datetime, or None."""
+    import datetime as dt
+    if text is None:
+        return None
+    stripped = text.strip()
+    try:
+        when = dt.datetime.fromisoformat(stripped.replace("Z", "+00:00").replace("z", "+00:00"))
+        return when if when.tzinfo else when.replace(tzinfo=dt.timezone.utc)
+    except ValueError:
+        pass
+    try:
+        return dt.datetime.now(dt.timezone.utc) - config.parse_duration(stripped)
+    except config.ConfigError:
+        raise config.ConfigError(f"{option} takes an ISO 8601 date or time (2026-03-01, 2026-03-01T12:00Z) or an "
+                                 f"age (30d), not {text!r}") from None
+
+
+def json_option(text: str | None, what: str) -> Any:
+    """An Extended JSON option value (--filter, --projection, --sort), parsed with one-line errors."""
+    from ..query.ejson import loads
+    return None if text is None else loads(text, what)

@@ -33,6 +33,8 @@ def _line(item: SegmentCheck) -> None:
             click.echo(f"    - {problem}")
     for warning in item.warnings:
         click.echo(f"    ! {warning}")
+    for problem in item.derived:
+        click.echo(f"    ~ vector sidecar: {problem}")
     if item.repaired:
         click.echo(f"    + {item.repaired}")
 
@@ -42,8 +44,8 @@ def _line(item: SegmentCheck) -> None:
 @click.option("--read-data", is_flag=True, help="Decode every segment completely (slow; default: checksums only).")
 @click.option("--read-data-subset", "subset", metavar="N%", help="Decode a random N% of the segments completely.")
 @click.option("--repair", is_flag=True,
-              help="Write a verified repaired copy beside each repairable segment and rebuild missing indexes. "
-                   "Never deletes or modifies anything.")
+              help="Write a verified repaired copy beside each repairable segment, rebuild missing indexes and "
+                   "damaged derived files (sidecars, catalog). Never deletes or modifies a sealed file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a `segments` list and a summary).")
 @with_config
 def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str | None, repair: bool,
@@ -53,11 +55,12 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
     Phases: structure (every video has its index, orphans, leftover temporary files), checksums
     (each video's size and SHA-256 against its index), and with --read-data (or a sampled
     --read-data-subset) a full decode with parity repair, every document checked against the index.
-    A segment whose checksum fails is always decoded, so that it is classified.
+    A segment whose checksum fails is always decoded, so that it is classified. Derived files are
+    checked too: each segment's vector sidecar, and the catalog against the indexes.
 
     Per segment: ok, damaged (repairable), damaged (unrepairable: K documents), orphan,
-    missing video. Exit 0 only when everything is ok; 1 when only leftover temporary files were
-    found; 4 when any segment is not ok.
+    missing video. Exit 0 only when everything is ok; 1 when only leftover temporary files or
+    derived files needing a rebuild (nothing is lost) were found; 4 when any segment is not ok.
 
     \b
     Examples:
@@ -78,10 +81,12 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
     else:
         for temp in result.temporaries:
             click.echo(f"temporary file (an interrupted seal; removed by the next cycle): {temp}")
+        for problem in result.catalog:
+            click.echo(f"catalog: {problem}" + (" (rebuilt)" if result.catalog_rebuilt else ""))
         s = result.summary()
         mb = s["bytes_read"] / 1e6
         click.echo(f"checked {s['segments']} segments in {s['seconds']:.1f} s ({mb:.1f} MB read); "
                    + ", ".join(f"{n} {status}" for status, n in sorted(s["by_status"].items())))
     if not result.ok:
         return SegmentError.exit_code
-    return EXIT_WARNING if result.temporaries else 0
+    return EXIT_WARNING if result.temporaries or result.derived_problems else 0

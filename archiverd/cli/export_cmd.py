@@ -10,11 +10,15 @@ import bson
 import click
 from bson import json_util
 
+from ..config import Config
 from ..errors import ConfigError, SegmentError
 from ..format import index
 from ..format.documents import DECODE_OPTIONS
 from ..format.reader import SegmentReader
+from ..query.archive import date_range
+from ..query.match import Filter
 from ..service.restore import newest_copies
+from ._common import json_option, open_archive, parse_when, with_config
 
 
 def ejson_line(raw: bytes, canonical: bool) -> str:
@@ -22,14 +26,18 @@ def ejson_line(raw: bytes, canonical: bool) -> str:
     return json_util.dumps(bson.decode(raw, DECODE_OPTIONS), json_options=options)
 
 
-def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str]) -> tuple[int, int, list[str]]:
-    """Write every document that verifies; returns (written, older copies seen, damage notes)."""
+def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str],
+           flt: Filter | None = None) -> tuple[int, int, list[str]]:
+    """Write every document that verifies (and matches `flt`); returns (written, older copies
+    seen, damage notes)."""
     newest = newest_copies(readers)
     count = older = 0
     damaged = []
     for r, reader in enumerate(readers):
         entries = reader.entries()
         for i, raw in reader.salvage():
+            if flt is not None and not flt.matches(raw):
+                continue
             if i is not None and newest[index.id_key(entries[i].get("_id"))] != (r, i):
                 older += 1
                 if newest_only:
@@ -44,6 +52,11 @@ def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out
     return count, older, damaged
 
 
+def _date_field(readers: list[SegmentReader]) -> str | None:
+    return next((str(r.index["source"]["date_field"]) for r in readers
+                 if isinstance(r.index.get("source"), dict) and r.index["source"].get("date_field")), None)
+
+
 def check_output(output: Path) -> None:
     """An output file must go into an existing directory and must not be a directory."""
     if output.is_dir():
@@ -53,14 +66,23 @@ def check_output(output: Path) -> None:
 
 
 @click.command("export")
-@click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("segments", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
 @click.option("--canonical", is_flag=True, help="Canonical Extended JSON (type-exact) instead of relaxed.")
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
 @click.option("--newest-only", is_flag=True,
               help="Of an _id archived more than once, write only its newest copy (as restore does).")
-def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path | None, newest_only: bool) -> int:
-    """Write the documents of SEGMENTS as Extended JSON, one per line, in archive order.
+@click.option("--from", "start", metavar="WHEN", help="Only documents dated at or after WHEN (ISO 8601, or an age: 120d).")
+@click.option("--to", "end", metavar="WHEN", help="Only documents dated before WHEN.")
+@click.option("--filter", "filter_", metavar="JSON", help="Only documents matching this MongoDB filter.")
+@with_config
+def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path | None,
+            newest_only: bool, start: str | None, end: str | None, filter_: str | None) -> int:
+    """Write the documents of SEGMENTS (default: the whole archive of the configured collection)
+    as Extended JSON, one per line, in archive order (day by day).
+
+    --from/--to (half-open, by the archive's date field; segments of other days are not read) and
+    --filter (MongoDB's query language) select documents.
 
     Every document is checked against its index checksum as it is read. From a damaged segment,
     every document that verifies (after parity repair) is written; the others are named on stderr
@@ -72,17 +94,29 @@ def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path 
     Examples:
       archiverd export part-0001.mkv > part-0001.jsonl
       archiverd export --canonical --newest-only -o day.jsonl archives/db/coll/2026/08/01/*.mkv
+      archiverd export --from 2026-03-01 --to 2026-04-01 --filter '{"final_outcome": "failure"}' -o march.jsonl
     """
     if output is not None:
         check_output(output)
-    readers = [SegmentReader(p) for p in segments]
+    when = parse_when(start, "--from"), parse_when(end, "--to")
+    spec = json_option(filter_, "--filter")
+    if spec is not None and not isinstance(spec, dict):
+        raise ConfigError("--filter must be a JSON object")
+    if segments:
+        readers = [SegmentReader(p) for p in segments]
+        flt = Filter(date_range(spec, *when, lambda: _date_field(readers)))
+    else:
+        with open_archive(cfg) as archive:
+            readers = [archive.reader(info.path) for info in archive.segments(*when)]
+            flt = Filter(archive.date_range(spec, *when))
+    chosen = flt if (spec or when != (None, None)) else None
     if output is None:
-        count, older, damaged = _write(readers, canonical, newest_only, sys.stdout)
+        count, older, damaged = _write(readers, canonical, newest_only, sys.stdout, chosen)
     else:
         tmp = output.with_name(f".{output.name}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as out:
-                count, older, damaged = _write(readers, canonical, newest_only, out)
+                count, older, damaged = _write(readers, canonical, newest_only, out, chosen)
             os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)

@@ -1,31 +1,42 @@
-"""`archiverd reindex`: rebuild a segment's lost index from its video."""
+"""`archiverd reindex`: rebuild a segment's lost index, and its vector sidecar, from its video."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
 
-from ..format import rebuild
+from ..format import index, rebuild
+from ..format.reader import SegmentReader
+from ..store import derived
 
 
 @click.command("reindex")
 @click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
 def command(segments: tuple[Path, ...]) -> int:
-    """Rebuild the index of each video in SEGMENTS from the video alone.
+    """Rebuild what can be derived from each video in SEGMENTS: a lost index, and a missing,
+    damaged or stale vector sidecar.
 
     The video carries everything its index holds (source, every document's _id, length and
     SHA-256, block and frame positions, format parameters). The video is decoded completely,
     lost frames are rebuilt from parity, every document is checked against its block's SHA-256 and
     the stream's content digest, and only then is the index written -- with an exclusive create:
-    an existing index is never replaced. Exit 4 if a video cannot be decoded completely.
+    an existing index is never replaced. The sidecar is rebuilt from the documents, bit for bit
+    what the seal wrote. Exit 4 if a video cannot be decoded completely.
 
     \b
     Examples:
       archiverd reindex archives/evolving_agents_db/eat_agent_experiences/2026/08/01/part-0003.mkv
     """
     for path in segments:
-        rebuilt = rebuild.reindex(path)
-        note = "" if rebuilt.identical else f" ({'; '.join(rebuilt.report.warnings)})"
-        repaired = f", {rebuilt.report.repaired_frames} frames rebuilt from parity" if rebuilt.report.repaired_frames else ""
-        click.echo(f"reindexed {path}: {rebuilt.index['documents']} documents{repaired} -> {rebuilt.path.name}{note}")
+        done = []
+        if not index.path_for(path).exists():
+            rebuilt = rebuild.reindex(path)
+            note = "" if rebuilt.identical else f" ({'; '.join(rebuilt.report.warnings)})"
+            repaired = f", {rebuilt.report.repaired_frames} frames rebuilt from parity" if rebuilt.report.repaired_frames else ""
+            done.append(f"index rebuilt: {rebuilt.index['documents']} documents{repaired} -> {rebuilt.path.name}{note}")
+        reader = SegmentReader(path)
+        problem = derived.sidecar_problem(path, reader.index)
+        if problem:
+            done.append(f"vector sidecar rebuilt ({problem}) -> {derived.rebuild_sidecar(path).name}")
+        click.echo(f"{path}: " + ("; ".join(done) if done else "index and vector sidecar are good; nothing to do"))
     return 0

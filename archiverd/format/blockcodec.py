@@ -183,7 +183,6 @@ class Encoded:
 
     body: bytes
     vectors: tuple[tuple[int, str, int, int], ...]  # (document in block, dotted path, offset, length)
-    values: tuple[np.ndarray, ...] = ()  # the float32 values of each vector section, in the same order
 
 
 def _section(values: np.ndarray) -> bytes:
@@ -216,17 +215,16 @@ def encode_block(documents: Sequence[bytes]) -> Encoded:
     for _, data in packed:
         head += data
     head += _COUNT.pack(len(streams.vectors))
-    parts, vectors, values, offset, k = [bytes(head)], [], [], len(head), 0
+    parts, vectors, offset, k = [bytes(head)], [], len(head), 0
     for doc, path, n in streams.vectors:
         array = streams.floats[k:k + n]
         section = _section(array)
         vectors.append((doc, path, offset, len(section)))
-        values.append(array)
         parts.append(section)
         offset += len(section)
         k += n
     body = b"".join(parts)
-    return Encoded(body + _CRC.pack(zlib.crc32(body)), tuple(vectors), tuple(values))
+    return Encoded(body + _CRC.pack(zlib.crc32(body)), tuple(vectors))
 
 
 def vector_sections(body: bytes | memoryview, documents: Sequence[bytes]) -> list[tuple[int, str, int, int]]:

@@ -50,9 +50,38 @@ def date_meta(raw: bytes, date_field: str | None) -> dict[str, Any]:
     date inside Python's range, else {} (what the catalog uses to find documents by time)."""
     if not date_field:
         return {}
-    value: Any = bson.decode(raw, DECODE_OPTIONS)
-    for part in date_field.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return {}
-        value = value[part]
+    _, value = field_value(raw, date_field)
     return {"date": value.isoformat()} if isinstance(value, dt.datetime) else {}
+
+
+_LAZY = CodecOptions(document_class=RawBSONDocument, tz_aware=True,
+                     datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+
+
+def field_value(raw: bytes, path: str) -> tuple[bool, Any]:
+    """(found, value) of a dotted path through sub-documents (not arrays), decoding only the
+    elements the path passes through; (False, None) when a value on the way cannot be decoded."""
+    first, _, rest = path.partition(".")
+    element = bsonpack.top_level_element(raw if isinstance(raw, bytes) else bytes(raw), first.encode("utf-8", "surrogatepass"))
+    if element is None:
+        return False, None
+    try:
+        value: Any = bson.decode(element, _LAZY)[first]
+        for part in rest.split(".") if rest else ():
+            if not isinstance(value, Mapping) or part not in value:
+                return False, None
+            value = value[part]
+    except (bson.errors.BSONError, ValueError, OverflowError):
+        return False, None
+    return True, value
+
+
+def fields_meta(raw: bytes, names: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
+    """{"fields": {name: canonical Extended JSON}} of the indexed fields (ARCHIVERD_INDEX_FIELDS) a
+    document has, for its index entry (what `get --by` and the catalog look documents up by), or {}."""
+    out = {}
+    for name in names or ():
+        found, value = field_value(raw, name)
+        if found:
+            out[name] = index.id_json(value)
+    return {"fields": out} if out else {}

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from . import index, parity
-from .documents import date_meta, id_entry
+from .documents import date_meta, fields_meta, id_entry
 from .reader import LocalFile, ScanReport, SegmentScan
 from .writer import FrameWriter, build_index, file_sha256, publish
 from ..errors import SegmentError
@@ -48,9 +48,13 @@ def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) -> tuple[
             scan = SegmentScan(source, str(video), idx, on_data=on_data)
             scan.collect_vectors = True
             for _, block, raw in scan.documents():
-                date_field = (scan.header.get("source") or {}).get("date_field") if idx is None else None
-                docs.append({**id_entry(raw), "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw),
-                             "block": block, **date_meta(raw, date_field)})
+                entry = {**id_entry(raw), "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw), "block": block}
+                if idx is None:  # what the daemon recorded per document, from the source the header names
+                    src = scan.header.get("source") if isinstance(scan.header.get("source"), dict) else {}
+                    names = src.get("index_fields")
+                    entry |= date_meta(raw, src.get("date_field")) | fields_meta(
+                        raw, [n for n in names if isinstance(n, str)] if isinstance(names, list) else None)
+                docs.append(entry)
         report = scan.report
         if writer is None or scan.end is None or report.lost or report.lost_blocks:
             raise SegmentError(f"the video cannot be rebuilt ({report.status}): " + "; ".join(report.problems[:5]),

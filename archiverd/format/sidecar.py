@@ -1,4 +1,4 @@
-"""Vector sidecars (`<segment>.vectors`) and two-stage semantic search over archived embeddings.
+"""Vector sidecars (`<segment>.vectors`): the compact codes behind semantic search (query/search.py).
 
 A search must not decode whole segments, so every sealed segment gets a small derived file holding a
 ~1.9-bit code of each document's embedding in each vector field. A query scores every code (stage 1,
@@ -35,8 +35,9 @@ File layout (little-endian):
     4     2  version (1)
     6     4  header length H (at most 1 MiB)
     10    H  header: UTF-8 JSON, sorted keys -- documents, identity (the segment's content_sha256),
-             rotation, quantiser levels/cuts/mse, and per field: name, dim, two_bit, trit,
-             code_bytes, present
+             rotation, quantiser levels/cuts/mse, covers ({"prefix": "embeddings"}: every numeric
+             array directly under that sub-document was coded; or {"fields": [...]}), and per
+             field: name, dim, two_bit, trit, code_bytes, present
     .        per field, in header order: presence bitmap (ceil(documents / 8) bytes, bit i of byte
              i // 8, least significant first = document i has a code), then `present` codes of
              `code_bytes` bytes, in document order
@@ -58,10 +59,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import bson
 from bson.int64 import Int64
-from bson.raw_bson import RawBSONDocument
 
 from ..errors import SegmentError
+from .documents import field_value
 MAGIC = b"ARVQ"
 VERSION = 1
 SUFFIX = ".vectors"
@@ -240,14 +242,6 @@ def as_vector(value: Any, dim: int | None = None) -> np.ndarray | None:
     return v
 
 
-def _lookup(document: Mapping[str, Any], path: str) -> Any:
-    value: Any = document
-    for part in path.split("."):
-        if not isinstance(value, Mapping) or part not in value:
-            return None
-        value = value[part]
-    return value
-
 # --- building ------------------------------------------------------------------------------------
 
 class _FieldBuild:
@@ -287,17 +281,32 @@ class SidecarBuilder:
         self._last = -1
 
     def add(self, doc: int, document: bytes | Mapping[str, Any]) -> None:
-        """Add document number `doc` (its position in the segment), as BSON bytes or a mapping."""
+        """Add document number `doc` (its position in the segment), as BSON bytes or a mapping; a
+        value that cannot be decoded is no vector, never an error."""
         if doc <= self._last:
             raise ValueError(f"documents must be added in segment order ({doc} after {self._last})")
-        if isinstance(document, (bytes, bytearray, memoryview)):
-            document = RawBSONDocument(bytes(document))
-        if self._explicit is not None:
-            candidates = [(name, _lookup(document, name)) for name in self._explicit]
+        if isinstance(document, Mapping):
+            def lookup(path: str) -> tuple[bool, Any]:
+                value: Any = document
+                for part in path.split("."):
+                    if not isinstance(value, Mapping) or part not in value:
+                        return False, None
+                    value = value[part]
+                return True, value
         else:
-            sub = document.get(self._prefix)
-            candidates = [(f"{self._prefix}.{key}", value) for key, value in sub.items()] \
-                if isinstance(sub, Mapping) else []
+            raw = bytes(document)
+
+            def lookup(path: str) -> tuple[bool, Any]:
+                return field_value(raw, path)
+        if self._explicit is not None:
+            candidates = [(name, lookup(name)[1]) for name in self._explicit]
+        else:
+            found, sub = lookup(self._prefix)
+            try:
+                candidates = [(f"{self._prefix}.{key}", value) for key, value in sub.items()] \
+                    if found and isinstance(sub, Mapping) else []
+            except (bson.errors.BSONError, ValueError, OverflowError):
+                candidates = []
         for name, value in candidates:
             self.add_vector(doc, name, value)
         self._last = doc
@@ -326,7 +335,9 @@ class SidecarBuilder:
             raise ValueError(f"more than {MAX_FIELDS} vector fields")
         quantiser = Quantiser()
         header: dict[str, Any] = {"documents": documents, "identity": identity, "rotation": ROTATION,
-                                  "quantiser": quantiser.as_json(), "fields": []}
+                                  "quantiser": quantiser.as_json(), "fields": [],
+                                  "covers": {"fields": list(self._explicit)} if self._explicit is not None
+                                  else {"prefix": self._prefix}}
         body = bytearray()
         for name in names:
             built = self._fields[name]
@@ -365,6 +376,15 @@ class Sidecar:
     identity: str
     quantiser: Quantiser
     fields: Mapping[str, FieldCodes]
+    covers_prefix: str | None = None  # every numeric array directly under this sub-document was coded
+    covers_fields: tuple[str, ...] = ()  # else: these fields were
+
+    def covers(self, name: str) -> bool:
+        """Whether every usable vector of field `name` is in this sidecar (absent = the document has none)."""
+        if self.covers_prefix is not None:
+            head, _, rest = name.partition(".")
+            return head == self.covers_prefix and bool(rest) and "." not in rest
+        return name in self.covers_fields
 
 
 def load(path: Path, identity: str | None = None, documents: int | None = None) -> Sidecar:
@@ -423,7 +443,13 @@ def parse(data: bytes, identity: str | None = None, documents: int | None = None
         pos += bitmap_len + codes.docs.size * codes.layout.code_bytes
     if pos != end:
         raise ValueError("length does not match the header")
-    return Sidecar(n, ident, quantiser, fields)
+    covers = header.get("covers")
+    prefix = covers.get("prefix") if isinstance(covers, dict) else None
+    named = covers.get("fields") if isinstance(covers, dict) else None
+    if not isinstance(prefix, str) and not (isinstance(named, list) and all(isinstance(f, str) for f in named)):
+        raise ValueError("header does not say which fields it covers")
+    return Sidecar(n, ident, quantiser, fields, prefix if isinstance(prefix, str) else None,
+                   tuple(named) if isinstance(named, list) else ())
 
 
 def _is_int(value: Any, lo: int, hi: int) -> bool:

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from . import blockcodec, frame, index, mkv, parity, qr, records, video
+from . import blockcodec, frame, index, mkv, parity, qr, records, sidecar, video
 from .documents import id_entry, to_bson
 from .. import faults
 from ..errors import SegmentError
@@ -165,10 +165,10 @@ class SegmentWriter:
 
     def __init__(self, path: Path | str, *, source: Mapping[str, Any] | None = None,
                  block_bytes: int = DEFAULT_BLOCK_BYTES, redundancy: float = parity.DEFAULT_PERCENT,
-                 workers: int | None = None,
-                 on_vector: Callable[[int, str, np.ndarray], None] | None = None) -> None:
+                 workers: int | None = None, vectors: bool = True) -> None:
         self.path = Path(path)
-        self.on_vector = on_vector  # (document number, dotted path, float32 values) of every embedding
+        # the codes of the vector sidecar, collected as documents arrive (`vectors=False`: none)
+        self._sidecar = sidecar.SidecarBuilder() if vectors else None
         self.segment_id = os.urandom(8)
         self.created_at = _utc_now()
         self.source = dict(source) if source else None
@@ -209,6 +209,8 @@ class SegmentWriter:
                                  "bytes": len(raw), "block": len(self._blocks)}
         if meta:
             entry.update(meta)
+        if self._sidecar is not None:
+            self._sidecar.add(len(self._docs), raw)
         self._docs.append(entry)
         self._digest.update(raw)
         self._block.append(raw)
@@ -235,12 +237,9 @@ class SegmentWriter:
         for entry in entries:
             entry["frames"] = frames
         body_start = start + records.PREFIX.size + len(head)
-        first = len(self._docs) - len(entries)
-        for (doc, path, offset, size), values in zip(encoded.vectors, encoded.values):
+        for doc, path, offset, size in encoded.vectors:
             field = self._vector_fields.setdefault(path, len(self._vector_fields))
             entries[doc].setdefault("vectors", []).append([field, body_start + offset, size])
-            if self.on_vector is not None:
-                self.on_vector(first + doc, path, values)
         self._block, self._block_size = [], 0
 
     def finish(self) -> dict[str, Any]:
@@ -255,6 +254,13 @@ class SegmentWriter:
         self._finished = True
         return build_index(self._frames, self.created_at, self.source, self._blocks, self._docs,
                            self._digest.hexdigest(), self.redundancy, self._block_target, list(self._vector_fields))
+
+    def sidecar(self, idx: Mapping[str, Any]) -> bytes:
+        """The vector sidecar of the sealed segment `idx` (format/sidecar.py): derived, written by
+        the caller after the seal, never part of it."""
+        if self._sidecar is None:
+            raise SegmentError("this writer collects no vector codes (vectors=False)", str(self.path))
+        return self._sidecar.build(idx["documents"], idx["content_sha256"])
 
     def video_bytes(self) -> bytes:
         """The finished video's bytes (for the in-memory API)."""
@@ -363,8 +369,12 @@ def file_sha256(source: durable.TempFile | mkv.Source) -> str:
 
 
 def write_segment(path: Path, documents: Iterable[Any], **kwargs: Any) -> dict[str, Any]:
-    """Write and seal a whole segment from an iterable of documents; returns the index."""
+    """Write and seal a whole segment from an iterable of documents, then its vector sidecar;
+    returns the index."""
     with SegmentWriter(path, **kwargs) as writer:
         for doc in documents:
             writer.append(doc)
-        return writer.seal()
+        idx = writer.seal()
+        if kwargs.get("vectors", True):
+            durable.replace_synced(sidecar.path_for(Path(path)), writer.sidecar(idx))
+        return idx

@@ -13,23 +13,56 @@ was archived again), only the newest copy is returned unless `all_copies=True`.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator, Mapping
+from collections import OrderedDict
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import bson
 import numpy as np
 
-from . import search as vsearch
-from ..format import sidecar
+from ..errors import ConfigError, SegmentError
+from ..format import blockcodec, index, records, sidecar
+from ..format.documents import DECODE_OPTIONS, field_value
+from ..format.reader import LocalFile, SegmentReader, fetch_ranges
+from ..service.expiry import bson_date, to_ms
 from ..store.catalog import Catalog, Location, SegmentInfo
+from . import search as vsearch
 from .find import Query
 from .match import Filter
-from ..errors import ConfigError, SegmentError
-from ..format import blockcodec, index, records
-from ..format.documents import DECODE_OPTIONS
-from ..format.reader import LocalFile, SegmentReader, fetch_ranges, read_block, read_document
-from ..service.expiry import to_ms
+
+
+DEFAULT_CACHE_BYTES = 256 << 20  # decoded blocks kept for the next query (they cost video decoding)
+# a block is decoded whole when at least 1/WHOLE_BLOCK_SHARE of its documents match: reading one
+# document (its block's head and its own sections) costs about 1/9 of decoding its whole block of
+# 50 EAT documents (measured: 63 ms against 565 ms), so the two break even near 1/5.5 of the block
+WHOLE_BLOCK_SHARE = 6
+
+
+class _Cache:
+    """Decoded blocks (lists of BSON bytes), least recently used dropped first, bounded in bytes."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit, self.size = limit, 0
+        self.items: OrderedDict[tuple[str, int, str], list[bytes]] = OrderedDict()
+
+    def peek(self, key: tuple[str, int, str]) -> list[bytes] | None:
+        return self.items.get(key)
+
+    def get(self, key: tuple[str, int, str], make: Callable[[], list[bytes]]) -> list[bytes]:
+        if key in self.items:
+            self.items.move_to_end(key)
+            return self.items[key]
+        value = make()
+        cost = sum(map(len, value))
+        if cost <= self.limit:
+            self.items[key] = value
+            self.size += cost
+            while self.size > self.limit:
+                _, dropped = self.items.popitem(last=False)
+                self.size -= sum(map(len, dropped))
+        return value
 
 
 class Scored(NamedTuple):
@@ -48,7 +81,7 @@ def collection_dir(path: Path | str, namespace: str | None = None) -> Path:
     if namespace:
         db, _, coll = namespace.partition(".")
         return path / db / coll
-    if (path / "catalog.sqlite").exists() or any(path.glob("[0-9]*/[0-9]*/[0-9]*/part-*.mkv")) \
+    if (path / Catalog.FILE).exists() or any(path.glob("[0-9]*/[0-9]*/[0-9]*/part-*.mkv")) \
             or any(path.glob("out-of-range/part-*.mkv")):
         return path
     found = sorted({p.parents[3] for p in path.glob("*/*/[0-9]*/[0-9]*/[0-9]*/part-*.mkv")} |
@@ -71,14 +104,29 @@ def _date(value: Any) -> int | None:
     raise ConfigError(f"a date range takes datetimes, not {type(value).__name__}")
 
 
+def date_range(filter: Mapping | None, start: Any, end: Any, date_field: Callable[[], str | None]) -> dict[str, Any]:
+    """`filter` narrowed to documents whose date field (asked for only when a bound is given) lies
+    in [start, end)."""
+    lo, hi = _date(start), _date(end)
+    spec = dict(filter or {})
+    if lo is None and hi is None:
+        return spec
+    name = date_field()
+    if name is None:
+        raise ConfigError("these segments record no date field: a date range cannot be used")
+    bound = {op: bson_date(ms) for op, ms in (("$gte", lo), ("$lt", hi)) if ms is not None}
+    return {"$and": [spec, {name: bound}]} if spec else {name: bound}
+
+
 class Archive:
     """One collection's archive, read through its catalog (kept in step with the disk on open)."""
 
-    def __init__(self, archive_dir: Path | str, namespace: str | None = None) -> None:
+    def __init__(self, archive_dir: Path | str, namespace: str | None = None, *,
+                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.dir = collection_dir(archive_dir, namespace)
-        self.catalog = Catalog(self.dir)
-        self.catalog.sync()
+        self.catalog = Catalog.for_reading(self.dir)
         self._readers: dict[str, SegmentReader] = {}
+        self._cache = _Cache(cache_bytes)
 
     def close(self) -> None:
         self.catalog.close()
@@ -101,7 +149,7 @@ class Archive:
         return raw if as_raw else bson.decode(raw, DECODE_OPTIONS)
 
     def _read(self, where: Location) -> bytes:
-        return self.reader(where.segment).document(where.n)
+        return self._document(self.reader(where.segment), where.n)
 
     # -- get ----------------------------------------------------------------------------------------
 
@@ -113,6 +161,10 @@ class Archive:
         """The newest archived copy of the document with this `_id`, or None."""
         found = self.catalog.by_id(_id)
         return self._out(self._read(found[0]), raw) if found else None
+
+    def get_all(self, _id: Any, *, raw: bool = False) -> list[Any]:
+        """Every archived copy of the document with this `_id`, newest first."""
+        return [self._out(self._read(where), raw) for where in self.catalog.by_id(_id)]
 
     def get_by(self, field: str, value: Any, *, raw: bool = False, all_copies: bool = False) -> list[Any]:
         """Documents whose `field` (one of ARCHIVERD_INDEX_FIELDS, recorded at seal time) equals
@@ -139,66 +191,113 @@ class Archive:
                 return str(src["date_field"])
         return None
 
+    def date_range(self, filter: Mapping | None, start: Any, end: Any) -> dict[str, Any]:
+        """`filter` narrowed to documents whose date field lies in [start, end)."""
+        return date_range(filter, start, end, self._date_field)
+
     def find(self, filter: Mapping | None = None, start: Any = None, end: Any = None, *,
              projection: Mapping | None = None, sort: Any = None, limit: int | None = None,
-             raw: bool = False, all_copies: bool = False) -> Iterator[Any]:
+             raw: bool = False, all_copies: bool = False,
+             on_damage: Callable[[str], None] | None = None) -> Iterator[Any]:
         """Documents matching `filter` (MongoDB's query language), dated in [start, end) when given
-        (segments outside the range are not read), sorted, limited and projected as find does."""
-        lo, hi = _date(start), _date(end)
-        date_field = self._date_field()
-        spec = dict(filter or {})
-        if lo is not None or hi is not None:
-            if date_field is None:
-                raise ConfigError("this archive records no date field: --from/--to cannot be used")
-            bound = {k: v for k, v in (("$gte", _bson_date(lo)), ("$lt", _bson_date(hi))) if v is not None}
-            spec = {"$and": [spec, {date_field: bound}]} if spec else {date_field: bound}
-        query = Query(spec, projection, sort, limit)
-        return (self._out(doc, raw) for doc in query.run(self._candidates(query.filter, lo, hi, all_copies)))
+        (segments outside the range are not read), sorted, limited and projected as find does.
 
-    def _candidates(self, flt: Filter, lo: int | None, hi: int | None, all_copies: bool) -> Iterator[bytes]:
+        A document that cannot be read (a segment damaged beyond what parity repairs) raises
+        SegmentError, unless `on_damage` is given: then it is told what was lost and the others come."""
+        query = Query(self.date_range(filter, start, end), projection, sort, limit)
+        found = self._candidates(query.filter, _date(start), _date(end), all_copies, on_damage)
+        return (self._out(doc, raw) for doc in query.run(found))
+
+    def count(self, filter: Mapping | None = None, start: Any = None, end: Any = None, *,
+              all_copies: bool = False, on_damage: Callable[[str], None] | None = None) -> int:
+        """How many documents `find` would return; without a filter, from the catalog alone."""
+        if not filter:
+            lo, hi = _date(start), _date(end)
+            if self._date_field() is not None or (lo is None and hi is None):
+                return self.catalog.count(lo, hi, newest_only=not all_copies)
+        return sum(1 for _ in self._candidates(Query(self.date_range(filter, start, end)).filter, _date(start),
+                                                _date(end), all_copies, on_damage))
+
+    def _candidates(self, flt: Filter, lo: int | None, hi: int | None, all_copies: bool,
+                    on_damage: Callable[[str], None] | None) -> Iterator[bytes]:
         for info in self.catalog.segments(lo, hi):
             reader = self.reader(info.path)
             newest = None if all_copies else set(self.catalog.newest(info.path, range(info.documents)))
-            for _, raw_doc in self._matching(reader, flt, newest, need_bytes=True):
+            for _, raw_doc in self._matching(reader, flt, newest, True, on_damage):
                 assert raw_doc is not None
                 yield raw_doc
 
-    def _matching(self, reader: SegmentReader, flt: Filter, newest: set[int] | None,
-                  need_bytes: bool) -> Iterator[tuple[int, bytes | None]]:
+    def _matching(self, reader: SegmentReader, flt: Filter, newest: set[int] | None, need_bytes: bool,
+                  on_damage: Callable[[str], None] | None = None) -> Iterator[tuple[int, bytes | None]]:
         """(number, exact bytes or None) of the documents of one segment that match `flt`. When the
         filter reads no embedding, each block is matched on its documents without embeddings (its
         head only: a few GOPs) and only the matches are read whole."""
         idx = reader.index
+        where = str(reader.path)
+
+        def lost(what: str) -> None:
+            if on_damage is None:
+                raise SegmentError(what, where)
+            on_damage(f"{where}: {what}")
+
         roots = {f.split(".")[0] for f in idx.get("vector_fields", [])}
         fields = set(flt.fields or ())
         light = bool(idx["blocks"]) and "head" in idx["blocks"][0] and bool(fields) and not (fields & roots)
-        if not light:
-            for n, raw_doc in reader.salvage():
-                if n is not None and (newest is None or n in newest) and flt.matches(raw_doc):
-                    yield n, raw_doc
-            if reader.last_report.lost:
-                raise SegmentError(f"{reader.last_report.lost} documents of this segment cannot be read: "
-                                   f"{reader.last_report.status}", str(reader.path))
-            return
         first = 0
-        where = str(reader.path)
-        with LocalFile(reader.path) as source:
-            for block in idx["blocks"]:
-                numbers = range(first, first + block["documents"])
-                first += block["documents"]
-                if newest is not None and not any(n in newest for n in numbers):
+        for block in idx["blocks"]:
+            numbers = range(first, first + block["documents"])
+            first += block["documents"]
+            if newest is not None and not any(n in newest for n in numbers):
+                continue
+            try:
+                docs = self._skeletons(reader, block) if light else self._block(reader, block["block"])
+            except SegmentError as exc:
+                lost(f"block {block['block']} ({block['documents']} documents) cannot be read: {exc.message}")
+                continue
+            hits = [(n, doc) for n, doc in zip(numbers, docs) if (newest is None or n in newest) and flt.matches(doc)]
+            if light and need_bytes and len(hits) >= max(2, block["documents"] // WHOLE_BLOCK_SHARE):
+                try:  # many matches: decoding the block once costs less than reading each of them
+                    whole = self._block(reader, block["block"])
+                    hits = [(n, whole[n - numbers.start]) for n, _ in hits]
+                    light_here = False
+                except SegmentError:
+                    light_here = True
+            else:
+                light_here = light
+            for n, doc in hits:
+                if not need_bytes or not light_here:
+                    yield n, doc if need_bytes else None
                     continue
-                (head,) = fetch_ranges(source, idx, [(block["offset"], block["head"])], where)
-                skip = records.PREFIX.size + records.BLOCK_HEAD_V2.size
                 try:
-                    if head is None:
-                        raise SegmentError("a frame of the block head is damaged")
-                    skeletons = blockcodec.decode_skeletons(memoryview(head)[skip:])
-                except SegmentError:  # damaged: the whole block, with parity repair
-                    skeletons = read_block(source, idx, block["block"], where)
-                for n, skeleton in zip(numbers, skeletons):
-                    if (newest is None or n in newest) and flt.matches(skeleton):
-                        yield n, read_document(source, idx, n, where) if need_bytes else None
+                    yield n, self._document(reader, n)
+                except SegmentError as exc:
+                    lost(f"document {n} cannot be read: {exc.message}")
+
+    def _block(self, reader: SegmentReader, number: int) -> list[bytes]:
+        """A block's documents, verified against its digest (with parity repair when needed)."""
+        return self._cache.get((str(reader.path), number, "block"), lambda: reader.block(number))
+
+    def _skeletons(self, reader: SegmentReader, block: Mapping[str, Any]) -> list[bytes]:
+        """A block's documents without their embeddings, from its head alone (a few GOPs); from the
+        whole block when the head cannot be read."""
+        def read() -> list[bytes]:
+            with LocalFile(reader.path) as source:
+                (head,) = fetch_ranges(source, reader.index, [(block["offset"], block["head"])], str(reader.path))
+            try:
+                if head is None:
+                    raise SegmentError("a frame of the block head is damaged")
+                return blockcodec.decode_skeletons(memoryview(head)[records.PREFIX.size + records.BLOCK_HEAD_V2.size:])
+            except SegmentError:
+                return self._block(reader, block["block"])
+        return self._cache.get((str(reader.path), block["block"], "head"), read)
+
+    def _document(self, reader: SegmentReader, n: int) -> bytes:
+        number = reader.index["docs"][n]["block"]
+        whole = self._cache.peek((str(reader.path), number, "block"))
+        if whole is not None:
+            first = sum(b["documents"] for b in reader.index["blocks"][:number])
+            return whole[n - first]
+        return reader.document(n)
 
     # -- search -------------------------------------------------------------------------------------
 
@@ -216,44 +315,61 @@ class Archive:
         sidecars: dict[str, sidecar.Sidecar] = {}
         unindexed: dict[str, int] = {}
         allowed: dict[str, np.ndarray] = {}
-        fields_of: dict[str, int] = {}
         for info in self.catalog.segments(lo, hi):
             reader = self.reader(info.path)
-            names = reader.index.get("vector_fields", [])
-            if field not in names:
-                continue
-            fields_of[info.path] = names.index(field)
             try:
-                sidecars[info.path] = sidecar.load(sidecar.path_for(self.dir / info.path),
-                                                   reader.index["content_sha256"], info.documents)
+                codes = sidecar.load(sidecar.path_for(self.dir / info.path), reader.index["content_sha256"], info.documents)
             except SegmentError:
+                codes = None  # missing or damaged: this segment is searched exactly
+            if codes is not None and field in codes.fields:
+                sidecars[info.path] = codes
+            elif codes is not None and codes.covers(field):
+                continue  # no document of this segment has a vector in `field`
+            else:
                 unindexed[info.path] = info.documents
             mask = np.zeros(info.documents, dtype=bool)
-            for n in self.catalog.newest(info.path, range(info.documents)):
-                mask[n] = True
+            mask[list(self.catalog.newest(info.path, range(info.documents)))] = True
             if flt is not None or lo is not None or hi is not None:
                 mask &= self._allowed(reader, flt, lo, hi)
             allowed[info.path] = mask
-        if not fields_of:
+        if not sidecars and not unindexed:
             return []
+        size = np.asarray(vector).size if isinstance(vector, (list, tuple, np.ndarray)) else None
+        dims = sorted({codes.fields[field].layout.dim for codes in sidecars.values()})
+        if size is not None and dims and size not in dims:
+            raise ConfigError(f"the query vector has {size} dimensions; {field} holds vectors of "
+                              f"{' or '.join(map(str, dims))} dimensions")
 
         def fetch(candidates: list[tuple[Any, int]]) -> dict[tuple[Any, int], np.ndarray | None]:
-            out: dict[tuple[Any, int], np.ndarray | None] = {}
             by_segment: dict[str, list[int]] = {}
             for segment, n in candidates:
                 by_segment.setdefault(segment, []).append(n)
-            for segment, numbers in by_segment.items():
-                got = self.reader(segment).vectors([(n, fields_of[segment]) for n in numbers])
-                for n in numbers:
-                    out[(segment, n)] = got[(n, fields_of[segment])]
-            return out
+            return {(segment, n): values for segment, numbers in by_segment.items()
+                    for n, values in self._vectors(segment, numbers, field).items()}
 
         try:
             hits = vsearch.search(vector, field, k, sidecars, fetch, unindexed=unindexed, allowed=allowed,
                                   confidence=confidence, stats=stats)
         except ValueError as exc:
             raise ConfigError(f"search: {exc}") from None
-        return [Scored(self._out(self.reader(h.segment).document(h.doc), raw), h.score) for h in hits]
+        with ThreadPoolExecutor(2, thread_name_prefix="search") as pool:  # decoding releases the GIL
+            docs = list(pool.map(lambda h: self._document(self.reader(h.segment), h.doc), hits))
+        return [Scored(self._out(doc, raw), h.score) for doc, h in zip(docs, hits)]
+
+    def _vectors(self, segment: str, numbers: list[int], field: str) -> dict[int, np.ndarray | None]:
+        """The exact `field` vectors of these documents of a segment: from their own vector sections
+        when the field was packed as float32, else from the whole documents (float64)."""
+        reader = self.reader(segment)
+        names = reader.index.get("vector_fields") or []
+        if field in names:
+            which = names.index(field)
+            got = reader.vectors([(n, which) for n in numbers])
+            return {n: got[(n, which)] for n in numbers}
+        out: dict[int, np.ndarray | None] = {}
+        for n in numbers:
+            found, value = field_value(reader.document(n), field)
+            out[n] = sidecar.as_vector(value) if found else None
+        return out
 
     def _allowed(self, reader: SegmentReader, flt: Filter | None, lo: int | None, hi: int | None) -> np.ndarray:
         """Which documents of a segment pass the date range and the filter."""
@@ -269,9 +385,3 @@ class Archive:
                 mask[n] &= n in hits
         return mask
 
-
-def _bson_date(ms: int | None) -> Any:
-    if ms is None:
-        return None
-    from ..service.expiry import bson_date
-    return bson_date(ms)

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store import layout, durable
+from ..store import derived, layout, durable
 from .. import faults, log
 from ..format import index
+from ..format.documents import fields_meta
 from ..config import Config
 from ..errors import DatabaseError, SegmentError
 from ..format import rebuild
@@ -165,6 +166,7 @@ class Archiver:
             except SegmentError as exc:
                 self._set_aside(rel, str(exc), stats)
                 continue
+            derived.after_seal(self.cfg.collection_dir, video, reader.index)
             entries = [(index.from_json(e["_id"]), e["sha256"], e["bytes"]) for e in reader.entries() if "_id" in e]
             outcome = self._delete(entries, lease, rel)
             stats.recovered += outcome.deleted
@@ -210,7 +212,7 @@ class Archiver:
                     full, writer = writer, None  # from here on the journal, not this frame, owns it
                     self._seal_and_delete(full, entries, lease, stats)
                     entries = []
-                raw = doc.raw
+                raw = bytes(doc.raw)
                 sha = hashlib.sha256(raw).hexdigest()
                 holder = sealed.holder(label, doc["_id"], sha)
                 if holder is not None:
@@ -222,7 +224,7 @@ class Archiver:
                     writer = self._open(layout.day_dir(self.cfg.collection_dir, label))
                 faults.hit("read")
                 try:
-                    writer.append(raw, {"date": iso(ms)})
+                    writer.append(raw, {"date": iso(ms), **fields_meta(raw, self.cfg.indexed)})
                 except (ValueError, TypeError) as exc:  # cannot be encoded: it stays in MongoDB
                     stats.skip(f"cannot be archived: {exc}"[:120])
                     continue
@@ -272,7 +274,7 @@ class Archiver:
         path = layout.next_part(directory)
         self.state.add_pending(self._rel(path))  # intent first: recovery knows what to look for
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
-                                           "date_field": self.cfg.date_field},
+                                           "date_field": self.cfg.date_field, "index_fields": list(self.cfg.indexed)},
                              block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent)
 
     def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], lease: Lease,
@@ -289,6 +291,7 @@ class Archiver:
             # video and verifies it before any delete (or reports it, and deletes nothing)
             raise
         faults.hit("commit")
+        derived.after_seal(self.cfg.collection_dir, writer.path, idx, writer)
         stats.sealed += idx["documents"]
         stats.segments.append(rel)
         log.event("segment.sealed", segment=rel, documents=idx["documents"], frames=idx["frames"],

@@ -15,6 +15,7 @@ values of `ARCHIVERD_INDEX_FIELDS`, recorded in each index entry's `fields` at s
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import os
 import sqlite3
@@ -23,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from .. import log
 from ..errors import SegmentError, StorageError
 from ..format import identity, index
 from . import durable, layout
@@ -36,8 +38,8 @@ CREATE TABLE IF NOT EXISTS segments(
     documents INTEGER, video_bytes INTEGER, index_file TEXT, index_size INTEGER, index_mtime INTEGER,
     first_date INTEGER, last_date INTEGER);
 CREATE TABLE IF NOT EXISTS docs(
-    segment INTEGER NOT NULL, n INTEGER NOT NULL, block INTEGER NOT NULL, id_key TEXT, date INTEGER,
-    PRIMARY KEY(segment, n)) WITHOUT ROWID;
+    segment INTEGER NOT NULL, n INTEGER NOT NULL, block INTEGER NOT NULL, first_frame INTEGER, last_frame INTEGER,
+    id_key TEXT, date INTEGER, PRIMARY KEY(segment, n)) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS docs_id ON docs(id_key);
 CREATE TABLE IF NOT EXISTS fields(segment INTEGER NOT NULL, n INTEGER NOT NULL, field TEXT NOT NULL, value_key TEXT);
 CREATE INDEX IF NOT EXISTS fields_value ON fields(field, value_key);
@@ -78,27 +80,69 @@ def _date_ms(text: Any) -> int | None:
 
 
 class Catalog:
-    """The catalog of one collection's archive directory."""
+    """The catalog of one collection's archive directory.
 
-    def __init__(self, collection_dir: Path, *, writable: bool = True) -> None:
+    `writable=False` opens the file read-only (check); a reader that may not write the directory
+    (another user, a read-only mount) gets `Catalog.for_reading`, which falls back to a private
+    in-memory catalog synced from the indexes."""
+
+    FILE = FILE
+
+    def __init__(self, collection_dir: Path, *, writable: bool = True, memory: bool = False) -> None:
         self.collection_dir = Path(collection_dir)
         self.path = self.collection_dir / FILE
         self.writable = writable
         try:
-            if writable:
+            if memory:
+                self.db = sqlite3.connect(":memory:", isolation_level=None)
+                self.db.executescript(_SCHEMA)
+                self._check_version()
+            elif writable:
                 durable.ensure_dir(self.collection_dir)
                 fresh = not self.path.exists()
                 self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 if fresh:
                     os.chmod(self.path, durable.file_mode())
-                self.db.execute("PRAGMA journal_mode=WAL")
                 self.db.executescript(_SCHEMA)
                 self._check_version()
             else:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
-        except sqlite3.DatabaseError as exc:
+                self.db.execute("SELECT count(*) FROM segments").fetchone()
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise StorageError(f"catalog {self.path} is not usable ({exc}); `archiverd catalog rebuild` "
                                "makes it again from the indexes") from None
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One transaction (one sync) for a whole segment's rows: the connection autocommits otherwise."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    @classmethod
+    def for_reading(cls, collection_dir: Path) -> Catalog:
+        """The catalog, brought up to date with the disk: the shared file, or -- when it cannot be
+        written (another user, a read-only copy) or is damaged -- a private in-memory one, so that
+        reads never depend on a derived file."""
+        try:
+            catalog = cls(collection_dir)
+            try:
+                catalog.sync()
+            except sqlite3.Error:
+                catalog.close()
+                raise
+            return catalog
+        except (StorageError, sqlite3.Error) as exc:
+            if (Path(collection_dir) / FILE).exists() and os.access(Path(collection_dir) / FILE, os.W_OK):
+                log.warning("catalog.unusable", path=str(Path(collection_dir) / FILE), reason=str(exc)[:300],
+                            fix="`archiverd catalog rebuild`; reading from the indexes meanwhile")
+        catalog = cls(collection_dir, memory=True)
+        catalog.sync()
+        return catalog
 
     def _check_version(self) -> None:
         row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
@@ -154,7 +198,7 @@ class Catalog:
         return added, dropped
 
     def _drop(self, seg_id: int) -> None:
-        with self.db:
+        with self._transaction():
             self.db.execute("DELETE FROM docs WHERE segment=?", (seg_id,))
             self.db.execute("DELETE FROM fields WHERE segment=?", (seg_id,))
             self.db.execute("DELETE FROM segments WHERE id=?", (seg_id,))
@@ -168,14 +212,15 @@ class Catalog:
             date = _date_ms(entry.get("date"))
             if date is not None:
                 dates.append(date)
-            rows.append((n, entry["block"], key, date))
+            frames = entry.get("frames") or [None, None]
+            rows.append((n, entry["block"], frames[0], frames[1], key, date))
             for name, value in (entry.get("fields") or {}).items():
                 try:
                     fields.append((n, name, identity.key(index.from_json(value))))
                 except (ValueError, TypeError, KeyError):
                     continue
         day = "-".join(Path(path).parts[:3]) if Path(path).parts[0][:1].isdigit() else Path(path).parts[0]
-        with self.db:
+        with self._transaction():
             self.db.execute("DELETE FROM segments WHERE path=?", (path,))
             cur = self.db.execute(
                 "INSERT INTO segments(path, day, segment_id, created_at, documents, video_bytes, index_file, "
@@ -183,14 +228,42 @@ class Catalog:
                 (path, day, idx["segment_id"], idx["created_at"], idx["documents"], idx["video"]["bytes"],
                  index_file.name, st.st_size, st.st_mtime_ns, min(dates, default=None), max(dates, default=None)))
             seg_id = cur.lastrowid
-            self.db.executemany("INSERT INTO docs VALUES(?,?,?,?,?)", [(seg_id, *r) for r in rows])
+            self.db.executemany("INSERT INTO docs VALUES(?,?,?,?,?,?,?)", [(seg_id, *r) for r in rows])
             self.db.executemany("INSERT INTO fields VALUES(?,?,?,?)", [(seg_id, *f) for f in fields])
 
-    def rebuild(self) -> tuple[int, int]:
-        with self.db:
-            for table in ("docs", "fields", "segments"):
-                self.db.execute(f"DELETE FROM {table}")
-        return self.sync()
+    @classmethod
+    def rebuild_file(cls, collection_dir: Path) -> tuple[int, int]:
+        """Make the catalog file again from the indexes, in a new file that then replaces the old one
+        (which may be damaged or foreign). Returns (segments, documents)."""
+        collection_dir = Path(collection_dir)
+        if not collection_dir.is_dir():
+            raise StorageError(f"archive directory {collection_dir} does not exist")
+        target = collection_dir / FILE
+        temp = collection_dir / f".{FILE}.rebuild-{os.getpid()}"
+        for leftover in (temp, temp.with_name(temp.name + "-journal")):
+            leftover.unlink(missing_ok=True)
+        try:
+            fresh = cls.__new__(cls)
+            fresh.collection_dir, fresh.path, fresh.writable = collection_dir, temp, True
+            fresh.db = sqlite3.connect(temp, isolation_level=None)
+            try:
+                os.chmod(temp, durable.file_mode())
+                fresh.db.executescript(_SCHEMA)
+                fresh._check_version()
+                fresh.sync()
+                counts = fresh.db.execute("SELECT count(*), coalesce(sum(documents), 0) FROM segments").fetchone()
+            finally:
+                fresh.db.close()
+            durable.fsync_file(temp)
+            for stale in ("-journal", "-wal", "-shm"):  # of the old file: never to be applied to the new one
+                target.with_name(FILE + stale).unlink(missing_ok=True)
+            os.replace(temp, target)
+            durable.fsync_dir(collection_dir)
+        except (sqlite3.Error, OSError) as exc:
+            raise StorageError(f"cannot rebuild the catalog {target}: {exc}") from None
+        finally:
+            temp.unlink(missing_ok=True)
+        return counts[0], counts[1]
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -226,18 +299,55 @@ class Catalog:
         return out
 
     def newest(self, segment: str, numbers: Iterable[int]) -> Iterator[int]:
-        """Of these document numbers of `segment`, those that are the newest archived copy of their `_id`."""
-        row = self.db.execute("SELECT id, created_at FROM segments WHERE path=?", (segment,)).fetchone()
-        if row is None:
-            return
-        seg_id, created = row
-        for n in numbers:
-            key = self.db.execute("SELECT id_key FROM docs WHERE segment=? AND n=?", (seg_id, n)).fetchone()
-            if key is None or key[0] is None:
+        """Of these document numbers of `segment`, those that are the newest archived copy of their
+        `_id` (documents without an `_id` always are)."""
+        wanted = set(numbers)
+        rows = self.db.execute(
+            "SELECT d.n FROM docs d JOIN segments s ON s.id = d.segment WHERE s.path = ? AND (d.id_key IS NULL "
+            "OR NOT EXISTS (SELECT 1 FROM docs d2 JOIN segments s2 ON s2.id = d2.segment WHERE d2.id_key = d.id_key "
+            "AND (s2.created_at, s2.path, d2.n) > (s.created_at, s.path, d.n))) ORDER BY d.n", (segment,))
+        for (n,) in rows:
+            if n in wanted:
                 yield n
+
+    def count(self, start: int | None = None, end: int | None = None, *, newest_only: bool = True) -> int:
+        """Documents dated in [start, end) (ms; None: unbounded), only the newest copy of each `_id`
+        when `newest_only`."""
+        where, args = [], []
+        if start is not None:
+            where.append("d.date >= ?")
+            args.append(start)
+        if end is not None:
+            where.append("d.date < ?")
+            args.append(end)
+        if newest_only:
+            where.append("(d.id_key IS NULL OR NOT EXISTS (SELECT 1 FROM docs d2 JOIN segments s2 ON s2.id = d2.segment "
+                         "WHERE d2.id_key = d.id_key AND (s2.created_at, s2.path, d2.n) > (s.created_at, s.path, d.n)))")
+        sql = "SELECT count(*) FROM docs d JOIN segments s ON s.id = d.segment" + (
+            " WHERE " + " AND ".join(where) if where else "")
+        return int(self.db.execute(sql, args).fetchone()[0])
+
+    def differences(self) -> list[str]:
+        """Where the catalog disagrees with indexes it believes current (same file, size and
+        mtime): what `sync` cannot notice and only a rebuild fixes. Also SQLite's own check."""
+        problems = [f"catalog: {row[0]}" for row in self.db.execute("PRAGMA quick_check") if row[0] != "ok"]
+        on_disk = self._on_disk()
+        for seg_id, path, file, size, mtime, documents in self.db.execute(
+                "SELECT id, path, index_file, index_size, index_mtime, documents FROM segments").fetchall():
+            index_file = on_disk.get(path)
+            if index_file is None or index_file.name != file:
+                continue  # vanished or replaced: the next sync handles it
+            st = index_file.stat()
+            if (st.st_size, st.st_mtime_ns) != (size, mtime):
                 continue
-            best = self.db.execute(
-                "SELECT s.path, d.n FROM docs d JOIN segments s ON s.id = d.segment WHERE d.id_key = ? "
-                "ORDER BY s.created_at DESC, s.path DESC, d.n DESC LIMIT 1", (key[0],)).fetchone()
-            if best == (segment, n):
-                yield n
+            try:
+                idx = index.load(index_file)
+            except SegmentError:
+                continue  # `check` reports the index itself
+            expected = [(n, entry["block"], *(entry.get("frames") or [None, None]),
+                         index.id_key(entry["_id"]) if "_id" in entry else None) for n, entry in enumerate(idx["docs"])]
+            rows = self.db.execute("SELECT n, block, first_frame, last_frame, id_key FROM docs WHERE segment=? ORDER BY n",
+                                   (seg_id,)).fetchall()
+            if documents != idx["documents"] or rows != expected:
+                problems.append(f"catalog entries of {path} differ from its index (`archiverd catalog rebuild`)")
+        return problems

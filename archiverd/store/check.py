@@ -8,8 +8,12 @@
    that it is classified: `damaged (repairable)` (every document still verifies) or
    `damaged (unrepairable: K documents)`.
 
-`repair` never deletes or modifies anything: a repairable segment gets a verified repaired copy
-beside it (which readers prefer from then on), and an orphan gets its index rebuilt from the video.
+4. derived files (never the only copy of anything): each segment's vector sidecar (present,
+   intact, of this segment) and the catalog (agrees with the indexes it believes current).
+
+`repair` never deletes or modifies a sealed file: a repairable segment gets a verified repaired
+copy beside it (which readers prefer from then on), an orphan gets its index rebuilt from the
+video, and derived files that fail their checks are rebuilt.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import layout
+from . import derived, layout
 from ..errors import SegmentError
 from ..format import index, rebuild
 from ..format.reader import REPAIRABLE, LocalFile, ScanReport, verify_source
@@ -40,6 +44,7 @@ class SegmentCheck:
     format_version: int | None = None
     problems: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    derived: list[str] = field(default_factory=list)  # problems of its derived files (the sidecar)
     repaired: str | None = None  # what --repair wrote
 
     @property
@@ -51,6 +56,8 @@ class SegmentCheck:
 class CheckResult:
     segments: list[SegmentCheck] = field(default_factory=list)
     temporaries: list[str] = field(default_factory=list)
+    catalog: list[str] = field(default_factory=list)  # where a catalog disagrees with the indexes
+    catalog_rebuilt: bool = False
     seconds: float = 0.0
     bytes_read: int = 0
     documents_read: int = 0
@@ -59,17 +66,23 @@ class CheckResult:
     def ok(self) -> bool:
         return all(s.ok for s in self.segments)
 
+    @property
+    def derived_problems(self) -> int:
+        """Derived files that failed their checks and were not rebuilt (exit 1: nothing is lost)."""
+        stale = sum(1 for s in self.segments if s.derived and not (s.repaired and "sidecar" in s.repaired))
+        return stale + (0 if self.catalog_rebuilt else len(self.catalog))
+
     def summary(self) -> dict[str, Any]:
         counts: dict[str, int] = {}
         for s in self.segments:
             counts[s.status] = counts.get(s.status, 0) + 1
         return {"segments": len(self.segments), "by_status": counts, "temporaries": len(self.temporaries),
-                "documents_read": self.documents_read, "bytes_read": self.bytes_read, "seconds": self.seconds,
-                "ok": self.ok}
+                "derived_problems": self.derived_problems, "documents_read": self.documents_read,
+                "bytes_read": self.bytes_read, "seconds": self.seconds, "ok": self.ok}
 
     def as_dict(self) -> dict[str, Any]:
         return {"ok": self.ok, "summary": self.summary(), "segments": [s.__dict__ | {"ok": s.ok} for s in self.segments],
-                "temporaries": self.temporaries}
+                "temporaries": self.temporaries, "catalog": self.catalog, "catalog_rebuilt": self.catalog_rebuilt}
 
 
 def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[Path]]:
@@ -96,7 +109,7 @@ def _video_for(idx: Path) -> Path:
     return idx.with_name(idx.name[:-len(index.SUFFIX)] + ".mkv")
 
 
-def check(paths: Iterable[Path], *, read_data: bool = False, subset: float | None = None, repair: bool = False,
+def check(paths: list[Path], *, read_data: bool = False, subset: float | None = None, repair: bool = False,
           progress: Callable[[SegmentCheck], None] | None = None, seed: int | None = None) -> CheckResult:
     started = time.perf_counter()
     videos, lonely, temps = collect(paths)
@@ -112,11 +125,16 @@ def check(paths: Iterable[Path], *, read_data: bool = False, subset: float | Non
             progress(item)
     for video in videos:
         item = _check_one(video, video in chosen, result)
-        if repair and not item.ok:
+        if repair and (not item.ok or item.derived):
             _repair(video, item)
         result.segments.append(item)
         if progress:
             progress(item)
+    for path in paths:
+        if path.is_dir():
+            found = derived.check_catalog(path, repair=repair)
+            result.catalog += found.problems
+            result.catalog_rebuilt |= found.rebuilt
     result.seconds = round(time.perf_counter() - started, 3)
     return result
 
@@ -146,6 +164,7 @@ def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
             intact = source.size == idx["video"]["bytes"] and file_sha256(source) == idx["video"]["sha256"]
             result.bytes_read += source.size
             if intact and not read:
+                _check_derived(video, idx, item)
                 return item
             report = verify_source(source, idx, str(target))
     except SegmentError as exc:
@@ -159,7 +178,15 @@ def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
     item.warnings.extend(report.warnings)
     if not report.ok:
         item.status = report.status if report.status == REPAIRABLE else f"damaged (unrepairable: {report.lost} documents)"
+    _check_derived(video, idx, item)
     return item
+
+
+def _check_derived(video: Path, idx: dict[str, Any], item: SegmentCheck) -> None:
+    problem = derived.sidecar_problem(video, idx)
+    if problem:
+        item.derived.append(f"{problem} (`archiverd reindex` or `check --repair` rebuilds it; search reads "
+                            "this segment's vectors exactly meanwhile)")
 
 
 def _repair(video: Path, item: SegmentCheck) -> None:
@@ -167,11 +194,14 @@ def _repair(video: Path, item: SegmentCheck) -> None:
         if item.status == ORPHAN:
             rebuilt = rebuild.reindex(video)
             item.repaired = f"index rebuilt: {rebuilt.path.name}"
+            if derived.sidecar_problem(video, rebuilt.index):
+                item.repaired += f"; vector sidecar rebuilt: {derived.rebuild_sidecar(video).name}"
         elif item.status == REPAIRABLE and index.preferred(video) == video:
             rebuilt = rebuild.repair(video)
             item.repaired = f"repaired copy written and verified: {rebuilt.path.name}" + (
                 " (identical to the original)" if rebuilt.identical else "")
-        else:
-            return
+        if item.derived and item.status in (OK, REPAIRABLE):
+            rebuilt_sidecar = derived.rebuild_sidecar(video)
+            item.repaired = "; ".join(filter(None, [item.repaired, f"vector sidecar rebuilt: {rebuilt_sidecar.name}"]))
     except SegmentError as exc:
         item.problems.append(f"repair failed: {exc}")
