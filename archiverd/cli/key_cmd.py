@@ -15,7 +15,7 @@ import click
 
 from ..config import Config
 from ..crypto import envelope, keyring, paper, rotation
-from ..errors import ArchiverdError, ConfigError, EncryptionKeyError, SegmentError
+from ..errors import EXIT_WARNING, ArchiverdError, ConfigError, EncryptionKeyError, SegmentError, StorageError
 from ..store import durable
 from ._common import with_config
 
@@ -86,7 +86,12 @@ def export(cfg: Config, destination: Path, paper_form: bool) -> int:
         durable.write_new(destination.absolute(), data.encode(), mode=keyring.KEY_FILE_MODE)
         to = str(destination.absolute())
         click.echo(f"exported {len(ring.keys)} key(s) ({', '.join(k.id for k in ring.keys)}) to {to}", err=True)
-    keyring.record_export(path, kind, [k.id for k in ring.keys], to)
+    try:
+        keyring.record_export(path, kind, [k.id for k in ring.keys], to)
+    except (StorageError, EncryptionKeyError) as exc:  # a read-only key file (a systemd credential, ...)
+        click.echo(f"warning: the export was written but could not be recorded in the key file ({exc}); "
+                   "`status` will keep warning that the key was never exported", err=True)
+        return EXIT_WARNING
     return 0
 
 
@@ -193,7 +198,10 @@ def rotate(cfg: Config) -> int:
 @with_config
 def list_(cfg: Config, as_json: bool) -> int:
     """The master keys: id, state, when created and retired, whether exported, and how many segment
-    key files under the archive directory each one wraps."""
+    key files under the archive directory each one wraps.
+
+    Exit 1 while a warning stands (a key never exported, an unfinished rotation), as in `status`.
+    """
     ring = keyring.load(keyring.key_file(cfg))
     counts: Counter[str] = Counter()
     for path in rotation.key_files(cfg.archive_dir):

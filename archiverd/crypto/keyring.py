@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import fcntl
 import hashlib
 import json
 import os
@@ -204,16 +203,8 @@ def locked(path: Path) -> Iterator[None]:
     """Serialise read-modify-write of the key file (rotate, export records, import)."""
     if not path.parent.is_dir():
         raise EncryptionKeyError(f"directory {path.parent} of the key file does not exist")
-    lock = path.with_name(f".{path.name}.lock")
-    try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, KEY_FILE_MODE)
-    except OSError as exc:
-        raise StorageError(f"cannot open {lock}: {exc.strerror or exc}") from None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
+    with durable.exclusive_lock(path.with_name(f".{path.name}.lock"), KEY_FILE_MODE):
         yield
-    finally:
-        os.close(fd)
 
 
 def key_file(cfg: Config) -> Path:

@@ -16,6 +16,8 @@ import errno
 import fcntl
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import StorageError
@@ -137,6 +139,21 @@ def append_synced(path: Path, data: bytes) -> None:
         raise _storage_error("append to", path, exc) from None
     if size == 0:
         fsync_dir(path.parent)
+
+
+@contextmanager
+def exclusive_lock(lock: Path, mode: int | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on the file `lock` (created if missing) for the block: for
+    read-modify-write of small files (holds, the key file) and for one prune at a time."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, _modes["file"] if mode is None else mode)
+    except OSError as exc:
+        raise _storage_error("open lock file", lock, exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def unlink(path: Path) -> bool:

@@ -18,12 +18,9 @@ holds; a damaged one stops prune and erase (it might have held something).
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import json
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -107,22 +104,9 @@ class Holds:
             raise self._damaged(f"malformed hold {h!r:.80}")
         return hold
 
-    @contextmanager
-    def _locked(self) -> Iterator[None]:
-        durable.ensure_dir(self.collection_dir)
-        lock = self.collection_dir / ".archiverd-holds.lock"
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, durable.file_mode())
-        except OSError as exc:
-            raise StorageError(f"cannot open {lock}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)
-
     def _change(self, change: Callable[[dict[str, Any]], Any]) -> Any:
-        with self._locked():
+        durable.ensure_dir(self.collection_dir)
+        with durable.exclusive_lock(self.collection_dir / ".archiverd-holds.lock"):
             data = self._read()
             result = change(data)
             durable.replace_synced(self.path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())

@@ -23,6 +23,7 @@ holds, so it finishes even though its index is gone.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import re
@@ -225,22 +226,27 @@ def prune(cfg: Config, *, pending: Iterable[str], retention_days: int | None = N
     if days <= cfg.threshold_days:
         raise ConfigError(f"a retention of {days} days would prune documents archived only after "
                           f"{cfg.threshold_days:g} days: it must be longer than the threshold")
-    hold_list = holds.Holds(cfg.collection_dir).list()
-    needs_key = any(audit.scheme_of(d) != audit.PLAIN for h in hold_list for d in h.digests)
-    ring = keyring.from_config(cfg) if needs_key else None
     now = now or dt.datetime.now(dt.timezone.utc)
-    result = plan(cfg.collection_dir, days, now=now, hold_list=hold_list, pending=pending, ring=ring)
-    result.dry_run = dry_run
-    if dry_run:
-        return result
-    origin = "command line (--keep-days)" if retention_days is not None else cfg.origins.get("retention_days", "default")
-    why = {"rule": "retention", "retention_days": days, "setting": origin, "reason": reason,
-           "through_day": result.last_day.isoformat()}
-    who, run = audit.who(command), uuid.uuid4().hex
-    for item in result.removed:
-        _remove(cfg.collection_dir, item, run, why, who)
-    for day_dir in sorted({s.video.parent for s in result.removed}):
-        result.removed_dirs += _remove_empty_dirs(cfg.collection_dir, day_dir)
+    if not cfg.collection_dir.is_dir():
+        return PruneResult(days, last_prunable_day(days, now), dry_run)
+    lock = contextlib.nullcontext() if dry_run else durable.exclusive_lock(cfg.collection_dir / ".archiverd-prune.lock")
+    with lock:  # one prune at a time; a dry run creates nothing, not even the lock file
+        hold_list = holds.Holds(cfg.collection_dir).list()
+        needs_key = any(audit.scheme_of(d) != audit.PLAIN for h in hold_list for d in h.digests)
+        ring = keyring.from_config(cfg) if needs_key else None
+        result = plan(cfg.collection_dir, days, now=now, hold_list=hold_list, pending=pending, ring=ring)
+        result.dry_run = dry_run
+        if dry_run:
+            return result
+        origin = ("command line (--keep-days)" if retention_days is not None
+                  else cfg.origins.get("retention_days", "default"))
+        why = {"rule": "retention", "retention_days": days, "setting": origin, "reason": reason,
+               "through_day": result.last_day.isoformat()}
+        who, run = audit.who(command), uuid.uuid4().hex
+        for item in result.removed:
+            _remove(cfg.collection_dir, item, run, why, who)
+        for day_dir in sorted({s.video.parent for s in result.removed}):
+            result.removed_dirs += _remove_empty_dirs(cfg.collection_dir, day_dir)
     return result
 
 
@@ -264,8 +270,8 @@ def after_cycle(cfg: Config, state: _State, now: dt.datetime | None = None) -> P
         return None
     try:
         result = prune(cfg, pending=state.pending, command="archiverd run", now=now)
-    except ArchiverdError as exc:
-        log.error("prune.failed", error=str(exc), retention_days=cfg.retention_days)
+    except (ArchiverdError, OSError) as exc:
+        log.error("prune.failed", error=f"{exc.__class__.__name__}: {exc}", retention_days=cfg.retention_days)
         return None
     log.event("prune.done", **result.summary())
     for item in result.kept:
