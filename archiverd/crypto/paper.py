@@ -165,8 +165,8 @@ loses the archive.</b> Keep it where you keep other secrets, away from the archi
 {lines}</pre>
 <h2>To restore</h2>
 <p>Scan the QR code and pass its text, or type the numbered lines (each is checked as you type):</p>
-<pre>archiverd key import --paper              # type the lines
-archiverd key import --paper scanned.txt  # the QR code's text, or the lines, in a file</pre>
+<pre>archiverd key import --paper           # then type the lines
+archiverd key import --paper FILE      # FILE: the QR code's text, or the lines</pre>
 <p>The key file named by ARCHIVERD_ENCRYPTION_KEY_FILE is created if it does not exist; an existing
 one only gains the keys it lacks.</p>
 </body></html>
