@@ -346,3 +346,16 @@ def test_key_commands_fail_clearly(tmp_path, env):
     assert "does not exist" in run("key", "export", "-", env=env, check_code=3).stderr
     with pytest.raises(ConfigError, match="absolute"):
         config.load(environ={"ARCHIVERD_ENCRYPTION_KEY_FILE": "keys/master.key"})
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root can give a file to another user")
+def test_root_rewriting_the_key_file_keeps_its_owner(tmp_path):
+    """Root running `key export` or `key rotate` must not leave the service unable to read its key."""
+    path = tmp_path / "master.key"
+    ring = new_ring(path)
+    os.chown(path, 4321, 4322)
+    keyring.record_export(path, "paper", [ring.active.id], "printer")
+    rotation.rotate(path, tmp_path / "archives")
+    st = path.stat()
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (4321, 4322, 0o600)
+    assert len(keyring.load(path).keys) == 2 and keyring.load(path).exports[0]["to"] == "printer"

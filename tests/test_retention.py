@@ -287,3 +287,24 @@ def test_the_daemon_prunes_only_with_retention_set_once_a_day(cfg, collection, c
     assert later.exists()
     assert retention.after_cycle(keeping, state, now=NOW + dt.timedelta(days=1)).summary()["segments_removed"] == 1
     assert not later.exists()
+
+
+def test_document_holds_are_keyed_when_encryption_is_on(archive, tmp_path):
+    from archiverd.crypto import keyring
+    cfg, env, docs = archive
+    key_path = tmp_path / "master.key"
+    keyring.create(key_path, keyring.Keyring([keyring.MasterKey.generate()]))
+    encrypted = {**env, "ARCHIVERD_ENCRYPTION_KEY_FILE": str(key_path)}
+    held = bson.decode(docs["2020/03/02/part-0001.mkv"][2])["_id"]
+    run("hold", "add", "--id", str(held), "--reason", "case 20", env=encrypted, check_code=0)
+    [hold] = holds.Holds(cfg.collection_dir).list()
+    kid = keyring.load(key_path).keys[0].id
+    assert all(d.startswith(f"hmac-sha256:{kid}:") for d in hold.digests)
+    plain = hashlib.sha256(index.key_of(held).encode()).hexdigest()
+    assert plain.encode() not in (cfg.collection_dir / holds.FILE_NAME).read_bytes()
+    out = run("prune", "--dry-run", env=env, check_code=1).stdout  # without the key: nothing can be checked
+    assert out.count("cannot be checked") == 4
+    out = run("prune", env=encrypted, check_code=1).stdout
+    assert "case 20" in out and segments_left(cfg) == {"2020/03/02/part-0001.mkv",
+                                                        f"{RECENT.replace('-', '/')}/part-0001.mkv"}
+    assert_no_ids_or_content(cfg, docs)
