@@ -103,11 +103,11 @@ class Keyring:
         covered = {kid for e in self.exports for kid in e.get("key_ids", [])}
         return [k.id for k in self.keys if k.id not in covered]
 
-    def id_digest_key(self) -> tuple[str, bytes]:
-        """(key id, key) for keyed digests of document ids (audit log, holds): derived from the
-        oldest key, which no rotation removes, so a digest made years ago still matches."""
-        root = self.keys[0]
-        return root.id, aead.subkey(root.key, "id-digest")
+    def id_digest_key(self, kid: str | None = None) -> tuple[str, bytes]:
+        """(key id, key) for keyed digests of document ids (audit log, holds): new digests use the
+        oldest key; a digest names its key, and no rotation removes one, so it matches for good."""
+        master = self.keys[0] if kid is None else self.get(kid)
+        return master.id, aead.subkey(master.key, "id-digest")
 
     def to_bytes(self) -> bytes:
         body = {"format": FORMAT, "version": VERSION, "keys": [k.as_json() for k in self.keys],

@@ -7,8 +7,8 @@ is and ended, so the next record starts on its own line; `read` skips and counts
 
 Every record has `at` (UTC), `event`, and `who` (user, uid, sudo_user when set, host, pid, command).
 No record holds document content or an `_id`: documents are named by `id_digest` --
-"hmac-sha256:<key id>:<hex>" (HMAC-SHA256 of the `_id`'s identity key under a key derived from the
-oldest master key, when encryption is on: nobody without the key can test a guessed `_id`), or
+"hmac-sha256:<key id>:<hex>" (HMAC-SHA256 of the `_id`'s identity key under a key derived by HKDF
+from the master key it names -- the oldest, when the digest was made -- when encryption is on: nobody without the key can test a guessed `_id`), or
 "sha256:<hex>" (plain SHA-256 of the identity key, when encryption is off: an unencrypted archive
 names its `_id`s in its indexes anyway, but small or guessable `_id`s -- numbers, short strings --
 can be confirmed from a plain digest by trying them).
@@ -100,10 +100,10 @@ def id_digest(identity_key: str, scheme: str, ring: Keyring | None) -> str:
     kind, _, kid = scheme.partition(":")
     if kind != KEYED:
         raise ValueError(f"unknown digest scheme {scheme!r}")
-    if ring is None or ring.id_digest_key()[0] != kid:
-        raise EncryptionKeyError(f"a digest was made with key {kid}, which is not the oldest key of the configured "
-                                 "key file (is ARCHIVERD_ENCRYPTION_KEY_FILE set to the right file?)")
-    return f"{scheme}:{hmac.new(ring.id_digest_key()[1], data, hashlib.sha256).hexdigest()}"
+    if ring is None:
+        raise EncryptionKeyError(f"a digest was made with master key {kid}, and encryption is off here: set "
+                                 "ARCHIVERD_ENCRYPTION_KEY_FILE to the key file that holds it")
+    return f"{scheme}:{hmac.new(ring.id_digest_key(kid)[1], data, hashlib.sha256).hexdigest()}"
 
 
 def scheme_of(digest: str) -> str:
