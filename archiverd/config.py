@@ -64,6 +64,8 @@ class Config:
     group_access: bool = False  # archive, state and log files 0640 / directories 0750 instead of 0600 / 0700
     metrics_addr: str | None = None  # HOST:PORT for a Prometheus scrape endpoint (the daemon only)
     metrics_textfile: Path | None = None  # or a file for node_exporter's textfile collector
+    encryption_key_file: Path | None = None  # the master key file (`archiverd key init`); None: encryption off
+    retention_days: int = 0  # prune day segments whose day ended this many days ago; 0: keep forever
     config_file: Path | None = field(default=None, compare=False)
     # not settings: how the command line uses this configuration
     fail_fast: bool = field(default=False, compare=False)  # a person is waiting: no retries, short timeouts
@@ -99,13 +101,13 @@ class Config:
 
 _INTERNAL = ("config_file", "fail_fast", "origins")
 SETTINGS = {f.name: f for f in dataclasses.fields(Config) if f.name not in _INTERNAL}
-_PATHS = {"archive_dir", "log_file", "metrics_textfile"}
+_PATHS = {"archive_dir", "log_file", "metrics_textfile", "encryption_key_file"}
 # (lowest, highest) accepted; every number must also be finite
 _RANGES: dict[str, tuple[float, float]] = {
     "batch_size": (1, 100_000), "segment_max_docs": (0, 10_000_000), "block_bytes": (1024, 16 << 20),
     "batch_bytes": (1 << 16, 1 << 30), "day_grace_seconds": (0, 86_400), "parity_percent": (0, 100),
     "throttle_seconds": (0, 3600), "poll_seconds": (0.01, 86_400), "lease_seconds": (3, 86_400),
-    "retry_seconds": (0, 7 * 86_400), "server_timeout_ms": (1, 600_000),
+    "retry_seconds": (0, 7 * 86_400), "server_timeout_ms": (1, 600_000), "retention_days": (0, MAX_THRESHOLD_DAYS),
 }
 
 
@@ -196,6 +198,10 @@ def _validate(cfg: Config) -> Config:
             raise bad(key, f"must not be negative (got {value:g})")
         if not low <= value <= high:
             raise bad(key, f"must be between {low:g} and {high:g} (got {value:g})")
+    if cfg.retention_days and cfg.retention_days <= t:
+        raise bad("retention_days", f"must be 0 (keep forever) or more than threshold_days ({t:g}): it counts "
+                                    "from the documents' day, like the threshold, so a shorter one would prune "
+                                    f"what was just archived (got {cfg.retention_days})")
     if cfg.log_format not in ("logfmt", "json"):
         raise bad("log_format", f"must be 'logfmt' or 'json' (got {cfg.log_format!r})")
     if not _DB_NAME.match(cfg.database):

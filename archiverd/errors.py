@@ -8,7 +8,10 @@
 | 3    | ConfigError      | bad configuration or command-line arguments; a database or     |
 |      |                  | collection that does not exist                                 |
 | 3    | QueryError       | a filter, projection, sort or `_id` argument that is not valid |
+| 3    | EncryptionKey-   | no key file, a damaged or unprotected one, or not the key a    |
+|      | Error            | segment was sealed with (the wrong key)                        |
 | 4    | SegmentError     | a segment or its index is missing, foreign, damaged or differs |
+| 4    | CryptoError      | authentication failed under the right key: damage or tampering |
 | 5    | StorageError     | the archive or log directory cannot be written (missing,       |
 |      |                  | read-only, full, ...)                                          |
 | 6    | DatabaseError    | MongoDB unreachable, refused, or answered with an error        |
@@ -52,3 +55,13 @@ class StorageError(ArchiverdError):
 
 class DatabaseError(ArchiverdError):
     exit_code = 6
+
+
+class EncryptionKeyError(ConfigError):
+    """Encryption needs a key that is not at hand: no key file, a damaged or unprotected one, or a
+    segment sealed under a key id the key file does not hold (the wrong key file)."""
+
+
+class CryptoError(SegmentError):
+    """Authentication failed under the right key: the ciphertext, its nonce or its associated data
+    changed since it was sealed (damage or tampering). Never decoded into a wrong document."""

@@ -8,8 +8,8 @@ import click
 
 from ..errors import ArchiverdError, ConfigError
 from ..redaction import redact
-from . import (catalog_cmd, check_cmd, config_cmd, export_cmd, find_cmd, get_cmd, inspect_cmd, logs_cmd,
-               reindex_cmd, restore_cmd, run_cmd, search_cmd, status_cmd, verify_cmd)
+from . import (catalog_cmd, check_cmd, config_cmd, export_cmd, find_cmd, get_cmd, hold_cmd, inspect_cmd, key_cmd,
+               logs_cmd, prune_cmd, reindex_cmd, restore_cmd, run_cmd, search_cmd, status_cmd, verify_cmd)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -23,7 +23,7 @@ def cli() -> None:
 
 
 for module in (run_cmd, status_cmd, config_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd, inspect_cmd,
-               export_cmd, get_cmd, find_cmd, search_cmd, catalog_cmd, logs_cmd):
+               export_cmd, get_cmd, find_cmd, search_cmd, catalog_cmd, logs_cmd, key_cmd, prune_cmd, hold_cmd):
     cli.add_command(module.command)
 
 

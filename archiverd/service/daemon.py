@@ -12,6 +12,10 @@ a second one exits at once -- still safe, because nothing is deleted outside a c
 segment. SIGHUP reloads the configuration file between cycles (settings that name what is archived
 and where -- server, database, collection, archive directory -- need a restart and are kept).
 
+Retention: only with ARCHIVERD_RETENTION_DAYS set, the first cycle of each UTC day that completes
+then prunes day segments past retention (store/retention.py), logging `prune.done` (and `prune.kept`
+for each segment a hold or an unfinished delete keeps); a failed prune is logged and archiving goes on.
+
 A killed instance can leave a delete transaction open, which holds the lease document's lock until
 the server reaps it (mongod: after 60 s). The instance records its delete session's id in the state
 file; the next instance on the host ends that session before it takes the lease, and every lease
@@ -35,6 +39,7 @@ from .metrics import Metrics
 from ..config import Config, redact
 from ..errors import EXIT_OK, EXIT_WARNING, ArchiverdError, DatabaseError, StorageError
 from ..format import index
+from ..store import retention
 from .source import Source, dead_local_owner, token_from_json, token_to_json
 from .state import State
 
@@ -221,6 +226,7 @@ class Daemon:
         self.state.update(last_cycle=stats.summary(), last_error=None)
         log.event("cycle.done", **stats.summary())
         self.metrics.cycle_done(self.source, stats)
+        retention.after_cycle(self.cfg, self.state)  # only with ARCHIVERD_RETENTION_DAYS set
         return (EXIT_WARNING if stats.changed or stats.set_aside else EXIT_OK), stats
 
     def run(self) -> int:
@@ -267,6 +273,7 @@ class Daemon:
                     log.event("cycle.done", **stats.summary())
                     self.metrics.cycle_done(self.source, stats)
                     notify.notify(f"STATUS=archived {stats.sealed} documents in the last cycle")
+                    retention.after_cycle(self.cfg, self.state)  # only with ARCHIVERD_RETENTION_DAYS set
                 except Exception as exc:  # noqa: BLE001 - the daemon reports and carries on
                     self._record_error(exc)
                     log.error("cycle.failed", error=f"{exc.__class__.__name__}: {exc}")

@@ -13,8 +13,11 @@ opens them to the group: 0640 / 0750).
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from ..errors import StorageError
@@ -76,9 +79,10 @@ def ensure_dir(path: Path) -> None:
         raise StorageError(f"{path} exists and is not a directory")
 
 
-def write_new(path: Path, data: bytes) -> None:
-    """Create `path` (it must not exist) holding `data`, synced, private."""
-    temp = TempFile(path.parent, path.name)
+def write_new(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Create `path` (it must not exist) holding `data`, synced, private (or `mode`: key files are
+    0600 whatever `set_group_access` says)."""
+    temp = TempFile(path.parent, path.name, mode=mode)
     try:
         temp.write(data)
         temp.sync()
@@ -87,15 +91,25 @@ def write_new(path: Path, data: bytes) -> None:
         temp.close()
 
 
-def replace_synced(path: Path, data: bytes) -> None:
+def replace_synced(path: Path, data: bytes, *, mode: int | None = None, keep_owner: bool = False) -> None:
     """Atomically replace `path` with `data` (temp -> fsync -> rename -> fsync dir): for small
-    mutable state, never for sealed files."""
+    mutable state, never for sealed files. `mode` overrides the private file mode; `keep_owner`
+    gives the new file the old one's owner and group where this process may (root rewriting the
+    service's key file must not leave it unreadable to the service)."""
     tmp = path.with_name(f".{path.name}{TEMP_SUFFIX}")
+    mode = _modes["file"] if mode is None else mode
     try:
         tmp.unlink(missing_ok=True)
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, _modes["file"])
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
         try:
-            os.fchmod(fd, _modes["file"])
+            os.fchmod(fd, mode)
+            if keep_owner and path.exists():
+                old = path.stat()
+                if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+                    try:
+                        os.fchown(fd, old.st_uid, old.st_gid)
+                    except PermissionError:
+                        pass  # not root: the file is then ours, as it would be anyway
             _write_all(fd, data)
             os.fsync(fd)
         finally:
@@ -104,6 +118,66 @@ def replace_synced(path: Path, data: bytes) -> None:
     except OSError as exc:
         raise _storage_error("replace", path, exc) from None
     fsync_dir(path.parent)
+
+
+def append_synced(path: Path, data: bytes) -> None:
+    """Append `data` to `path` (created private if missing) and sync it: for append-only logs.
+    Appenders are serialised by a lock on the file; a last line torn by a crash is ended first, so
+    the new record starts on a line of its own."""
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, _modes["file"])
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                data = b"\n" + data
+            _write_all(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise _storage_error("append to", path, exc) from None
+    if size == 0:
+        fsync_dir(path.parent)
+
+
+@contextmanager
+def exclusive_lock(lock: Path, mode: int | None = None) -> Iterator[None]:
+    """Hold an exclusive flock on the file `lock` (created if missing) for the block: for
+    read-modify-write of small files (holds, the key file) and for one prune at a time."""
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, _modes["file"] if mode is None else mode)
+    except OSError as exc:
+        raise _storage_error("open lock file", lock, exc) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def unlink(path: Path) -> bool:
+    """Remove one file (the caller syncs its directory); False if it was already gone. Only `prune`
+    and `erase` remove published files, when a person or a configured retention asks."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise _storage_error("remove", path, exc) from None
+    return True
+
+
+def rmdir_if_empty(path: Path) -> bool:
+    """Remove an empty directory and sync its parent; False if it holds anything (or is gone)."""
+    try:
+        path.rmdir()
+    except (FileNotFoundError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError) or exc.errno in (errno.ENOTEMPTY, errno.EEXIST):
+            return False
+        raise _storage_error("remove directory", path, exc) from None
+    fsync_dir(path.parent)
+    return True
 
 
 def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
@@ -118,20 +192,21 @@ def _write_all(fd: int, data: bytes, offset: int | None = None) -> None:
 class TempFile:
     """A new, private, unpublished file in `directory`, written and read through one descriptor."""
 
-    def __init__(self, directory: Path, name: str) -> None:
+    def __init__(self, directory: Path, name: str, mode: int | None = None) -> None:
         self.directory = Path(directory)
         self.name = name
         self.path: Path | None = None  # a named fallback file, None when anonymous
         self.size = 0
+        mode = _modes["file"] if mode is None else mode
         try:
             try:
-                self.fd = os.open(self.directory, os.O_TMPFILE | os.O_RDWR, _modes["file"])
+                self.fd = os.open(self.directory, os.O_TMPFILE | os.O_RDWR, mode)
             except OSError as exc:
                 if exc.errno not in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
                     raise
                 self.path = self.directory / f".{name}.{secrets.token_hex(4)}{TEMP_SUFFIX}"
-                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, _modes["file"])
-            os.fchmod(self.fd, _modes["file"])
+                self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+            os.fchmod(self.fd, mode)
         except OSError as exc:
             raise _storage_error("create a file in", self.directory, exc) from None
 

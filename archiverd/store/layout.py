@@ -73,6 +73,23 @@ def orphans(collection_dir: Path) -> list[Path]:
     return [v for v in videos(collection_dir) if not index.path_for(v).exists()]
 
 
+def segment_files(video: Path) -> list[Path]:
+    """Every file of the segment `video` (part-NNNN.mkv) that exists, whether or not the video
+    itself still does, in the order `prune` and `erase` remove them: its index first (from then on
+    the segment is no longer committed: readers skip it, `check` calls the video an orphan), the
+    repaired copy's index, every derived file named `part-NNNN.<anything>` (vector sidecar, key file,
+    ...), the repaired copy, and the video last. Temporary `.part-*` files are not the segment's."""
+    m = _PART.match(video.name)
+    if m is None or video.name.startswith(".") or not video.parent.is_dir():
+        return []
+    stem = f"part-{m.group(1)}."
+    found = {p for p in video.parent.iterdir() if p.name.startswith(stem) and not p.is_dir()}
+    repaired = index.repaired_path(video)
+    first = [index.path_for(video), index.path_for(repaired)]
+    last = [repaired, video]
+    return [p for p in first if p in found] + sorted(found - set(first) - set(last)) + [p for p in last if p in found]
+
+
 def temporaries(collection_dir: Path) -> list[Path]:
     """Leftover temporary files of interrupted seals."""
     return sorted(collection_dir.rglob(TEMP_GLOB)) if collection_dir.is_dir() else []
