@@ -25,7 +25,8 @@ from typing import Any
 
 from ..store import derived, layout, durable
 from .. import faults, log
-from ..format import index
+from ..crypto import keyring
+from ..format import encryption, index
 from ..format.documents import fields_meta
 from ..config import Config
 from ..errors import DatabaseError, SegmentError
@@ -139,6 +140,7 @@ class Archiver:
     # -- recovery -----------------------------------------------------------------------------------
 
     def recover(self, lease: Lease, stats: CycleStats) -> None:
+        encryption.use_keyring(lambda: keyring.from_config(self.cfg))
         """Finish what a crash interrupted: sweep unpublished temporary files, then for every
         journaled segment drop the entry (nothing was published), or complete its commit (the video
         was published but not its index: the index is rebuilt from the video), verify it and finish
@@ -271,11 +273,14 @@ class Archiver:
 
     def _open(self, directory: Path) -> SegmentWriter:
         durable.ensure_dir(directory)
+        ring = keyring.from_config(self.cfg)  # read at each segment: a `key rotate` is taken up at once
+        encryption.use_keyring(ring)
         path = layout.next_part(directory)
         self.state.add_pending(self._rel(path))  # intent first: recovery knows what to look for
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field, "index_fields": list(self.cfg.indexed)},
-                             block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent)
+                             block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent,
+                             encryption=ring.active if ring is not None else None)
 
     def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], lease: Lease,
                          stats: CycleStats) -> None:

@@ -25,9 +25,9 @@ from pathlib import Path
 from typing import Any
 
 from . import derived, layout
-from ..errors import SegmentError
-from ..format import index, rebuild
-from ..format.reader import REPAIRABLE, LocalFile, ScanReport, verify_source
+from ..errors import EncryptionKeyError, SegmentError
+from ..format import encryption, index, rebuild
+from ..format.reader import REPAIRABLE, LocalFile, ScanReport, read_header, verify_source
 from ..format.writer import file_sha256
 
 OK, ORPHAN, MISSING_VIDEO, BAD_INDEX = "ok", "orphan", "missing video", "unreadable index"
@@ -149,7 +149,16 @@ def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
     if target != video:
         item.warnings.append(f"read from its repaired copy {target.name}")
     try:
+        idx = index.load(index.path_for(target), public_only=True)
+        if "sealed" in idx:
+            key_problems: list[str] = []
+            encryption.segment_keys(video, idx["segment_id"],
+                                    lambda: encryption.header_wrapped(read_header(video)), key_problems)
+            item.warnings.extend(key_problems)
         idx = index.load(index.path_for(target))
+    except EncryptionKeyError as exc:  # structure and checksums only
+        item.warnings.append(f"encrypted: content not checked ({exc})")
+        return _checksums_only(target, idx, item, result)
     except SegmentError as exc:
         item.status = BAD_INDEX
         item.problems.append(str(exc))
@@ -179,6 +188,23 @@ def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
     if not report.ok:
         item.status = report.status if report.status == REPAIRABLE else f"damaged (unrepairable: {report.lost} documents)"
     _check_derived(video, idx, item)
+    return item
+
+
+def _checksums_only(target: Path, public: dict[str, Any], item: SegmentCheck, result: CheckResult) -> SegmentCheck:
+    """What can be checked of an encrypted segment without its key: the video against the index."""
+    item.documents = public["documents"]
+    item.format_version = public["format_version"]
+    try:
+        with LocalFile(target) as source:
+            item.bytes = source.size
+            result.bytes_read += source.size
+            if source.size != public["video"].get("bytes") or file_sha256(source) != public["video"].get("sha256"):
+                item.status = "damaged (not checked further without the key)"
+                item.problems.append("video size or SHA-256 differs from the index")
+    except SegmentError as exc:
+        item.status = "damaged (not checked further without the key)"
+        item.problems.append(str(exc))
     return item
 
 
