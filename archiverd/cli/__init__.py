@@ -8,7 +8,7 @@ import click
 
 from ..errors import ArchiverdError, ConfigError
 from ..redaction import redact
-from . import (check_cmd, config_cmd, export_cmd, get_cmd, inspect_cmd, logs_cmd, reindex_cmd, restore_cmd,
+from . import (check_cmd, config_cmd, export_cmd, get_cmd, info_cmd, list_cmd, logs_cmd, reindex_cmd, restore_cmd,
                run_cmd, status_cmd, verify_cmd)
 
 
@@ -22,9 +22,10 @@ def cli() -> None:
     """
 
 
-for module in (run_cmd, status_cmd, config_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd, inspect_cmd,
+for module in (run_cmd, status_cmd, config_cmd, list_cmd, info_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd,
                export_cmd, get_cmd, logs_cmd):
     cli.add_command(module.command)
+cli.add_command(info_cmd.alias)
 
 
 def main(argv: list[str] | None = None) -> None:

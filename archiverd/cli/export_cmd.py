@@ -10,6 +10,7 @@ import bson
 import click
 from bson import json_util
 
+from .. import progress
 from ..errors import ConfigError, SegmentError
 from ..format import index
 from ..format.documents import DECODE_OPTIONS
@@ -22,19 +23,24 @@ def ejson_line(raw: bytes, canonical: bool) -> str:
     return json_util.dumps(bson.decode(raw, DECODE_OPTIONS), json_options=options)
 
 
-def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str]) -> tuple[int, int, list[str]]:
+def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str],
+           meter: progress.Meter) -> tuple[int, int, list[str]]:
     """Write every document that verifies; returns (written, older copies seen, damage notes)."""
+    meter.expect(documents=sum(r.index["documents"] for r in readers),
+                 bytes=sum(e["bytes"] for r in readers for e in r.entries()))
     newest = newest_copies(readers)
     count = older = 0
     damaged = []
     for r, reader in enumerate(readers):
         entries = reader.entries()
-        for i, raw in reader.salvage():
+        for i, raw in meter.timed("decode", reader.salvage()):
+            meter.add(1, len(raw))
             if i is not None and newest[index.id_key(entries[i].get("_id"))] != (r, i):
                 older += 1
                 if newest_only:
                     continue
-            out.write(ejson_line(raw, canonical) + "\n")
+            with meter.stage("write"):
+                out.write(ejson_line(raw, canonical) + "\n")
             count += 1
         report = reader.last_report
         if not report.ok:
@@ -59,14 +65,17 @@ def check_output(output: Path) -> None:
 @click.option("-o", "--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
 @click.option("--newest-only", is_flag=True,
               help="Of an _id archived more than once, write only its newest copy (as restore does).")
-def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path | None, newest_only: bool) -> int:
+@progress.options("exporting")
+def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path | None, newest_only: bool,
+            meter: progress.Meter) -> int:
     """Write the documents of SEGMENTS as Extended JSON, one per line, in archive order.
 
     Every document is checked against its index checksum as it is read. From a damaged segment,
     every document that verifies (after parity repair) is written; the others are named on stderr
     and the exit code is 4. A document that changed after it was archived can be archived again;
     the newest copy is the one from the most recently sealed segment, and the summary says how many
-    older copies there were.
+    older copies there were. Progress: a bar on a terminal, lines with --progress; --statistics
+    times decoding and writing.
 
     \b
     Examples:
@@ -77,12 +86,12 @@ def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path 
         check_output(output)
     readers = [SegmentReader(p) for p in segments]
     if output is None:
-        count, older, damaged = _write(readers, canonical, newest_only, sys.stdout)
+        count, older, damaged = _write(readers, canonical, newest_only, sys.stdout, meter)
     else:
         tmp = output.with_name(f".{output.name}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as out:
-                count, older, damaged = _write(readers, canonical, newest_only, out)
+                count, older, damaged = _write(readers, canonical, newest_only, out, meter)
             os.replace(tmp, output)
         finally:
             tmp.unlink(missing_ok=True)
