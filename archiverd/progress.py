@@ -171,14 +171,21 @@ class Meter:
             self.mode = OFF
 
     def _bar(self, width: int) -> str:
-        text = self._text()
+        """`label [#####.....] 45% 27/60 docs 1.2 MB 85 docs/s 2.5 MB/s ETA 0:03`, as wide as the terminal."""
+        elapsed = self.elapsed()
+        docs = units.count(self.documents) + (f"/{units.count(self.total_documents)}"
+                                              if self.total_documents is not None else "")
+        rate = (f" {self.documents / elapsed:,.0f} docs/s {units.size(self.bytes / elapsed)}/s"
+                if elapsed > 0 else "")
+        text = f"{docs} docs {units.size(self.bytes)}{rate} ETA {units.clock(self.eta())}"
         total, done = ((self.total_documents, self.documents) if self.total_documents is not None
                        else (self.total_bytes, self.bytes))
-        room = width - len(text) - 3
+        room = min(40, width - len(self.label) - len(text) - 9)
         if not total or room < 10:
-            return text
-        filled = min(room, int(room * done / total))
-        return f"[{'#' * filled}{'.' * (room - filled)}] {text}"
+            return f"{self.label} {text}"
+        share = min(1.0, done / total)
+        filled = int(room * share)
+        return f"{self.label} [{'#' * filled}{'.' * (room - filled)}] {100 * share:3.0f}% {text}"
 
     def _write(self, text: str) -> None:
         stream = self.stream or sys.stderr

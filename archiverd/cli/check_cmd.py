@@ -76,6 +76,7 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
             raise ConfigError(f"{path} does not exist")
     result = check(targets, read_data=read_data, subset=share, repair=repair,
                    progress=None if as_json else _line, meter=meter)
+    meter.close()
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1, default=str))
     else:

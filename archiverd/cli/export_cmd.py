@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import IO
@@ -11,7 +12,7 @@ import click
 from bson import json_util
 
 from .. import progress
-from ..errors import ConfigError, SegmentError
+from ..errors import ConfigError, SegmentError, StorageError
 from ..format import index
 from ..format.documents import DECODE_OPTIONS
 from ..format.reader import SegmentReader
@@ -58,6 +59,15 @@ def check_output(output: Path) -> None:
         raise ConfigError(f"directory {output.parent} does not exist")
 
 
+def _special(output: Path) -> bool:
+    """An existing file that is not a regular file (/dev/null, a FIFO, /dev/stdout) is written in
+    place: renaming a temporary file over it would replace the device (as root: for everyone)."""
+    try:
+        return not stat.S_ISREG(output.stat().st_mode)
+    except OSError:
+        return False
+
+
 @click.command("export")
 @click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
@@ -88,13 +98,18 @@ def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path 
     if output is None:
         count, older, damaged = _write(readers, canonical, newest_only, sys.stdout, meter)
     else:
-        tmp = output.with_name(f".{output.name}.tmp")
+        tmp = output if _special(output) else output.with_name(f".{output.name}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as out:
                 count, older, damaged = _write(readers, canonical, newest_only, out, meter)
-            os.replace(tmp, output)
+            if tmp != output:
+                os.replace(tmp, output)
+        except OSError as exc:
+            raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            if tmp != output:
+                tmp.unlink(missing_ok=True)
+    meter.close()
     note = ""
     if older:
         note = (f"; {older} older copies of re-archived _ids {'skipped' if newest_only else 'included'} "

@@ -1,6 +1,7 @@
 """`archiverd list`: the days (or segments) of a collection's archive, with counts and sizes."""
 from __future__ import annotations
 
+import difflib
 import json
 import re
 from dataclasses import asdict
@@ -9,7 +10,7 @@ import click
 
 from .. import units
 from ..config import Config
-from ..errors import EXIT_OK, SegmentError, StorageError
+from ..errors import EXIT_OK, ConfigError, SegmentError, StorageError
 from ..store import inventory
 from ._common import with_config
 
@@ -23,6 +24,21 @@ def _prefix(_ctx: click.Context, _param: click.Parameter, value: str | None) -> 
     return value
 
 
+def _check_namespace(cfg: Config) -> None:
+    """A misspelt --db or --collection would list nothing, silently: when this name has no archive
+    but others do, say so, with the closest name."""
+    if cfg.collection_dir.is_dir():
+        return
+    db_dir = cfg.archive_dir / cfg.database
+    where, what, name = (db_dir, "collection", cfg.collection) if db_dir.is_dir() else \
+        (cfg.archive_dir, "database", cfg.database)
+    others = sorted(p.name for p in where.iterdir() if p.is_dir())
+    if others:
+        hint = difflib.get_close_matches(name, others, n=1)
+        raise ConfigError(f"no archive of {what} {name!r} in {where} (there are: {', '.join(others[:10])}"
+                          + (f"; did you mean {hint[0]!r}?)" if hint else ")"))
+
+
 @click.command("list")
 @click.argument("day", required=False, callback=_prefix)
 @click.option("--segments", "per_segment", is_flag=True, help="One line per segment instead of per day.")
@@ -34,7 +50,8 @@ def command(cfg: Config, day: str | None, per_segment: bool, as_json: bool) -> i
 
     Videos without an index (orphans) and indexes that do not load are listed too (on stderr), and
     make the exit code 4 (`archiverd check` tells more; `archiverd reindex` rebuilds a lost index).
-    Exit 5 if the archive directory does not exist.
+    Exit 5 if the archive directory does not exist, 3 if this database or collection has no archive
+    but others do (a misspelt name).
 
     \b
     Examples:
@@ -45,6 +62,7 @@ def command(cfg: Config, day: str | None, per_segment: bool, as_json: bool) -> i
     if not cfg.archive_dir.is_dir():
         raise StorageError(f"archive directory {cfg.archive_dir} "
                            f"{'is not a directory' if cfg.archive_dir.exists() else 'does not exist'}")
+    _check_namespace(cfg)
     inv = inventory.scan(cfg.collection_dir)
     if day:
         inv = inventory.Inventory(

@@ -70,6 +70,7 @@ def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool, met
     """
     target = _target(cfg, to)
     stats = restore(segments, Source(target), dry_run=dry_run, meter=meter)
+    meter.close()
     verb = "would insert" if dry_run else "inserted"
     click.echo(f"{verb} {stats.inserted} documents into {target.namespace}; {stats.existing} _ids already "
                f"existed (not overwritten); {stats.older_copies} older copies skipped", err=True)

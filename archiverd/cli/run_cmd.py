@@ -82,6 +82,7 @@ def command(cfg: Config, once: bool, dry_run: bool, meter: progress.Meter) -> in
         return daemon.run()
     daemon.archiver.meter = meter  # the Daemon builds the Archiver; the meter only observes it
     code, stats = daemon.once()
+    meter.close()
     if stats is not None:
         s = stats.summary()
         click.echo(f"archived {s['sealed']} documents into {s['segments']} segments over {s['days']} days, deleted "
