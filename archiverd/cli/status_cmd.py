@@ -9,7 +9,7 @@ can run it. The first rule that applies decides:
 | 6 | MongoDB cannot be reached, or refuses (the local part is still reported) |
 | 5 | the archive directory is missing or not a directory, or the state file cannot be read |
 | 4 | a video without its index (orphan), an index that does not load, or a segment set aside by recovery |
-| 2 | the last cycle failed; or no cycle completed for longer than --stale-after; or documents of a complete day have waited longer than --stale-after since their day became archivable |
+| 2 | the last cycle failed; or no cycle completed for longer than --stale-after while no instance holds the lease (a long cycle is not a stale one); or documents of a complete day have waited longer than --stale-after since their day became archivable |
 | 1 | deletes of a journaled segment or a temporary file left by an interrupted cycle (no instance holds the lease; the next cycle finishes or removes them) |
 | 0 | none of these |
 
@@ -69,7 +69,7 @@ class _Health:
                              sorted(self.problems, key=lambda p: _ORDER.index(p[0]))]}
 
 
-def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime, stale_after: float) -> State | None:
+def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime) -> State | None:
     """The archive directory, the state file and the segments on disk."""
     state = None
     if not cfg.archive_dir.is_dir():
@@ -102,11 +102,7 @@ def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime,
     info["lease_status"] = data.get("lease")
     cycle = data.get("last_cycle")
     if cycle is not None:
-        finished = _when(cycle.get("finished_at"))
-        cycle = dict(cycle, age_seconds=_seconds_since(finished, now))
-        if finished is not None and cycle["age_seconds"] > stale_after:
-            health.add(FAILED, f"no cycle completed for {units.age(cycle['age_seconds'])} (last at "
-                               f"{finished.isoformat()}; --stale-after {units.age(stale_after)})")
+        cycle = dict(cycle, age_seconds=_seconds_since(_when(cycle.get("finished_at")), now))
     info["last_cycle"] = cycle
     if info["last_error"]:
         health.add(FAILED, f"the last cycle failed at {info['last_error'].get('at')}: "
@@ -179,7 +175,7 @@ def collect(cfg: Config, *, stale_after: float | None = None, now_ms: int | None
         "watermark": iso(expiry.watermark_ms(cfg, now_ms)), "complete_days_before": iso(expiry.cutoff_ms(cfg, now_ms)),
         "archive_dir": str(cfg.collection_dir), "at": now.isoformat(),
     }
-    _local(cfg, info, health, now, stale_after)
+    _local(cfg, info, health, now)
     try:
         _database(cfg, info, health, now_ms, stale_after)
     except ConfigError:
@@ -189,6 +185,11 @@ def collect(cfg: Config, *, stale_after: float | None = None, now_ms: int | None
         health.add(DatabaseError.exit_code, f"MongoDB: {exc}")
     lease = info.get("lease")
     someone_working = lease is not None and lease["state"] == "held" and not lease["dead_local_process"]
+    cycle = info["last_cycle"]
+    if cycle is not None and cycle["age_seconds"] is not None and cycle["age_seconds"] > stale_after \
+            and not someone_working:  # a long cycle in progress is not a stale one
+        health.add(FAILED, f"no cycle completed for {units.age(cycle['age_seconds'])} (last at "
+                           f"{cycle['finished_at']}; --stale-after {units.age(stale_after)})")
     if not someone_working and info["database"] == "reachable":
         if info["pending_deletes"]:
             health.add(EXIT_WARNING, f"{len(info['pending_deletes'])} journaled segments with unfinished deletes "
@@ -303,8 +304,8 @@ def command(cfg: Config, as_json: bool, stale_after: float) -> int:
       6  MongoDB cannot be reached (the local part is still printed)
       5  the archive directory is missing, or the state file cannot be read
       4  an orphan video, an index that does not load, a segment set aside by recovery
-      2  the last cycle failed; no cycle for --stale-after; documents of a complete
-         day waiting longer than --stale-after
+      2  the last cycle failed; no cycle for --stale-after (none running); documents
+         of a complete day waiting longer than --stale-after
       1  unfinished deletes or temporary files of an interrupted cycle (nobody holds the lease)
       0  healthy
 
