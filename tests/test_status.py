@@ -145,6 +145,9 @@ def test_storage_problems_are_exit_5(cfg, collection, tmp_path):
     cfg.state_file.write_text("[1, 2")
     proc = run(cfg, "status", code=5)
     assert "state file" in proc.stdout and "damaged" in proc.stdout
+    for hand_edited in ('{"set_aside": [1]}', '{"pending": "2026/08/01/part-0001.mkv"}', '{"last_error": "x"}'):
+        cfg.state_file.write_text(hand_edited)
+        assert "has the wrong type" in run(cfg, "status", code=5).stdout
 
 
 def test_unreachable_server_is_exit_6_and_the_disk_is_still_reported(cfg, collection):

@@ -94,6 +94,8 @@ def command(segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path 
     """
     if output is not None:
         check_output(output)
+    elif meter.mode == progress.BAR and sys.stdout.isatty():
+        meter.mode = progress.OFF  # the documents scrolling by on the same terminal are the progress
     readers = [SegmentReader(p) for p in segments]
     if output is None:
         count, older, damaged = _write(readers, canonical, newest_only, sys.stdout, meter)

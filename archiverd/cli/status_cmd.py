@@ -69,17 +69,32 @@ class _Health:
                              sorted(self.problems, key=lambda p: _ORDER.index(p[0]))]}
 
 
-def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime) -> State | None:
-    """The archive directory, the state file and the segments on disk."""
-    state = None
+_STATE_OBJECTS = ("set_aside", "last_error", "last_cycle", "last_seal", "lease")
+
+
+def _state(cfg: Config, health: _Health) -> dict[str, Any]:
+    """The state file's contents; {} when it cannot be read (a storage problem, reported)."""
     if not cfg.archive_dir.is_dir():
         what = "does not exist" if not cfg.archive_dir.exists() else "is not a directory"
         health.add(StorageError.exit_code, f"archive directory {cfg.archive_dir} {what}")
-    else:
-        try:
-            state = State(cfg.state_file)
-        except StorageError as exc:
-            health.add(StorageError.exit_code, str(exc))
+        return {}
+    try:
+        data = State(cfg.state_file).data
+    except StorageError as exc:
+        health.add(StorageError.exit_code, str(exc))
+        return {}
+    wrong = [key for key in _STATE_OBJECTS if data.get(key) is not None and not isinstance(data[key], dict)]
+    pending = data.get("pending")
+    if wrong or not isinstance(pending, list) or not all(isinstance(p, str) for p in pending):
+        health.add(StorageError.exit_code, f"state file {cfg.state_file} is damaged ({', '.join(wrong) or 'pending'} "
+                                           "has the wrong type); move it aside to start afresh")
+        return {}
+    return data
+
+
+def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime) -> None:
+    """The archive directory, the state file and the segments on disk."""
+    data = _state(cfg, health)
     inv = inventory.scan(cfg.collection_dir)
     totals = inv.totals()
     info.update(segments=totals["segments"], documents_on_disk=totals["documents"],
@@ -90,11 +105,11 @@ def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime)
         health.add(SegmentError.exit_code, f"{rel}: video without its index (`archiverd reindex` rebuilds it)")
     for rel, why in inv.unreadable.items():
         health.add(SegmentError.exit_code, f"{rel}: index does not load: {why}")
-    data = state.data if state is not None else {}
     info["set_aside"] = data.get("set_aside") or {}
     for rel, why in info["set_aside"].items():
+        reason = why.get("reason", "?") if isinstance(why, dict) else why
         health.add(SegmentError.exit_code, f"{rel}: set aside by recovery, nothing deleted against it "
-                                           f"({(why or {}).get('reason', '?')}); run `archiverd check` on it")
+                                           f"({reason}); run `archiverd check` on it")
     info["pending_deletes"] = list(data.get("pending", []))
     info["last_seal"] = data.get("last_seal")
     info["last_error"] = data.get("last_error")
@@ -107,7 +122,6 @@ def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime)
     if info["last_error"]:
         health.add(FAILED, f"the last cycle failed at {info['last_error'].get('at')}: "
                            f"{info['last_error'].get('error')}")
-    return state
 
 
 def _lease(holder: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any] | None:
