@@ -287,6 +287,9 @@ def test_rotation_and_a_paper_backup_keep_the_archive_readable(built, tmp_path):
     os.chmod(key_file, 0o600)
     env = {**built.env, "ARCHIVERD_ARCHIVE_DIR": str(root / "archives"), "ARCHIVERD_ENCRYPTION_KEY_FILE": str(key_file)}
     run("key", "rotate", env=env, code=0)
+    before = json.loads(run("status", "--json", env=env, code=1).stdout)  # the new key was never exported
+    assert "never been exported" in before["key_warning"] and before["encryption"].startswith("on")
+    assert any("encryption key" in p["problem"] for p in before["health"]["problems"])
     ring = keyring.load(key_file)
     assert len(ring.keys) == 2
     for video in layout.videos(root / "archives" / built.db / "eat_agent_experiences"):
@@ -294,6 +297,8 @@ def test_rotation_and_a_paper_backup_keep_the_archive_readable(built, tmp_path):
     assert json.loads(run("get", "person-42", env=env, code=0).stdout)["_id"] == "person-42"
     paper = tmp_path / "paper.html"
     run("key", "export", "--paper", paper, env=env, code=0)
+    after = run("status", env=env)
+    assert "never been exported" not in after.stdout and "encryption:" in after.stdout, after.stdout
     key_file.rename(tmp_path / "lost.key")
     lines = re.search(r"<pre>(ARCHIVERD PAPER KEY.*?)</pre>", paper.read_text(), re.S).group(1)
     (tmp_path / "typed.txt").write_text(lines)

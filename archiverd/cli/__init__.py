@@ -12,8 +12,9 @@ from ..crypto.keyring import Keyring
 from ..errors import ArchiverdError, ConfigError
 from ..format import encryption
 from ..redaction import redact
-from . import (catalog_cmd, check_cmd, config_cmd, erase_cmd, export_cmd, find_cmd, get_cmd, hold_cmd, inspect_cmd, key_cmd,
-               logs_cmd, prune_cmd, reindex_cmd, restore_cmd, run_cmd, search_cmd, status_cmd, verify_cmd)
+from . import (catalog_cmd, check_cmd, config_cmd, erase_cmd, export_cmd, find_cmd, get_cmd, hold_cmd, info_cmd,
+               key_cmd, list_cmd, logs_cmd, prune_cmd, reindex_cmd, restore_cmd, run_cmd, search_cmd, status_cmd,
+               verify_cmd)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,10 +27,11 @@ def cli() -> None:
     """
 
 
-for module in (run_cmd, status_cmd, config_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd, inspect_cmd,
+for module in (run_cmd, status_cmd, config_cmd, list_cmd, info_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd,
                export_cmd, get_cmd, find_cmd, search_cmd, catalog_cmd, logs_cmd, key_cmd, prune_cmd, hold_cmd,
                erase_cmd):
     cli.add_command(module.command)
+cli.add_command(info_cmd.alias)
 
 
 def _keyring_from_environment() -> Keyring | None:
