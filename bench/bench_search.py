@@ -149,7 +149,7 @@ def main() -> None:
         t0 = time.perf_counter()
         subprocess.run([sys.executable, "-m", "archiverd", "--help"], env=env, check=True, capture_output=True)
         startup = time.perf_counter() - t0
-        print(f"\n## get (each on a fresh Archive: catalog lookup, then only the document's frames)\n")
+        print("\n## get (each on a fresh Archive: catalog lookup, then only the document's frames)\n")
         print("| lookup | n | latency |")
         print("|---|---|---|")
         print(f"| Archive.get(_id) | {len(by_id)} | {ms(by_id)} |")
