@@ -226,7 +226,7 @@ def _validate(cfg: Config) -> Config:
         try:
             parse_url(cfg.archive_url)
         except ConfigError as exc:
-            raise bad("archive_url", str(exc).removeprefix("archive_url ")) from None
+            raise bad("archive_url", f"is not usable: {exc}") from None
     if cfg.metrics_textfile is not None and cfg.metrics_textfile.suffix != ".prom":
         raise bad("metrics_textfile", "must end in .prom (node_exporter's textfile collector reads only those)")
     return cfg

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -73,3 +75,247 @@ def test_ranged_reads_fetch_only_what_is_asked(s3):
         for offset in (0, 100, 5000, 2 << 20):
             assert source.read(offset, 200) == data[offset:offset + 200]
         assert source.requests == 2  # the first three fall inside one read-ahead span
+        assert source.read(1 << 20, 100_000) == data[1 << 20:(1 << 20) + 100_000]  # a large read: exactly that
+        assert source.requests == 3 and source.read((1 << 20) + 100_000, 10) == data[(1 << 20) + 100_000:][:10]
+        assert source.requests == 4
+
+
+# -- the daemon's seal into a bucket ------------------------------------------------------------------
+
+import dataclasses  # noqa: E402
+import datetime as dt  # noqa: E402
+
+import bson  # noqa: E402
+from bson.raw_bson import RawBSONDocument  # noqa: E402
+
+from archiverd import faults  # noqa: E402
+from archiverd.errors import StorageError  # noqa: E402
+from archiverd.format import index  # noqa: E402
+from archiverd.service.archiver import Archiver  # noqa: E402
+from archiverd.service.daemon import Daemon  # noqa: E402
+from archiverd.service.source import LeaseLost, Source  # noqa: E402
+from archiverd.service.state import State  # noqa: E402
+from bench.corpus import experience  # noqa: E402
+from tests.reliability import World  # noqa: E402
+from tests.s3_server import S3Server  # noqa: E402
+
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def _seed(collection, n: int, start: int = 0, embeddings: bool = False) -> dict[str, bytes]:
+    docs = [RawBSONDocument(bson.encode(experience(i, when=NOW - dt.timedelta(days=120),
+                                                   embeddings=embeddings)))
+            for i in range(start, start + n)]
+    collection.insert_many(docs)
+    return {index.key_of(d["_id"]): d.raw for d in docs}
+
+
+def _bucket_store(cfg) -> objects.Store:
+    return objects.for_collection(cfg)
+
+
+def _archived(store: objects.Store) -> list[tuple[str, bytes]]:
+    """(id key, exact bytes) of every document in every committed segment, each segment verified."""
+    out = []
+    for name in store.segments():
+        reader = store.reader(name)
+        assert reader.verify().ok, name
+        out += [(index.id_key(e["_id"]), raw) for e, raw in zip(reader.entries(), reader)]
+    return out
+
+
+def _in_db(collection) -> set[str]:
+    return {index.key_of(d["_id"]) for d in collection.find({}, projection={"_id": 1})}
+
+
+def _staged_files(cfg) -> list[str]:
+    """What the seal left in the local staging directory besides the state file and its lock."""
+    return sorted(p.name for p in cfg.archive_dir.rglob("*")
+                  if p.is_file() and p.name not in ("archiverd-state.json", ".archiverd-state.lock"))
+
+
+@pytest.fixture
+def s3cfg(cfg, s3):
+    return dataclasses.replace(cfg, archive_url=s3, segment_max_docs=6)
+
+
+def test_run_once_seals_into_the_bucket_and_every_reader_gets_the_exact_bytes_back(mongo_uri, tmp_path, s3):
+    world = World(mongo_uri, tmp_path, ARCHIVERD_ARCHIVE_URL=s3)
+    try:
+        world.seed(10, fresh=2, embeddings_every=3)
+        originals = {index.key_of(d["_id"]): d.raw for d in world.coll.find()}
+        proc = world.cli("run", "--once")
+        assert proc.returncode == 0, proc.stderr
+        assert world.expired_count() == 0 and world.coll.count_documents({}) == 2
+        collection_url = f"{s3}/{world.database}/eat_agent_experiences"
+        store = objects.open_url(collection_url)
+        segments = store.segments()
+        assert len(segments) == 3  # the documents of three days: one segment each
+        for name in segments:  # video, index and the derived vector sidecar, nothing else
+            stem = name.removesuffix(".mkv")
+            assert store.names(stem) == [f"{stem}.index.json", f"{stem}.mkv", f"{stem}.vectors"]
+        archived = _archived(store)
+        assert len(archived) == 10 and all(originals[k] == raw for k, raw in archived)
+        assert not [p for p in world.archive_dir.rglob("part-*")]  # nothing sealed stays local
+
+        verify = world.cli("verify", f"{collection_url}/")
+        assert verify.returncode == 0 and verify.stdout.count("OK ") == 3, verify.stderr
+        key, raw = archived[3]
+        _id = RawBSONDocument(raw)["_id"]
+        video = next(n for n in segments if any(index.id_key(e["_id"]) == key for e in store.load_index(n)["docs"]))
+        got = subprocess.run([sys.executable, "-m", "archiverd", "get", "--bson", "--segment",
+                              store.where(video), str(_id)], env=world.env(), capture_output=True, timeout=120)
+        assert got.returncode == 0 and got.stdout == raw, got.stderr
+        restored = world.cli("restore", f"{collection_url}/", "--to", f"{world.database}.restored")
+        assert restored.returncode == 0, restored.stderr
+        back = {index.key_of(d["_id"]): d.raw for d in world.client[world.database]["restored"].find()}
+        assert back == {k: raw for k, raw in archived}
+    finally:
+        world.close()
+
+
+def test_one_document_is_read_with_a_few_ranged_gets_not_the_whole_video(s3cfg, collection):
+    docs = _seed(collection, 60, embeddings=True)
+    assert Daemon(dataclasses.replace(s3cfg, segment_max_docs=0, block_bytes=256 << 10)).once()[0] == 0
+    store = _bucket_store(s3cfg)
+    (name,) = store.segments()
+    fetched: list[int] = []
+    ranged = store.range
+
+    def counted(n: str, offset: int, length: int) -> bytes:
+        data = ranged(n, offset, length)
+        fetched.append(len(data))
+        return data
+
+    store.range = counted  # type: ignore[method-assign]
+    reader = store.reader(name)
+    entry = reader.entries()[37]
+    assert reader.get(index.from_json(entry["_id"])) == docs[index.id_key(entry["_id"])]
+    size = store.size(name)
+    assert sum(fetched) < size / 3, (sum(fetched), size)  # its own frames (and the file's head) only
+    print(f"get of one document fetched {sum(fetched)} of {size} bytes in {len(fetched)} ranged GETs")
+
+
+@pytest.mark.parametrize("point", ["seal:video-uploaded", "seal:uploaded", "commit", "delete-batch"])
+def test_a_crash_between_upload_and_delete_loses_nothing_and_seals_nothing_twice(s3cfg, collection, point):
+    docs = _seed(collection, 8)
+
+    class Crash(BaseException):
+        pass
+
+    def crash(at: str) -> None:
+        if at == point:
+            raise Crash(at)
+
+    source = Source(s3cfg)
+    lease = source.acquire_lease()
+    with faults.installed(crash), pytest.raises(Crash):
+        Archiver(s3cfg, source, State(s3cfg.state_file)).run_cycle(lease)
+    source.release_lease(lease)
+    store = _bucket_store(s3cfg)
+    first = {n: store.sha256(n) for n in store.names()}
+    committed = bool(store.segments())
+    assert committed == (point != "seal:video-uploaded")
+    if not committed:
+        assert _in_db(collection) == set(docs)  # nothing deleted against an uncommitted upload
+    assert State(s3cfg.state_file).pending  # the journal knows what to finish
+
+    code, stats = Daemon(s3cfg).once()  # the rerun
+    assert code == 0
+    assert {n: store.sha256(n) for n in first} == first  # nothing replaced, nothing removed
+    archived = _archived(store)
+    assert sorted(k for k, _ in archived) == sorted(docs)  # every document once, in committed segments
+    assert all(docs[k] == raw for k, raw in archived)
+    assert _in_db(collection) == set() and State(s3cfg.state_file).pending == []
+    if not committed:  # the uploaded video without an index stays, and is not a segment
+        assert len(store.videos()) == len(store.segments()) + 1
+    assert _staged_files(s3cfg) == []
+
+
+def test_a_crash_by_signal_after_the_upload_is_finished_by_the_next_run(mongo_uri, tmp_path, s3):
+    world = World(mongo_uri, tmp_path, ARCHIVERD_ARCHIVE_URL=s3)
+    try:
+        world.seed(9)
+        assert world.crash_once("seal:uploaded", 1) == -9
+        proc = world.run_once()
+        assert proc.returncode == 0, proc.stderr
+        assert world.expired_count() == 0
+        store = objects.open_url(f"{s3}/{world.database}/eat_agent_experiences")
+        keys = [k for k, _ in _archived(store)]
+        assert len(keys) == len(set(keys)) == 9
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("point", ["seal:verified", "seal:video-uploaded"])
+def test_a_store_that_fails_mid_upload_fails_the_cycle_and_nothing_is_deleted(cfg, collection, point):
+    server = S3Server().start()
+    env = server.environment()
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        import boto3
+        boto3.client("s3").create_bucket(Bucket="flaky")
+        bcfg = dataclasses.replace(cfg, archive_url="s3://flaky/archives", segment_max_docs=6)
+        docs = _seed(collection, 8)
+
+        def die(at: str) -> None:
+            if at == point:
+                server.stop()  # the store goes away mid-seal
+
+        with faults.installed(die), pytest.raises(StorageError, match="cannot upload"):
+            Daemon(bcfg).once()  # `run --once` exits 5; the daemon logs it and retries at its next cycle
+        assert _in_db(collection) == set(docs)  # nothing deleted
+        assert State(bcfg.state_file).pending  # the store could not say what it holds: recovery looks again
+
+        server.start()  # back, empty (moto keeps nothing): a store that lost the upload too
+        boto3.client("s3").create_bucket(Bucket="flaky")
+        assert Daemon(bcfg).once()[0] == 0
+        archived = _archived(_bucket_store(bcfg))
+        assert sorted(k for k, _ in archived) == sorted(docs) and all(docs[k] == raw for k, raw in archived)
+        assert _in_db(collection) == set() and State(bcfg.state_file).pending == []
+    finally:
+        server.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def test_a_second_instance_cannot_overwrite_an_object(s3cfg, collection):
+    """Two instances that both believe they may seal part-0001 of a day: the store takes one upload
+    under that name; the other's seal fails and deletes nothing, and its rerun takes the next part."""
+    docs = _seed(collection, 5)
+    store = _bucket_store(s3cfg)
+    other = b"another instance's video"
+
+    def race(at: str) -> None:
+        if at == "seal:verified":  # the other instance's upload lands first
+            (pending,) = State(s3cfg.state_file).pending
+            store.put_new(pending, other, hashlib.sha256(other).hexdigest())
+
+    with faults.installed(race), pytest.raises(ObjectExists, match="refusing to overwrite"):
+        Daemon(s3cfg).once()
+    assert _in_db(collection) == set(docs)
+    (taken,) = store.names()
+    with store.open(taken) as source:
+        assert source.read(0, 100) == other  # not overwritten
+    assert Daemon(s3cfg).once()[0] == 0
+    assert store.names()[0] == taken and store.segments() == [taken.replace("part-0001", "part-0002")]
+    assert sorted(k for k, _ in _archived(store)) == sorted(docs) and _in_db(collection) == set()
+
+
+def test_an_instance_that_lost_its_lease_uploads_nothing(s3cfg, collection):
+    docs = _seed(collection, 5)
+    source = Source(s3cfg)
+    lease = source.acquire_lease()
+
+    def steal(at: str) -> None:
+        if at == "seal:verified":
+            source.leases.update_one({"_id": s3cfg.namespace}, {"$set": {"owner": "someone-else"}, "$inc": {"token": 1}})
+
+    with faults.installed(steal), pytest.raises(LeaseLost):
+        Archiver(s3cfg, source, State(s3cfg.state_file)).run_cycle(lease)
+    assert _bucket_store(s3cfg).names() == [] and _in_db(collection) == set(docs)
+    assert State(s3cfg.state_file).pending == []

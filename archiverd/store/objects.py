@@ -265,14 +265,14 @@ def parse_url(url: str) -> tuple[str, str]:
     """`s3://bucket/prefix` -> (bucket, prefix without slashes at either end); ConfigError otherwise."""
     scheme, sep, rest = url.partition("://")
     if not sep or scheme != "s3":
-        raise ConfigError(f"archive_url must be s3://BUCKET[/PREFIX] (got {url!r})")
+        raise ConfigError(f"{url!r} is not an s3://BUCKET/PREFIX URL")
     bucket, _, prefix = rest.partition("/")
     if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", bucket) or ".." in bucket:
-        raise ConfigError(f"archive_url {url!r}: {bucket!r} is not a valid S3 bucket name (3-63 characters: "
+        raise ConfigError(f"{url!r}: {bucket!r} is not a valid S3 bucket name (3-63 characters: "
                           "lowercase letters, digits, dots and hyphens)")
     prefix = prefix.strip("/")
     if "//" in prefix or any(p in (".", "..") for p in prefix.split("/")) or "\x00" in prefix:
-        raise ConfigError(f"archive_url {url!r}: the prefix must be a plain path (no empty, '.' or '..' parts)")
+        raise ConfigError(f"{url!r}: the prefix must be a plain path (no empty, '.' or '..' parts)")
     return bucket, prefix
 
 
@@ -291,13 +291,32 @@ def for_collection(cfg: Config) -> Store:
     return open_url(f"{cfg.archive_url.rstrip('/')}/{cfg.database}/{cfg.collection}")
 
 
-def segment_at(text: str) -> tuple[Store, str]:
-    """A segment named on the command line: a local path, or an s3:// URL of its video."""
-    if text.startswith("s3://"):
-        bucket, key = parse_url(text)
-        if not key:
-            raise ConfigError(f"{text} names a bucket, not a segment's video")
-        from .s3 import S3Store
-        return S3Store(bucket, ""), key
-    path = Path(text)
-    return LocalStore(path.parent), path.name
+def reader_at(text: str | Path) -> SegmentReader:
+    """One segment named on the command line: a local video's path (read as it always was), or the
+    s3:// URL of a video in a bucket (read by ranged GETs)."""
+    text = str(text)
+    if not text.startswith("s3://"):
+        from ..format.reader import SegmentReader
+        return SegmentReader(Path(text))
+    bucket, key = parse_url(text)
+    if not key or text.endswith("/"):
+        raise ConfigError(f"{text} names a place in a bucket, not a segment's video (…/part-NNNN.mkv)")
+    from .s3 import S3Store
+    return S3Store(bucket, "").reader(key)
+
+
+def readers_at(text: str | Path) -> list[SegmentReader]:
+    """Segments named on the command line: as `reader_at`, or an s3:// URL ending in `/` (or a
+    bare bucket): every committed segment under it, oldest day and part first."""
+    text = str(text)
+    if not text.startswith("s3://"):
+        return [reader_at(text)]
+    bucket, key = parse_url(text)
+    if key and not text.endswith("/"):
+        return [reader_at(text)]
+    from .s3 import S3Store
+    store = S3Store(bucket, "")
+    found = store.segments(f"{key}/" if key else "")
+    if not found:
+        raise ConfigError(f"no committed segment under {text}")
+    return [store.reader(name) for name in found]

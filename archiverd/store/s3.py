@@ -28,7 +28,8 @@ from ..errors import ConfigError, SegmentError, StorageError
 from .objects import ObjectExists, Readable, Store, sha256_of
 
 MAX_PUT_BYTES = 5 << 30  # one PUT; a larger segment needs ARCHIVERD_SEGMENT_MAX_DOCS
-READ_AHEAD = 256 << 10  # a ranged GET fetches at least this much (one mkv head, a few clusters' heads)
+SMALL_READ = 4096  # a read shorter than this (a cluster's header while scanning) fetches READ_AHEAD bytes
+READ_AHEAD = 512 << 10  # about two clusters: the scan's next reads fall inside it
 
 
 def _client() -> Any:
@@ -226,9 +227,9 @@ def _hex(checksum: str | None) -> str | None:
 
 
 class S3Object:
-    """One object read by ranged GETs (format/mkv.Source): each read fetches at least READ_AHEAD
-    bytes and keeps the last span, so the reader's many small reads of one cluster's head and body
-    cost one request."""
+    """One object read by ranged GETs (format/mkv.Source). A read fetches what is asked (the reader
+    asks for whole clusters by their byte ranges); a small read (a cluster's header while scanning)
+    fetches READ_AHEAD bytes, kept, so the reads of the cluster that follows cost no request."""
 
     def __init__(self, store: S3Store, name: str, size: int) -> None:
         self.store, self.name, self.size = store, name, size
@@ -240,7 +241,7 @@ class S3Object:
         start, data = self._span
         if start <= offset and offset + length <= start + len(data):
             return data[offset - start:offset - start + length]
-        fetched = self.store.range(self.name, offset, max(length, READ_AHEAD))
+        fetched = self.store.range(self.name, offset, length if length >= SMALL_READ else READ_AHEAD)
         self.requests += 1
         self._span = (offset, fetched)
         return fetched[:length]
