@@ -319,3 +319,54 @@ def test_an_instance_that_lost_its_lease_uploads_nothing(s3cfg, collection):
         Archiver(s3cfg, source, State(s3cfg.state_file)).run_cycle(lease)
     assert _bucket_store(s3cfg).names() == [] and _in_db(collection) == set(docs)
     assert State(s3cfg.state_file).pending == []
+
+
+# -- the commands around it ---------------------------------------------------------------------------
+
+def test_check_and_status_read_the_bucket_and_what_needs_a_directory_says_so(mongo_uri, tmp_path, s3):
+    world = World(mongo_uri, tmp_path, ARCHIVERD_ARCHIVE_URL=s3)
+    try:
+        world.seed(6)
+        assert world.cli("run", "--once").returncode == 0
+        store = objects.open_url(f"{s3}/{world.database}/eat_agent_experiences")
+        check = world.cli("check", "--read-data")
+        assert check.returncode == 0 and check.stdout.count("(2 documents, read)") == 3, check.stdout + check.stderr
+        status = world.cli("status")
+        assert status.returncode == 0 and "in store" in status.stdout and "3 segments" in status.stdout, status.stdout
+        # an uploaded video never committed: check and status name it, nothing is lost
+        orphan = store.next_part(store.segments()[0].rsplit("/", 1)[0])
+        store.put_new(orphan, b"uploaded, never committed", hashlib.sha256(b"uploaded, never committed").hexdigest())
+        check = world.cli("check")
+        assert check.returncode == SegmentError.exit_code and "orphan" in check.stdout, check.stdout
+        assert world.cli("status").returncode == SegmentError.exit_code
+        assert world.cli("check", "--repair").returncode == 3
+        for args in (["prune", "--keep-days", "3650"], ["erase", "x", "--reason", "r"], ["list"], ["find"], ["get", "x"]):
+            proc = world.cli(*args)
+            assert proc.returncode == 3 and "object store" in proc.stderr and "Traceback" not in proc.stderr, args
+        assert store.segments() and store.names()  # nothing removed
+    finally:
+        world.close()
+
+
+@pytest.mark.parametrize("url, why", [("http://bucket/x", "s3://BUCKET/PREFIX"), ("s3://Bad_Bucket/x", "bucket name"),
+                                      ("s3://bucket/a/../b", "plain path")])
+def test_a_bad_archive_url_is_a_configuration_error(tmp_path, url, why):
+    proc = subprocess.run([sys.executable, "-m", "archiverd", "status"], capture_output=True, text=True, timeout=60,
+                          env={**os.environ, "ARCHIVERD_ARCHIVE_URL": url, "ARCHIVERD_ARCHIVE_DIR": str(tmp_path)})
+    assert proc.returncode == 3 and why in proc.stderr and "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_an_encrypted_segment_uploads_its_key_file_before_its_index(s3, tmp_path, text_docs):
+    """The seal's order in a store: video, key file, index (the commit point), each confirmed."""
+    from archiverd.crypto import keyring
+    from archiverd.format.writer import SegmentWriter
+    store = objects.open_url(s3)
+    order: list[str] = []
+    with faults.installed(order.append):
+        with SegmentWriter(tmp_path / "part-0001.mkv", encryption=keyring.MasterKey.generate()) as writer:
+            for raw in text_docs[:10]:
+                writer.append(raw)
+            writer.seal(upload=objects.uploader(store, "2026/08/01/part-0001.mkv"))
+    assert [p for p in order if p.endswith("uploaded")] == ["seal:video-uploaded", "seal:key-uploaded", "seal:uploaded"]
+    assert store.names() == ["2026/08/01/part-0001.index.json", "2026/08/01/part-0001.key.json",
+                             "2026/08/01/part-0001.mkv"]

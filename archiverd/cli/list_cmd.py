@@ -12,7 +12,7 @@ from .. import units
 from ..config import Config
 from ..errors import EXIT_OK, ConfigError, SegmentError, StorageError
 from ..store import inventory
-from ._common import with_config
+from ._common import local_archive_only, with_config
 
 _DAY_PREFIX = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$|^out-of-range$")
 
@@ -59,6 +59,7 @@ def command(cfg: Config, day: str | None, per_segment: bool, as_json: bool) -> i
       archiverd list 2026-08 --segments
       archiverd list --json | jq '.totals'
     """
+    local_archive_only(cfg, "`archiverd list`")
     if not cfg.archive_dir.is_dir():
         raise StorageError(f"archive directory {cfg.archive_dir} "
                            f"{'is not a directory' if cfg.archive_dir.exists() else 'does not exist'}")
