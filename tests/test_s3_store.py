@@ -321,6 +321,17 @@ def test_an_instance_that_lost_its_lease_uploads_nothing(s3cfg, collection):
     assert State(s3cfg.state_file).pending == []
 
 
+def test_the_staging_directory_is_swept_of_unpublished_temporaries_only(s3cfg, collection):
+    day = s3cfg.collection_dir / "2026" / "08" / "01"
+    day.mkdir(parents=True)
+    (day / ".part-0001.mkv.0a1b2c3d.tmp").write_bytes(b"an interrupted seal's named temporary")
+    (day / "part-0001.mkv").write_bytes(b"not archiverd's to remove")
+    docs = _seed(collection, 3)
+    assert Daemon(s3cfg).once()[0] == 0
+    assert sorted(p.name for p in day.iterdir()) == ["part-0001.mkv"]
+    assert sorted(k for k, _ in _archived(_bucket_store(s3cfg))) == sorted(docs)
+
+
 # -- the commands around it ---------------------------------------------------------------------------
 
 def test_check_and_status_read_the_bucket_and_what_needs_a_directory_says_so(mongo_uri, tmp_path, s3):
