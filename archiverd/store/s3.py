@@ -77,13 +77,17 @@ class S3Store(Store):
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
-        self._local = threading.local()  # a boto3 client is not shared between threads
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._sizes: dict[str, int] = {}  # of objects opened: an object is never replaced
 
     @property
     def client(self) -> Any:
-        if getattr(self._local, "client", None) is None:
-            self._local.client = _client()
-        return self._local.client
+        """One client for every thread (boto3 clients are thread-safe; making one is not, and is slow)."""
+        with self._lock:
+            if self._client is None:
+                self._client = _client()
+            return self._client
 
     def key(self, name: str) -> str:
         return f"{self.prefix}/{name}" if self.prefix else name
@@ -159,9 +163,12 @@ class S3Store(Store):
         return self._body(name, got)
 
     def open(self, name: str) -> S3Object:
-        size = self.size(name)
+        size = self._sizes.get(name)
         if size is None:
-            raise SegmentError("no such segment file", self.where(name))
+            size = self.size(name)
+            if size is None:
+                raise SegmentError("no such segment file", self.where(name))
+            self._sizes[name] = size
         return S3Object(self, name, size)
 
     def sha256(self, name: str) -> str | None:
