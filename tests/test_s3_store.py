@@ -344,6 +344,10 @@ def test_check_and_status_read_the_bucket_and_what_needs_a_directory_says_so(mon
         assert check.returncode == 0 and check.stdout.count("(2 documents, read)") == 3, check.stdout + check.stderr
         status = world.cli("status")
         assert status.returncode == 0 and "in store" in status.stdout and "3 segments" in status.stdout, status.stdout
+        checked = world.cli("config", "--check")
+        assert checked.returncode == 0 and "3 videos" in checked.stdout + checked.stderr, checked.stdout
+        missing = world.cli("config", "--check", ARCHIVERD_ARCHIVE_URL="s3://no-such-bucket-here/x")
+        assert missing.returncode == StorageError.exit_code and "bucket does not exist" in missing.stdout + missing.stderr
         # an uploaded video never committed: check and status name it, nothing is lost
         orphan = store.next_part(store.segments()[0].rsplit("/", 1)[0])
         store.put_new(orphan, b"uploaded, never committed", hashlib.sha256(b"uploaded, never committed").hexdigest())

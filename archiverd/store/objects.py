@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import faults
+from ..crypto import envelope
 from ..errors import ConfigError, SegmentError, StorageError
 from ..format import index
 from . import durable, layout
@@ -246,7 +247,6 @@ def upload_segment(store: Store, video: str, temp: Readable, idx: dict[str, Any]
     store.put_new(video, temp, idx["video"]["sha256"])
     faults.hit("seal:video-uploaded")
     if key_file is not None:
-        from ..crypto import envelope
         name = envelope.path_for(Path(video)).as_posix()
         store.put_new(name, key_file, hashlib.sha256(key_file).hexdigest())
         faults.hit("seal:key-uploaded")
