@@ -385,3 +385,14 @@ def test_an_encrypted_segment_uploads_its_key_file_before_its_index(s3, tmp_path
     assert [p for p in order if p.endswith("uploaded")] == ["seal:video-uploaded", "seal:key-uploaded", "seal:uploaded"]
     assert store.names() == ["2026/08/01/part-0001.index.json", "2026/08/01/part-0001.key.json",
                              "2026/08/01/part-0001.mkv"]
+
+
+def test_without_boto3_only_an_s3_archive_needs_it(monkeypatch, tmp_path):
+    monkeypatch.setitem(sys.modules, "boto3", None)  # as if it were not installed
+    store = objects.open_url("s3://some-bucket/archives")  # nothing imported yet
+    with pytest.raises(Exception, match=r"pip install 'archiverd\[s3\]'") as caught:
+        store.names()
+    assert caught.value.exit_code == 3
+    local = LocalStore(tmp_path)
+    local.put_new("a/part-0001.mkv", b"x", _sha(b"x"))
+    assert local.names() == ["a/part-0001.mkv"]
