@@ -30,6 +30,7 @@ from .objects import ObjectExists, Readable, Store, sha256_of
 MAX_PUT_BYTES = 5 << 30  # one PUT; a larger segment needs ARCHIVERD_SEGMENT_MAX_DOCS
 SMALL_READ = 4096  # a read shorter than this (a cluster's header while scanning) fetches READ_AHEAD bytes
 READ_AHEAD = 512 << 10  # about two clusters: the scan's next reads fall inside it
+HEAD_BYTES = 64 << 10  # the first bytes of an object read from its start are kept (video.HEAD_PROBE_BYTES)
 
 
 def _client() -> Any:
@@ -79,7 +80,8 @@ class S3Store(Store):
         self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
         self._client: Any = None
         self._lock = threading.Lock()
-        self._sizes: dict[str, int] = {}  # of objects opened: an object is never replaced
+        self._sizes: dict[str, int] = {}  # of objects opened: an object is never replaced,
+        self._heads: dict[str, bytes] = {}  # nor are their first bytes (a video's head, read by every reader)
 
     @property
     def client(self) -> Any:
@@ -236,7 +238,8 @@ def _hex(checksum: str | None) -> str | None:
 class S3Object:
     """One object read by ranged GETs (format/mkv.Source). A read fetches what is asked (the reader
     asks for whole clusters by their byte ranges); a small read (a cluster's header while scanning)
-    fetches READ_AHEAD bytes, kept, so the reads of the cluster that follows cost no request."""
+    fetches READ_AHEAD bytes, kept, so the reads of the cluster that follows cost no request; the
+    video's head, which every reader reads first, is kept by the store."""
 
     def __init__(self, store: S3Store, name: str, size: int) -> None:
         self.store, self.name, self.size = store, name, size
@@ -245,12 +248,17 @@ class S3Object:
 
     def read(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.size - offset))
+        head = self.store._heads.get(self.name, b"")
+        if offset + length <= len(head):
+            return head[offset:offset + length]
         start, data = self._span
         if start <= offset and offset + length <= start + len(data):
             return data[offset - start:offset - start + length]
         fetched = self.store.range(self.name, offset, length if length >= SMALL_READ else READ_AHEAD)
         self.requests += 1
         self._span = (offset, fetched)
+        if offset == 0 and len(fetched) <= HEAD_BYTES:
+            self.store._heads[self.name] = fetched
         return fetched[:length]
 
     def close(self) -> None:
