@@ -32,7 +32,7 @@ from ..errors import SegmentError
 from ..store import durable
 
 DEFAULT_BLOCK_BYTES = 4 << 20
-# publishes a verified segment elsewhere than beside its temporary file: (video, index, index bytes, key file bytes)
+# publishes a verified segment elsewhere than beside its temporary file: (its video temp, index, index bytes, key file bytes)
 Upload = Callable[[durable.TempFile, dict[str, Any], bytes, bytes | None], None]
 
 

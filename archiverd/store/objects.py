@@ -13,9 +13,9 @@ archive directory uses: `2026/08/01/part-0001.mkv`, `part-0001.index.json`, ...)
 | `put_new(name, data, sha256)` | no: a second call raises ObjectExists | creates it |
 
 `put_new` never replaces an object: it fails with ObjectExists when the name is taken (a conditional
-put on S3, an exclusive link locally). It returns only once the store has confirmed that the object
-is complete and has exactly the SHA-256 given (S3: the checksum the store computed over what it
-received; locally: the file re-read by its name). Nothing here deletes: only `prune` and `erase`
+put on S3, an exclusive link locally). It returns only once the object is confirmed complete with
+exactly the SHA-256 given (S3: the size and checksum the store reports, and a read-back by ranged
+GETs; locally: the file re-read by its name). Nothing here deletes: only `prune` and `erase`
 remove sealed files, and they work on the local directory only.
 
 The daemon's seal to a store other than the local directory (`upload_segment`): the video, the key
