@@ -86,7 +86,7 @@ def local_archive_only(cfg: config.Config, what: str) -> None:
     if cfg.archive_url is not None:
         raise config.ConfigError(
             f"{what} works on an archive directory; this collection's segments are in {cfg.archive_url} "
-            "(`check`, `status`, `verify`, `restore` and `get --segment` read them there; archiverd never "
+            "(`check`, `status`, `list`, `verify`, `restore` and `get --segment` read them there; archiverd never "
             "removes anything from an object store: expire objects with the bucket's own lifecycle rules)")
 
 

@@ -7,7 +7,7 @@ archive directory uses: `2026/08/01/part-0001.mkv`, `part-0001.index.json`, ...)
 |---|---|---|
 | `exists(name)` | yes | False |
 | `size(name)` | yes | None |
-| `names(prefix)` | yes | [] (every name under `prefix`, sorted) |
+| `listing(prefix)` | yes | {} (every name under `prefix` with its size) |
 | `read(name, limit)` | yes | SegmentError("... is missing") |
 | `open(name)` | yes | SegmentError("no such segment file") |
 | `put_new(name, data, sha256)` | no: a second call raises ObjectExists | creates it |
@@ -85,8 +85,12 @@ class Store:
     def size(self, name: str) -> int | None:
         raise NotImplementedError
 
-    def names(self, prefix: str = "") -> list[str]:
+    def listing(self, prefix: str = "") -> dict[str, int]:
         raise NotImplementedError
+
+    def names(self, prefix: str = "") -> list[str]:
+        """Every name under `prefix`, sorted (a name starting with a dot is never a sealed file's)."""
+        return sorted(self.listing(prefix))
 
     def read(self, name: str, limit: int) -> bytes:
         raise NotImplementedError
@@ -176,14 +180,17 @@ class LocalStore(Store):
         except OSError:
             return None
 
-    def names(self, prefix: str = "") -> list[str]:
+    def listing(self, prefix: str = "") -> dict[str, int]:
         base = self.root / prefix.rstrip("/") if prefix else self.root
         directory = base if prefix.endswith("/") or not prefix else base.parent
         if not directory.is_dir():
-            return []
-        out = (p.relative_to(self.root).as_posix() for p in directory.rglob("*")
-               if p.is_file() and not p.name.startswith("."))
-        return sorted(n for n in out if n.startswith(prefix))
+            return {}
+        out = {}
+        for p in directory.rglob("*"):
+            name = p.relative_to(self.root).as_posix()
+            if not p.name.startswith(".") and name.startswith(prefix) and (size := self.size(name)) is not None:
+                out[name] = size
+        return out
 
     def read(self, name: str, limit: int) -> bytes:
         path = self.path(name)

@@ -126,17 +126,17 @@ class S3Store(Store):
         head = self._head(name)
         return None if head is None else int(head["ContentLength"])
 
-    def names(self, prefix: str = "") -> list[str]:
-        out: list[str] = []
+    def listing(self, prefix: str = "") -> dict[str, int]:
+        out: dict[str, int] = {}
         base = self.key("")
         token: dict[str, str] = {}
         while True:
             page = self._call("list", prefix, "list_objects_v2", Prefix=self.key(prefix), **token)
             if page is None:
                 raise StorageError(f"cannot list {self.where(prefix)}: the bucket does not exist")
-            out += [o["Key"][len(base):] for o in page.get("Contents", [])]
+            out.update((o["Key"][len(base):], int(o["Size"])) for o in page.get("Contents", []))
             if not page.get("IsTruncated"):
-                return sorted(n for n in out if not n.rsplit("/", 1)[-1].startswith("."))
+                return {n: size for n, size in out.items() if not n.rsplit("/", 1)[-1].startswith(".")}
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def read(self, name: str, limit: int) -> bytes:
