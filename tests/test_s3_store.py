@@ -87,6 +87,7 @@ import dataclasses  # noqa: E402
 import datetime as dt  # noqa: E402
 
 import bson  # noqa: E402
+from bson import json_util  # noqa: E402
 from bson.raw_bson import RawBSONDocument  # noqa: E402
 
 from archiverd import faults  # noqa: E402
@@ -361,10 +362,32 @@ def test_check_and_status_read_the_bucket_and_what_needs_a_directory_says_so(mon
         assert check.returncode == SegmentError.exit_code and "orphan" in check.stdout, check.stdout
         assert world.cli("status").returncode == SegmentError.exit_code
         assert world.cli("check", "--repair").returncode == 3
-        for args in (["prune", "--keep-days", "3650"], ["erase", "x", "--reason", "r"], ["find"], ["get", "x"]):
+        for args in (["prune", "--keep-days", "3650"], ["erase", "x", "--reason", "r"], ["catalog", "rebuild"]):
             proc = world.cli(*args)
             assert proc.returncode == 3 and "object store" in proc.stderr and "Traceback" not in proc.stderr, args
         assert store.segments() and store.names()  # nothing removed
+    finally:
+        world.close()
+
+
+def test_get_find_and_export_read_the_bucket_through_a_local_catalog(mongo_uri, tmp_path, s3):
+    world = World(mongo_uri, tmp_path, ARCHIVERD_ARCHIVE_URL=s3)
+    try:
+        world.seed(9, embeddings_every=3)
+        originals = {index.key_of(d["_id"]): d.raw for d in world.coll.find()}
+        assert world.cli("run", "--once").returncode == 0
+        key, raw = sorted(originals.items())[4]
+        got = subprocess.run([sys.executable, "-m", "archiverd", "get", "--bson", str(RawBSONDocument(raw)["_id"])],
+                             env=world.env(), capture_output=True, timeout=120)
+        assert got.returncode == 0 and got.stdout == raw, got.stderr
+        count = world.cli("find", "--count")
+        assert count.returncode == 0 and count.stdout.strip() == "9", count.stdout + count.stderr
+        exported = world.cli("export", "--canonical")
+        assert exported.returncode == 0, exported.stderr
+        back = [json_util.loads(line) for line in exported.stdout.splitlines()]
+        assert {index.key_of(d["_id"]): bson.encode(d) for d in back} == originals
+        assert (world.collection_dir / "catalog.sqlite").exists()  # kept locally, derived from the indexes
+        assert not list(world.archive_dir.rglob("part-*"))
     finally:
         world.close()
 

@@ -879,7 +879,7 @@ class SegmentReader:
             raise SegmentError("no such segment file", self.where)
         self.index = index.load(index.path_for(self.path))
 
-    def _open(self) -> Any:
+    def open(self) -> Any:
         """The video's bytes: a local file, or the store's object read by ranged GETs."""
         return LocalFile(self.path) if self.store is None else self.store.open(self.path.as_posix())
 
@@ -887,7 +887,7 @@ class SegmentReader:
         return self.index["docs"]
 
     def scan(self, **kwargs: Any) -> tuple[SegmentScan, Any]:
-        source = self._open()
+        source = self.open()
         return SegmentScan(source, self.where, self.index, **kwargs), source
 
     def __iter__(self) -> Iterator[bytes]:
@@ -910,7 +910,7 @@ class SegmentReader:
 
     def verify(self, *, independent: bool = False, workers: int | None = None) -> ScanReport:
         try:
-            with self._open() as source:
+            with self.open() as source:
                 return verify_source(source, self.index, self.where, independent=independent, workers=workers)
         except SegmentError as exc:
             report = ScanReport(self.where)
@@ -928,17 +928,17 @@ class SegmentReader:
 
     def document(self, n: int) -> bytes:
         """Document `n` (its number in the index), checked against its SHA-256."""
-        with self._open() as source:
+        with self.open() as source:
             return read_document(source, self.index, n, self.where)
 
     def vectors(self, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray | None]:
         """Embeddings by (document number, index of the field in the index's `vector_fields`)."""
-        with self._open() as source:
+        with self.open() as source:
             return read_vectors(source, self.index, wanted, self.where)
 
     def block(self, number: int) -> list[bytes]:
         """The documents of one block, verified against its digest."""
-        with self._open() as source:
+        with self.open() as source:
             return read_block(source, self.index, number, self.where)
 
 
