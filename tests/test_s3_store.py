@@ -3,18 +3,31 @@ the same contract as the local directory, the daemon's seal confirmed before any
 ranged GETs, crashes and failures between upload and delete, and names never taken twice."""
 from __future__ import annotations
 
+import dataclasses
+import datetime as dt
 import hashlib
 import json
 import os
 import subprocess
 import sys
 
+import bson
 import pytest
+from bson import json_util
+from bson.raw_bson import RawBSONDocument
 
-from archiverd.errors import SegmentError
+from archiverd import faults
+from archiverd.errors import SegmentError, StorageError
+from archiverd.format import index
+from archiverd.service.archiver import Archiver
+from archiverd.service.daemon import Daemon
+from archiverd.service.source import LeaseLost, Source
+from archiverd.service.state import State
 from archiverd.store import objects
 from archiverd.store.objects import LocalStore, ObjectExists
-from archiverd.store.s3 import S3Store
+from bench.corpus import experience
+from tests.reliability import World
+from tests.s3_server import S3Server
 
 
 @pytest.fixture(params=["local", "s3"])
@@ -82,24 +95,6 @@ def test_ranged_reads_fetch_only_what_is_asked(s3):
 
 
 # -- the daemon's seal into a bucket ------------------------------------------------------------------
-
-import dataclasses  # noqa: E402
-import datetime as dt  # noqa: E402
-
-import bson  # noqa: E402
-from bson import json_util  # noqa: E402
-from bson.raw_bson import RawBSONDocument  # noqa: E402
-
-from archiverd import faults  # noqa: E402
-from archiverd.errors import StorageError  # noqa: E402
-from archiverd.format import index  # noqa: E402
-from archiverd.service.archiver import Archiver  # noqa: E402
-from archiverd.service.daemon import Daemon  # noqa: E402
-from archiverd.service.source import LeaseLost, Source  # noqa: E402
-from archiverd.service.state import State  # noqa: E402
-from bench.corpus import experience  # noqa: E402
-from tests.reliability import World  # noqa: E402
-from tests.s3_server import S3Server  # noqa: E402
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
