@@ -885,17 +885,28 @@ def segment_file(path: Path | str) -> Path:
 class SegmentReader:
     """Read a sealed segment (its video and sidecar index): iterate, fetch by `_id`, verify, salvage."""
 
-    def __init__(self, path: Path | str) -> None:
+    def __init__(self, path: Path | str, *, store: Any = None) -> None:
+        self.store = store  # a store/objects.Store holding the segment (its objects read by ranges), or None: a file
+        if store is not None:
+            self.requested = self.path = Path(path)
+            self.where = store.where(self.path.as_posix())
+            self.index = store.load_index(self.path.as_posix())
+            return
         self.requested = segment_file(path)
         self.path = index.preferred(self.requested)  # a verified repaired copy stands in for the original
+        self.where = str(self.path)
         self.index = index.load(index.path_for(self.path))
+
+    def open(self) -> Any:
+        """The video's bytes: a local file, or the store's object read by ranged GETs."""
+        return LocalFile(self.path) if self.store is None else self.store.open(self.path.as_posix())
 
     def entries(self) -> list[dict[str, Any]]:
         return self.index["docs"]
 
-    def scan(self, **kwargs: Any) -> tuple[SegmentScan, LocalFile]:
-        source = LocalFile(self.path)
-        return SegmentScan(source, str(self.path), self.index, **kwargs), source
+    def scan(self, **kwargs: Any) -> tuple[SegmentScan, Any]:
+        source = self.open()
+        return SegmentScan(source, self.where, self.index, **kwargs), source
 
     def __iter__(self) -> Iterator[bytes]:
         """Every document's exact BSON bytes in order; raises SegmentError if any is unrecoverable."""
@@ -905,7 +916,7 @@ class SegmentReader:
                 yield raw
         if scan.report.lost or scan.report.lost_blocks:
             raise SegmentError(f"{scan.report.lost} documents cannot be recovered: "
-                               + "; ".join(scan.report.problems[:5]), str(self.path))
+                               + "; ".join(scan.report.problems[:5]), self.where)
 
     def salvage(self) -> Iterator[tuple[int | None, bytes]]:
         """Every document that verifies, with its number; see `self.last_report` afterwards."""
@@ -917,10 +928,10 @@ class SegmentReader:
 
     def verify(self, *, independent: bool = False, workers: int | None = None) -> ScanReport:
         try:
-            with LocalFile(self.path) as source:
-                return verify_source(source, self.index, str(self.path), independent=independent, workers=workers)
+            with self.open() as source:
+                return verify_source(source, self.index, self.where, independent=independent, workers=workers)
         except SegmentError as exc:
-            report = ScanReport(str(self.path))
+            report = ScanReport(self.where)
             report.problem(str(exc))
             return report
 
@@ -935,18 +946,18 @@ class SegmentReader:
 
     def document(self, n: int) -> bytes:
         """Document `n` (its number in the index), checked against its SHA-256."""
-        with LocalFile(self.path) as source:
-            return read_document(source, self.index, n, str(self.path))
+        with self.open() as source:
+            return read_document(source, self.index, n, self.where)
 
     def vectors(self, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray | None]:
         """Embeddings by (document number, index of the field in the index's `vector_fields`)."""
-        with LocalFile(self.path) as source:
-            return read_vectors(source, self.index, wanted, str(self.path))
+        with self.open() as source:
+            return read_vectors(source, self.index, wanted, self.where)
 
     def block(self, number: int) -> list[bytes]:
         """The documents of one block, verified against its digest."""
-        with LocalFile(self.path) as source:
-            return read_block(source, self.index, number, str(self.path))
+        with self.open() as source:
+            return read_block(source, self.index, number, self.where)
 
 
 def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tuple[int, int]], where: str,

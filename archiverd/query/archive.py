@@ -26,8 +26,9 @@ import numpy as np
 from ..errors import ConfigError, EncryptionKeyError, SegmentError
 from ..format import blockcodec, encryption, index, records, sidecar
 from ..format.documents import DECODE_OPTIONS, field_value
-from ..format.reader import LocalFile, SegmentReader, fetch_ranges
+from ..format.reader import SegmentReader, fetch_ranges
 from ..service.expiry import bson_date, to_ms
+from ..store import objects
 from ..store.catalog import Catalog, Location, SegmentInfo
 from . import search as vsearch
 from .find import Query
@@ -123,9 +124,12 @@ class Archive:
     """One collection's archive, read through its catalog (kept in step with the disk on open)."""
 
     def __init__(self, archive_dir: Path | str, namespace: str | None = None, *,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.dir = collection_dir(archive_dir, namespace)
-        self.catalog = Catalog.for_reading(self.dir)
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, store: objects.Store | None = None) -> None:
+        # with `store` (an s3:// archive) the segments are read from it, by ranged GETs, and
+        # `archive_dir` is the collection's local directory, where its catalog is kept
+        self.store = store
+        self.dir = Path(archive_dir) if store is not None else collection_dir(archive_dir, namespace)
+        self.catalog = Catalog.for_reading(self.dir, store)
         if self.catalog.locked:  # never a silently partial answer
             self.catalog.close()
             raise EncryptionKeyError(f"{len(self.catalog.locked)} segments of this archive are encrypted (e.g. "
@@ -144,7 +148,8 @@ class Archive:
 
     def reader(self, segment: str) -> SegmentReader:
         if segment not in self._readers:
-            self._readers[segment] = SegmentReader(self.dir / segment)
+            self._readers[segment] = SegmentReader(self.dir / segment) if self.store is None \
+                else self.store.reader(segment)
         return self._readers[segment]
 
     def segments(self, start: Any = None, end: Any = None) -> list[SegmentInfo]:
@@ -288,8 +293,8 @@ class Archive:
         """A block's documents without their embeddings, from its head alone (a few GOPs); from the
         whole block when the head cannot be read."""
         def read() -> list[bytes]:
-            with LocalFile(reader.path) as source:
-                (head,) = fetch_ranges(source, reader.index, [(block["offset"], block["head"])], str(reader.path))
+            with reader.open() as source:
+                (head,) = fetch_ranges(source, reader.index, [(block["offset"], block["head"])], reader.where)
             try:
                 if head is None:
                     raise SegmentError("a frame of the block head is damaged")
