@@ -1,7 +1,7 @@
 """QR Code Model 2, version 40, error-correction level L, byte mode, mask 0 -- one fixed symbol shape.
 
 Every frame of a segment is one such symbol, so the function patterns, the module placement order and
-the Reed-Solomon tables are computed once and encoding is a few numpy gathers (about 0.1 ms against
+the Reed-Solomon tables are computed once and encoding is a few numpy gathers (about 0.06 ms against
 1.3 ms for zxing-cpp's general encoder). The symbols are standard ISO/IEC 18004 symbols without the
 quiet zone (it is constant white, so a reader adds it back); tests check that zxing-cpp reads every one.
 
@@ -131,14 +131,21 @@ def _tables() -> dict[str, np.ndarray]:
             ecc_slot[j, i] = n
             n += 1
     assert n == _TOTAL_CODEWORDS
-    # Positions of the data codewords (2956, in data order) within the interleaved sequence.
-    block_starts = [0] * _BLOCKS
+    # Data codeword k sits in block j at slot i: `source[i, j]` is k (or _DATA_CODEWORDS, a zero pad).
+    source = np.full((_LONG, _BLOCKS), _DATA_CODEWORDS, dtype=np.intp)
+    k = 0
     data_positions = []
     for j in range(_BLOCKS):
         first = 1 if j < _SHORT_BLOCKS else 0
+        for i in range(first, _LONG):
+            source[i, j] = k
+            k += 1
         data_positions.extend(data_slot[j, first:].tolist())
-        block_starts[j] = first
-    data_positions_arr = np.array(data_positions, dtype=np.int64)
+    data_positions_arr = np.array(data_positions, dtype=np.int64)  # data codewords in the interleaved sequence
+    # The interleaved sequence as a gather from [data codewords | ECC codewords block by block].
+    interleave = np.empty(_TOTAL_CODEWORDS, dtype=np.intp)
+    interleave[data_positions_arr] = np.arange(_DATA_CODEWORDS)
+    interleave[ecc_slot.ravel()] = _DATA_CODEWORDS + np.arange(_BLOCKS * _ECC)
 
     # Reed-Solomon: the ECC of a 119-codeword block is linear, so ECC = XOR over positions of a
     # precomputed table T[pos, value] (30 bytes, padded to 32 for uint64 gathers).
@@ -164,18 +171,33 @@ def _tables() -> dict[str, np.ndarray]:
     mul[1:, 1:] = exp[(lg[:, None] + lg[None, :])]
     table = np.zeros((_LONG, 256, 32), dtype=np.uint8)
     table[:, :, :_ECC] = mul[np.arange(256)[None, :, None], unit[:, None, :]]
+
+    # Pixels: a codeword's 8 modules (most significant bit first; a 1 bit is dark) as one uint64,
+    # the mask as the pixel values it flips, and the image as a gather from [data modules in bit
+    # order | function-pattern pixels].
+    bit_pixels = np.where(np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1) == 1, DARK, LIGHT)
+    is_data = np.zeros(SIZE * SIZE, dtype=bool)
+    is_data[order_arr] = True
+    fixed = np.flatnonzero(~is_data)
+    image_source = np.empty(SIZE * SIZE, dtype=np.intp)
+    image_source[order_arr] = np.arange(order_arr.size)
+    image_source[fixed] = order_arr.size + np.arange(fixed.size)
     return {
-        "template": template, "order": order_arr, "mask": mask, "data_slot": data_slot,
-        "ecc_slot": ecc_slot, "data_positions": data_positions_arr,
-        "rs": table.view(np.uint64).reshape(_LONG, 256, 4),
+        "template": template, "order": order_arr, "mask": mask, "data_positions": data_positions_arr,
+        "block_source": source, "rs_rows": (np.arange(_LONG, dtype=np.intp) * 256)[:, None],
+        "rs": table.view(np.uint64).reshape(_LONG * 256, 4), "interleave": interleave,
+        "byte_pixels": bit_pixels.astype(np.uint8).view(np.uint64).ravel(),
+        "mask_pixels": np.where(mask, DARK ^ LIGHT, 0).astype(np.uint8),
+        "fixed_pixels": template.ravel()[fixed], "image_source": image_source,
     }
 
 
 def _data_codewords(payload: bytes) -> np.ndarray:
-    """Byte-mode bit stream (mode 0100, 16-bit count, data, terminator, pad) as 2956 codewords."""
+    """Byte-mode bit stream (mode 0100, 16-bit count, data, terminator, pad) as 2956 codewords,
+    followed by one zero (the pad slot of the short blocks)."""
     n = len(payload)
-    out = np.empty(_DATA_CODEWORDS, dtype=np.uint8)
-    out[n + 3:] = np.resize(np.array([0xEC, 0x11], dtype=np.uint8), _DATA_CODEWORDS - n - 3)
+    out = np.zeros(_DATA_CODEWORDS + 1, dtype=np.uint8)
+    out[n + 3:_DATA_CODEWORDS] = np.resize(np.array([0xEC, 0x11], dtype=np.uint8), _DATA_CODEWORDS - n - 3)
     d = np.frombuffer(payload, dtype=np.uint8)
     out[0] = 0x40 | (n >> 12)
     out[1] = (n >> 4) & 0xFF
@@ -183,30 +205,22 @@ def _data_codewords(payload: bytes) -> np.ndarray:
         out[2] = ((n & 0xF) << 4) | (d[0] >> 4)
         out[3:n + 2] = ((d[:-1] & 0xF) << 4) | (d[1:] >> 4)
         out[n + 2] = (d[-1] & 0xF) << 4
-    else:
-        out[2] = 0
     return out
 
 
 def encode(payload: bytes) -> np.ndarray:
-    """The symbol for `payload` (at most CAPACITY bytes) as a SIZE x SIZE uint8 image, dark = 0."""
+    """The symbol for `payload` (at most CAPACITY bytes) as a SIZE x SIZE uint8 image, dark = 0.
+    Every step is one numpy gather over a precomputed index (about 0.06 ms)."""
     if len(payload) > CAPACITY:
         raise ValueError(f"QR payload of {len(payload)} bytes exceeds {CAPACITY}")
     t = _tables()
     data = _data_codewords(payload)
-    blocks = np.zeros((_BLOCKS, _LONG), dtype=np.uint8)
-    blocks[:_SHORT_BLOCKS, 1:] = data[:_SHORT_BLOCKS * (_LONG - 1)].reshape(_SHORT_BLOCKS, _LONG - 1)
-    blocks[_SHORT_BLOCKS:] = data[_SHORT_BLOCKS * (_LONG - 1):].reshape(_BLOCKS - _SHORT_BLOCKS, _LONG)
-    ecc = np.bitwise_xor.reduce(t["rs"][np.arange(_LONG), blocks], axis=1)
-    ecc = ecc.view(np.uint8).reshape(_BLOCKS, 32)[:, :_ECC]
-    codewords = np.empty(_TOTAL_CODEWORDS, dtype=np.uint8)
-    valid = t["data_slot"] >= 0
-    codewords[t["data_slot"][valid]] = blocks[valid]
-    codewords[t["ecc_slot"].ravel()] = ecc.ravel()
-    bits = np.unpackbits(codewords).astype(bool) ^ t["mask"]
-    image = t["template"].copy()
-    image.ravel()[t["order"]] = np.where(bits, DARK, LIGHT)
-    return image
+    blocks = np.take(data, t["block_source"])  # (slot, block), short blocks padded at the front
+    rows = np.take(t["rs"], (t["rs_rows"] + blocks).ravel(), axis=0).reshape(_LONG, _BLOCKS * 4)
+    ecc = np.bitwise_xor.reduce(rows, axis=0).view(np.uint8).reshape(_BLOCKS, 32)[:, :_ECC]
+    codewords = np.take(np.concatenate((data[:_DATA_CODEWORDS], ecc.ravel())), t["interleave"])
+    modules = np.take(t["byte_pixels"], codewords).view(np.uint8) ^ t["mask_pixels"]
+    return np.take(np.concatenate((modules, t["fixed_pixels"])), t["image_source"]).reshape(SIZE, SIZE)
 
 
 def read(image: np.ndarray) -> bytes | None:

@@ -25,8 +25,10 @@ from typing import Any
 
 from ..store import derived, layout, durable
 from .. import faults, log
-from ..format import index
+from ..crypto import keyring
+from ..format import encryption, index
 from ..format.documents import fields_meta
+from ..progress import Meter
 from ..config import Config
 from ..errors import DatabaseError, SegmentError
 from ..format import rebuild
@@ -61,6 +63,7 @@ class CycleStats:
     bytes_deleted: int = 0  # BSON bytes deleted from MongoDB (recovery and documents found again included)
     stopped: bool = False
     seconds: float = 0.0
+    finished_at: str = ""  # UTC, ISO 8601: when `status` last saw a cycle complete
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -137,12 +140,13 @@ class _Retaken(Exception):
 
 class Archiver:
     def __init__(self, cfg: Config, source: Source, state: State, *, stop: threading.Event | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, meter: Meter | None = None) -> None:
         self.cfg = cfg
         self.source = source
         self.state = state
         self.stop = stop or threading.Event()
         self.progress = progress
+        self.meter = meter or Meter()  # observes only: counts, stage times, `--progress` display
         self.leases = Leases(source, state)
         self._admission: Lease | None = None  # the collection's lease, when one active instance runs
         self._day = Lease("", "", 0)  # the lease of the day being worked on (set by `_in_day`)
@@ -160,6 +164,7 @@ class Archiver:
         cutoff = expiry.cutoff_ms(self.cfg)
         stats = CycleStats(watermark=iso(expiry.watermark_ms(self.cfg)), cutoff=iso(cutoff))
         self._admission = admission
+        encryption.use_keyring(lambda: keyring.from_config(self.cfg))  # recovery may read encrypted segments
         self.state.reload()
         for label in sorted({layout.day_of(rel) for rel in self.state.pending}):
             if not self.stop.is_set():
@@ -178,6 +183,7 @@ class Archiver:
             log.warning("cycle.skipped", reason="left in MongoDB", **{k.replace(" ", "_")[:60]: v
                                                                       for k, v in stats.skipped.items()})
         stats.seconds = round(time.monotonic() - started, 3)
+        stats.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
         return stats
 
     def _in_day(self, label: str, stats: CycleStats, work: Callable[[], None] | None) -> None:
@@ -195,7 +201,8 @@ class Archiver:
             while True:
                 self._retaken = False
                 try:
-                    self._recover_day(label, stats)
+                    with self.meter.stage("recover"):
+                        self._recover_day(label, stats)
                     if work is not None:
                         work()
                     return
@@ -284,7 +291,7 @@ class Archiver:
         writer: SegmentWriter | None = None
         entries: list[Entry] = []
         try:
-            for doc, ms, reason in self.source.expired(end, since=start):
+            for doc, ms, reason in self.meter.timed("read", self.source.expired(end, since=start)):
                 if self.stop.is_set():
                     stats.stopped = True
                     break
@@ -309,7 +316,8 @@ class Archiver:
                     writer = self._open(layout.day_dir(self.cfg.collection_dir, label))
                 faults.hit("read")
                 try:
-                    writer.append(raw, {"date": iso(ms), **fields_meta(raw, self.cfg.indexed)})
+                    with self.meter.stage("encode"):
+                        writer.append(raw, {"date": iso(ms), **fields_meta(raw, self.cfg.indexed)})
                 except (ValueError, TypeError) as exc:  # cannot be encoded: it stays in MongoDB
                     stats.skip(f"cannot be archived: {exc}"[:120])
                     continue
@@ -320,6 +328,7 @@ class Archiver:
                 faults.hit("appended")
                 if self.progress:
                     self.progress(1)
+                self.meter.add(1, len(raw))
                 if self.cfg.throttle_seconds and stats.read % self.cfg.batch_size == 0:
                     self.stop.wait(self.cfg.throttle_seconds)
             if writer is not None and not stats.stopped:
@@ -341,7 +350,8 @@ class Archiver:
         log.warning("delete.already_sealed", segment=rel, documents=len(items),
                     reason="their exact bytes are already sealed (a delete the server lost, or a restore "
                            "from backup); deleted against that segment")
-        outcome = self._delete(items, rel)
+        with self.meter.stage("delete"):
+            outcome = self._delete(items, rel)
         stats.deleted += outcome.deleted
         stats.changed += outcome.changed
         stats.bytes_deleted += outcome.bytes
@@ -355,18 +365,22 @@ class Archiver:
         # holder that lost the lease in the instant between its fencing check and its publish could
         # still publish this very name: the publish is an exclusive create (link, never rename over),
         # so exactly one of the two seals gets the name and the other publishes nothing.
+        ring = keyring.from_config(self.cfg)  # read at each segment: a `key rotate` is taken up at once
+        encryption.use_keyring(ring)
         path = layout.next_part(directory)
         self.state.add_pending(self._rel(path), self.source.owner)  # intent first: recovery knows what to look for
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field, "index_fields": list(self.cfg.indexed)},
-                             block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent)
+                             block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent,
+                             encryption=ring.active if ring is not None else None)
 
     def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], stats: CycleStats) -> None:
         rel = self._rel(writer.path)
         faults.hit("before-seal")
         try:
             # fencing: a process whose day (or collection) lease is gone or superseded publishes nothing
-            idx = writer.seal(verify=True, before_publish=self._fence)
+            with self.meter.stage("seal"):
+                idx = writer.seal(verify=True, before_publish=self._fence)
         except BaseException:
             if not writer.path.exists():  # nothing published: nothing to recover
                 self.state.remove_pending(rel, self.source.owner)
@@ -381,7 +395,8 @@ class Archiver:
                   bytes=idx["video"]["bytes"])
         self.state.update(last_seal={"segment": rel, "documents": idx["documents"], "bytes": idx["video"]["bytes"],
                                      "at": dt.datetime.now(dt.timezone.utc).isoformat()})
-        outcome = self._delete(entries, rel)
+        with self.meter.stage("delete"):
+            outcome = self._delete(entries, rel)
         stats.deleted += outcome.deleted
         stats.changed += outcome.changed
         stats.gone += outcome.gone
