@@ -30,7 +30,7 @@ from ..format import encryption, index
 from ..format.documents import fields_meta
 from ..progress import Meter
 from ..config import Config
-from ..errors import DatabaseError, SegmentError
+from ..errors import ArchiverdError, DatabaseError, SegmentError
 from ..format import rebuild
 from ..format.reader import SegmentReader, published_mismatch
 from ..format.writer import SegmentWriter
@@ -156,7 +156,7 @@ class Archiver:
 
     def run_cycle(self, admission: Lease | None = None) -> CycleStats:
         """One pass over the backlog, a UTC day at a time, each under its own lease: first the days
-        with journal entries (a crash's leftovers), then, oldest first, every complete day with
+        with journal entries or temporary files (a crash's leftovers), then, oldest first, every complete day with
         expired documents -- a day another process holds is left to it. `admission` is the
         collection's lease when one active instance runs (then it is fenced with the day's before
         every publish); None when several processes share the backlog."""
@@ -166,7 +166,8 @@ class Archiver:
         self._admission = admission
         encryption.use_keyring(lambda: keyring.from_config(self.cfg))  # recovery may read encrypted segments
         self.state.reload()
-        for label in sorted({layout.day_of(rel) for rel in self.state.pending}):
+        temporaries = [str(t.relative_to(self.cfg.collection_dir)) for t in layout.temporaries(self.cfg.collection_dir)]
+        for label in sorted({layout.day_of(rel) for rel in self.state.pending + temporaries}):
             if not self.stop.is_set():
                 self._in_day(label, stats, None)
         since: int | None = None
@@ -197,6 +198,7 @@ class Archiver:
             return
         log.event("day.taken", day=label, token=lease.token)
         self._day = lease
+        faults.hit("day:taken")
         try:
             while True:
                 self._retaken = False
@@ -205,18 +207,31 @@ class Archiver:
                         self._recover_day(label, stats)
                     if work is not None:
                         work()
-                    return
+                    break
                 except _Retaken:
                     log.warning("day.reread", day=label, token=self._day.token,
                                 reason="its lease lapsed and was taken again; its documents are read afresh")
         except LeaseLost as exc:
             if self._admission is not None and self._admission in exc.lost:
+                self._release_after_failure()
                 raise
             self.source.drop_session()
             log.warning("day.lost", day=label, error=str(exc), action="left to the lease's new holder")
             stats.days_lost += 1
-        finally:
-            self.source.release_lease(self._day)
+        except Exception:
+            self._release_after_failure()
+            raise
+        # (a BaseException -- a crash in a test, an interpreter exit -- leaves the lease to lapse)
+        self.leases.release(self._day)
+
+    def _release_after_failure(self) -> None:
+        """Release the day after an error, without hiding that error: a release that fails too
+        (the server is gone) leaves the lease to lapse after lease_seconds."""
+        try:
+            self.leases.release(self._day)
+        except ArchiverdError as exc:
+            log.warning("lease.release_failed", lease=self._day.key, error=str(exc)[:300],
+                        action="it lapses after lease_seconds")
 
     def _leases(self) -> list[Lease]:
         return [self._day] + ([self._admission] if self._admission is not None else [])

@@ -216,7 +216,7 @@ class Daemon:
         finally:
             renewer.stop()
             if lease is not None:
-                self.source.release_lease(lease)
+                self.leases.release(lease)
             self.leases.forget_own_session()
         self.state.update(last_cycle=stats.summary(), last_error=None)
         log.event("cycle.done", **stats.summary())
@@ -284,7 +284,7 @@ class Daemon:
                 self.wake.wait(self._sleep_seconds(stats))
         finally:
             if lease is not None:
-                self.source.release_lease(lease)
+                self.leases.release(lease)
                 self.state.update(lease={"status": "released", "at": dt.datetime.now(dt.timezone.utc).isoformat()})
             self.leases.forget_own_session()
             self.state.update(change_stream=watcher.status)

@@ -15,22 +15,73 @@ server) or at once when the holder provably died on this host. Before that, the 
 holder recorded in the state file is ended: a transaction it left open would hold the lease
 document's lock until the server reaps it (mongod: after 60 s; SecantusDB: only when another
 transactional command arrives).
+
+**One archive directory.** Processes that share a backlog must share the collection's archive
+directory (on one host, or a network file system with working locks on many): the journal that lets
+a day's next holder finish what a dead holder began, the part numbers of a day and the check for
+documents already sealed all live there. Each archive directory has an identity (a random id in
+`archiverd-archive-id`, created once); every lease records its holder's. A process refuses
+(SharedArchiveError, exit 3) to take a lease that a process of another archive directory holds, or
+left unfinished (lapsed, or released with journal entries): its documents may already be sealed
+there, and would be sealed twice.
 """
 from __future__ import annotations
 
 import datetime as dt
+import uuid
+from pathlib import Path
 from typing import Any
 
 from .. import log
+from ..errors import ConfigError, StorageError
 from ..format import index
+from ..store import durable, layout
 from .source import RELEASED, Lease, Source, dead_local_owner
 from .state import State
+
+ARCHIVE_ID_FILE = "archiverd-archive-id"
+
+
+class SharedArchiveError(ConfigError):
+    """Another process works on this collection's backlog with another archive directory: sharing
+    a backlog needs one archive directory (docs/guides/scale-out.md)."""
+
+
+def archive_id(collection_dir: Path) -> str:
+    """This archive directory's identity: read, or created once (exclusively: two processes
+    starting together agree on one)."""
+    path = collection_dir / ARCHIVE_ID_FILE
+    for _ in range(2):
+        try:
+            found = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            durable.ensure_dir(collection_dir)
+            try:
+                durable.write_new(path, (uuid.uuid4().hex + "\n").encode())
+            except StorageError:
+                if not path.exists():
+                    raise
+            continue
+        except (OSError, UnicodeDecodeError) as exc:
+            raise StorageError(f"cannot read the archive's identity {path}: {exc}") from None
+        if len(found) != 32 or any(c not in "0123456789abcdef" for c in found):
+            raise StorageError(f"{path} is damaged (not an archive id); it names this archive directory: "
+                               "restore it from a backup of the directory")
+        return found
+    raise StorageError(f"cannot create the archive's identity {path}")
 
 
 class Leases:
     def __init__(self, source: Source, state: State) -> None:
         self.source = source
         self.state = state
+        self._archive: str | None = None
+
+    @property
+    def archive(self) -> str:
+        if self._archive is None:
+            self._archive = archive_id(self.source.cfg.collection_dir)
+        return self._archive
 
     def take(self, day: str | None = None) -> tuple[Lease | None, dict[str, Any]]:
         """The collection's lease (`day` None) or a day's, or None while another live process holds
@@ -41,15 +92,48 @@ class Leases:
         expires = holder.get("expires_at")
         # lapsed, not released: its holder died or paused, perhaps inside a delete transaction
         lapsed = expires is not None and RELEASED < expires <= dt.datetime.now(dt.timezone.utc)
+        if owner and owner != self.source.owner:
+            self._same_archive(holder, day, expires)
         if owner and owner != self.source.owner and (dead or lapsed):
             self.end_session_of(owner)
         if dead:
             log.event("lease.taken_over", owner=owner, day=day or "all",
                       reason="its process on this host no longer runs")
-        lease = self.source.acquire_lease(take_from=owner if dead else None, day=day)
+        lease = self.source.acquire_lease(take_from=owner if dead else None, day=day,
+                                          where={"archive": self.archive,
+                                                 "archive_dir": str(self.source.cfg.collection_dir)})
         if lease is None and not owner:  # taken by someone else between the read and the write
             holder = self.source.lease_holder(day) or {}
         return lease, holder
+
+    def _same_archive(self, holder: dict[str, Any], day: str | None, expires: dt.datetime | None) -> None:
+        """Refuse a lease whose holder writes to another archive directory while that holder may
+        have work of it there: it holds it, or left it without a clean release (a journal entry
+        there may name a sealed segment of the day). A clean release with nothing journaled (and
+        a lease from before archives had identities) is no obstacle."""
+        other = holder.get("archive")
+        released = expires is not None and expires <= RELEASED
+        if other is None or other == self.archive or (released and not holder.get("unfinished")):
+            return
+        what = f"day {day}" if day is not None else "the collection's backlog"
+        how = ("holds it now" if expires is not None and expires > dt.datetime.now(dt.timezone.utc)
+               else "left it unfinished" + (f" ({holder['unfinished']} journaled segments)"
+                                           if holder.get("unfinished") else " (its lease lapsed)"))
+        raise SharedArchiveError(
+            f"{what} of {self.source.cfg.namespace}: {holder.get('owner')} {how} with archive directory "
+            f"{holder.get('archive_dir')} (id {other}), not this one ({self.source.cfg.collection_dir}, id "
+            f"{self.archive}). Processes sharing a backlog must share one archive directory; finish that "
+            "day with a process using that directory (docs/guides/scale-out.md)")
+
+    def unfinished(self, day: str) -> int:
+        """Journal entries of `day` (any process's) left in this archive's state file."""
+        self.state.reload()
+        return sum(1 for rel in self.state.pending if layout.day_of(rel) == day)
+
+    def release(self, lease: Lease) -> None:
+        """Release a lease, recording (for a day) how many of its segments are still journaled: a
+        process of another archive directory must not take a day with work left here."""
+        self.source.release_lease(lease, unfinished=self.unfinished(lease.day) if lease.day is not None else 0)
 
     def end_session_of(self, owner: str) -> None:
         """End the delete session `owner` recorded, if any (it no longer holds the lease it fenced)."""

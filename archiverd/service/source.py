@@ -427,9 +427,11 @@ class Source:
         name, so no collection's lease can be mistaken for another's day)."""
         return self.cfg.namespace if day is None else f"{self.cfg.namespace}${day}"
 
-    def acquire_lease(self, take_from: str | None = None, *, day: str | None = None) -> Lease | None:
+    def acquire_lease(self, take_from: str | None = None, *, day: str | None = None,
+                      where: dict[str, str] | None = None) -> Lease | None:
         """Take or renew the collection's lease, or a day's; None while another live process holds
-        it (`take_from` names a holder known to be dead, whose lease is taken at once). Every lease
+        it (`take_from` names a holder known to be dead, whose lease is taken at once; `where`: the
+        holder's archive directory, recorded for the next holder to compare). Every lease
         operation carries maxTimeMS: a killed instance's open transaction can make it wait, and it
         is retried past the server's transaction lifetime, never waited on forever."""
         key, now = self.lease_key(day), self._now()
@@ -443,6 +445,7 @@ class Source:
                   "owner": self.owner, "expires_at": expires, "renewed_at": now, "ns": self.cfg.namespace}
         if day is not None:
             fields["day"] = day
+        fields.update(where or {})
 
         def attempt() -> Lease | None:
             try:
@@ -499,14 +502,15 @@ class Source:
                         lost.append(lease)
         return lost
 
-    def release_lease(self, lease: Lease) -> None:
-        """Free the lease at once (expired since 1970): the next `run --once` need not wait."""
+    def release_lease(self, lease: Lease, unfinished: int = 0) -> None:
+        """Free the lease at once (expired since 1970): the next `run --once` need not wait.
+        `unfinished`: the holder's journal entries left for the lease's day (see service/lease.py)."""
         with self._held_lock:
             if self._held.get(lease.key) == lease:
                 del self._held[lease.key]
         self.retrying("release lease", lambda: self.leases.update_one(
             {"_id": lease.key, "owner": lease.owner, "token": lease.token},
-            {"$set": {"expires_at": RELEASED, "released_at": self._now()}}))
+            {"$set": {"expires_at": RELEASED, "released_at": self._now(), "unfinished": unfinished}}))
 
     def check_lease(self, *leases: Lease) -> None:
         """Raise LeaseLost unless every one of the leases is still ours (owner and fencing token)
