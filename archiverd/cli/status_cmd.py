@@ -9,8 +9,8 @@ can run it. The first rule that applies decides:
 | 6 | MongoDB cannot be reached, or refuses (the local part is still reported) |
 | 5 | the archive directory is missing or not a directory, or the state file cannot be read |
 | 4 | a video without its index (orphan), an index that does not load, or a segment set aside by recovery |
-| 2 | the last cycle failed; or no cycle completed for longer than --stale-after while no instance holds the lease (a long cycle is not a stale one); or documents of a complete day have waited longer than --stale-after since their day became archivable |
-| 1 | deletes of a journaled segment or a temporary file left by an interrupted cycle (no instance holds the lease; the next cycle finishes or removes them); encryption on and a master key never exported (or its file unusable, or an unfinished rotation) |
+| 2 | the last cycle failed; or no cycle completed for longer than --stale-after while no live process holds the lease or a day's lease (a long cycle is not a stale one); or documents of a complete day have waited longer than --stale-after since their day became archivable |
+| 1 | deletes of a journaled segment or a temporary file left by an interrupted cycle (no live process holds the lease or a day's lease; the next cycle finishes or removes them); encryption on and a master key never exported (or its file unusable, or an unfinished rotation) |
 | 0 | none of these |
 
 Every problem found is listed (`health.problems` in --json), not only the one that set the code.

@@ -170,15 +170,13 @@ class Archiver:
         for label in sorted({layout.day_of(rel) for rel in self.state.pending + temporaries}):
             if not self.stop.is_set():
                 self._in_day(label, stats, None)
-        since: int | None = None
-        while not self.stop.is_set():
-            first = self.source.oldest_expired(cutoff, since)
-            if first is None:
+        # the days with a backlog, listed once (one aggregation, not one query a day)
+        listed_at = dt.datetime.now(dt.timezone.utc)
+        for start, end in sorted({expiry.day_range(ms) for ms in self.source.expired_days(cutoff)}):
+            if self.stop.is_set():
                 break
-            start, end = expiry.day_range(first)
-            label = expiry.day_label(first)
-            self._in_day(label, stats, lambda: self._archive_day(label, start, min(end, cutoff), stats))
-            since = end
+            label = expiry.day_label(start)
+            self._in_day(label, stats, lambda: self._archive_day(label, start, min(end, cutoff), stats), listed_at)
         stats.stopped = stats.stopped or self.stop.is_set()
         if stats.skipped:
             log.warning("cycle.skipped", reason="left in MongoDB", **{k.replace(" ", "_")[:60]: v
@@ -187,14 +185,20 @@ class Archiver:
         stats.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
         return stats
 
-    def _in_day(self, label: str, stats: CycleStats, work: Callable[[], None] | None) -> None:
+    def _in_day(self, label: str, stats: CycleStats, work: Callable[[], None] | None,
+                listed_at: dt.datetime | None = None) -> None:
         """Take the day's lease, recover the day's journal, do `work`, release the lease. A day
-        another process holds is skipped; a day whose lease is lost midway is left to its new
+        another process holds is skipped; so is a day (with `work`) that another process finished
+        after it was listed at `listed_at`; a day whose lease is lost midway is left to its new
         holder (nothing more is published or deleted for it here)."""
         lease, holder = self.leases.take(label)
         if lease is None:
             log.event("day.held", day=label, holder=holder.get("owner"), expires_at=str(holder.get("expires_at")))
             stats.held_elsewhere += 1
+            return
+        if work is not None and listed_at is not None and self.leases.finished_since(holder, listed_at):
+            self.leases.release(lease)
+            log.event("day.done_elsewhere", day=label, by=holder.get("owner"), at=str(holder.get("released_at")))
             return
         log.event("day.taken", day=label, token=lease.token)
         self._day = lease
@@ -218,18 +222,17 @@ class Archiver:
             self.source.drop_session()
             log.warning("day.lost", day=label, error=str(exc), action="left to the lease's new holder")
             stats.days_lost += 1
-        except Exception:
+        except BaseException:
             self._release_after_failure()
             raise
-        # (a BaseException -- a crash in a test, an interpreter exit -- leaves the lease to lapse)
         self.leases.release(self._day)
 
     def _release_after_failure(self) -> None:
-        """Release the day after an error, without hiding that error: a release that fails too
-        (the server is gone) leaves the lease to lapse after lease_seconds."""
+        """Release the day after an error, without hiding that error: one attempt; a release that
+        fails too (the server is gone) leaves the lease to lapse after lease_seconds."""
         try:
-            self.leases.release(self._day)
-        except ArchiverdError as exc:
+            self.leases.release(self._day, once=True)
+        except (ArchiverdError, OSError) as exc:
             log.warning("lease.release_failed", lease=self._day.key, error=str(exc)[:300],
                         action="it lapses after lease_seconds")
 

@@ -125,15 +125,25 @@ class Leases:
             f"{self.archive}). Processes sharing a backlog must share one archive directory; finish that "
             "day with a process using that directory (docs/guides/scale-out.md)")
 
+    def finished_since(self, holder: dict[str, Any], when: dt.datetime) -> bool:
+        """Whether another process released this lease (as found before taking it) cleanly after
+        `when`: it worked the day since then and left nothing journaled. (A process that stopped
+        early leaves documents behind: the next cycle lists the day again.)"""
+        released = holder.get("released_at")
+        return (holder.get("owner") not in (None, self.source.owner) and holder.get("expires_at") == RELEASED
+                and released is not None and released >= when and not holder.get("unfinished"))
+
     def unfinished(self, day: str) -> int:
         """Journal entries of `day` (any process's) left in this archive's state file."""
         self.state.reload()
         return sum(1 for rel in self.state.pending if layout.day_of(rel) == day)
 
-    def release(self, lease: Lease) -> None:
+    def release(self, lease: Lease, *, once: bool = False) -> None:
         """Release a lease, recording (for a day) how many of its segments are still journaled: a
-        process of another archive directory must not take a day with work left here."""
-        self.source.release_lease(lease, unfinished=self.unfinished(lease.day) if lease.day is not None else 0)
+        process of another archive directory must not take a day with work left here. `once`:
+        no retries (after a failure)."""
+        self.source.release_lease(lease, unfinished=self.unfinished(lease.day) if lease.day is not None else 0,
+                                  once=once)
 
     def end_session_of(self, owner: str) -> None:
         """End the delete session `owner` recorded, if any (it no longer holds the lease it fenced)."""

@@ -266,25 +266,6 @@ class Source:
             finally:
                 cursor.close()
 
-    def oldest_expired(self, cutoff: int, since: int | None) -> int | None:
-        """The date (ms) of the oldest archivable document dated before `cutoff` (and at or after
-        `since`): where the next day with a backlog begins. None when there is none. Arrays are
-        left out here (they sort by their smallest element, wherever the match was)."""
-        f = self.cfg.date_field
-        query = self.expired_filter(cutoff, since)
-        query[f]["$not"] = {"$type": "array"}
-
-        def first() -> int | None:
-            cursor = self.collection.find(query, projection={f: 1}).sort([(f, 1), ("_id", 1)]).batch_size(16)
-            with cursor:
-                for doc in cursor:
-                    ms, _ = expiry.date_ms(doc, f)
-                    if ms is not None and ms < cutoff and (since is None or ms >= since):
-                        return ms
-            return None
-
-        return self.retrying("find the oldest expired document", first)
-
     def count(self, query: dict[str, Any]) -> int:
         return self.retrying("count", lambda: self.collection.count_documents(query))
 
@@ -316,7 +297,8 @@ class Source:
         return self.count(query), expiry.to_datetime(oldest) if oldest is not None else None
 
     def expired_days(self, watermark: int) -> dict[int, int]:
-        """Expired documents not archived yet, per UTC day: {start of the day in ms: count}. One
+        """Documents dated before `watermark` (expired, or in complete days when given the cutoff)
+        not archived yet, per UTC day: {start of the day in ms: count}. One
         aggregation that carries only the date field ($toLong needs MongoDB 4.0, as transactions
         do); a date path through an array is left out, as a cycle leaves it."""
         f = self.cfg.date_field
@@ -502,15 +484,26 @@ class Source:
                         lost.append(lease)
         return lost
 
-    def release_lease(self, lease: Lease, unfinished: int = 0) -> None:
+    def release_lease(self, lease: Lease, unfinished: int = 0, *, once: bool = False) -> None:
         """Free the lease at once (expired since 1970): the next `run --once` need not wait.
-        `unfinished`: the holder's journal entries left for the lease's day (see service/lease.py)."""
+        `unfinished`: the holder's journal entries left for the lease's day (see service/lease.py).
+        `once`: one attempt, no retries (after a failure: the lease lapses anyway)."""
         with self._held_lock:
             if self._held.get(lease.key) == lease:
                 del self._held[lease.key]
-        self.retrying("release lease", lambda: self.leases.update_one(
-            {"_id": lease.key, "owner": lease.owner, "token": lease.token},
-            {"$set": {"expires_at": RELEASED, "released_at": self._now(), "unfinished": unfinished}}))
+
+        def release() -> Any:
+            return self.leases.update_one(
+                {"_id": lease.key, "owner": lease.owner, "token": lease.token},
+                {"$set": {"expires_at": RELEASED, "released_at": self._now(), "unfinished": unfinished}})
+
+        if not once:
+            self.retrying("release lease", release)
+            return
+        try:
+            release()
+        except pe.PyMongoError as exc:
+            raise self._mapped("release lease", exc) from None
 
     def check_lease(self, *leases: Lease) -> None:
         """Raise LeaseLost unless every one of the leases is still ours (owner and fencing token)
