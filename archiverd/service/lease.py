@@ -122,8 +122,8 @@ class Leases:
         raise SharedArchiveError(
             f"{what} of {self.source.cfg.namespace}: {holder.get('owner')} {how} with archive directory "
             f"{holder.get('archive_dir')} (id {other}), not this one ({self.source.cfg.collection_dir}, id "
-            f"{self.archive}). Processes sharing a backlog must share one archive directory; finish that "
-            "day with a process using that directory (docs/guides/scale-out.md)")
+            f"{self.archive}). Processes sharing a backlog must share one archive directory; let a "
+            "process using that directory finish its work (docs/guides/scale-out.md)")
 
     def finished_since(self, holder: dict[str, Any], when: dt.datetime) -> bool:
         """Whether another process released this lease (as found before taking it) cleanly after
