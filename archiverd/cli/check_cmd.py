@@ -9,7 +9,7 @@ import click
 
 from .. import progress
 from ..config import Config
-from ..errors import ConfigError, EXIT_WARNING, SegmentError
+from ..errors import ConfigError, EXIT_WARNING, SegmentError, StorageError
 from ..store.check import SegmentCheck, check
 from ._common import with_config
 
@@ -74,10 +74,15 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
       archiverd check --repair 2026/08/01/part-0003.mkv
     """
     share = _percent(subset)
+    if not paths and not cfg.archive_dir.is_dir():
+        raise StorageError(f"archive directory {cfg.archive_dir} does not exist or is not a directory: fix "
+                           "ARCHIVERD_ARCHIVE_DIR (or --archive-dir)")
+    if not paths and not cfg.collection_dir.is_dir():
+        raise ConfigError(f"no archive of {cfg.namespace} under {cfg.archive_dir} (is --db/--collection right?)")
     targets = list(paths) or [cfg.collection_dir]
     for path in targets:
         if not path.exists():
-            raise ConfigError(f"{path} does not exist")
+            raise SegmentError("no such segment file or directory", str(path))
     result = check(targets, read_data=read_data, subset=share, repair=repair,
                    progress=None if as_json else _line, meter=meter)
     meter.close()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -796,7 +797,6 @@ class LocalFile(video.FileSource):
         except OSError as exc:
             raise SegmentError(f"cannot open segment: {exc.strerror}", str(path)) from None
         st = os.fstat(fd)
-        import stat
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise SegmentError("not a regular file", str(path))
@@ -860,16 +860,34 @@ def published_mismatch(path: Path, idx: Mapping[str, Any]) -> str | None:
     return None
 
 
+def segment_file(path: Path | str) -> Path:
+    """The video a SEGMENT argument names (the .mkv, or its .index.json), checked to be a regular
+    file: SegmentError (exit 4) naming what it is instead -- missing, a directory, a device, a FIFO."""
+    named = Path(path)
+    if str(path) in ("", "."):
+        raise SegmentError("is a directory, not a segment file (an empty path names the current directory)",
+                           str(path))
+    video = index.named_video(named)
+    try:
+        st = video.stat()
+    except FileNotFoundError:
+        raise SegmentError("no such segment file", str(video)) from None
+    except OSError as exc:
+        raise SegmentError(f"cannot read the segment: {exc.strerror or exc}", str(video)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SegmentError("is a directory, not a segment file", str(video))
+    if not stat.S_ISREG(st.st_mode):
+        raise SegmentError(f"is not a regular file (a segment is a .mkv file beside its {index.SUFFIX})",
+                           str(video))
+    return video
+
+
 class SegmentReader:
     """Read a sealed segment (its video and sidecar index): iterate, fetch by `_id`, verify, salvage."""
 
     def __init__(self, path: Path | str) -> None:
-        self.requested = Path(path)
+        self.requested = segment_file(path)
         self.path = index.preferred(self.requested)  # a verified repaired copy stands in for the original
-        if self.path.is_dir():
-            raise SegmentError("is a directory, not a segment file", str(self.path))
-        if not self.path.is_file():
-            raise SegmentError("no such segment file", str(self.path))
         self.index = index.load(index.path_for(self.path))
 
     def entries(self) -> list[dict[str, Any]]:

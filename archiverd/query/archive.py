@@ -351,19 +351,21 @@ class Archive:
             raise ConfigError(f"the query vector has {size} dimensions; {field} holds vectors of "
                               f"{' or '.join(map(str, dims))} dimensions")
 
+        pool = ThreadPoolExecutor(2, thread_name_prefix="search")  # decoding frames releases the GIL
+
         def fetch(candidates: list[tuple[Any, int]]) -> dict[tuple[Any, int], np.ndarray | None]:
             by_segment: dict[str, list[int]] = {}
             for segment, n in candidates:
                 by_segment.setdefault(segment, []).append(n)
-            return {(segment, n): values for segment, numbers in by_segment.items()
-                    for n, values in self._vectors(segment, numbers, field).items()}
+            found = pool.map(lambda item: self._vectors(item[0], item[1], field), by_segment.items())
+            return {(segment, n): values for segment, got in zip(by_segment, found) for n, values in got.items()}
 
-        try:
-            hits = vsearch.search(vector, field, k, sidecars, fetch, unindexed=unindexed, allowed=allowed,
-                                  confidence=confidence, stats=stats)
-        except ValueError as exc:
-            raise ConfigError(f"search: {exc}") from None
-        with ThreadPoolExecutor(2, thread_name_prefix="search") as pool:  # decoding releases the GIL
+        with pool:
+            try:
+                hits = vsearch.search(vector, field, k, sidecars, fetch, unindexed=unindexed, allowed=allowed,
+                                      confidence=confidence, stats=stats)
+            except ValueError as exc:
+                raise ConfigError(f"search: {exc}") from None
             docs = list(pool.map(lambda h: self._document(self.reader(h.segment), h.doc), hits))
         return [Scored(self._out(doc, raw), h.score) for doc, h in zip(docs, hits)]
 

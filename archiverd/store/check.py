@@ -96,18 +96,16 @@ def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[Path]]:
             videos.update(layout.videos(path))
             temps.update(layout.temporaries(path))
             for idx in path.rglob("part-*" + index.SUFFIX):
-                if ".repaired." not in idx.name and not _video_for(idx).exists():
+                if ".repaired." not in idx.name and not index.video_of(idx).exists():
                     lonely.add(idx)
         elif path.name.endswith(index.SUFFIX):
-            video = _video_for(path)
+            video = index.video_of(path)
             (videos if video.exists() else lonely).add(video if video.exists() else path)
+        elif path.exists() and not path.is_file():
+            raise SegmentError("not a segment: not a regular file, nor a directory of segments", str(path))
         else:
             videos.add(path)
     return sorted(videos), sorted(lonely), sorted(temps)
-
-
-def _video_for(idx: Path) -> Path:
-    return idx.with_name(idx.name[:-len(index.SUFFIX)] + ".mkv")
 
 
 def check(paths: Iterable[Path], *, read_data: bool = False, subset: float | None = None, repair: bool = False,
