@@ -239,15 +239,44 @@ class Archiver:
     def _leases(self) -> list[Lease]:
         return [self._day] + ([self._admission] if self._admission is not None else [])
 
+    def _regain(self, error: LeaseLost) -> None:
+        """Leases found lost (by a renewal, a fencing check or a delete): take each again if it is
+        free -- it lapsed, or the server lost its document in a crash -- and go on; raise `error`
+        if another process holds one. A new token means another process held it in between: what
+        was read before may be stale (`_retaken`)."""
+        for lease in error.lost:
+            renewed, _ = self.leases.take(lease.day)
+            if renewed is None:
+                raise error
+            log.warning("lease.reacquired", lease=renewed.key, token=renewed.token)
+            self._retaken = self._retaken or renewed.token != lease.token
+            if lease.day is None:
+                self._admission = renewed
+            else:
+                self._day = renewed
+
     def _check_renewed(self) -> None:
-        """While reading: stop once a renewal found the day's lease (or the collection's) taken."""
+        """While reading: once a renewal found the day's lease (or the collection's) no longer
+        ours, take it again if it is free, else stop; read the day afresh if another process
+        held it in between."""
         lost = [lease for lease in self._leases() if not self.source.holds(lease)]
         if lost:
-            raise LeaseLost(f"{', '.join(lease.describe() for lease in lost)} was taken by another process", lost)
+            self._regain(LeaseLost(f"{', '.join(lease.describe() for lease in lost)} was taken by another process",
+                                   lost))
+            if self._retaken:
+                raise _Retaken
 
     def _fence(self) -> None:
-        """Right before a publish: the day's lease (and the collection's) must still be ours."""
-        self.source.check_lease(*self._leases())
+        """Right before a publish: the day's lease (and the collection's) must still be ours --
+        or free and taken again with the same token (another holder in between: nothing is
+        published, the day is read afresh)."""
+        try:
+            self.source.check_lease(*self._leases())
+        except LeaseLost as exc:
+            self._regain(exc)
+            if self._retaken:
+                raise _Retaken from None
+            self.source.check_lease(*self._leases())
 
     # -- recovery -----------------------------------------------------------------------------------
 
@@ -476,18 +505,14 @@ class Archiver:
             done += len(batch)
             try:
                 outcome = self.source.delete_unchanged(batch, self._day)
-            except LeaseLost:
+            except LeaseLost as exc:
                 # Fencing refused: another process may hold the day now. If its lease is free again
                 # (it lapsed, or its document was lost in a server crash), take it and go on: the
                 # deletes of a committed segment stay guarded by content either way. If another
-                # process had the day meanwhile (a new token), the day's documents are read afresh.
-                renewed, _ = self.leases.take(self._day.day)
-                if renewed is None:
-                    raise
-                log.warning("lease.reacquired", day=self._day.day, token=renewed.token)
-                self._retaken = self._retaken or renewed.token != self._day.token
-                self._day = renewed
-                outcome = self.source.delete_unchanged(batch, renewed)
+                # process had the day meanwhile (a new token), the day's documents are read afresh
+                # after this segment.
+                self._regain(exc)
+                outcome = self.source.delete_unchanged(batch, self._day)
             total.deleted += outcome.deleted
             total.bytes += outcome.bytes
             total.changed += outcome.changed
