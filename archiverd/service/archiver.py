@@ -239,43 +239,42 @@ class Archiver:
     def _leases(self) -> list[Lease]:
         return [self._day] + ([self._admission] if self._admission is not None else [])
 
-    def _regain(self, error: LeaseLost) -> None:
+    def _regain(self, error: LeaseLost, *, stale_ok: bool) -> None:
         """Leases found lost (by a renewal, a fencing check or a delete): take each again if it is
         free -- it lapsed, or the server lost its document in a crash -- and go on; raise `error`
         if another process holds one. A new token means another process held it in between: what
-        was read before may be stale (`_retaken`)."""
+        was read before may be stale -- raise `error` too, unless `stale_ok` (a committed segment's
+        deletes, guarded by content, go on; `_retaken` has the day read afresh after them)."""
         for lease in error.lost:
             renewed, _ = self.leases.take(lease.day)
             if renewed is None:
                 raise error
-            log.warning("lease.reacquired", lease=renewed.key, token=renewed.token)
-            self._retaken = self._retaken or renewed.token != lease.token
             if lease.day is None:
                 self._admission = renewed
             else:
-                self._day = renewed
+                self._day = renewed  # released when the day ends, whatever happens next
+            log.warning("lease.reacquired", lease=renewed.key, token=renewed.token)
+            if renewed.token != lease.token:
+                if not stale_ok:
+                    raise error
+                self._retaken = True
 
     def _check_renewed(self) -> None:
         """While reading: once a renewal found the day's lease (or the collection's) no longer
-        ours, take it again if it is free, else stop; read the day afresh if another process
-        held it in between."""
+        ours, take it again if it is free and untouched, else stop (the day is left)."""
         lost = [lease for lease in self._leases() if not self.source.holds(lease)]
         if lost:
             self._regain(LeaseLost(f"{', '.join(lease.describe() for lease in lost)} was taken by another process",
-                                   lost))
-            if self._retaken:
-                raise _Retaken
+                                   lost), stale_ok=False)
 
     def _fence(self) -> None:
         """Right before a publish: the day's lease (and the collection's) must still be ours --
-        or free and taken again with the same token (another holder in between: nothing is
-        published, the day is read afresh)."""
+        or free and taken again with the same token (a server crash lost its document). Another
+        holder in between: nothing is published."""
         try:
             self.source.check_lease(*self._leases())
         except LeaseLost as exc:
-            self._regain(exc)
-            if self._retaken:
-                raise _Retaken from None
+            self._regain(exc, stale_ok=False)
             self.source.check_lease(*self._leases())
 
     # -- recovery -----------------------------------------------------------------------------------
@@ -511,7 +510,7 @@ class Archiver:
                 # deletes of a committed segment stay guarded by content either way. If another
                 # process had the day meanwhile (a new token), the day's documents are read afresh
                 # after this segment.
-                self._regain(exc)
+                self._regain(exc, stale_ok=True)
                 outcome = self.source.delete_unchanged(batch, self._day)
             total.deleted += outcome.deleted
             total.bytes += outcome.bytes
