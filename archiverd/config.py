@@ -59,6 +59,7 @@ class Config:
     throttle_seconds: float = 0.0  # pause between batches, to spare a busy primary
     poll_seconds: float = 60.0  # longest sleep between cycles (and the interval without change streams)
     lease_seconds: float = 60.0
+    shared_backlog: bool = False  # several processes share the backlog, a UTC day each; False: one active instance
     retry_seconds: float = 120.0  # give up on a transient error after this long (the daemon's start: never)
     server_timeout_ms: int = 10_000
     log_format: str = "logfmt"

@@ -134,13 +134,16 @@ def test_server_killed_and_restarted_mid_cycle(tmp_path):
     try:
         world.seed(expired=60, fresh=5, embeddings_every=2)
         run, log = _start_cycle(world, tmp_path)
+        assert run.poll() is None
         server.stop(signal.SIGKILL)  # mid-cycle: one segment sealed, more to come
         time.sleep(2)
         server.start()
         run.wait(240)
         text = log.read_text()
         assert run.returncode == 0, text
-        assert "event=mongodb.retry" in text
+        # the cycle met the dead server: a retry of ours, or deletes it acknowledged and then lost (a
+        # day's read is a fresh query that the driver itself may retry once the server is back)
+        assert "event=mongodb.retry" in text or "event=delete.not_durable" in text, text
         report = world.check()
         assert report.safe and not report.temp_files and not report.pending, report
         # SecantusDB forgets acknowledged transaction commits when SIGKILLed (docs/RELIABILITY.md), so

@@ -103,7 +103,7 @@ def test_an_instance_that_lost_its_lease_publishes_and_deletes_nothing(cfg, coll
 
     with faults.installed(steal), pytest.raises(LeaseLost, match="nothing published"):
         Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-    assert _published(cfg.collection_dir) == ["archiverd-state.json"]
+    assert _published(cfg.collection_dir) == ["archiverd-archive-id", "archiverd-state.json"]  # no segment file
     assert {d["_id"] for d in collection.find()} == set(docs)
     assert State(cfg.state_file).pending == []
 

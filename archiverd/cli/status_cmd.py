@@ -9,8 +9,8 @@ can run it. The first rule that applies decides:
 | 6 | MongoDB cannot be reached, or refuses (the local part is still reported) |
 | 5 | the archive directory is missing or not a directory, or the state file cannot be read |
 | 4 | a video without its index (orphan), an index that does not load, or a segment set aside by recovery |
-| 2 | the last cycle failed; or no cycle completed for longer than --stale-after while no instance holds the lease (a long cycle is not a stale one); or documents of a complete day have waited longer than --stale-after since their day became archivable |
-| 1 | deletes of a journaled segment or a temporary file left by an interrupted cycle (no instance holds the lease; the next cycle finishes or removes them); encryption on and a master key never exported (or its file unusable, or an unfinished rotation) |
+| 2 | the last cycle failed; or no cycle completed for longer than --stale-after while no live process holds the lease or a day's lease (a long cycle is not a stale one); or documents of a complete day have waited longer than --stale-after since their day became archivable |
+| 1 | deletes of a journaled segment or a temporary file left by an interrupted cycle (no live process holds the lease or a day's lease; the next cycle finishes or removes them); encryption on and a master key never exported (or its file unusable, or an unfinished rotation) |
 | 0 | none of these |
 
 Every problem found is listed (`health.problems` in --json), not only the one that set the code.
@@ -86,7 +86,7 @@ def _state(cfg: Config, health: _Health) -> dict[str, Any]:
         return {}
     wrong = [key for key in _STATE_OBJECTS if data.get(key) is not None and not isinstance(data[key], dict)]
     pending = data.get("pending")
-    if wrong or not isinstance(pending, list) or not all(isinstance(p, str) for p in pending):
+    if wrong or not isinstance(pending, list) or not all(_journal_entry(p) for p in pending):
         health.add(StorageError.exit_code, f"state file {cfg.state_file} is damaged ({', '.join(wrong) or 'pending'} "
                                            "has the wrong type); move it aside to start afresh")
         return {}
@@ -109,6 +109,9 @@ def _in_store(cfg: Config, info: dict[str, Any], health: _Health) -> inventory.I
                 days_on_disk=len(days), first_day=days[0] if days else None, last_day=days[-1] if days else None, orphans=inv.orphans, unreadable_indexes={},
                 temporaries=[str(p.relative_to(cfg.collection_dir)) for p in layout.temporaries(cfg.collection_dir)])
     return inv
+def _journal_entry(entry: Any) -> bool:
+    """A journal entry: a segment's path, or {"segment": path, "owner": process} (service/state.py)."""
+    return isinstance(entry, str) or (isinstance(entry, dict) and isinstance(entry.get("segment"), str))
 
 
 def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime) -> None:
@@ -132,7 +135,9 @@ def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime)
         reason = why.get("reason", "?") if isinstance(why, dict) else why
         health.add(SegmentError.exit_code, f"{rel}: set aside by recovery, nothing deleted against it "
                                            f"({reason}); run `archiverd check` on it")
-    info["pending_deletes"] = list(data.get("pending", []))
+    journal = [(p, None) if isinstance(p, str) else (p["segment"], p.get("owner")) for p in data.get("pending", [])]
+    info["pending_deletes"] = list(dict.fromkeys(segment for segment, _ in journal))
+    info["journal"] = [{"segment": segment, "owner": owner} for segment, owner in journal]
     info["last_seal"] = data.get("last_seal")
     info["last_error"] = data.get("last_error")
     info["change_stream"] = data.get("change_stream", "not started")
@@ -182,6 +187,20 @@ def _lease(holder: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any] | 
             "dead_local_process": state == "held" and dead_local_owner(holder.get("owner"))}
 
 
+def _day_leases(documents: list[dict[str, Any]], now: dt.datetime) -> list[dict[str, Any]]:
+    """Who works on which day: every day lease held now, and every one that lapsed without a
+    release (its holder died or paused mid-day; the next process to reach the day takes it over).
+    Released day leases are history and left out."""
+    days = []
+    for doc in sorted((d for d in documents if d.get("day") is not None), key=lambda d: str(d["day"])):
+        lease = _lease(doc, now)
+        if lease is not None and lease["state"] != "released":
+            since = _when(doc.get("since"))
+            days.append({"day": doc["day"], **lease, "since": since.isoformat() if since else None,
+                         "archive": doc.get("archive")})
+    return days
+
+
 def _database(cfg: Config, info: dict[str, Any], health: _Health, now_ms: int, stale_after: float) -> None:
     """Backlog, pending days, skipped documents and the lease, from MongoDB."""
     wm, cutoff = expiry.watermark_ms(cfg, now_ms), expiry.cutoff_ms(cfg, now_ms)
@@ -191,6 +210,7 @@ def _database(cfg: Config, info: dict[str, Any], health: _Health, now_ms: int, s
         counts = source.counts(wm, cutoff)
         days = source.expired_days(wm)
         holder = source.lease_holder()
+        documents = source.lease_documents()
     finally:
         source.close()
     oldest = _when(counts["oldest_expired"])
@@ -211,7 +231,9 @@ def _database(cfg: Config, info: dict[str, Any], health: _Health, now_ms: int, s
         health.add(FAILED, f"{units.count(sum(d['documents'] for d in late))} documents of {len(late)} complete "
                            f"days are not archived {units.age(late[0]['overdue_seconds'])} after their day "
                            f"became archivable (--stale-after {units.age(stale_after)})")
-    info["lease"] = _lease(holder, dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc))
+    now = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc)
+    info["lease"] = _lease(holder, now)
+    info["day_leases"] = _day_leases(documents, now)
     info["database"] = "reachable"
 
 
@@ -227,6 +249,7 @@ def collect(cfg: Config, *, stale_after: float | None = None, now_ms: int | None
         "threshold_days": cfg.threshold_days, "day_grace_seconds": cfg.day_grace_seconds,
         "watermark": iso(expiry.watermark_ms(cfg, now_ms)), "complete_days_before": iso(expiry.cutoff_ms(cfg, now_ms)),
         "archive_dir": str(cfg.collection_dir), "at": now.isoformat(),
+        "backlog_mode": "shared: processes take a day each" if cfg.shared_backlog else "one active instance",
     }
     _local(cfg, info, health, now)
     try:
@@ -236,8 +259,9 @@ def collect(cfg: Config, *, stale_after: float | None = None, now_ms: int | None
     except ArchiverdError as exc:
         info["database"] = f"unreachable: {exc}"
         health.add(DatabaseError.exit_code, f"MongoDB: {exc}")
-    lease = info.get("lease")
-    someone_working = lease is not None and lease["state"] == "held" and not lease["dead_local_process"]
+    held = [lease for lease in [info.get("lease"), *info.get("day_leases", [])]
+            if lease is not None and lease["state"] == "held" and not lease["dead_local_process"]]
+    someone_working = bool(held)  # the collection's lease or a day's, by a live process
     cycle = info["last_cycle"]
     if cycle is not None and cycle["age_seconds"] is not None and cycle["age_seconds"] > stale_after \
             and not someone_working:  # a long cycle in progress is not a stale one
@@ -307,7 +331,8 @@ def _human(info: dict[str, Any]) -> list[str]:
     lease = info.get("lease")
     if info["database"] == "reachable":
         if lease is None:
-            row("lease", "never taken")
+            row("lease", "never taken" + (" (not used: a shared backlog is split by day leases)"
+                                          if info["backlog_mode"].startswith("shared") else ""))
         else:
             fresh = f"renewed {units.age(lease['renewed_seconds_ago'])} ago" if lease["renewed_at"] else "never renewed"
             if lease["state"] == "held":
@@ -320,6 +345,17 @@ def _human(info: dict[str, Any]) -> list[str]:
                 until = "no expiry recorded"
             dead = "; its process on this host no longer runs" if lease["dead_local_process"] else ""
             row("lease", f"{lease['state']}: {lease['owner']} (token {lease['token']}), {fresh}, {until}{dead}")
+    if info["database"] == "reachable":
+        row("backlog mode", info["backlog_mode"])
+        for d in info["day_leases"]:
+            if d["state"] == "held":
+                since = f"since {d['since']}, " if d["since"] else ""
+                what = f"held by {d['owner']} (token {d['token']}), {since}expires in {units.age(d['expires_in_seconds'])}"
+            else:
+                what = (f"lapsed {units.age(-d['expires_in_seconds'])} ago, held by {d['owner']} (token {d['token']}): "
+                        "it died or paused mid-day; the next process to reach the day takes it over")
+            dead = "; its process on this host no longer runs" if d["dead_local_process"] else ""
+            out.append(f"{'':<16}{d['day']:<12} {what}{dead}")
     if info.get("lease_status"):
         row("daemon", f"{info['lease_status'].get('status')} (at {info['lease_status'].get('at', '?')})")
     row("change stream", str(info["change_stream"]))
@@ -357,8 +393,9 @@ def _stale_after(_ctx: click.Context, _param: click.Parameter, value: str) -> fl
                    "have waited this long: 30m, 6h, 2d.")
 @with_config
 def command(cfg: Config, as_json: bool, stale_after: float) -> int:
-    """Watermark, backlog and pending days, last cycle, segments on disk, lease holder, change
-    stream, skipped documents, last error -- and health, as the exit code.
+    """Watermark, backlog and pending days, last cycle, segments on disk, who holds the
+    collection's lease and which process works on which day, change stream, skipped documents,
+    last error -- and health, as the exit code.
 
     \b
     Exit codes (the first that applies):

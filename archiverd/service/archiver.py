@@ -30,11 +30,12 @@ from ..format import encryption, index
 from ..format.documents import fields_meta
 from ..progress import Meter
 from ..config import Config
-from ..errors import DatabaseError, SegmentError, StorageError
+from ..errors import ArchiverdError, DatabaseError, SegmentError, StorageError
 from ..format import rebuild
 from ..format.reader import SegmentReader
 from ..format.writer import SegmentWriter
 from . import expiry
+from .lease import Leases
 from .source import DeleteOutcome, Lease, LeaseLost, Source
 from .state import State
 
@@ -54,6 +55,8 @@ class CycleStats:
     per_day: dict[str, int] = field(default_factory=dict)
     recovered: int = 0
     set_aside: int = 0  # journaled segments that failed verification (nothing deleted against them)
+    held_elsewhere: int = 0  # days skipped because another process held their lease
+    days_lost: int = 0  # days whose lease another process took midway (left to it)
     already_sealed: int = 0  # documents found again whose exact bytes a sealed segment holds
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> documents left in MongoDB
     bytes_sealed: int = 0  # BSON bytes sealed into segments
@@ -132,6 +135,11 @@ class _SealedDays:
         return self._readers[video]
 
 
+class _Retaken(Exception):
+    """The day's lease lapsed and was taken again with a new token: another process may have worked
+    on the day meanwhile, so the documents read before are stale and the day is read afresh."""
+
+
 class Archiver:
     def __init__(self, cfg: Config, source: Source, state: State, *, stop: threading.Event | None = None,
                  progress: Callable[[int], None] | None = None, meter: Meter | None = None) -> None:
@@ -142,21 +150,150 @@ class Archiver:
         self.progress = progress
         self.meter = meter or Meter()  # observes only: counts, stage times, `--progress` display
         self.store = objects.for_collection(cfg)  # where sealed files go: the collection directory or a bucket
+        self.leases = Leases(source, state)
+        self._admission: Lease | None = None  # the collection's lease, when one active instance runs
+        self._day = Lease("", "", 0)  # the lease of the day being worked on (set by `_in_day`)
+        self._retaken = False
+
+    # -- the cycle ----------------------------------------------------------------------------------
+
+    def run_cycle(self, admission: Lease | None = None) -> CycleStats:
+        """One pass over the backlog, a UTC day at a time, each under its own lease: first the days
+        with journal entries or temporary files (a crash's leftovers), then, oldest first, every complete day with
+        expired documents -- a day another process holds is left to it. `admission` is the
+        collection's lease when one active instance runs (then it is fenced with the day's before
+        every publish); None when several processes share the backlog."""
+        started = time.monotonic()
+        cutoff = expiry.cutoff_ms(self.cfg)
+        stats = CycleStats(watermark=iso(expiry.watermark_ms(self.cfg)), cutoff=iso(cutoff))
+        self._admission = admission
+        encryption.use_keyring(lambda: keyring.from_config(self.cfg))  # recovery may read encrypted segments
+        self.state.reload()
+        temporaries = [str(t.relative_to(self.cfg.collection_dir)) for t in layout.temporaries(self.cfg.collection_dir)]
+        for label in sorted({layout.day_of(rel) for rel in self.state.pending + temporaries}):
+            if not self.stop.is_set():
+                self._in_day(label, stats, None)
+        # the days with a backlog, listed once (one aggregation, not one query a day)
+        listed_at = dt.datetime.now(dt.timezone.utc)
+        for start, end in sorted({expiry.day_range(ms) for ms in self.source.expired_days(cutoff)}):
+            if self.stop.is_set():
+                break
+            label = expiry.day_label(start)
+            self._in_day(label, stats, lambda: self._archive_day(label, start, min(end, cutoff), stats), listed_at)
+        stats.stopped = stats.stopped or self.stop.is_set()
+        if stats.skipped:
+            log.warning("cycle.skipped", reason="left in MongoDB", **{k.replace(" ", "_")[:60]: v
+                                                                      for k, v in stats.skipped.items()})
+        stats.seconds = round(time.monotonic() - started, 3)
+        stats.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
+        return stats
+
+    def _in_day(self, label: str, stats: CycleStats, work: Callable[[], None] | None,
+                listed_at: dt.datetime | None = None) -> None:
+        """Take the day's lease, recover the day's journal, do `work`, release the lease. A day
+        another process holds is skipped; so is a day (with `work`) that another process finished
+        after it was listed at `listed_at`; a day whose lease is lost midway is left to its new
+        holder (nothing more is published or deleted for it here)."""
+        lease, holder = self.leases.take(label)
+        if lease is None:
+            log.event("day.held", day=label, holder=holder.get("owner"), expires_at=str(holder.get("expires_at")))
+            stats.held_elsewhere += 1
+            return
+        if work is not None and listed_at is not None and self.leases.finished_since(holder, listed_at):
+            self.leases.release(lease)
+            log.event("day.done_elsewhere", day=label, by=holder.get("owner"), at=str(holder.get("released_at")))
+            return
+        log.event("day.taken", day=label, token=lease.token)
+        self._day = lease
+        faults.hit("day:taken")
+        try:
+            while True:
+                self._retaken = False
+                try:
+                    with self.meter.stage("recover"):
+                        self._recover_day(label, stats)
+                    if work is not None:
+                        work()
+                    break
+                except _Retaken:
+                    log.warning("day.reread", day=label, token=self._day.token,
+                                reason="its lease lapsed and was taken again; its documents are read afresh")
+        except LeaseLost as exc:
+            if self._admission is not None and self._admission in exc.lost:
+                self._release_after_failure()
+                raise
+            self.source.drop_session()
+            log.warning("day.lost", day=label, error=str(exc), action="left to the lease's new holder")
+            stats.days_lost += 1
+        except BaseException:
+            self._release_after_failure()
+            raise
+        self.leases.release(self._day)
+
+    def _release_after_failure(self) -> None:
+        """Release the day after an error, without hiding that error: one attempt; a release that
+        fails too (the server is gone) leaves the lease to lapse after lease_seconds."""
+        try:
+            self.leases.release(self._day, once=True)
+        except (ArchiverdError, OSError) as exc:
+            log.warning("lease.release_failed", lease=self._day.key, error=str(exc)[:300],
+                        action="it lapses after lease_seconds")
+
+    def _leases(self) -> list[Lease]:
+        return [self._day] + ([self._admission] if self._admission is not None else [])
+
+    def _regain(self, error: LeaseLost, *, stale_ok: bool) -> None:
+        """Leases found lost (by a renewal, a fencing check or a delete): take each again if it is
+        free -- it lapsed, or the server lost its document in a crash -- and go on; raise `error`
+        if another process holds one. A new token means another process held it in between: what
+        was read before may be stale -- raise `error` too, unless `stale_ok` (a committed segment's
+        deletes, guarded by content, go on; `_retaken` has the day read afresh after them)."""
+        for lease in error.lost:
+            renewed, _ = self.leases.take(lease.day)
+            if renewed is None:
+                raise error
+            if lease.day is None:
+                self._admission = renewed
+            else:
+                self._day = renewed  # released when the day ends, whatever happens next
+            log.warning("lease.reacquired", lease=renewed.key, token=renewed.token)
+            if renewed.token != lease.token:
+                if not stale_ok:
+                    raise error
+                self._retaken = True
+
+    def _check_renewed(self) -> None:
+        """While reading: once a renewal found the day's lease (or the collection's) no longer
+        ours, take it again if it is free and untouched, else stop (the day is left)."""
+        lost = [lease for lease in self._leases() if not self.source.holds(lease)]
+        if lost:
+            self._regain(LeaseLost(f"{', '.join(lease.describe() for lease in lost)} was taken by another process",
+                                   lost), stale_ok=False)
+
+    def _fence(self) -> None:
+        """Right before a publish: the day's lease (and the collection's) must still be ours --
+        or free and taken again with the same token (a server crash lost its document). Another
+        holder in between: nothing is published."""
+        try:
+            self.source.check_lease(*self._leases())
+        except LeaseLost as exc:
+            self._regain(exc, stale_ok=False)
+            self.source.check_lease(*self._leases())
 
     # -- recovery -----------------------------------------------------------------------------------
 
-    def recover(self, lease: Lease, stats: CycleStats) -> None:
-        encryption.use_keyring(lambda: keyring.from_config(self.cfg))
-        """Finish what a crash interrupted: sweep unpublished temporary files, then for every
-        journaled segment drop the entry (nothing was published), or complete its commit (the video
-        was published but not its index: the index is rebuilt from the video), verify it and finish
-        its guarded deletes. A journaled segment that does not verify is set aside: nothing more is
+    def _recover_day(self, label: str, stats: CycleStats) -> None:
+        """Finish what a crash interrupted in this day (whichever process it was: the day's lease
+        is ours): sweep its unpublished temporary files, then for every journaled segment of the
+        day drop the entry (nothing was published), or complete its commit (the video was
+        published but not its index: the index is rebuilt from the video), verify it and finish its
+        guarded deletes. A journaled segment that does not verify is set aside: nothing more is
         deleted against it, its file stays, `status` and `check` report it, and its documents still
         in MongoDB are archived again. Published files are never removed."""
-        for path in layout.sweep(self.cfg.collection_dir):
+        for path in layout.sweep(layout.day_dir(self.cfg.collection_dir, label)):
             log.event("recovery.removed_temporary", path=str(path))
         self.state.reload()
-        for rel in self.state.pending:
+        for rel in [rel for rel in self.state.pending if layout.day_of(rel) == label]:
             video = self.cfg.collection_dir / rel
             try:
                 if not self.store.exists(objects.index_name(rel)):
@@ -182,7 +319,7 @@ class Archiver:
                 continue
             derived.after_commit(self.store, rel, reader.index)
             entries = [(index.from_json(e["_id"]), e["sha256"], e["bytes"]) for e in reader.entries() if "_id" in e]
-            outcome = self._delete(entries, lease, rel)
+            outcome = self._delete(entries, rel)
             stats.recovered += outcome.deleted
             stats.bytes_deleted += outcome.bytes
             if not self.stop.is_set():
@@ -194,39 +331,35 @@ class Archiver:
         log.error("recovery.set_aside", segment=rel, reason=reason[:500],
                   action="nothing is deleted against it; its documents still in MongoDB are archived again; "
                          "run `archiverd check` on it")
-        aside = dict(self.state.get("set_aside") or {})
-        aside[rel] = {"at": dt.datetime.now(dt.timezone.utc).isoformat(), "reason": reason[:500]}
-        self.state.update(set_aside=aside)
+        self.state.set_aside(rel, {"at": dt.datetime.now(dt.timezone.utc).isoformat(), "reason": reason[:500]})
         self.state.remove_pending(rel)
         stats.set_aside += 1
 
-    # -- the cycle ----------------------------------------------------------------------------------
+    # -- one day ------------------------------------------------------------------------------------
 
-    def run_cycle(self, lease: Lease) -> CycleStats:
-        started = time.monotonic()
-        cutoff = expiry.cutoff_ms(self.cfg)
-        stats = CycleStats(watermark=iso(expiry.watermark_ms(self.cfg)), cutoff=iso(cutoff))
-        with self.meter.stage("recover"):
-            self.recover(lease, stats)
+    def _archive_day(self, label: str, start: int, end: int, stats: CycleStats) -> None:
+        """Seal the day's expired documents (dated in [start, end)) into its next part(s) and
+        delete them; documents whose exact bytes a sealed part of the day already holds are deleted
+        against that part instead. They are read only now, under the day's lease."""
         sealed = _SealedDays(self.cfg.collection_dir, self.state.get("set_aside") or {}, self.store)
         again: dict[Path, list[Entry]] = {}
         writer: SegmentWriter | None = None
         entries: list[Entry] = []
-        day = ""
         try:
-            for doc, ms, reason in self.meter.timed("read", self.source.expired(cutoff)):
+            for doc, ms, reason in self.meter.timed("read", self.source.expired(end, since=start)):
                 if self.stop.is_set():
                     stats.stopped = True
                     break
                 if ms is None:
                     stats.skip(reason or "not a date")
                     continue
-                label = expiry.day_label(ms)
-                if writer is not None and (label != day or (self.cfg.segment_max_docs
-                                                            and writer.documents >= self.cfg.segment_max_docs)):
+                self._check_renewed()  # a lease found lost stops the reading, not just the publish
+                if writer is not None and self.cfg.segment_max_docs and writer.documents >= self.cfg.segment_max_docs:
                     full, writer = writer, None  # from here on the journal, not this frame, owns it
-                    self._seal_and_delete(full, entries, lease, stats)
+                    self._seal_and_delete(full, entries, stats)
                     entries = []
+                    if self._retaken:
+                        raise _Retaken
                 raw = bytes(doc.raw)
                 sha = hashlib.sha256(raw).hexdigest()
                 holder = sealed.holder(label, doc["_id"], sha)
@@ -235,7 +368,6 @@ class Archiver:
                     stats.already_sealed += 1
                     continue
                 if writer is None:
-                    day = label
                     writer = self._open(layout.day_dir(self.cfg.collection_dir, label))
                 faults.hit("read")
                 try:
@@ -256,23 +388,17 @@ class Archiver:
                     self.stop.wait(self.cfg.throttle_seconds)
             if writer is not None and not stats.stopped:
                 full, writer = writer, None
-                self._seal_and_delete(full, entries, lease, stats)
+                self._seal_and_delete(full, entries, stats)
         finally:
             if writer is not None:  # stopped or failed before sealing: abandon, nothing was deleted
                 rel = self._rel(writer.path)
                 writer.abort()
-                self.state.remove_pending(rel)
+                self.state.remove_pending(rel, self.source.owner)
         for segment, items in again.items():
             if not self.stop.is_set():
-                self._delete_against(segment, items, lease, stats)
-        if stats.skipped:
-            log.warning("cycle.skipped", reason="left in MongoDB", **{k.replace(" ", "_")[:60]: v
-                                                                      for k, v in stats.skipped.items()})
-        stats.seconds = round(time.monotonic() - started, 3)
-        stats.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
-        return stats
+                self._delete_against(segment, items, stats)
 
-    def _delete_against(self, segment: Path, items: list[Entry], lease: Lease, stats: CycleStats) -> None:
+    def _delete_against(self, segment: Path, items: list[Entry], stats: CycleStats) -> None:
         """Documents found again whose exact bytes `segment` holds (checked by `_SealedDays`): delete
         them against it (guarded as always) instead of sealing them a second time."""
         rel = self._rel(segment)
@@ -280,7 +406,7 @@ class Archiver:
                     reason="their exact bytes are already sealed (a delete the server lost, or a restore "
                            "from backup); deleted against that segment")
         with self.meter.stage("delete"):
-            outcome = self._delete(items, lease, rel)
+            outcome = self._delete(items, rel)
         stats.deleted += outcome.deleted
         stats.changed += outcome.changed
         stats.bytes_deleted += outcome.bytes
@@ -290,31 +416,33 @@ class Archiver:
 
     def _open(self, directory: Path) -> SegmentWriter:
         durable.ensure_dir(directory)
+        # The day's lease makes this process the only one choosing a part name in this directory. A
+        # holder that lost the lease in the instant between its fencing check and its publish could
+        # still publish this very name: the publish is an exclusive create (link, never rename over),
+        # so exactly one of the two seals gets the name and the other publishes nothing.
         ring = keyring.from_config(self.cfg)  # read at each segment: a `key rotate` is taken up at once
         encryption.use_keyring(ring)
         path = self.cfg.collection_dir / self.store.next_part(self._rel(directory))
-        self.state.add_pending(self._rel(path))  # intent first: recovery knows what to look for
+        self.state.add_pending(self._rel(path), self.source.owner)  # intent first: recovery knows what to look for
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field, "index_fields": list(self.cfg.indexed)},
                              block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent,
                              encryption=ring.active if ring is not None else None)
 
-    def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], lease: Lease,
-                         stats: CycleStats) -> None:
+    def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], stats: CycleStats) -> None:
         rel = self._rel(writer.path)
         faults.hit("before-seal")
         try:
-            # fencing: an instance whose lease is gone or superseded publishes nothing
+            # fencing: a process whose day (or collection) lease is gone or superseded publishes nothing
             with self.meter.stage("seal"):
-                idx = writer.seal(verify=True, before_publish=lambda: self.source.check_lease(lease),
-                                  upload=objects.uploader(self.store, rel))
+                idx = writer.seal(verify=True, before_publish=self._fence, upload=objects.uploader(self.store, rel))
         except BaseException:
             try:
                 published = self.store.exists(rel)
             except StorageError:  # the store cannot say: the journal entry stays, recovery looks again
                 published = True
             if not published:  # nothing published: nothing to recover
-                self.state.remove_pending(rel)
+                self.state.remove_pending(rel, self.source.owner)
             # else the video is published without its index: recovery rebuilds the index from the
             # video and verifies it before any delete (or reports it, and deletes nothing)
             raise
@@ -327,22 +455,22 @@ class Archiver:
         self.state.update(last_seal={"segment": rel, "documents": idx["documents"], "bytes": idx["video"]["bytes"],
                                      "at": dt.datetime.now(dt.timezone.utc).isoformat()})
         with self.meter.stage("delete"):
-            outcome = self._delete(entries, lease, rel)
+            outcome = self._delete(entries, rel)
         stats.deleted += outcome.deleted
         stats.changed += outcome.changed
         stats.gone += outcome.gone
         stats.bytes_deleted += outcome.bytes
         if not self.stop.is_set():
-            self.state.remove_pending(rel)
+            self.state.remove_pending(rel, self.source.owner)
 
-    def _delete(self, entries: list[Entry], lease: Lease, rel: str) -> DeleteOutcome:
+    def _delete(self, entries: list[Entry], rel: str) -> DeleteOutcome:
         """Guarded deletes in batches, a durability barrier, then a read that confirms them: a
         server that acknowledged a delete it then lost (an interrupted commit, a rollback) gets the
         delete again. Returns what happened; raises if unchanged documents are still there after
         that (the journal entry stays)."""
-        total = self._delete_batches(entries, lease, rel)
+        total = self._delete_batches(entries, rel)
         if total.deleted:
-            self.source.durability_barrier(lease)
+            self.source.durability_barrier(self._day)
         for _ in range(3):
             if self.stop.is_set():
                 return total
@@ -352,7 +480,7 @@ class Archiver:
                 break
             log.warning("delete.not_durable", segment=rel, documents=len(again) - total.changed,
                         reason="acknowledged deletes are not visible; deleting again")
-            redo = self._delete_batches(again, lease, rel)
+            redo = self._delete_batches(again, rel)
             total.deleted += redo.deleted
             total.bytes += redo.bytes
             total.changed = redo.changed
@@ -379,7 +507,7 @@ class Archiver:
         if batch:
             yield batch
 
-    def _delete_batches(self, entries: list[Entry], lease: Lease, rel: str) -> DeleteOutcome:
+    def _delete_batches(self, entries: list[Entry], rel: str) -> DeleteOutcome:
         total = DeleteOutcome()
         done = 0
         for batch in self._batches(entries):
@@ -388,17 +516,15 @@ class Archiver:
                 break
             done += len(batch)
             try:
-                outcome = self.source.delete_unchanged(batch, lease)
-            except LeaseLost:
-                # Fencing refused: another instance may hold the lease. If it is free again (its
-                # document expired or was lost in a server crash), take it with a new token and go
-                # on; the deletes stay guarded by content either way.
-                renewed = self.source.acquire_lease()
-                if renewed is None:
-                    raise
-                log.warning("lease.reacquired", token=renewed.token)
-                lease = renewed
-                outcome = self.source.delete_unchanged(batch, lease)
+                outcome = self.source.delete_unchanged(batch, self._day)
+            except LeaseLost as exc:
+                # Fencing refused: another process may hold the day now. If its lease is free again
+                # (it lapsed, or its document was lost in a server crash), take it and go on: the
+                # deletes of a committed segment stay guarded by content either way. If another
+                # process had the day meanwhile (a new token), the day's documents are read afresh
+                # after this segment.
+                self._regain(exc, stale_ok=True)
+                outcome = self.source.delete_unchanged(batch, self._day)
             total.deleted += outcome.deleted
             total.bytes += outcome.bytes
             total.changed += outcome.changed

@@ -1,4 +1,9 @@
-"""The long-running loop: hold the lease, run cycles, sleep until there is work.
+"""The long-running loop: be admitted, run cycles, sleep until there is work.
+
+Admission: without `shared_backlog` one instance holds the collection's lease and the others wait
+(a hot standby); with it, every process runs cycles and the day leases (service/lease.py) split the
+backlog between them. A cycle that found days held by others looks again after half a lease, so a
+day whose holder died is finished once its lease lapses.
 
 Work arrives three ways: time passes (the watermark slides: the loop sleeps until the oldest live
 document expires, at most poll_seconds), a change-stream event shows a document that is already
@@ -16,9 +21,9 @@ Retention: only with ARCHIVERD_RETENTION_DAYS set, the first cycle of each UTC d
 then prunes day segments past retention (store/retention.py), logging `prune.done` (and `prune.kept`
 for each segment a hold or an unfinished delete keeps); a failed prune is logged and archiving goes on.
 
-A killed instance can leave a delete transaction open, which holds the lease document's lock until
-the server reaps it (mongod: after 60 s). The instance records its delete session's id in the state
-file; the next instance on the host ends that session before it takes the lease, and every lease
+A killed instance can leave a delete transaction open, which holds its lease document's lock until
+the server reaps it (mongod: after 60 s). Each process records its delete session's id in the state
+file; whoever takes a lease over from it ends that session first (service/lease.py), and every lease
 operation carries maxTimeMS and is retried past the server's transaction lifetime.
 """
 from __future__ import annotations
@@ -38,9 +43,9 @@ from .archiver import Archiver, CycleStats
 from .metrics import Metrics
 from ..config import Config, redact
 from ..errors import EXIT_OK, EXIT_WARNING, ArchiverdError, DatabaseError, StorageError
-from ..format import index
 from ..store import retention
-from .source import Source, dead_local_owner, token_from_json, token_to_json
+from .lease import Leases
+from .source import Lease, Source, token_from_json, token_to_json
 from .state import State
 
 
@@ -85,8 +90,9 @@ class ChangeWatcher(threading.Thread):
 
 
 class Renewer:
-    """Renews the lease every lease_seconds / 3 on a thread while a cycle runs. `stop()` waits for
-    the thread, so that a release that follows is never undone by a renewal in flight."""
+    """Renews the leases this process holds (the collection's, the day's) every lease_seconds / 3 on
+    a thread while a cycle runs. `stop()` waits for the thread, so that a release that follows is
+    never undone by a renewal in flight (nor is a release during the cycle: see renew_leases)."""
 
     def __init__(self, source: Source, lease_seconds: float) -> None:
         self._done = threading.Event()
@@ -98,8 +104,8 @@ class Renewer:
     def _run(self) -> None:
         while not self._done.wait(self._interval):
             try:
-                if self._source.acquire_lease() is None:  # fencing stops this cycle's deletes
-                    log.error("lease.lost")
+                for lease in self._source.renew_leases():  # fencing stops this cycle's publishes and deletes
+                    log.error("lease.lost", lease=lease.key, token=lease.token)
             except Exception as exc:  # noqa: BLE001 - fencing protects the deletes anyway
                 log.warning("lease.renew_failed", error=str(exc)[:200])
 
@@ -128,7 +134,8 @@ class Daemon:
                 progress(n)
 
         self.archiver = Archiver(cfg, self.source, self.state, stop=self.stop, progress=on_progress)
-        self.source.on_session = self._remember_session
+        self.leases: Leases = self.archiver.leases
+        self.source.on_session = self.leases.record_session
         self._signals = 0
         self._reload = reload
         self._reload_requested = False
@@ -153,26 +160,13 @@ class Daemon:
         signal.signal(signal.SIGINT, handle)
         signal.signal(signal.SIGHUP, hangup)
 
-    def _remember_session(self, session_id: Any) -> None:
-        self.state.update(delete_session={"owner": self.source.owner, "id": index.id_json(session_id)})
-
-    def _take_over(self) -> str | None:
-        """After a crash of an instance on this host: end the delete session it left open (see the
-        module docstring) and return its owner name if it still holds the lease, so that the lease
-        is taken at once instead of waited out. Only a process that provably no longer runs is
-        taken over; anything else waits for the lease to expire."""
-        self.state.reload()
-        recorded = self.state.get("delete_session")
-        holder = (self.source.lease_holder() or {}).get("owner")
-        if recorded and recorded.get("owner") != self.source.owner and (
-                dead_local_owner(recorded.get("owner")) or recorded.get("owner") != holder):
-            self.source.end_session(index.from_json(recorded["id"]))
-            log.event("lease.ended_stale_session", owner=recorded.get("owner"))
-            self.state.update(delete_session=None)
-        if dead_local_owner(holder):
-            log.event("lease.taken_over", owner=holder, reason="its process on this host no longer runs")
-            return holder
-        return None
+    def _admit(self) -> tuple[bool, Lease | None, dict[str, Any]]:
+        """(may run a cycle, the collection's lease if one was taken, the lease document as found).
+        A shared backlog needs no admission: the day leases split the work."""
+        if self.cfg.shared_backlog:
+            return True, None, {}
+        lease, holder = self.leases.take()
+        return lease is not None, lease, holder
 
     def _apply_reload(self) -> None:
         """SIGHUP: take the settings of the configuration file that are safe to change live."""
@@ -185,7 +179,7 @@ class Daemon:
         except ArchiverdError as exc:
             log.error("daemon.reload_failed", error=str(exc), action="keeping the running configuration")
             return
-        fixed = ("uri", "database", "collection", "archive_dir", "date_field")
+        fixed = ("uri", "database", "collection", "archive_dir", "date_field", "shared_backlog")
         kept = [k for k in fixed if getattr(new, k) != getattr(self.cfg, k)]
         # flags given on the command line keep their values: the file cannot override them
         pinned = {k for k, origin in self.cfg.origins.items() if origin.startswith(("flag", "command line"))}
@@ -204,13 +198,13 @@ class Daemon:
         try:
             self.source.ping()
             self.source.require_namespace()
-            lease = self.source.acquire_lease(take_from=self._take_over())
+            self.leases.end_dead_sessions()
+            admitted, lease, holder = self._admit()
         except Exception as exc:
             self._record_error(exc, in_state=False)  # metrics only: a typo must not grow a state directory
             raise
-        self.metrics.lease(lease is not None)
-        if lease is None:
-            holder = self.source.lease_holder() or {}
+        self.metrics.lease(admitted)
+        if not admitted:
             log.warning("lease.held", holder=holder.get("owner"), expires_at=str(holder.get("expires_at")))
             return EXIT_WARNING, None
         renewer = Renewer(self.source, self.cfg.lease_seconds)
@@ -221,13 +215,16 @@ class Daemon:
             raise
         finally:
             renewer.stop()
-            self.source.release_lease(lease)
-            self.state.update(delete_session=None)
+            if lease is not None:
+                self.leases.release(lease)
+            self.leases.forget_own_session()
         self.state.update(last_cycle=stats.summary(), last_error=None)
         log.event("cycle.done", **stats.summary())
         self.metrics.cycle_done(self.source, stats)
         retention.after_cycle(self.cfg, self.state)  # only with ARCHIVERD_RETENTION_DAYS set
-        return (EXIT_WARNING if stats.changed or stats.set_aside else EXIT_OK), stats
+        # days another process holds are its work when the backlog is shared; a leftover otherwise
+        held = stats.held_elsewhere and not self.cfg.shared_backlog
+        return (EXIT_WARNING if stats.changed or stats.set_aside or stats.days_lost or held else EXIT_OK), stats
 
     def run(self) -> int:
         """Run until signalled. An unreachable server is waited for, with backoff, for as long as it
@@ -244,6 +241,7 @@ class Daemon:
         watcher = ChangeWatcher(self.cfg, self.source, self.state, self.wake, self.stop)
         watcher.start()
         notify.notify("STATUS=starting")
+        self.leases.end_dead_sessions()
         lease = None
         try:
             while not self.stop.is_set():
@@ -251,18 +249,19 @@ class Daemon:
                 if self._reload_requested:
                     self._apply_reload()
                     watcher.cfg = self.cfg
-                lease = self.source.acquire_lease(take_from=self._take_over())
-                self.metrics.lease(lease is not None)
-                if lease is None:
-                    holder = self.source.lease_holder() or {}
+                admitted, lease, holder = self._admit()
+                self.metrics.lease(admitted)
+                if not admitted:
                     status = f"waiting: lease held by {holder.get('owner')} until {holder.get('expires_at')}"
                     self.state.update(lease={"status": status})
                     notify.notify(f"STATUS={status}")
                     log.event("lease.waiting", holder=holder.get("owner"))
                     self.stop.wait(min(self.cfg.poll_seconds, self.cfg.lease_seconds / 2))
                     continue
-                self.state.update(lease={"status": f"held by this instance ({self.source.owner}, token {lease.token})",
-                                         "at": dt.datetime.now(dt.timezone.utc).isoformat()})
+                if lease is not None:
+                    self.state.update(lease={"status": f"held by this instance ({self.source.owner}, token "
+                                                       f"{lease.token})",
+                                             "at": dt.datetime.now(dt.timezone.utc).isoformat()})
                 renewer = Renewer(self.source, self.cfg.lease_seconds)
                 try:
                     token_at_start = watcher.token
@@ -282,12 +281,12 @@ class Daemon:
                 finally:
                     renewer.stop()
                 self.wake.clear()
-                self.wake.wait(self._sleep_seconds())
+                self.wake.wait(self._sleep_seconds(stats))
         finally:
             if lease is not None:
-                self.source.release_lease(lease)
-                self.state.update(lease={"status": "released", "at": dt.datetime.now(dt.timezone.utc).isoformat()},
-                                  delete_session=None)
+                self.leases.release(lease)
+                self.state.update(lease={"status": "released", "at": dt.datetime.now(dt.timezone.utc).isoformat()})
+            self.leases.forget_own_session()
             self.state.update(change_stream=watcher.status)
             log.event("daemon.stopped")
         return EXIT_OK
@@ -299,10 +298,15 @@ class Daemon:
                                          f"{wait:.0f} s)"))
         notify.notify(f"STATUS=waiting for MongoDB: attempt {attempt} failed, next in {wait:.0f} s")
 
-    def _sleep_seconds(self) -> float:
+    def _sleep_seconds(self, stats: CycleStats) -> float:
         """Until the next day becomes complete (the cutoff moves on), at most poll_seconds. Documents
-        dated in complete days that arrive meanwhile wake the loop through the change stream."""
-        return max(1.0, min(self.cfg.poll_seconds, expiry.next_cutoff_due(self.cfg) + 1))
+        dated in complete days that arrive meanwhile wake the loop through the change stream. Days
+        another process held (or took midway) are looked at again after half a lease: if that
+        process died, its lease has lapsed by then and the day is finished here."""
+        seconds = min(self.cfg.poll_seconds, expiry.next_cutoff_due(self.cfg) + 1)
+        if stats.held_elsewhere or stats.days_lost:
+            seconds = min(seconds, self.cfg.lease_seconds / 2)
+        return max(1.0, seconds)
 
     def _start_watchdog(self) -> None:
         """Ping systemd's watchdog only while the main loop shows progress (a document read, a loop

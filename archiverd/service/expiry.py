@@ -94,6 +94,17 @@ def date_ms(doc: Mapping[str, Any], path: str) -> tuple[int | None, str | None]:
     return None, f"date field is a {type(value).__name__}, not a date"
 
 
+def day_range(ms: int) -> tuple[int, int]:
+    """[start, end) in milliseconds of the UTC day holding `ms`; for a date outside years 1..9999,
+    the out-of-range side it lies on (one label, two ranges)."""
+    if ms < MIN_DATETIME_MS:
+        return -(2 ** 63), MIN_DATETIME_MS
+    if ms > MAX_DATETIME_MS:
+        return MAX_DATETIME_MS + 1, 2 ** 63
+    start = ms - ms % MS_PER_DAY
+    return start, start + MS_PER_DAY
+
+
 def day_label(ms: int) -> str:
     """YYYY-MM-DD of a BSON date (UTC), or "out-of-range" outside years 1..9999."""
     when = to_datetime(ms)

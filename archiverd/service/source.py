@@ -8,6 +8,12 @@ Guarded delete: inside one majority transaction, check the lease (fencing token)
 and delete only the documents whose current bytes have the SHA-256 that was archived. A document
 changed after it was read stays; a concurrent change aborts the transaction (write conflict) and the
 batch is re-checked.
+
+Leases: one document per lease in `<db>.archiverd_leases` -- the collection's (`_id` = namespace),
+which admits one active instance, and one per UTC day (`_id` = namespace + "$" + day), which lets
+exactly one process seal and delete that day. Each holds `owner` (host:pid:nonce), `token` (raised
+on every change of owner: the fencing token), `since`, `expires_at`. This module reads and writes
+them; service/lease.py decides when to take one over.
 """
 from __future__ import annotations
 
@@ -39,6 +45,7 @@ from ..errors import ConfigError, DatabaseError
 
 T = TypeVar("T")
 LEASES = "archiverd_leases"
+RELEASED = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)  # expires_at of a released lease
 RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
 _LEASE_MAX_TIME_MS = 5000
 _PERMANENT_CODES = {13, 18, 8000}  # Unauthorized, AuthenticationFailed, Atlas AtlasError (auth)
@@ -64,7 +71,11 @@ def dead_local_owner(owner: str | None) -> bool:
 
 
 class LeaseLost(DatabaseError):
-    """Another instance holds the lease now; nothing may be deleted."""
+    """Another instance holds the lease now (`lost`: which of ours); nothing may be published or deleted."""
+
+    def __init__(self, message: str, lost: Sequence[Lease] = ()) -> None:
+        super().__init__(message)
+        self.lost = tuple(lost)
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -84,8 +95,13 @@ def _describe(exc: BaseException) -> str:
 
 @dataclass(frozen=True)
 class Lease:
+    key: str  # the lease document's _id
     owner: str
     token: int
+    day: str | None = None  # None: the collection's lease
+
+    def describe(self) -> str:
+        return f"lease on {self.key} (token {self.token})"
 
 
 @dataclass
@@ -121,14 +137,14 @@ class Source:
             raise ConfigError(message) from None
         self._session: Any = None
         self.on_session: Callable[[Any], None] | None = None
+        self._held: dict[str, Lease] = {}  # key -> lease this process holds, renewed by `renew_leases`
+        self._held_lock = threading.Lock()
         db = self.client.get_database(cfg.database, codec_options=RAW)
         self.collection = db.get_collection(cfg.collection)
         self.leases = db.get_collection(LEASES, write_concern=WriteConcern("majority"))
 
     def close(self) -> None:
-        if self._session is not None:
-            self._session.end_session()
-            self._session = None
+        self.drop_session()
         self.client.close()
 
     # -- retries ----------------------------------------------------------------------------------
@@ -207,20 +223,26 @@ class Source:
         raise ConfigError(f"collection {self.cfg.collection!r} does not exist in database {self.cfg.database!r}"
                           + (f" (did you mean {hint[0]!r}?)" if hint else "") + "; nothing was created")
 
-    def expired_filter(self, cutoff: int) -> dict[str, Any]:
-        """Documents whose date field holds a BSON date before `cutoff` (ms). MongoDB also matches
-        arrays holding such a date and paths through arrays: `expired` checks each document."""
-        return {self.cfg.date_field: {"$lt": expiry.bson_date(_clamp(cutoff)), "$type": "date"}}
+    def expired_filter(self, cutoff: int, since: int | None = None) -> dict[str, Any]:
+        """Documents whose date field holds a BSON date before `cutoff` (ms) -- and at or after
+        `since`, if given. MongoDB also matches arrays holding such a date and paths through arrays:
+        `expired` checks each document."""
+        dates: dict[str, Any] = {"$lt": expiry.bson_date(_clamp(cutoff)), "$type": "date"}
+        if since is not None:
+            dates["$gte"] = expiry.bson_date(_clamp(since))
+        return {self.cfg.date_field: dates}
 
-    def expired(self, cutoff: int) -> Iterator[tuple[RawBSONDocument, int | None, str | None]]:
-        """(document, date in ms, None) for every expired document, oldest first, with its exact
-        bytes -- or (document, None, reason) for one the query matched whose date field is not a
-        single date (it must stay). Resumes after a transient failure or a lost cursor from the last
-        document accepted (sort key (date, _id))."""
+    def expired(self, cutoff: int, since: int | None = None) -> Iterator[tuple[RawBSONDocument, int | None,
+                                                                             str | None]]:
+        """(document, date in ms, None) for every expired document (dated before `cutoff`, and at
+        or after `since` if given), oldest first, with its exact bytes -- or (document, None,
+        reason) for one the query matched whose date field is not a single date (it must stay).
+        Resumes after a transient failure or a lost cursor from the last document accepted (sort
+        key (date, _id))."""
         f = self.cfg.date_field
         last: tuple[int, Any] | None = None
         while True:
-            query = self.expired_filter(cutoff)
+            query = self.expired_filter(cutoff, since)
             if last is not None:
                 after = expiry.bson_date(last[0])
                 query = {"$and": [query, {"$or": [{f: {"$gt": after}}, {f: after, "_id": {"$gt": last[1]}}]}]}
@@ -275,7 +297,8 @@ class Source:
         return self.count(query), expiry.to_datetime(oldest) if oldest is not None else None
 
     def expired_days(self, watermark: int) -> dict[int, int]:
-        """Expired documents not archived yet, per UTC day: {start of the day in ms: count}. One
+        """Documents dated before `watermark` (expired, or in complete days when given the cutoff)
+        not archived yet, per UTC day: {start of the day in ms: count}. One
         aggregation that carries only the date field ($toLong needs MongoDB 4.0, as transactions
         do); a date path through an array is left out, as a cycle leaves it."""
         f = self.cfg.date_field
@@ -292,8 +315,10 @@ class Source:
 
     def delete_unchanged(self, batch: Sequence[tuple[Any, str]], lease: Lease) -> DeleteOutcome:
         """Delete the documents (_id, archived SHA-256) whose current bytes still hash the same,
-        in one majority transaction that also checks the lease's fencing token. Documents are
-        hashed as the cursor streams them: memory stays one server batch, whatever their size."""
+        in one majority transaction that also checks the lease's fencing token (the day's lease in
+        a cycle). Documents are hashed as the cursor streams them: memory stays one server batch,
+        whatever their size. Refused (LeaseLost), the session is dropped: the lease's next holder
+        may end it (service/lease.py), and this process records a new one for its next delete."""
         ids = [i for i, _ in batch]
         wanted = {index.key_of(i): (i, sha) for i, sha in batch}
 
@@ -325,7 +350,11 @@ class Source:
             return session.with_transaction(txn, read_concern=ReadConcern("snapshot"),
                                             write_concern=WriteConcern("majority"))
 
-        return self.retrying("guarded delete", run)
+        try:
+            return self.retrying("guarded delete", run)
+        except LeaseLost:
+            self.drop_session()
+            raise
 
     def _delete_session(self) -> Any:
         """One session for this instance's delete transactions; its id is handed to `on_session`
@@ -336,12 +365,21 @@ class Source:
                 self.on_session(self._session.session_id)
         return self._session
 
+    def drop_session(self) -> None:
+        """Stop using the delete session: after a lease was lost, its next holder may end it."""
+        if self._session is not None:
+            try:
+                self._session.end_session()
+            except pe.PyMongoError:
+                pass  # a session the lease's next holder killed already
+            self._session = None
+
     def durability_barrier(self, lease: Lease) -> None:
         """A plain journaled write after a segment's delete transactions: a server that syncs
         transaction commits lazily has them on disk once this is acknowledged."""
         self.retrying("durability barrier", lambda: self.leases.with_options(
             write_concern=WriteConcern("majority", j=True)).update_one(
-            {"_id": self.cfg.namespace, "owner": lease.owner}, {"$set": {"synced_at": self._now()}}))
+            {"_id": lease.key, "owner": lease.owner}, {"$set": {"synced_at": self._now()}}))
 
     def end_session(self, session_id: Any) -> None:
         """End a session a killed instance left behind (its open transaction holds locks on the
@@ -366,61 +404,129 @@ class Source:
     def _now(self) -> dt.datetime:
         return dt.datetime.now(dt.timezone.utc)
 
-    def acquire_lease(self, take_from: str | None = None) -> Lease | None:
-        """Take or renew the collection's lease; None while another live instance holds it
-        (`take_from` names a holder known to be dead, whose lease is taken at once). Every lease
+    def lease_key(self, day: str | None = None) -> str:
+        """The lease document's _id: the namespace, or namespace$day ("$" appears in no collection
+        name, so no collection's lease can be mistaken for another's day)."""
+        return self.cfg.namespace if day is None else f"{self.cfg.namespace}${day}"
+
+    def acquire_lease(self, take_from: str | None = None, *, day: str | None = None,
+                      where: dict[str, str] | None = None) -> Lease | None:
+        """Take or renew the collection's lease, or a day's; None while another live process holds
+        it (`take_from` names a holder known to be dead, whose lease is taken at once; `where`: the
+        holder's archive directory, recorded for the next holder to compare). Every lease
         operation carries maxTimeMS: a killed instance's open transaction can make it wait, and it
         is retried past the server's transaction lifetime, never waited on forever."""
-        ns, now = self.cfg.namespace, self._now()
+        key, now = self.lease_key(day), self._now()
         expires = now + dt.timedelta(seconds=self.cfg.lease_seconds)
         free = [{"owner": self.owner}, {"expires_at": {"$lte": now}}] + ([{"owner": take_from}] if take_from else [])
+        ours = {"$eq": ["$owner", self.owner]}
+        fields = {"token": {"$cond": [ours, "$token", {"$add": [{"$ifNull": ["$token", 0]}, 1]}]},
+                  # a renewal keeps `since`; a take (from another, or after a release) restarts it
+                  "since": {"$cond": [{"$and": [ours, {"$gt": ["$expires_at", now]}]}, {"$ifNull": ["$since", now]},
+                                      now]},
+                  "owner": self.owner, "expires_at": expires, "renewed_at": now, "ns": self.cfg.namespace}
+        if day is not None:
+            fields["day"] = day
+        fields.update(where or {})
 
         def attempt() -> Lease | None:
             try:
                 doc = self.leases.find_one_and_update(
-                    {"_id": ns, "$or": free},
-                    [{"$set": {"token": {"$cond": [{"$eq": ["$owner", self.owner]}, "$token",
-                                                   {"$add": [{"$ifNull": ["$token", 0]}, 1]}]},
-                               "owner": self.owner, "expires_at": expires, "renewed_at": now}}],
+                    {"_id": key, "$or": free}, [{"$set": fields}],
                     upsert=True, return_document=ReturnDocument.AFTER, maxTimeMS=_LEASE_MAX_TIME_MS)
             except pe.DuplicateKeyError:
                 return None  # the lease document exists and is held by someone else
-            doc = bson.decode(doc.raw)
-            return Lease(self.owner, int(doc["token"]))
+            return Lease(key, self.owner, int(bson.decode(doc.raw)["token"]), day)
 
-        return self.retrying("acquire lease", attempt)
+        lease = self.retrying("acquire lease", attempt)
+        with self._held_lock:
+            if lease is not None:
+                self._held[key] = lease
+            else:
+                self._held.pop(key, None)
+        return lease
 
-    def lease_holder(self) -> dict[str, Any] | None:
-        doc = self.retrying("read lease", lambda: self.leases.find_one({"_id": self.cfg.namespace},
+    def lease_holder(self, day: str | None = None) -> dict[str, Any] | None:
+        doc = self.retrying("read lease", lambda: self.leases.find_one({"_id": self.lease_key(day)},
                                                                        max_time_ms=_LEASE_MAX_TIME_MS))
         return bson.decode(doc.raw, RAW.with_options(document_class=dict)) if doc is not None else None
 
-    def release_lease(self, lease: Lease) -> None:
-        """Free the lease at once (expired since 1970): the next `run --once` need not wait."""
-        self.retrying("release lease", lambda: self.leases.update_one(
-            {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token},
-            {"$set": {"expires_at": dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc), "released_at": self._now()}}))
+    def lease_documents(self) -> list[dict[str, Any]]:
+        """Every lease document of this collection (its own and its days'), for `status`."""
+        ns = self.cfg.namespace
+        docs = self.retrying("read leases", lambda: list(self.leases.find(
+            {"$or": [{"_id": ns}, {"ns": ns}]}, max_time_ms=_LEASE_MAX_TIME_MS)))
+        return [bson.decode(d.raw, RAW.with_options(document_class=dict)) for d in docs]
 
-    def check_lease(self, lease: Lease) -> None:
-        """Raise LeaseLost unless the lease is still ours (owner and fencing token) and unexpired:
-        asked right before a segment is published."""
+    def holds(self, lease: Lease) -> bool:
+        """Whether this process still counts `lease` as its own (not yet released, not found lost
+        by a renewal)."""
+        with self._held_lock:
+            return self._held.get(lease.key) == lease
+
+    def renew_leases(self) -> list[Lease]:
+        """Extend every lease this process holds; return (and forget) those that are no longer
+        ours. Only the same owner and token is extended -- never a lease another process took,
+        nor one released meanwhile (its expiry is 1970)."""
+        with self._held_lock:
+            held = list(self._held.values())
+        lost = []
+        for lease in held:
+            now = self._now()
+            doc = self.retrying("renew lease", lambda lease=lease, now=now: self.leases.find_one_and_update(
+                {"_id": lease.key, "owner": lease.owner, "token": lease.token, "expires_at": {"$gt": RELEASED}},
+                {"$set": {"expires_at": now + dt.timedelta(seconds=self.cfg.lease_seconds), "renewed_at": now}},
+                projection={"_id": 1}, maxTimeMS=_LEASE_MAX_TIME_MS))
+            if doc is None:
+                with self._held_lock:
+                    if self._held.get(lease.key) == lease:
+                        del self._held[lease.key]
+                        lost.append(lease)
+        return lost
+
+    def release_lease(self, lease: Lease, unfinished: int = 0, *, once: bool = False) -> None:
+        """Free the lease at once (expired since 1970): the next `run --once` need not wait.
+        `unfinished`: the holder's journal entries left for the lease's day (see service/lease.py).
+        `once`: one attempt, no retries (after a failure: the lease lapses anyway)."""
+        with self._held_lock:
+            if self._held.get(lease.key) == lease:
+                del self._held[lease.key]
+
+        def release() -> Any:
+            return self.leases.update_one(
+                {"_id": lease.key, "owner": lease.owner, "token": lease.token},
+                {"$set": {"expires_at": RELEASED, "released_at": self._now(), "unfinished": unfinished}})
+
+        if not once:
+            self.retrying("release lease", release)
+            return
+        try:
+            release()
+        except pe.PyMongoError as exc:
+            raise self._mapped("release lease", exc) from None
+
+    def check_lease(self, *leases: Lease) -> None:
+        """Raise LeaseLost unless every one of the leases is still ours (owner and fencing token)
+        and unexpired: asked right before a segment is published."""
         now = self._now()
-        doc = self.retrying("check lease", lambda: self.leases.find_one(
-            {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token, "expires_at": {"$gt": now}},
-            projection={"_id": 1}, max_time_ms=_LEASE_MAX_TIME_MS))
-        if doc is None:
-            raise LeaseLost(f"lease on {self.cfg.namespace} (token {lease.token}) is no longer ours; "
-                            "nothing published")
+        wanted = [{"_id": lease.key, "owner": lease.owner, "token": lease.token, "expires_at": {"$gt": now}}
+                  for lease in leases]
+        found = {d["_id"] for d in self.retrying("check lease", lambda: list(self.leases.find(
+            {"$or": wanted}, projection={"_id": 1}, max_time_ms=_LEASE_MAX_TIME_MS)))}
+        lost = [lease for lease in leases if lease.key not in found]
+        if lost:
+            raise LeaseLost(f"{', '.join(lease.describe() for lease in lost)} is no longer ours; nothing published",
+                            lost)
 
     def _check_lease(self, lease: Lease, session: Any) -> None:
         """Fencing: inside the delete transaction, the lease must still be ours and unexpired.
         Writing it makes a concurrent take-over conflict with this transaction."""
         now = self._now()
         doc = self.leases.find_one_and_update(
-            {"_id": self.cfg.namespace, "owner": lease.owner, "token": lease.token, "expires_at": {"$gt": now}},
+            {"_id": lease.key, "owner": lease.owner, "token": lease.token, "expires_at": {"$gt": now}},
             {"$set": {"fenced_at": now}}, session=session)
         if doc is None:
-            raise LeaseLost(f"lease on {self.cfg.namespace} (token {lease.token}) is no longer ours; deletes stopped")
+            raise LeaseLost(f"{lease.describe()} is no longer ours; deletes stopped", [lease])
 
     # -- change stream ------------------------------------------------------------------------------
 

@@ -29,6 +29,12 @@ def day_dir(collection_dir: Path, label: str) -> Path:
     return collection_dir.joinpath(*label.split("-")) if label[:1].isdigit() else collection_dir / label
 
 
+def day_of(relpath: str) -> str:
+    """The day label of a segment path relative to the collection directory (day_dir's inverse):
+    "2026/08/01/part-0003.mkv" -> "2026-08-01"."""
+    return "-".join(Path(relpath).parts[:-1])
+
+
 def next_part(directory: Path) -> Path:
     """The next free part name in a day directory (every existing name counts as taken: temporary
     files, orphans and repaired copies included)."""
@@ -37,14 +43,15 @@ def next_part(directory: Path) -> Path:
     return directory / f"part-{max(numbers, default=0) + 1:04d}.mkv"
 
 
-def sweep(collection_dir: Path) -> list[Path]:
-    """Remove the temporary files an interrupted seal left (named `.part-*.tmp`, never published:
-    where the file system allows, temporary files are anonymous and leave nothing). A published
-    name -- a video, an index, a repaired copy, an orphan -- is never removed here."""
+def sweep(directory: Path) -> list[Path]:
+    """Remove the temporary files an interrupted seal left in `directory` (a day's, under that
+    day's lease: another process may be writing into the others) and below it (named `.part-*.tmp`,
+    never published: where the file system allows, temporary files are anonymous and leave nothing).
+    A published name -- a video, an index, a repaired copy, an orphan -- is never removed here."""
     removed = []
-    if not collection_dir.is_dir():
+    if not directory.is_dir():
         return removed
-    for tmp in collection_dir.rglob(TEMP_GLOB):
+    for tmp in directory.rglob(TEMP_GLOB):
         if tmp.is_file() and not _VIDEO.match(tmp.name):
             tmp.unlink(missing_ok=True)
             removed.append(tmp)
