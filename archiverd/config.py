@@ -316,6 +316,10 @@ def _read_env_file(path: Path, text: str) -> dict[str, tuple[Any, str]]:
     return out
 
 
+RESERVED_ENV_PREFIX = "ARCHIVERD_TEST_"
+"""Names under this prefix belong to test harnesses (the suite's server address); never a setting."""
+
+
 def load(config_file: Path | None = None, environ: Mapping[str, str] | None = None,
          overrides: Mapping[str, Any] | None = None, flags: Mapping[str, str] | None = None) -> Config:
     """Build the configuration; every problem is a ConfigError naming the setting and its origin.
@@ -328,7 +332,7 @@ def load(config_file: Path | None = None, environ: Mapping[str, str] | None = No
         raw.update(_read_file(Path(config_file)))
     known_env = {env_name(k): k for k in SETTINGS} | {"ARCHIVERD_CONFIG": None}
     for name, value in environ.items():
-        if name.startswith("ARCHIVERD_") and name not in known_env:
+        if name.startswith("ARCHIVERD_") and name not in known_env and not name.startswith(RESERVED_ENV_PREFIX):
             raise ConfigError(f"unknown environment variable {name}")
         key = known_env.get(name)
         if key is not None:

@@ -12,7 +12,8 @@ Points (docs/RELIABILITY.md lists which runs covered each): read, appended, seal
 seal:video-synced, seal:verified, seal:index-written, seal:video-published, seal:index-published,
 commit, delete-txn (inside an open delete transaction), delete-batch, state-save:<keys>; prune:audited
 (a segment's removal is audited, nothing removed yet), prune:uncommitted (its index is gone),
-rotate:key-added (the new master key is saved), rotate:rewrapped (after each segment key file).
+erase:rewritten (the replacement segment is committed, the old one untouched), erase:audited,
+erase:uncommitted (as prune's), rotate:key-added (the new master key is saved), rotate:rewrapped (after each segment key file).
 """
 from __future__ import annotations
 

@@ -6,10 +6,15 @@ import traceback
 
 import click
 
+from .. import config
+from ..crypto import keyring
+from ..crypto.keyring import Keyring
 from ..errors import ArchiverdError, ConfigError
+from ..format import encryption
 from ..redaction import redact
-from . import (catalog_cmd, check_cmd, config_cmd, export_cmd, find_cmd, get_cmd, hold_cmd, inspect_cmd, key_cmd,
-               logs_cmd, prune_cmd, reindex_cmd, restore_cmd, run_cmd, search_cmd, status_cmd, verify_cmd)
+from . import (catalog_cmd, check_cmd, config_cmd, erase_cmd, export_cmd, find_cmd, get_cmd, hold_cmd, info_cmd,
+               key_cmd, list_cmd, logs_cmd, prune_cmd, reindex_cmd, restore_cmd, run_cmd, search_cmd, status_cmd,
+               verify_cmd)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -22,13 +27,22 @@ def cli() -> None:
     """
 
 
-for module in (run_cmd, status_cmd, config_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd, inspect_cmd,
-               export_cmd, get_cmd, find_cmd, search_cmd, catalog_cmd, logs_cmd, key_cmd, prune_cmd, hold_cmd):
+for module in (run_cmd, status_cmd, config_cmd, list_cmd, info_cmd, restore_cmd, verify_cmd, check_cmd, reindex_cmd,
+               export_cmd, get_cmd, find_cmd, search_cmd, catalog_cmd, logs_cmd, key_cmd, prune_cmd, hold_cmd,
+               erase_cmd):
     cli.add_command(module.command)
+cli.add_command(info_cmd.alias)
+
+
+def _keyring_from_environment() -> Keyring | None:
+    """For commands without configuration flags (verify, inspect, reindex): the key file the
+    environment or $ARCHIVERD_CONFIG names, read only if an encrypted segment is met."""
+    return keyring.from_config(config.load())
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command and turn every expected failure into one line and an exit code."""
+    encryption.use_keyring(_keyring_from_environment)
     try:
         code = cli.main(args=argv, prog_name="archiverd", standalone_mode=False)
     except click.exceptions.Exit as exc:

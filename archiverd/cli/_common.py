@@ -17,6 +17,8 @@ from typing import Any, Callable
 import click
 
 from .. import config, log
+from ..crypto import keyring
+from ..format import encryption
 from ..store import durable
 from ..redaction import secrets_in
 
@@ -49,6 +51,7 @@ def with_config(fn: Callable[..., int] | None = None, *, database: bool = True) 
                            "users (ps, shell history); prefer MONGODB_URI or --config FILE", err=True)
             cfg = config.load(config_file, overrides=overrides, flags=MONGO_FLAGS)
             cfg = dataclasses.replace(cfg, fail_fast=True)
+            encryption.use_keyring(lambda: keyring.from_config(cfg))  # loaded when an encrypted segment is met
             durable.set_group_access(cfg.group_access)
             ctx = click.get_current_context()
             daemon_side = ctx.command.name in _DAEMON_COMMANDS and not ctx.params.get("dry_run")

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from .. import progress
 from ..config import Config
 from ..errors import ConfigError, EXIT_WARNING, SegmentError
 from ..store.check import SegmentCheck, check
@@ -47,9 +48,10 @@ def _line(item: SegmentCheck) -> None:
               help="Write a verified repaired copy beside each repairable segment, rebuild missing indexes and "
                    "damaged derived files (sidecars, catalog). Never deletes or modifies a sealed file.")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a `segments` list and a summary).")
+@progress.options("checking")
 @with_config
 def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str | None, repair: bool,
-            as_json: bool) -> int:
+            as_json: bool, meter: progress.Meter) -> int:
     """Check PATHS (segment files or directories; default: this collection's archive directory).
 
     Phases: structure (every video has its index, orphans, leftover temporary files), checksums
@@ -61,6 +63,8 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
     Per segment: ok, damaged (repairable), damaged (unrepairable: K documents), orphan,
     missing video. Exit 0 only when everything is ok; 1 when only leftover temporary files or
     derived files needing a rebuild (nothing is lost) were found; 4 when any segment is not ok.
+    Progress (by bytes): a bar on a terminal, lines with --progress; --statistics times the
+    structure, checksum and decode phases.
 
     \b
     Examples:
@@ -75,7 +79,8 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
         if not path.exists():
             raise ConfigError(f"{path} does not exist")
     result = check(targets, read_data=read_data, subset=share, repair=repair,
-                   progress=None if as_json else _line)
+                   progress=None if as_json else _line, meter=meter)
+    meter.close()
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1, default=str))
     else:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import sys
 from pathlib import Path
 from typing import IO
@@ -10,8 +11,9 @@ import bson
 import click
 from bson import json_util
 
+from .. import progress
 from ..config import Config
-from ..errors import ConfigError, SegmentError
+from ..errors import ConfigError, SegmentError, StorageError
 from ..format import index
 from ..format.documents import DECODE_OPTIONS
 from ..format.reader import SegmentReader
@@ -27,22 +29,26 @@ def ejson_line(raw: bytes, canonical: bool) -> str:
 
 
 def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str],
-           flt: Filter | None = None) -> tuple[int, int, list[str]]:
+           meter: progress.Meter, flt: Filter | None = None) -> tuple[int, int, list[str]]:
     """Write every document that verifies (and matches `flt`); returns (written, older copies
     seen, damage notes)."""
+    meter.expect(documents=sum(r.index["documents"] for r in readers),
+                 bytes=sum(e["bytes"] for r in readers for e in r.entries()))
     newest = newest_copies(readers)
     count = older = 0
     damaged = []
     for r, reader in enumerate(readers):
         entries = reader.entries()
-        for i, raw in reader.salvage():
+        for i, raw in meter.timed("decode", reader.salvage()):
+            meter.add(1, len(raw))
             if flt is not None and not flt.matches(raw):
                 continue
             if i is not None and newest[index.id_key(entries[i].get("_id"))] != (r, i):
                 older += 1
                 if newest_only:
                     continue
-            out.write(ejson_line(raw, canonical) + "\n")
+            with meter.stage("write"):
+                out.write(ejson_line(raw, canonical) + "\n")
             count += 1
         report = reader.last_report
         if not report.ok:
@@ -65,6 +71,15 @@ def check_output(output: Path) -> None:
         raise ConfigError(f"directory {output.parent} does not exist")
 
 
+def _special(output: Path) -> bool:
+    """An existing file that is not a regular file (/dev/null, a FIFO, /dev/stdout) is written in
+    place: renaming a temporary file over it would replace the device (as root: for everyone)."""
+    try:
+        return not stat.S_ISREG(output.stat().st_mode)
+    except OSError:
+        return False
+
+
 @click.command("export")
 @click.argument("segments", nargs=-1, type=click.Path(path_type=Path))
 @click.option("--format", "fmt", type=click.Choice(["jsonl"]), default="jsonl", show_default=True)
@@ -75,9 +90,11 @@ def check_output(output: Path) -> None:
 @click.option("--from", "start", metavar="WHEN", help="Only documents dated at or after WHEN (ISO 8601, or an age: 120d).")
 @click.option("--to", "end", metavar="WHEN", help="Only documents dated before WHEN.")
 @click.option("--filter", "filter_", metavar="JSON", help="Only documents matching this MongoDB filter.")
+@progress.options("exporting")
 @with_config
 def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, output: Path | None,
-            newest_only: bool, start: str | None, end: str | None, filter_: str | None) -> int:
+            newest_only: bool, start: str | None, end: str | None, filter_: str | None,
+            meter: progress.Meter) -> int:
     """Write the documents of SEGMENTS (default: the whole archive of the configured collection)
     as Extended JSON, one per line, in archive order (day by day).
 
@@ -88,7 +105,8 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
     every document that verifies (after parity repair) is written; the others are named on stderr
     and the exit code is 4. A document that changed after it was archived can be archived again;
     the newest copy is the one from the most recently sealed segment, and the summary says how many
-    older copies there were.
+    older copies there were. Progress: a bar on a terminal, lines with --progress; --statistics
+    times decoding and writing.
 
     \b
     Examples:
@@ -98,6 +116,8 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
     """
     if output is not None:
         check_output(output)
+    elif meter.mode == progress.BAR and sys.stdout.isatty():
+        meter.mode = progress.OFF  # the documents scrolling by on the same terminal are the progress
     when = parse_when(start, "--from"), parse_when(end, "--to")
     spec = json_option(filter_, "--filter")
     if spec is not None and not isinstance(spec, dict):
@@ -111,15 +131,20 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
             flt = Filter(archive.date_range(spec, *when))
     chosen = flt if (spec or when != (None, None)) else None
     if output is None:
-        count, older, damaged = _write(readers, canonical, newest_only, sys.stdout, chosen)
+        count, older, damaged = _write(readers, canonical, newest_only, sys.stdout, meter, chosen)
     else:
-        tmp = output.with_name(f".{output.name}.tmp")
+        tmp = output if _special(output) else output.with_name(f".{output.name}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as out:
-                count, older, damaged = _write(readers, canonical, newest_only, out, chosen)
-            os.replace(tmp, output)
+                count, older, damaged = _write(readers, canonical, newest_only, out, meter, chosen)
+            if tmp != output:
+                os.replace(tmp, output)
+        except OSError as exc:
+            raise StorageError(f"cannot write {output}: {exc.strerror or exc}") from None
         finally:
-            tmp.unlink(missing_ok=True)
+            if tmp != output:
+                tmp.unlink(missing_ok=True)
+    meter.close()
     note = ""
     if older:
         note = (f"; {older} older copies of re-archived _ids {'skipped' if newest_only else 'included'} "

@@ -7,12 +7,10 @@ command runs `journalctl -u archiverd` with the same options.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import shutil
 import sys
-from collections import deque
 from pathlib import Path
 from typing import IO, Iterator
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from .. import config, redaction
+from .. import config, progress, redaction
 from ..config import Config
 from ..errors import ConfigError, SegmentError
 from ..service.restore import restore
@@ -50,8 +50,9 @@ def _target(cfg: Config, to: str) -> Config:
 @click.option("--to", "to", required=True,
               help="DB.COLLECTION (on the server of --uri / MONGODB_URI), or mongodb://HOST/DB.COLLECTION?OPTIONS.")
 @click.option("--dry-run", is_flag=True, help="Report what would be inserted and what already exists.")
+@progress.options("restoring")
 @with_config
-def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool) -> int:
+def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool, meter: progress.Meter) -> int:
     """Insert the documents of SEGMENTS into a collection with their exact bytes.
 
     Existing _ids are reported and never overwritten. If an _id was archived more than once, only
@@ -59,6 +60,7 @@ def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool) -> 
     inserted. From a damaged segment, every document that verifies (after parity repair) is
     restored and the others are named: exit 4 with their count. Exit 1 if some _ids already existed.
     The target collection (and database) may not exist yet: restore creates them.
+    Progress: a bar on a terminal, lines with --progress; --statistics times decoding and inserting.
 
     \b
     Examples:
@@ -67,7 +69,8 @@ def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool) -> 
       archiverd restore part-0001.mkv --to mongodb://localhost:27017/scratch.check --dry-run
     """
     target = _target(cfg, to)
-    stats = restore(segments, Source(target), dry_run=dry_run)
+    stats = restore(segments, Source(target), dry_run=dry_run, meter=meter)
+    meter.close()
     verb = "would insert" if dry_run else "inserted"
     click.echo(f"{verb} {stats.inserted} documents into {target.namespace}; {stats.existing} _ids already "
                f"existed (not overwritten); {stats.older_copies} older copies skipped", err=True)

@@ -1,10 +1,10 @@
 """`archiverd run`: the daemon, one cycle (--once), or a plan (--dry-run)."""
 from __future__ import annotations
 
-import sys
-
 import click
 
+from .. import progress
+from ..errors import ArchiverdError, ConfigError
 from ..service import expiry
 from ..service.archiver import iso
 from .. import config
@@ -46,35 +46,43 @@ def _dry_run(cfg: Config) -> int:
 @click.command("run")
 @click.option("--once", is_flag=True, help="Run one cycle and exit (for cron): 0 ok, 1 documents kept back.")
 @click.option("--dry-run", is_flag=True, help="Show what would be archived and deleted, per day; change nothing.")
+@progress.options("archiving")
 @with_config
-def command(cfg: Config, once: bool, dry_run: bool) -> int:
+def command(cfg: Config, once: bool, dry_run: bool, meter: progress.Meter) -> int:
     """Archive expired documents: seal them into per-day segments, then delete them.
 
     Without --once it runs until SIGTERM/SIGINT, woken by the change stream and by the clock.
+    With --once, a progress bar on a terminal, progress lines with --progress, and with
+    --statistics the time spent reading, encoding, sealing (with verification) and deleting.
 
     \b
     Examples:
       MONGODB_URI=mongodb://db1/ archiverd run --once
+      archiverd run --once --progress --statistics     # cron: a line every 10 s, timings at the end
       archiverd run --dry-run --config /etc/archiverd/archiverd.toml
     """
+    asked = click.get_current_context().params
+    if (asked.get("progress") or asked.get("statistics")) and (dry_run or not once):
+        raise ConfigError("--progress and --statistics go with --once (one cycle)")
     if dry_run:
         return _dry_run(cfg)
-    bar = None
-    if once and sys.stderr.isatty():
-        probe = Source(cfg)
-        bar = click.progressbar(length=probe.count(probe.expired_filter(expiry.cutoff_ms(cfg))), label="archiving",
-                                file=sys.stderr)
-        probe.close()
+    if once and meter.mode != progress.OFF:
+        try:  # the total for the ETA; without it, progress shows counts and rates only
+            probe = Source(cfg)
+            try:
+                meter.expect(documents=probe.count(probe.expired_filter(expiry.cutoff_ms(cfg))))
+            finally:
+                probe.close()
+        except ArchiverdError:
+            pass  # the cycle reports (or rides out) the same problem
     reload = (lambda: config.load(cfg.config_file)) if cfg.config_file else None
-    daemon = Daemon(cfg, progress=bar.update if bar else None, reload=reload)
+    daemon = Daemon(cfg, reload=reload)
     daemon.install_signal_handlers()
     if not once:
         return daemon.run()
-    if bar:
-        with bar:
-            code, stats = daemon.once()
-    else:
-        code, stats = daemon.once()
+    daemon.archiver.meter = meter  # the Daemon builds the Archiver; the meter only observes it
+    code, stats = daemon.once()
+    meter.close()
     if stats is not None:
         s = stats.summary()
         click.echo(f"archived {s['sealed']} documents into {s['segments']} segments over {s['days']} days, deleted "

@@ -7,7 +7,7 @@ an erasure that parity can repair. Layouts (big-endian; docs/FORMAT.md §3):
 version 2 (always exactly qr.CAPACITY = 2953 bytes):
 
     0   4  magic b"ARVD"
-    4   1  format version (2)
+    4   1  format version (2; 3 in an encrypted segment, same layout)
     5   1  kind: 0 data, 1 the last data frame, 2 parity
     6   8  segment id
     14  4  position: the frame's number in the video, from 0
@@ -34,6 +34,7 @@ from . import qr
 
 MAGIC = b"ARVD"
 VERSION = 2
+VERSIONS = (2, 3)  # 3: the frames of an encrypted segment (format/encryption.py); same layout
 DATA, LAST, PARITY = 0, 1, 2
 _HEADER = struct.Struct(">4sBB8sIBBHBB")
 BODY = qr.CAPACITY - _HEADER.size - 4  # 2925
@@ -60,26 +61,28 @@ class Frame:
 
 
 def pack(frame: Frame) -> bytes:
-    """A version 2 frame record (bodies shorter than BODY are zero-padded)."""
+    """A version 2 (or 3) frame record (bodies shorter than BODY are zero-padded)."""
     if len(frame.body) > BODY:
         raise ValueError(f"frame body of {len(frame.body)} bytes exceeds {BODY}")
-    head = _HEADER.pack(MAGIC, VERSION, frame.kind, frame.segment_id, frame.position, frame.rows,
+    if frame.version not in VERSIONS:
+        raise ValueError(f"frame version {frame.version} is not one of {VERSIONS}")
+    head = _HEADER.pack(MAGIC, frame.version, frame.kind, frame.segment_id, frame.position, frame.rows,
                         frame.parity_rows, frame.stripe_count, frame.stripe_parity_rows, frame.parity_row)
     record = head + frame.body.ljust(BODY, b"\0")
     return record + struct.pack(">I", zlib.crc32(record))
 
 
 def unpack(payload: bytes) -> Frame | None:
-    """The frame in a QR payload (version 1 or 2), or None if it is not an intact archiverd frame."""
+    """The frame in a QR payload (version 1, 2 or 3), or None if it is not an intact archiverd frame."""
     if len(payload) < 6 or payload[:4] != MAGIC:
         return None
     if zlib.crc32(payload[:-4]) != struct.unpack_from(">I", payload, len(payload) - 4)[0]:
         return None
-    if payload[4] == VERSION and len(payload) == qr.CAPACITY:
-        _, _, kind, segment_id, position, rows, prows, count, sprows, prow = _HEADER.unpack_from(payload)
+    if payload[4] in VERSIONS and len(payload) == qr.CAPACITY:
+        _, version, kind, segment_id, position, rows, prows, count, sprows, prow = _HEADER.unpack_from(payload)
         if kind > PARITY:
             return None
-        return Frame(segment_id, position, kind, payload[_HEADER.size:-4], rows, prows, count, sprows, prow)
+        return Frame(segment_id, position, kind, payload[_HEADER.size:-4], rows, prows, count, sprows, prow, version)
     if payload[4] == 1 and len(payload) >= _V1_HEADER.size + 4:
         _, _, flags, segment_id, seq, n = _V1_HEADER.unpack_from(payload)
         if len(payload) != _V1_HEADER.size + n + 4:

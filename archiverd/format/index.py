@@ -21,7 +21,7 @@ from ..errors import SegmentError
 
 FORMAT = "archiverd-segment"
 FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+READABLE_VERSIONS = (1, 2, 3)  # 3: an encrypted segment (format/encryption.py)
 SUFFIX = ".index.json"
 MAX_INDEX_BYTES = 64 << 20  # 5,000 EAT documents take ~1.5 MB; ~200,000 documents fit
 _REQUIRED = {"format": str, "format_version": int, "segment_id": str, "created_at": str,
@@ -76,12 +76,19 @@ def key_of(value: Any) -> str:
     return identity.key(value)
 
 
-def dumps(index: dict[str, Any]) -> bytes:
+def dumps(index: dict[str, Any], keys: Any = None) -> bytes:
+    """The index file's bytes; with an encrypted segment's keys (format/encryption.py), its
+    private part sealed."""
+    if keys is not None:
+        from . import encryption
+        index = encryption.seal_index(keys, index)
     return (json.dumps(index, indent=1, ensure_ascii=False) + "\n").encode()
 
 
-def load(path: Path) -> dict[str, Any]:
-    """Read and structurally check an index; SegmentError names what is wrong."""
+def load(path: Path, *, public_only: bool = False) -> dict[str, Any]:
+    """Read and structurally check an index; SegmentError names what is wrong. The index of an
+    encrypted segment is opened with its key (EncryptionKeyError without one), or with
+    `public_only` only its public part is checked and returned (what `check` needs without a key)."""
     try:
         if path.stat().st_size > MAX_INDEX_BYTES:
             raise SegmentError(f"index is larger than {MAX_INDEX_BYTES} bytes", str(path))
@@ -90,11 +97,16 @@ def load(path: Path) -> dict[str, Any]:
         raise SegmentError("index file is missing", str(path)) from None
     except OSError as exc:
         raise SegmentError(f"cannot read index: {exc.strerror}", str(path)) from None
-    return parse(raw, str(path))
+    return parse(raw, str(path), public_only=public_only)
 
 
-def parse(raw: bytes, where: str) -> dict[str, Any]:
-    """Structurally check index bytes (version 1 or 2)."""
+def video_of(index_path: Path) -> Path:
+    """part-0001.index.json -> part-0001.mkv"""
+    return index_path.with_name(index_path.name[:-len(SUFFIX)] + ".mkv")
+
+
+def parse(raw: bytes, where: str, *, public_only: bool = False) -> dict[str, Any]:
+    """Structurally check index bytes (version 1, 2 or 3)."""
     path = where
     try:
         index = json.loads(raw)
@@ -106,6 +118,15 @@ def parse(raw: bytes, where: str) -> dict[str, Any]:
         raise SegmentError("not an archiverd segment index", str(path))
     if index.get("format_version") not in READABLE_VERSIONS:
         raise SegmentError(f"unsupported index format version {index.get('format_version')!r}", str(path))
+    if (index["format_version"] == 3) != ("sealed" in index):
+        raise SegmentError("index is sealed in a format version that is not, or not in one that is", str(path))
+    if "sealed" in index:
+        if not (isinstance(index.get("segment_id"), str) and isinstance(index.get("video"), dict)
+                and isinstance(index.get("sealed"), str) and _natural(index.get("documents"))):
+            raise SegmentError("index of an encrypted segment is malformed", str(path))
+        if public_only:
+            return index
+        index = _open(index, where)
     required = _REQUIRED | (_REQUIRED_V2 if index["format_version"] >= 2 else {})
     for key, kind in required.items():
         if not isinstance(index.get(key), kind):
@@ -137,6 +158,15 @@ def parse(raw: bytes, where: str) -> dict[str, Any]:
         if not (isinstance(clusters, list) and all(_pair(c) for c in clusters)):
             raise SegmentError("index cluster list is malformed", str(path))
     return index
+
+
+def _open(public: dict[str, Any], where: str) -> dict[str, Any]:
+    from . import encryption
+    from .reader import read_header
+    video = video_of(Path(where)) if where.endswith(SUFFIX) else Path(where)
+    keys = encryption.segment_keys(video, public["segment_id"],
+                                   lambda: encryption.header_wrapped(read_header(video)))
+    return encryption.open_index(keys, public, where)
 
 
 def _natural(value: Any) -> bool:

@@ -25,8 +25,9 @@ import bson
 import numpy as np
 
 from . import blockcodec, frame, index, mkv, parity, qr, records, video, workers as workers_mod
+from . import encryption as enc
 from .documents import id_entry
-from ..errors import SegmentError
+from ..errors import EncryptionKeyError, SegmentError
 
 _CHUNK_CLUSTERS = 8  # clusters per unit of parallel decoding
 _MAX_LISTED = 50
@@ -157,6 +158,34 @@ class SegmentScan:
 
     def _p(self, message: str) -> None:
         self.report.problem(f"{Path(self.where).name}: {message}")
+
+    # -- encrypted segments -----------------------------------------------------------------------
+
+    @property
+    def keys(self) -> enc.SegmentKeys:
+        """The keys of an encrypted segment: opened with its index, or (without one) from the key
+        file or the wrapped data key in the header just read."""
+        if self.idx is not None:
+            return enc.cached_keys(self.idx["segment_id"], self.where)
+        header = self._stream.header if self._stream is not None else None
+        if header is None or self.segment_id is None:
+            raise SegmentError("an encrypted block before the segment header")
+        return enc.segment_keys(Path(self.where), self.segment_id, lambda: enc.header_wrapped(header))
+
+    def open_block(self, body: bytes) -> tuple[int, bytes | None, memoryview]:
+        """(number, documents digest, codec body) of a BLCK record body, opened when sealed."""
+        return open_block(body, self.version or 2, self.segment_id or "", self.where,
+                          (lambda: self.keys) if (self.version or 2) >= enc.VERSION else None)
+
+    def end_digest(self, sha256: bytes) -> bytes:
+        """What the SEND record must carry for documents whose SHA-256 is `sha256`."""
+        return enc.content_digest(self.keys, sha256) if (self.version or 2) >= enc.VERSION else sha256
+
+    @property
+    def content_sha256(self) -> str | None:
+        """The SHA-256 of every document in order, once a complete scan verified it."""
+        stream = self._stream
+        return stream.digest.hexdigest() if stream is not None and stream.digest_valid else None
 
     # -- phase 1: the file ------------------------------------------------------------------------
 
@@ -584,9 +613,9 @@ class _Stream:
         if kind == records.END:
             return True
         try:
-            number, digest, encoded = records.split_block(body, self.scan.version or 2)
+            number, digest, encoded = self.scan.open_block(body)
             docs = blockcodec.decode(encoded)
-        except SegmentError:
+        except (SegmentError, EncryptionKeyError):
             return False
         return digest is None or _digest(docs) == digest
 
@@ -611,13 +640,24 @@ class _Stream:
         yield from self._block(body, offset)
 
     def _block(self, body: bytes, offset: int) -> Iterator[tuple[int | None, int, bytes]]:
-        number, digest, encoded = records.split_block(body, self.scan.version or 2)
+        number = records.BLOCK_NUMBER.unpack_from(body)[0] if len(body) >= records.BLOCK_NUMBER.size else -1
+        try:
+            number, digest, encoded = self.scan.open_block(body)
+        except EncryptionKeyError:
+            raise
+        except SegmentError as exc:  # cut short, or (encrypted) its tag fails
+            if number < 0:
+                raise
+            encoded = None
+            failure = exc
         if number < self.next_block or (number != self.next_block and not self.lost_ranges):
             raise SegmentError(f"stream offset {offset}: block {number} where block {self.next_block} belongs")
         for skipped in range(self.next_block, number):
             self._lose_block(skipped)
         self.next_block = number + 1
         try:
+            if encoded is None:
+                raise failure
             docs = blockcodec.decode(encoded)
         except SegmentError as exc:
             self.scan._p(f"block {number}: {exc}")
@@ -632,10 +672,15 @@ class _Stream:
         info = {"block": number, "offset": offset, "length": records.PREFIX.size + len(body),
                 "documents": len(docs), "sha256": _digest(docs).hex()}
         if self.scan.collect_vectors:  # rebuilding an index: where each embedding's section lies
-            start = offset + records.PREFIX.size + (len(body) - len(encoded))
-            info["vectors"] = [(doc, path, start + at, length)
+            start = offset + records.PREFIX.size + records.BLOCK_HEAD_V2.size
+            sealed = self.scan.version == enc.VERSION
+            info["vectors"] = [(doc, path, start + at, length,
+                                enc.section_digest(encoded[at:at + length]) if sealed else None)
                                for doc, path, at, length in blockcodec.vector_sections(encoded, docs)]
             info["head"] = start - offset + blockcodec.head_length(encoded)
+            if sealed:
+                info["head_sha256"] = hashlib.sha256(
+                    bytes(digest or b"") + bytes(encoded[:blockcodec.head_length(encoded)])).hexdigest()
         self.scan.blocks.append(info)
         base = self.doc_base[number] if self.idx is not None and number < len(self.doc_base) else None
         if self.idx is not None and (number >= len(self.idx["blocks"]) or
@@ -708,7 +753,7 @@ class _Stream:
                 if (blocks, docs) != (self.blocks_seen, report.documents):
                     scan._p(f"end record says {blocks} blocks / {docs} documents, stream holds "
                             f"{self.blocks_seen} / {report.documents}")
-                elif self.digest_valid and digest != self.digest.digest():
+                elif self.digest_valid and digest != scan.end_digest(self.digest.digest()):
                     scan._p("content digest in the end record does not match the documents")
         if self.parser.garbage:
             scan._p("non-zero bytes after the end record")
@@ -932,6 +977,7 @@ def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tu
     else:
         for cluster in sorted(wanted):
             bodies.update(decode(cluster))
+    keys = enc.cached_keys(idx["segment_id"], where) if idx["format_version"] >= enc.VERSION else None
     out: list[bytes | None] = []
     for offset, length, first, positions in spans:
         if not all(p in bodies for p in positions):
@@ -939,8 +985,19 @@ def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tu
             continue
         data = b"".join(bodies[p] for p in positions)
         start = offset - first * frame.BODY
-        out.append(data[start:start + length])
+        out.append(data[start:start + length] if keys is None else _decrypt(keys, idx, offset, data[start:start + length]))
     return out
+
+
+def _decrypt(keys: enc.SegmentKeys, idx: Mapping[str, Any], offset: int, data: bytes) -> bytes | None:
+    """The plaintext of stream bytes [offset, + len(data)) of an encrypted segment (the record
+    prefix and block number are in clear); None when they are not inside one block."""
+    block = next((b for b in idx["blocks"] if b["offset"] <= offset < b["offset"] + b["length"]), None)
+    if block is None or offset + len(data) > block["offset"] + block["length"]:
+        return None
+    sealed_from = block["offset"] + records.PREFIX.size + records.BLOCK_NUMBER.size
+    clear = max(0, min(len(data), sealed_from - offset))
+    return data[:clear] + enc.decrypt_range(keys, block["block"], offset + clear - sealed_from, data[clear:])
 
 
 def read_document(source: mkv.Source, idx: Mapping[str, Any], n: int, where: str) -> bytes:
@@ -951,7 +1008,7 @@ def read_document(source: mkv.Source, idx: Mapping[str, Any], n: int, where: str
     block = idx["blocks"][entry["block"]]
     first = sum(b["documents"] for b in idx["blocks"][:entry["block"]])
     if "head" in block:
-        ranges = [(block["offset"], block["head"])] + [(o, size) for _, o, size in entry.get("vectors", [])]
+        ranges = [(block["offset"], block["head"])] + [(spot[1], spot[2]) for spot in entry.get("vectors", [])]
         parts = fetch_ranges(source, idx, ranges, where)
         if all(part is not None for part in parts):
             head = parts[0]
@@ -976,17 +1033,19 @@ def read_vectors(source: mkv.Source, idx: Mapping[str, Any], wanted: Sequence[tu
     (checked against the section's CRC); from the whole document where that is not possible. None
     where the document has no such field or cannot be read."""
     out: dict[tuple[int, int], np.ndarray | None] = {}
-    direct, located = [], []
+    direct, located, digests = [], [], []
     for n, which in wanted:
-        spot = next(((o, size) for f, o, size in idx["docs"][n].get("vectors", []) if f == which), None)
+        spot = next((spot for spot in idx["docs"][n].get("vectors", []) if spot[0] == which), None)
         if spot is None:
             out[(n, which)] = None
         else:
             direct.append((n, which))
-            located.append(spot)
-    for (n, which), part in zip(direct, fetch_ranges(source, idx, located, where)):
-        try:
-            out[(n, which)] = blockcodec.decode_vector(part) if part is not None else None
+            located.append((spot[1], spot[2]))
+            digests.append(spot[3] if len(spot) > 3 else None)
+    for (n, which), part, digest in zip(direct, fetch_ranges(source, idx, located, where), digests):
+        try:  # an encrypted section read on its own is checked against the sealed index's digest
+            ok = part is not None and (digest is None or enc.section_digest(part) == digest)
+            out[(n, which)] = blockcodec.decode_vector(part) if ok and part is not None else None
         except SegmentError:
             out[(n, which)] = None
         if out[(n, which)] is None:  # damaged or moved: the whole document, with repair if needed
@@ -1029,11 +1088,11 @@ def read_block(source: mkv.Source, idx: Mapping[str, Any], number: int, where: s
         except SegmentError:
             recs = []
         if len(recs) == 1 and recs[0][0] == records.BLOCK:
-            got, digest, encoded = records.split_block(recs[0][1], version)
             try:
+                got, digest, encoded = open_block(recs[0][1], version, idx["segment_id"], where)
                 docs = blockcodec.decode(encoded)
             except SegmentError:
-                docs = None
+                got, digest, docs = -1, None, None
             if got == number and docs is not None and (digest is None or _digest(docs) == digest):
                 return docs
     # damaged: read the whole segment with repair and keep this block's documents
@@ -1042,6 +1101,41 @@ def read_block(source: mkv.Source, idx: Mapping[str, Any], number: int, where: s
     if number in scan.report.lost_blocks or len(docs) != block["documents"]:
         raise SegmentError(f"block {number} is damaged beyond repair: " + "; ".join(scan.report.problems[:3]), where)
     return docs
+
+
+def open_block(body: bytes, version: int, segment_id: str, where: str,
+               keys: Callable[[], enc.SegmentKeys] | None = None) -> tuple[int, bytes | None, memoryview]:
+    """(block number, documents digest or None in version 1, codec body) of a BLCK body; a sealed
+    body (version 3) is opened with `keys()` (cached keys by segment id when not given)."""
+    if version < enc.VERSION:
+        return records.split_block(body, version)
+    if len(body) < records.BLOCK_NUMBER.size:
+        raise SegmentError("block record is shorter than its header", where)
+    number = records.BLOCK_NUMBER.unpack_from(body)[0]
+    segment_keys = keys() if keys is not None else enc.cached_keys(segment_id, where)
+    plain = enc.open_block(segment_keys, number, memoryview(body)[records.BLOCK_NUMBER.size:], where)
+    if len(plain) < 32:
+        raise SegmentError("sealed block is shorter than its digest", where)
+    return number, plain[:32], memoryview(plain)[32:]
+
+
+def read_header(video_path: Path, max_clusters: int = 400) -> dict[str, Any] | None:
+    """The SHDR record of a video from its first frames alone (None if they do not give one intact):
+    where an encrypted segment keeps a copy of its wrapped data key."""
+    try:
+        with LocalFile(video_path) as source:
+            reader = video.VideoReader(source, str(video_path))
+            parser = records.Parser()
+            for ref in reader.clusters()[:max_clusters]:
+                for decoded, _ in _decode_chunk(reader, [ref], False):
+                    if decoded is None or decoded.kind == frame.PARITY:
+                        return None
+                    for kind, body, _ in parser.feed(decoded.body):
+                        header = json.loads(body) if kind == records.HEADER else None
+                        return header if isinstance(header, dict) else None
+    except (SegmentError, OSError, ValueError, RecursionError):
+        return None
+    return None
 
 
 def _data_index(geometry: parity.Geometry | None, position: int) -> int:

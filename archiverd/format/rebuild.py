@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from . import index, parity
+from . import encryption, frame, index, parity
+from ..crypto import envelope
 from .documents import date_meta, fields_meta, id_entry
 from .reader import LocalFile, ScanReport, SegmentScan
 from .writer import FrameWriter, build_index, file_sha256, publish
@@ -28,9 +29,11 @@ class Rebuilt:
     report: ScanReport
 
 
-def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) -> tuple[FrameWriter, dict[str, Any], ScanReport]:
+def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) \
+        -> tuple[FrameWriter, dict[str, Any], ScanReport, encryption.SegmentKeys | None, dict[str, Any] | None]:
     """Read `video` (with `idx` if there is one), write the recovered stream again as `target`
-    (unpublished), and return the writer with the index describing what it wrote."""
+    (unpublished), and return the writer with the index describing what it wrote, and for an
+    encrypted segment its keys and the wrapped data key its header holds."""
     writer: FrameWriter | None = None
     docs: list[dict[str, Any]] = []
 
@@ -40,7 +43,8 @@ def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) -> tuple[
             raise SegmentError(f"data frame {data_index} cannot be recovered", str(video))
         if writer is None:
             geometry = scan.geometry or parity.Geometry(parity.DEFAULT_DATA_ROWS, 0)
-            writer = FrameWriter(target, bytes.fromhex(scan.segment_id or "00" * 8), geometry)
+            writer = FrameWriter(target, bytes.fromhex(scan.segment_id or "00" * 8), geometry,
+                                 version=scan.version or frame.VERSION)
         writer.write(body)
 
     try:
@@ -74,20 +78,26 @@ def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) -> tuple[
     fields: dict[str, int] = {}
     first = 0
     for b in scan.blocks:
-        for doc, path, offset, length in b.get("vectors", []):
-            docs[first + doc].setdefault("vectors", []).append([fields.setdefault(path, len(fields)), offset, length])
+        for doc, path, offset, length, digest in b.get("vectors", []):
+            spot = [fields.setdefault(path, len(fields)), offset, length] + ([digest] if digest is not None else [])
+            docs[first + doc].setdefault("vectors", []).append(spot)
         first += b["documents"]
     source = header.get("source") if isinstance(header.get("source"), dict) else None
     settings = idx or header
-    rebuilt = build_index(writer, str(header.get("created_at", "")), source, blocks, docs, scan.end[2].hex(),
+    content = scan.content_sha256
+    if content is None:
+        raise SegmentError("the documents do not match the segment's content digest", str(video))
+    rebuilt = build_index(writer, str(header.get("created_at", "")), source, blocks, docs, content,
                           (settings.get("parity") or {}).get("percent"),
-                          (settings.get("compression") or {}).get("block_bytes"), list(fields))
+                          (settings.get("compression") or {}).get("block_bytes"), list(fields),
+                          encrypted=(scan.version or 0) >= encryption.VERSION)
     if idx is not None:  # keep what the daemon added per document (e.g. the date)
         for new, old in zip(rebuilt["docs"], idx["docs"]):
             for key, value in old.items():
                 new.setdefault(key, value)
     rebuilt["video"]["sha256"] = file_sha256(writer.temp)
-    return writer, rebuilt, report
+    return writer, rebuilt, report, (scan.keys if (scan.version or 0) >= encryption.VERSION else None), \
+        encryption.header_wrapped(header)
 
 
 def reindex(video: Path) -> Rebuilt:
@@ -96,14 +106,17 @@ def reindex(video: Path) -> Rebuilt:
     target = index.path_for(video)
     if target.exists():
         raise SegmentError(f"{target.name} exists; reindex never replaces an index (move it away first)", str(video))
-    writer, idx, report = _regenerate(video, video, None)
+    writer, idx, report, keys, wrapped = _regenerate(video, video, None)
     try:
         with LocalFile(video) as source:
             identical = idx["video"]["sha256"] == file_sha256(source)
         if not identical:
             report.warnings.append("the video differs from the original rebuilt from it (it is damaged, or "
                                    "another encoder version wrote it): `archiverd check --repair` writes the original")
-        durable.write_new(target, index.dumps(idx))
+        if keys is not None and wrapped is not None and not envelope.path_for(video).exists():
+            envelope.write(video, wrapped)  # the seal stopped before it: the header's copy
+            report.warnings.append("the segment key file was missing; written again from the video's header")
+        durable.write_new(target, index.dumps(idx, keys))
         durable.fsync_dir(video.parent)
         return Rebuilt(target, idx, identical, report)
     finally:
@@ -117,13 +130,13 @@ def repair(video: Path) -> Rebuilt:
     target = index.repaired_path(video)
     if target.exists() or index.path_for(target).exists():
         raise SegmentError(f"{target.name} already exists", str(video))
-    writer, idx, report = _regenerate(video, target, original)
+    writer, idx, report, keys, _ = _regenerate(video, target, original)
     try:
         idx["video"]["file"] = target.name
         with LocalFile(video) as source:
             idx["repaired_from"] = {"file": video.name, "sha256": file_sha256(source),
                                     "repaired_frames": report.repaired_frames}
-        published = publish(target, writer.temp, idx)
+        published = publish(target, writer.temp, idx, keys=keys)
         return Rebuilt(target, published, published["video"]["sha256"] == original["video"]["sha256"], report)
     finally:
         writer.abort()

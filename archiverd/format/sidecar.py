@@ -64,6 +64,7 @@ from bson.int64 import Int64
 
 from ..errors import SegmentError
 from .documents import field_value
+from .encryption import SegmentKeys, is_sealed_sidecar, open_sidecar
 MAGIC = b"ARVQ"
 VERSION = 1
 SUFFIX = ".vectors"
@@ -387,9 +388,11 @@ class Sidecar:
         return name in self.covers_fields
 
 
-def load(path: Path, identity: str | None = None, documents: int | None = None) -> Sidecar:
+def load(path: Path, identity: str | None = None, documents: int | None = None,
+         keys: SegmentKeys | None = None) -> Sidecar:
     """Read and fully check a sidecar; `identity` and `documents` (from the segment's index) must
-    match when given. Raises SegmentError naming what is wrong."""
+    match when given; an encrypted segment's sidecar is opened with its `keys`. Raises SegmentError
+    naming what is wrong."""
     try:
         size = path.stat().st_size
         if size > MAX_FILE:
@@ -399,6 +402,12 @@ def load(path: Path, identity: str | None = None, documents: int | None = None) 
         raise SegmentError("vector sidecar is missing", str(path)) from None
     except OSError as exc:
         raise SegmentError(f"cannot read vector sidecar: {exc.strerror}", str(path)) from None
+    if is_sealed_sidecar(data):
+        if keys is None:
+            raise SegmentError("vector sidecar is encrypted, the segment is not", str(path))
+        data = open_sidecar(keys, data, str(path))
+    elif keys is not None:
+        raise SegmentError("vector sidecar is not encrypted, the segment is", str(path))
     try:
         return parse(data, identity, documents)
     except ValueError as exc:

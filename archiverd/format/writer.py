@@ -21,6 +21,9 @@ from typing import Any
 import numpy as np
 
 from . import blockcodec, frame, index, mkv, parity, qr, records, sidecar, video, workers as cpu
+from . import encryption as enc
+from ..crypto import aead, envelope
+from ..crypto.keyring import MasterKey
 from .documents import id_entry, to_bson
 from .. import faults
 from ..errors import SegmentError
@@ -40,10 +43,12 @@ class FrameWriter:
     stream, segment id and settings give the same file byte for byte, whatever the number of
     workers (which is how `repair` rebuilds a damaged video exactly)."""
 
-    def __init__(self, path: Path, segment_id: bytes, geometry: parity.Geometry, *, workers: int | None = None) -> None:
+    def __init__(self, path: Path, segment_id: bytes, geometry: parity.Geometry, *, workers: int | None = None,
+                 version: int = frame.VERSION) -> None:
         self.path = path
         self.segment_id = segment_id
         self.geometry = geometry
+        self.version = version  # of the frame records (3 in an encrypted segment)
         self.stream_length = 0
         self.data_frames = 0
         self.position = 0
@@ -57,7 +62,7 @@ class FrameWriter:
         self.temp = durable.TempFile(path.parent, path.name)
         self._mkv = mkv.Writer(self.temp.write, codec_id=video.CODEC_ID, codec_private=video.codec_private(),
                                width=qr.SIZE, height=qr.SIZE, frame_ms=video.FRAME_MS,
-                               app=f"{video.APP} segment format {index.FORMAT_VERSION}")
+                               app=f"{video.APP} segment format {version}")
         self.closed = False
 
     def position_of(self, stream_offset: int) -> int:
@@ -88,7 +93,7 @@ class FrameWriter:
         if g.data_position(self.data_frames) != self.position:
             raise AssertionError(f"data frame {self.data_frames} at position {self.position}")
         self._frame(frame.Frame(self.segment_id, self.position, frame.LAST if last else frame.DATA, body,
-                                g.rows if g.parity_rows else 0, g.parity_rows))
+                                g.rows if g.parity_rows else 0, g.parity_rows, version=self.version))
         self.data_frames += 1
         if g.parity_rows:
             self._stripe.append(body)
@@ -102,7 +107,7 @@ class FrameWriter:
         columns = g.columns(count)
         for q, body in enumerate(parity.encode(data, columns, rows)):
             self._frame(frame.Frame(self.segment_id, self.position, frame.PARITY, body.tobytes(), g.rows,
-                                    g.parity_rows, count, rows, q // columns))
+                                    g.parity_rows, count, rows, q // columns, self.version))
         self._stripe = []
 
     def _frame(self, record: frame.Frame) -> None:
@@ -166,12 +171,18 @@ class SegmentWriter:
 
     def __init__(self, path: Path | str, *, source: Mapping[str, Any] | None = None,
                  block_bytes: int = DEFAULT_BLOCK_BYTES, redundancy: float = parity.DEFAULT_PERCENT,
-                 workers: int | None = None, vectors: bool = True) -> None:
+                 workers: int | None = None, vectors: bool = True, encryption: MasterKey | None = None,
+                 created_at: str | None = None, rewritten_from: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
         # the codes of the vector sidecar, collected as documents arrive (`vectors=False`: none)
         self._sidecar = sidecar.SidecarBuilder() if vectors else None
         self.segment_id = os.urandom(8)
-        self.created_at = _utc_now()
+        # an encrypted segment (format version 3): its keys, and its data key wrapped by `encryption`
+        self.keys, self.wrapped_key = enc.new_segment(encryption, self.segment_id) if encryption else (None, None)
+        self.version = enc.VERSION if encryption else index.FORMAT_VERSION
+        # a rewrite (erase) keeps its original's creation time: the newest-copy rule must not change
+        self.created_at = created_at or _utc_now()
+        self.rewritten_from = dict(rewritten_from) if rewritten_from else None
         self.source = dict(source) if source else None
         self.redundancy = redundancy
         geometry = parity.Geometry.for_percent(redundancy)
@@ -182,13 +193,14 @@ class SegmentWriter:
         self._docs: list[dict[str, Any]] = []
         self._digest = hashlib.sha256()
         self._vector_fields: dict[str, int] = {}  # dotted path of a packed array -> its number in the index
-        self._frames = FrameWriter(self.path, self.segment_id, geometry, workers=workers)
+        self._frames = FrameWriter(self.path, self.segment_id, geometry, workers=workers, version=self.version)
         self.temp = self._frames.temp
         self._finished = False
         self._closed = False
-        self._frames.write(records.pack(records.HEADER, json.dumps(
-            header(self.segment_id, self.created_at, self.source, geometry, redundancy, block_bytes),
-            sort_keys=True).encode()))
+        shdr = header(self.segment_id, self.created_at, self.source, geometry, redundancy, block_bytes, self.version)
+        if self.wrapped_key is not None:
+            shdr["encryption"] = {"alg": aead.ALGORITHM, "wrapped": self.wrapped_key}
+        self._frames.write(records.pack(records.HEADER, json.dumps(shdr, sort_keys=True).encode()))
 
     def __enter__(self) -> SegmentWriter:
         return self
@@ -226,21 +238,35 @@ class SegmentWriter:
         number = len(self._blocks)
         head = records.block_head(number, self._block)
         encoded = blockcodec.encode_block(self._block)
-        length = records.PREFIX.size + len(head) + len(encoded.body)
+        head_plain = len(head) + blockcodec.head_length(encoded.body)  # the block's bytes before its first vector section
+        if self.keys is None:
+            pieces: tuple[bytes, ...] = (head, encoded.body)
+        else:  # one GCM message over the digest and the codec body, after the block number in clear
+            plain = head[records.BLOCK_NUMBER.size:] + encoded.body
+            head_digest = hashlib.sha256(memoryview(plain)[:head_plain - records.BLOCK_NUMBER.size]).hexdigest()
+            pieces = (head[:records.BLOCK_NUMBER.size], enc.seal_block(self.keys, number, plain))
+            del plain
+        size = sum(map(len, pieces))
+        length = records.PREFIX.size + size
         start = self._frames.stream_length
-        for piece in (records.PREFIX.pack(records.BLOCK, len(head) + len(encoded.body)), head, encoded.body):
+        for piece in (records.PREFIX.pack(records.BLOCK, size), *pieces):
             self._frames.write(piece)  # no concatenated copy of a block that may hold 16 MiB
         frames = [self._frames.position_of(start), self._frames.position_of(start + length - 1)]
-        self._blocks.append({"block": number, "offset": start, "length": length, "frames": frames,
-                             "documents": len(self._block), "sha256": head[4:36].hex(),
-                             "head": records.PREFIX.size + len(head) + blockcodec.head_length(encoded.body)})
+        info = {"block": number, "offset": start, "length": length, "frames": frames,
+                "documents": len(self._block), "sha256": head[4:36].hex(), "head": records.PREFIX.size + head_plain}
+        if self.keys is not None:
+            info["head_sha256"] = head_digest
+        self._blocks.append(info)
         entries = self._docs[len(self._docs) - len(self._block):]
         for entry in entries:
             entry["frames"] = frames
         body_start = start + records.PREFIX.size + len(head)
         for doc, path, offset, size in encoded.vectors:
             field = self._vector_fields.setdefault(path, len(self._vector_fields))
-            entries[doc].setdefault("vectors", []).append([field, body_start + offset, size])
+            spot: list[Any] = [field, body_start + offset, size]
+            if self.keys is not None:  # a section read on its own is checked against this
+                spot.append(enc.section_digest(memoryview(encoded.body)[offset:offset + size]))
+            entries[doc].setdefault("vectors", []).append(spot)
         self._block, self._block_size = [], 0
 
     def finish(self) -> dict[str, Any]:
@@ -249,19 +275,22 @@ class SegmentWriter:
         if self._finished:
             raise SegmentError("segment is already finished", str(self.path))
         self._flush_block()
+        digest = self._digest.digest()
         self._frames.write(records.pack(records.END, records.END_BODY.pack(
-            len(self._blocks), len(self._docs), self._digest.digest())))
+            len(self._blocks), len(self._docs), enc.content_digest(self.keys, digest) if self.keys else digest)))
         self._frames.close()
         self._finished = True
         return build_index(self._frames, self.created_at, self.source, self._blocks, self._docs,
-                           self._digest.hexdigest(), self.redundancy, self._block_target, list(self._vector_fields))
+                           self._digest.hexdigest(), self.redundancy, self._block_target, list(self._vector_fields),
+                           encrypted=self.keys is not None)
 
     def sidecar(self, idx: Mapping[str, Any]) -> bytes:
-        """The vector sidecar of the sealed segment `idx` (format/sidecar.py): derived, written by
-        the caller after the seal, never part of it."""
+        """The vector sidecar of the sealed segment `idx` (format/sidecar.py; sealed in an encrypted
+        segment): derived, written by the caller after the seal, never part of it."""
         if self._sidecar is None:
             raise SegmentError("this writer collects no vector codes (vectors=False)", str(self.path))
-        return self._sidecar.build(idx["documents"], idx["content_sha256"])
+        data = self._sidecar.build(idx["documents"], idx["content_sha256"])
+        return enc.seal_sidecar(self.keys, data) if self.keys is not None else data
 
     def video_bytes(self) -> bytes:
         """The finished video's bytes (for the in-memory API)."""
@@ -272,8 +301,14 @@ class SegmentWriter:
         video and index. `before_publish` runs right before the first name appears (the daemon
         checks its lease there and raises to stop). Returns the index; on any failure nothing is
         published and the temporary files go away."""
+        key_file = None if self.wrapped_key is None else \
+            (envelope.path_for(self.path), envelope.dumps(self.wrapped_key))
         try:
-            return publish(self.path, self.temp, self.finish(), verify=verify, before_publish=before_publish)
+            idx = self.finish()
+            if self.rewritten_from is not None:
+                idx["rewritten_from"] = self.rewritten_from
+            return publish(self.path, self.temp, idx, verify=verify, before_publish=before_publish,
+                           keys=self.keys, key_file=key_file)
         finally:
             self.abort()
 
@@ -285,9 +320,9 @@ class SegmentWriter:
 
 
 def header(segment_id: bytes, created_at: str, source: Mapping[str, Any] | None,
-           geometry: parity.Geometry, redundancy: float, block_bytes: int) -> dict[str, Any]:
+           geometry: parity.Geometry, redundancy: float, block_bytes: int, version: int) -> dict[str, Any]:
     """The SHDR record's JSON object: what the index says about the segment as a whole."""
-    return {"format_version": index.FORMAT_VERSION, "segment_id": segment_id.hex(), "created_at": created_at,
+    return {"format_version": version, "segment_id": segment_id.hex(), "created_at": created_at,
             "source": dict(source) if source else None,
             "parity": {"columns": parity.COLUMNS, "data_rows": geometry.rows, "parity_rows": geometry.parity_rows,
                        "percent": redundancy},
@@ -296,11 +331,13 @@ def header(segment_id: bytes, created_at: str, source: Mapping[str, Any] | None,
 
 def build_index(frames: FrameWriter, created_at: str, source: Mapping[str, Any] | None,
                 blocks: list[dict[str, Any]], docs: list[dict[str, Any]], content_sha256: str,
-                redundancy: float | None, block_bytes: int | None, vector_fields: list[str]) -> dict[str, Any]:
+                redundancy: float | None, block_bytes: int | None, vector_fields: list[str], *,
+                encrypted: bool = False) -> dict[str, Any]:
     """The sidecar index of a finished video (video SHA-256 still None)."""
     g = frames.geometry
     return {
-        "format": index.FORMAT, "format_version": index.FORMAT_VERSION,
+        "format": index.FORMAT, "format_version": frames.version,
+        **({"encryption": {"alg": aead.ALGORITHM}} if encrypted else {}),
         "segment_id": frames.segment_id.hex(), "created_at": created_at, "source": dict(source) if source else None,
         "documents": len(docs), "frames": frames.position, "data_frames": frames.data_frames,
         "blocks": blocks, "stream_bytes": frames.stream_length, "content_sha256": content_sha256,
@@ -320,10 +357,13 @@ def build_index(frames: FrameWriter, created_at: str, source: Mapping[str, Any] 
 
 
 def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: bool = True,
-            before_publish: Callable[[], None] | None = None) -> dict[str, Any]:
+            before_publish: Callable[[], None] | None = None, keys: enc.SegmentKeys | None = None,
+            key_file: tuple[Path, bytes] | None = None) -> dict[str, Any]:
     """The seal: fsync the finished video, hash it and decode it back through the same descriptor,
     write the index, link the video's inode under its name, re-read it by that name (size and
-    SHA-256 must be what was verified), then link the index (the commit point)."""
+    SHA-256 must be what was verified), write an encrypted segment's key file (`key_file`: path,
+    bytes; never over an existing one), then link the index (the commit point). With `keys` the
+    index file's private part is sealed."""
     from .reader import published_mismatch, verify_source
 
     def step(name: str) -> None:
@@ -339,7 +379,7 @@ def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: 
             raise SegmentError("read-back verification failed: " + "; ".join(report.problems), str(path))
     step("verified")
     with durable.TempFile(path.parent, index.path_for(path).name) as index_temp:
-        index_temp.write(index.dumps(idx))
+        index_temp.write(index.dumps(idx, keys))
         index_temp.sync()
         step("index-written")
         if before_publish is not None:
@@ -350,6 +390,9 @@ def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: 
         if problem:  # not the verified bytes: leave an orphan video, commit nothing, delete nothing
             raise SegmentError(f"published video differs from what was verified ({problem}); not committed",
                                str(path))
+        if key_file is not None:
+            durable.write_new(*key_file)
+            step("key-written")
         index_temp.publish(index.path_for(path))  # commit point
         step("index-published")
     durable.fsync_dir(path.parent)

@@ -13,6 +13,7 @@ was archived again), only the newest copy is returned unless `all_copies=True`.
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -22,8 +23,8 @@ from typing import Any, NamedTuple
 import bson
 import numpy as np
 
-from ..errors import ConfigError, SegmentError
-from ..format import blockcodec, index, records, sidecar
+from ..errors import ConfigError, EncryptionKeyError, SegmentError
+from ..format import blockcodec, encryption, index, records, sidecar
 from ..format.documents import DECODE_OPTIONS, field_value
 from ..format.reader import LocalFile, SegmentReader, fetch_ranges
 from ..service.expiry import bson_date, to_ms
@@ -125,6 +126,10 @@ class Archive:
                  cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
         self.dir = collection_dir(archive_dir, namespace)
         self.catalog = Catalog.for_reading(self.dir)
+        if self.catalog.locked:  # never a silently partial answer
+            self.catalog.close()
+            raise EncryptionKeyError(f"{len(self.catalog.locked)} segments of this archive are encrypted (e.g. "
+                                     f"{self.catalog.locked[0]}): set ARCHIVERD_ENCRYPTION_KEY_FILE to read them")
         self._readers: dict[str, SegmentReader] = {}
         self._cache = _Cache(cache_bytes)
 
@@ -214,7 +219,9 @@ class Archive:
         if not filter:
             lo, hi = _date(start), _date(end)
             if self._date_field() is not None or (lo is None and hi is None):
-                return self.catalog.count(lo, hi, newest_only=not all_copies)
+                counted = self.catalog.count(lo, hi, newest_only=not all_copies)
+                if counted is not None:
+                    return counted
         return sum(1 for _ in self._candidates(Query(self.date_range(filter, start, end)).filter, _date(start),
                                                 _date(end), all_copies, on_damage))
 
@@ -286,6 +293,9 @@ class Archive:
             try:
                 if head is None:
                     raise SegmentError("a frame of the block head is damaged")
+                sealed = block.get("head_sha256")  # an encrypted segment's head, read on its own
+                if sealed is not None and hashlib.sha256(head[records.PREFIX.size + records.BLOCK_NUMBER.size:]).hexdigest() != sealed:
+                    raise SegmentError("the block head does not match its digest")
                 return blockcodec.decode_skeletons(memoryview(head)[records.PREFIX.size + records.BLOCK_HEAD_V2.size:])
             except SegmentError:
                 return self._block(reader, block["block"])
@@ -318,7 +328,8 @@ class Archive:
         for info in self.catalog.segments(lo, hi):
             reader = self.reader(info.path)
             try:
-                codes = sidecar.load(sidecar.path_for(self.dir / info.path), reader.index["content_sha256"], info.documents)
+                codes = sidecar.load(sidecar.path_for(self.dir / info.path), reader.index["content_sha256"],
+                                     info.documents, encryption.keys_of(reader.index, str(reader.path)))
             except SegmentError:
                 codes = None  # missing or damaged: this segment is searched exactly
             if codes is not None and field in codes.fields:

@@ -25,8 +25,10 @@ from typing import Any
 
 from ..store import derived, layout, durable
 from .. import faults, log
-from ..format import index
+from ..crypto import keyring
+from ..format import encryption, index
 from ..format.documents import fields_meta
+from ..progress import Meter
 from ..config import Config
 from ..errors import DatabaseError, SegmentError
 from ..format import rebuild
@@ -58,6 +60,7 @@ class CycleStats:
     bytes_deleted: int = 0  # BSON bytes deleted from MongoDB (recovery and documents found again included)
     stopped: bool = False
     seconds: float = 0.0
+    finished_at: str = ""  # UTC, ISO 8601: when `status` last saw a cycle complete
 
     def skip(self, reason: str) -> None:
         self.skipped[reason] = self.skipped.get(reason, 0) + 1
@@ -129,16 +132,18 @@ class _SealedDays:
 
 class Archiver:
     def __init__(self, cfg: Config, source: Source, state: State, *, stop: threading.Event | None = None,
-                 progress: Callable[[int], None] | None = None) -> None:
+                 progress: Callable[[int], None] | None = None, meter: Meter | None = None) -> None:
         self.cfg = cfg
         self.source = source
         self.state = state
         self.stop = stop or threading.Event()
         self.progress = progress
+        self.meter = meter or Meter()  # observes only: counts, stage times, `--progress` display
 
     # -- recovery -----------------------------------------------------------------------------------
 
     def recover(self, lease: Lease, stats: CycleStats) -> None:
+        encryption.use_keyring(lambda: keyring.from_config(self.cfg))
         """Finish what a crash interrupted: sweep unpublished temporary files, then for every
         journaled segment drop the entry (nothing was published), or complete its commit (the video
         was published but not its index: the index is rebuilt from the video), verify it and finish
@@ -192,14 +197,15 @@ class Archiver:
         started = time.monotonic()
         cutoff = expiry.cutoff_ms(self.cfg)
         stats = CycleStats(watermark=iso(expiry.watermark_ms(self.cfg)), cutoff=iso(cutoff))
-        self.recover(lease, stats)
+        with self.meter.stage("recover"):
+            self.recover(lease, stats)
         sealed = _SealedDays(self.cfg.collection_dir, self.state.get("set_aside") or {})
         again: dict[Path, list[Entry]] = {}
         writer: SegmentWriter | None = None
         entries: list[Entry] = []
         day = ""
         try:
-            for doc, ms, reason in self.source.expired(cutoff):
+            for doc, ms, reason in self.meter.timed("read", self.source.expired(cutoff)):
                 if self.stop.is_set():
                     stats.stopped = True
                     break
@@ -224,7 +230,8 @@ class Archiver:
                     writer = self._open(layout.day_dir(self.cfg.collection_dir, label))
                 faults.hit("read")
                 try:
-                    writer.append(raw, {"date": iso(ms), **fields_meta(raw, self.cfg.indexed)})
+                    with self.meter.stage("encode"):
+                        writer.append(raw, {"date": iso(ms), **fields_meta(raw, self.cfg.indexed)})
                 except (ValueError, TypeError) as exc:  # cannot be encoded: it stays in MongoDB
                     stats.skip(f"cannot be archived: {exc}"[:120])
                     continue
@@ -235,6 +242,7 @@ class Archiver:
                 faults.hit("appended")
                 if self.progress:
                     self.progress(1)
+                self.meter.add(1, len(raw))
                 if self.cfg.throttle_seconds and stats.read % self.cfg.batch_size == 0:
                     self.stop.wait(self.cfg.throttle_seconds)
             if writer is not None and not stats.stopped:
@@ -252,6 +260,7 @@ class Archiver:
             log.warning("cycle.skipped", reason="left in MongoDB", **{k.replace(" ", "_")[:60]: v
                                                                       for k, v in stats.skipped.items()})
         stats.seconds = round(time.monotonic() - started, 3)
+        stats.finished_at = dt.datetime.now(dt.timezone.utc).isoformat()
         return stats
 
     def _delete_against(self, segment: Path, items: list[Entry], lease: Lease, stats: CycleStats) -> None:
@@ -261,7 +270,8 @@ class Archiver:
         log.warning("delete.already_sealed", segment=rel, documents=len(items),
                     reason="their exact bytes are already sealed (a delete the server lost, or a restore "
                            "from backup); deleted against that segment")
-        outcome = self._delete(items, lease, rel)
+        with self.meter.stage("delete"):
+            outcome = self._delete(items, lease, rel)
         stats.deleted += outcome.deleted
         stats.changed += outcome.changed
         stats.bytes_deleted += outcome.bytes
@@ -271,11 +281,14 @@ class Archiver:
 
     def _open(self, directory: Path) -> SegmentWriter:
         durable.ensure_dir(directory)
+        ring = keyring.from_config(self.cfg)  # read at each segment: a `key rotate` is taken up at once
+        encryption.use_keyring(ring)
         path = layout.next_part(directory)
         self.state.add_pending(self._rel(path))  # intent first: recovery knows what to look for
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field, "index_fields": list(self.cfg.indexed)},
-                             block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent)
+                             block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent,
+                             encryption=ring.active if ring is not None else None)
 
     def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], lease: Lease,
                          stats: CycleStats) -> None:
@@ -283,7 +296,8 @@ class Archiver:
         faults.hit("before-seal")
         try:
             # fencing: an instance whose lease is gone or superseded publishes nothing
-            idx = writer.seal(verify=True, before_publish=lambda: self.source.check_lease(lease))
+            with self.meter.stage("seal"):
+                idx = writer.seal(verify=True, before_publish=lambda: self.source.check_lease(lease))
         except BaseException:
             if not writer.path.exists():  # nothing published: nothing to recover
                 self.state.remove_pending(rel)
@@ -298,7 +312,8 @@ class Archiver:
                   bytes=idx["video"]["bytes"])
         self.state.update(last_seal={"segment": rel, "documents": idx["documents"], "bytes": idx["video"]["bytes"],
                                      "at": dt.datetime.now(dt.timezone.utc).isoformat()})
-        outcome = self._delete(entries, lease, rel)
+        with self.meter.stage("delete"):
+            outcome = self._delete(entries, lease, rel)
         stats.deleted += outcome.deleted
         stats.changed += outcome.changed
         stats.gone += outcome.gone

@@ -18,6 +18,7 @@ from pymongo import errors as pe
 
 from ..format import index
 from ..format.reader import SegmentReader
+from ..progress import Meter
 from .source import Source
 
 
@@ -43,22 +44,30 @@ def newest_copies(readers: Sequence[SegmentReader]) -> dict[str, tuple[int, int]
     return newest
 
 
-def restore(segments: Sequence[Path], source: Source, *, dry_run: bool = False, batch: int = 200) -> RestoreStats:
+def restore(segments: Sequence[Path], source: Source, *, dry_run: bool = False, batch: int = 200,
+            meter: Meter | None = None) -> RestoreStats:
+    """`meter` (progress, statistics) counts every document read and times decoding and inserting."""
+    meter = meter or Meter()
     readers = [SegmentReader(p) for p in segments]
+    meter.expect(documents=sum(r.index["documents"] for r in readers),
+                 bytes=sum(e["bytes"] for r in readers for e in r.entries()))
     newest = newest_copies(readers)
     stats = RestoreStats()
     for r, reader in enumerate(readers):
         chunk: list[RawBSONDocument] = []
-        for i, raw in reader.salvage():
+        for i, raw in meter.timed("decode", reader.salvage()):
+            meter.add(1, len(raw))
             entry = reader.entries()[i] if i is not None else {}
             if i is None or newest[index.id_key(entry.get("_id"))] != (r, i):
                 stats.older_copies += i is not None
                 continue
             chunk.append(RawBSONDocument(raw))
             if len(chunk) >= batch:
-                _insert(chunk, source, dry_run, stats)
+                with meter.stage("insert"):
+                    _insert(chunk, source, dry_run, stats)
                 chunk = []
-        _insert(chunk, source, dry_run, stats)
+        with meter.stage("insert"):
+            _insert(chunk, source, dry_run, stats)
         report = reader.last_report
         if not report.ok:
             stats.damaged.append(f"{reader.path}: {report.status}, {report.lost} documents lost")

@@ -274,6 +274,20 @@ class Source:
         oldest = expiry.date_ms(doc, f)[0] if doc is not None else None
         return self.count(query), expiry.to_datetime(oldest) if oldest is not None else None
 
+    def expired_days(self, watermark: int) -> dict[int, int]:
+        """Expired documents not archived yet, per UTC day: {start of the day in ms: count}. One
+        aggregation that carries only the date field ($toLong needs MongoDB 4.0, as transactions
+        do); a date path through an array is left out, as a cycle leaves it."""
+        f = self.cfg.date_field
+        pipeline = [
+            {"$match": {f: {"$lt": expiry.bson_date(_clamp(watermark)), "$type": "date", "$not": {"$type": "array"}}}},
+            {"$project": {"_id": 0, "d": f"${f}"}},
+            {"$match": {"$expr": {"$eq": [{"$type": "$d"}, "date"]}}},
+            {"$group": {"_id": {"$floor": {"$divide": [{"$toLong": "$d"}, expiry.MS_PER_DAY]}}, "n": {"$sum": 1}}},
+        ]
+        rows = self.retrying("count expired documents per day", lambda: list(self.collection.aggregate(pipeline)))
+        return {int(row["_id"]) * expiry.MS_PER_DAY: int(row["n"]) for row in rows}
+
     # -- guarded deletes ----------------------------------------------------------------------------
 
     def delete_unchanged(self, batch: Sequence[tuple[Any, str]], lease: Lease) -> DeleteOutcome:

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import hashlib
+import hmac
 import os
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
@@ -25,8 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
-from ..errors import SegmentError, StorageError
-from ..format import identity, index
+from ..errors import EncryptionKeyError, SegmentError, StorageError
+from ..format import encryption, identity, index
 from . import durable, layout
 
 FILE = "catalog.sqlite"
@@ -36,7 +38,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS segments(
     id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, day TEXT, segment_id TEXT, created_at TEXT,
     documents INTEGER, video_bytes INTEGER, index_file TEXT, index_size INTEGER, index_mtime INTEGER,
-    first_date INTEGER, last_date INTEGER);
+    first_date INTEGER, last_date INTEGER, sealed INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS docs(
     segment INTEGER NOT NULL, n INTEGER NOT NULL, block INTEGER NOT NULL, first_frame INTEGER, last_frame INTEGER,
     id_key TEXT, date INTEGER, PRIMARY KEY(segment, n)) WITHOUT ROWID;
@@ -88,10 +90,14 @@ class Catalog:
 
     FILE = FILE
 
-    def __init__(self, collection_dir: Path, *, writable: bool = True, memory: bool = False) -> None:
+    def __init__(self, collection_dir: Path, *, writable: bool = True, memory: bool = False,
+                 path: Path | None = None) -> None:
         self.collection_dir = Path(collection_dir)
-        self.path = self.collection_dir / FILE
+        self.path = path or self.collection_dir / FILE
         self.writable = writable
+        # with encryption configured, `_id`s and field values are kept as keyed digests
+        self.scheme, self._hmac = encryption.catalog_key()
+        self.locked: list[str] = []  # encrypted segments the last sync could not open (no key)
         try:
             if memory:
                 self.db = sqlite3.connect(":memory:", isolation_level=None)
@@ -103,6 +109,7 @@ class Catalog:
                 self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
                 if fresh:
                     os.chmod(self.path, durable.file_mode())
+                self.db.execute("PRAGMA secure_delete=ON")  # an erased document's rows leave no trace
                 self.db.executescript(_SCHEMA)
                 self._check_version()
             else:
@@ -145,12 +152,21 @@ class Catalog:
         return catalog
 
     def _check_version(self) -> None:
-        row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-        if row is None:
-            self.db.execute("INSERT INTO meta VALUES('schema', ?)", (str(SCHEMA_VERSION),))
-        elif row[0] != str(SCHEMA_VERSION):
-            raise StorageError(f"catalog {self.path} has schema {row[0]}, this version writes {SCHEMA_VERSION}: "
-                               "`archiverd catalog rebuild`")
+        for key, mine in (("schema", str(SCHEMA_VERSION)), ("digest", self.scheme)):
+            row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+            if row is None:
+                self.db.execute("INSERT INTO meta VALUES(?, ?)", (key, mine))
+            elif row[0] != mine:
+                raise StorageError(f"catalog {self.path} has {key} {row[0]}, this process uses {mine}: "
+                                   "`archiverd catalog rebuild`")
+
+    def _key(self, text: str) -> str:
+        """How an identity key is stored: as is, or as a keyed digest when encryption is on."""
+        return text if self._hmac is None else hmac.new(self._hmac, text.encode(), hashlib.sha256).hexdigest()
+
+    def _value_key(self, field: str, value: Any) -> str:
+        text = identity.key(value)
+        return text if self._hmac is None else self._key(f"{field}\0{text}")
 
     def close(self) -> None:
         self.db.close()
@@ -192,6 +208,9 @@ class Catalog:
                 self._drop(old[0])
             try:
                 self.add(path, index.load(index_file), index_file)
+            except EncryptionKeyError:
+                self.locked.append(path)
+                continue
             except SegmentError:
                 continue  # an unreadable index is `check`'s business; the segment is not listed
             added += 1
@@ -207,26 +226,32 @@ class Catalog:
         """Record one segment (the daemon calls this right after a seal)."""
         st = index_file.stat()
         rows, fields, dates = [], [], []
+        sealed = idx["format_version"] >= encryption.VERSION  # its documents' times stay in its sealed index
         for n, entry in enumerate(idx["docs"]):
-            key = index.id_key(entry["_id"]) if "_id" in entry else None
-            date = _date_ms(entry.get("date"))
+            key = self._key(index.id_key(entry["_id"])) if "_id" in entry else None
+            date = None if sealed else _date_ms(entry.get("date"))
             if date is not None:
                 dates.append(date)
             frames = entry.get("frames") or [None, None]
             rows.append((n, entry["block"], frames[0], frames[1], key, date))
             for name, value in (entry.get("fields") or {}).items():
                 try:
-                    fields.append((n, name, identity.key(index.from_json(value))))
+                    fields.append((n, name, self._value_key(name, index.from_json(value))))
                 except (ValueError, TypeError, KeyError):
                     continue
-        day = "-".join(Path(path).parts[:3]) if Path(path).parts[0][:1].isdigit() else Path(path).parts[0]
+        parts = Path(path).parts
+        day = "-".join(parts[:3]) if parts[0][:1].isdigit() else parts[0]
+        if sealed and parts[0][:1].isdigit():  # the day, which its directory shows anyway
+            start = _date_ms(f"{day}T00:00:00+00:00")
+            dates = [start, start + 86_399_999] if start is not None else []
         with self._transaction():
             self.db.execute("DELETE FROM segments WHERE path=?", (path,))
             cur = self.db.execute(
                 "INSERT INTO segments(path, day, segment_id, created_at, documents, video_bytes, index_file, "
-                "index_size, index_mtime, first_date, last_date) VALUES(?,?,?,?,?,?,?,?,?,?,?)",
+                "index_size, index_mtime, first_date, last_date, sealed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                 (path, day, idx["segment_id"], idx["created_at"], idx["documents"], idx["video"]["bytes"],
-                 index_file.name, st.st_size, st.st_mtime_ns, min(dates, default=None), max(dates, default=None)))
+                 index_file.name, st.st_size, st.st_mtime_ns, min(dates, default=None), max(dates, default=None),
+                 int(sealed)))
             seg_id = cur.lastrowid
             self.db.executemany("INSERT INTO docs VALUES(?,?,?,?,?,?,?)", [(seg_id, *r) for r in rows])
             self.db.executemany("INSERT INTO fields VALUES(?,?,?,?)", [(seg_id, *f) for f in fields])
@@ -243,17 +268,12 @@ class Catalog:
         for leftover in (temp, temp.with_name(temp.name + "-journal")):
             leftover.unlink(missing_ok=True)
         try:
-            fresh = cls.__new__(cls)
-            fresh.collection_dir, fresh.path, fresh.writable = collection_dir, temp, True
-            fresh.db = sqlite3.connect(temp, isolation_level=None)
+            fresh = cls(collection_dir, path=temp)
             try:
-                os.chmod(temp, durable.file_mode())
-                fresh.db.executescript(_SCHEMA)
-                fresh._check_version()
                 fresh.sync()
                 counts = fresh.db.execute("SELECT count(*), coalesce(sum(documents), 0) FROM segments").fetchone()
             finally:
-                fresh.db.close()
+                fresh.close()
             durable.fsync_file(temp)
             for stale in ("-journal", "-wal", "-shm"):  # of the old file: never to be applied to the new one
                 target.with_name(FILE + stale).unlink(missing_ok=True)
@@ -271,13 +291,13 @@ class Catalog:
         """Every archived copy of the `_id` `value`, newest first."""
         return self._locations("SELECT s.path, d.n, s.created_at FROM docs d JOIN segments s ON s.id = d.segment "
                                "WHERE d.id_key = ? ORDER BY s.created_at DESC, s.path DESC, d.n DESC",
-                               (identity.key(value),))
+                               (self._key(identity.key(value)),))
 
     def by_field(self, field: str, value: Any) -> list[Location]:
         """Documents whose indexed `field` equals `value`, newest segment first."""
         return self._locations("SELECT s.path, f.n, s.created_at FROM fields f JOIN segments s ON s.id = f.segment "
                                "WHERE f.field = ? AND f.value_key = ? ORDER BY s.created_at DESC, s.path DESC, f.n DESC",
-                               (field, identity.key(value)))
+                               (field, self._value_key(field, value)))
 
     def indexed_fields(self) -> set[str]:
         return {row[0] for row in self.db.execute("SELECT DISTINCT field FROM fields")}
@@ -310,9 +330,14 @@ class Catalog:
             if n in wanted:
                 yield n
 
-    def count(self, start: int | None = None, end: int | None = None, *, newest_only: bool = True) -> int:
+    def count(self, start: int | None = None, end: int | None = None, *, newest_only: bool = True) -> int | None:
         """Documents dated in [start, end) (ms; None: unbounded), only the newest copy of each `_id`
-        when `newest_only`."""
+        when `newest_only`; None when encrypted segments overlap the range (their documents' times
+        are not in the catalog)."""
+        if (start is not None or end is not None) and any(
+                info.path for info in self.segments(start, end)
+                if self.db.execute("SELECT sealed FROM segments WHERE path=?", (info.path,)).fetchone()[0]):
+            return None
         where, args = [], []
         if start is not None:
             where.append("d.date >= ?")
@@ -342,10 +367,11 @@ class Catalog:
                 continue
             try:
                 idx = index.load(index_file)
-            except SegmentError:
+            except (SegmentError, EncryptionKeyError):
                 continue  # `check` reports the index itself
             expected = [(n, entry["block"], *(entry.get("frames") or [None, None]),
-                         index.id_key(entry["_id"]) if "_id" in entry else None) for n, entry in enumerate(idx["docs"])]
+                         self._key(index.id_key(entry["_id"])) if "_id" in entry else None)
+                        for n, entry in enumerate(idx["docs"])]
             rows = self.db.execute("SELECT n, block, first_frame, last_frame, id_key FROM docs WHERE segment=? ORDER BY n",
                                    (seg_id,)).fetchall()
             if documents != idx["documents"] or rows != expected:

@@ -25,10 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from . import derived, layout
-from ..errors import SegmentError
-from ..format import index, rebuild
-from ..format.reader import REPAIRABLE, LocalFile, ScanReport, verify_source
+from ..errors import EncryptionKeyError, SegmentError
+from ..format import encryption, index, rebuild
+from ..format.reader import REPAIRABLE, LocalFile, ScanReport, read_header, verify_source
 from ..format.writer import file_sha256
+from ..progress import Meter
 
 OK, ORPHAN, MISSING_VIDEO, BAD_INDEX = "ok", "orphan", "missing video", "unreadable index"
 
@@ -109,10 +110,17 @@ def _video_for(idx: Path) -> Path:
     return idx.with_name(idx.name[:-len(index.SUFFIX)] + ".mkv")
 
 
-def check(paths: list[Path], *, read_data: bool = False, subset: float | None = None, repair: bool = False,
-          progress: Callable[[SegmentCheck], None] | None = None, seed: int | None = None) -> CheckResult:
+def check(paths: Iterable[Path], *, read_data: bool = False, subset: float | None = None, repair: bool = False,
+          progress: Callable[[SegmentCheck], None] | None = None, seed: int | None = None,
+          meter: Meter | None = None) -> CheckResult:
+    """`meter` (progress, statistics) counts each segment's documents and bytes as it is checked and
+    times the phases."""
+    meter = meter or Meter()
     started = time.perf_counter()
-    videos, lonely, temps = collect(paths)
+    with meter.stage("structure"):
+        videos, lonely, temps = collect(paths)
+        sizes = {v: v.stat().st_size if v.is_file() else 0 for v in videos}
+    meter.expect(bytes=sum(sizes.values()))
     result = CheckResult(temporaries=[str(t) for t in temps])
     chosen: set[Path] = set(videos) if read_data else set()
     if subset is not None and videos:
@@ -124,7 +132,8 @@ def check(paths: list[Path], *, read_data: bool = False, subset: float | None = 
         if progress:
             progress(item)
     for video in videos:
-        item = _check_one(video, video in chosen, result)
+        item = _check_one(video, video in chosen, result, meter)
+        meter.add(item.documents, sizes[video])
         if repair and (not item.ok or item.derived):
             _repair(video, item)
         result.segments.append(item)
@@ -139,7 +148,7 @@ def check(paths: list[Path], *, read_data: bool = False, subset: float | None = 
     return result
 
 
-def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
+def _check_one(video: Path, read: bool, result: CheckResult, meter: Meter) -> SegmentCheck:
     item = SegmentCheck(str(video))
     if not index.path_for(video).exists():
         item.status = ORPHAN
@@ -149,7 +158,16 @@ def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
     if target != video:
         item.warnings.append(f"read from its repaired copy {target.name}")
     try:
+        idx = index.load(index.path_for(target), public_only=True)
+        if "sealed" in idx:
+            key_problems: list[str] = []
+            encryption.segment_keys(video, idx["segment_id"],
+                                    lambda: encryption.header_wrapped(read_header(video)), key_problems)
+            item.warnings.extend(key_problems)
         idx = index.load(index.path_for(target))
+    except EncryptionKeyError as exc:  # structure and checksums only
+        item.warnings.append(f"encrypted: content not checked ({exc})")
+        return _checksums_only(target, idx, item, result)
     except SegmentError as exc:
         item.status = BAD_INDEX
         item.problems.append(str(exc))
@@ -161,12 +179,14 @@ def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
     try:
         with LocalFile(target) as source:
             item.bytes = source.size
-            intact = source.size == idx["video"]["bytes"] and file_sha256(source) == idx["video"]["sha256"]
+            with meter.stage("checksum"):
+                intact = source.size == idx["video"]["bytes"] and file_sha256(source) == idx["video"]["sha256"]
             result.bytes_read += source.size
             if intact and not read:
                 _check_derived(video, idx, item)
                 return item
-            report = verify_source(source, idx, str(target))
+            with meter.stage("decode"):
+                report = verify_source(source, idx, str(target))
     except SegmentError as exc:
         report = ScanReport(str(target))
         report.problem(str(exc))
@@ -179,6 +199,23 @@ def _check_one(video: Path, read: bool, result: CheckResult) -> SegmentCheck:
     if not report.ok:
         item.status = report.status if report.status == REPAIRABLE else f"damaged (unrepairable: {report.lost} documents)"
     _check_derived(video, idx, item)
+    return item
+
+
+def _checksums_only(target: Path, public: dict[str, Any], item: SegmentCheck, result: CheckResult) -> SegmentCheck:
+    """What can be checked of an encrypted segment without its key: the video against the index."""
+    item.documents = public["documents"]
+    item.format_version = public["format_version"]
+    try:
+        with LocalFile(target) as source:
+            item.bytes = source.size
+            result.bytes_read += source.size
+            if source.size != public["video"].get("bytes") or file_sha256(source) != public["video"].get("sha256"):
+                item.status = "damaged (not checked further without the key)"
+                item.problems.append("video size or SHA-256 differs from the index")
+    except SegmentError as exc:
+        item.status = "damaged (not checked further without the key)"
+        item.problems.append(str(exc))
     return item
 
 

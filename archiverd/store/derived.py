@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
-from ..errors import ArchiverdError, SegmentError
-from ..format import index, sidecar
+from ..errors import ArchiverdError, SegmentError, StorageError
+from ..format import encryption, index, sidecar
 from ..format.reader import SegmentReader
 from ..format.writer import SegmentWriter
 from . import durable
@@ -34,8 +34,11 @@ def after_seal(collection_dir: Path, video: Path, idx: dict[str, Any], writer: S
         log.warning("derived.sidecar_failed", segment=rel, reason=str(exc)[:300],
                     fix="`archiverd reindex` rebuilds it; search reads this segment's vectors exactly meanwhile")
     try:
-        with Catalog(collection_dir) as catalog:
-            catalog.add(rel, idx, index.path_for(video))
+        try:
+            with Catalog(collection_dir) as catalog:
+                catalog.add(rel, idx, index.path_for(video))
+        except StorageError:  # damaged, or kept under another digest scheme (encryption turned on)
+            Catalog.rebuild_file(collection_dir)
     except (ArchiverdError, OSError, sqlite3.Error) as exc:
         log.warning("derived.catalog_failed", segment=rel, reason=str(exc)[:300],
                     fix="the next read brings the catalog up to date; `archiverd catalog rebuild` remakes it")
@@ -45,7 +48,8 @@ def sidecar_problem(video: Path, idx: dict[str, Any]) -> str | None:
     """Why the sidecar of a segment (its original video, even when a repaired copy is read) is not
     usable, or None."""
     try:
-        loaded = sidecar.load(sidecar.path_for(video), idx["content_sha256"], idx["documents"])
+        loaded = sidecar.load(sidecar.path_for(video), idx["content_sha256"], idx["documents"],
+                              encryption.keys_of(idx, str(video)))
     except SegmentError as exc:
         return exc.message
     missing = sorted(f for f in idx.get("vector_fields") or [] if loaded.covers(f) and f not in loaded.fields)
@@ -60,7 +64,9 @@ def rebuild_sidecar(video: Path) -> Path:
     for n, raw in enumerate(reader):
         builder.add(n, raw)
     path = sidecar.path_for(reader.requested)  # a repaired copy shares its original's sidecar
-    durable.replace_synced(path, builder.build(reader.index["documents"], reader.index["content_sha256"]))
+    data = builder.build(reader.index["documents"], reader.index["content_sha256"])
+    keys = encryption.keys_of(reader.index, str(video))
+    durable.replace_synced(path, encryption.seal_sidecar(keys, data) if keys is not None else data)
     return path
 
 

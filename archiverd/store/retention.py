@@ -125,17 +125,18 @@ def _document_keys(video: Path) -> tuple[int, list[str]] | None:
     return idx["documents"], [index.id_key(e["_id"]) for e in idx["docs"] if "_id" in e]
 
 
-def _unfinished(collection_dir: Path) -> set[str]:
-    """Segments whose prune began (audited) but did not end: a crash in between."""
+def unfinished(collection_dir: Path, event: str) -> dict[str, str]:
+    """Segments whose removal by `event` (prune, erase) began (audited) but did not end: a crash in
+    between. Segment -> the run that began it."""
     begun: dict[tuple[Any, Any], str] = {}
     for r in audit.read(collection_dir)[0]:
-        if r.get("event") == "prune" and isinstance(r.get("segment"), str):
+        if r.get("event") == event and isinstance(r.get("segment"), str):
             key = (r.get("run"), r["segment"])
             if r.get("phase") == "begin":
                 begun[key] = r["segment"]
             elif r.get("phase") == "end":
                 begun.pop(key, None)
-    return set(begun.values())
+    return {segment: run for (run, _), segment in begun.items()}
 
 
 def plan(collection_dir: Path, retention_days: int, *, now: dt.datetime, hold_list: list[holds.Hold],
@@ -144,7 +145,7 @@ def plan(collection_dir: Path, retention_days: int, *, now: dt.datetime, hold_li
     last = last_prunable_day(retention_days, now)
     result = PruneResult(retention_days, last, dry_run=True)
     journaled = set(pending)
-    unfinished = _unfinished(collection_dir)
+    interrupted = unfinished(collection_dir, "prune")
     document_holds = [h for h in hold_list if h.kind == holds.DOCUMENT]
     for day, directory in day_dirs(collection_dir):
         if day > last:
@@ -166,7 +167,7 @@ def plan(collection_dir: Path, retention_days: int, *, now: dt.datetime, hold_li
                         item.skipped = f"document holds cannot be checked: {exc}"
                     else:
                         item.held_by = sorted(held)
-                elif rel not in unfinished:
+                elif rel not in interrupted:
                     item.skipped = "its index cannot be read, so document holds cannot be checked"
             result.segments.append(item)
     return result
@@ -184,26 +185,35 @@ def _describe_files(collection_dir: Path, files: list[Path]) -> list[dict[str, A
 
 
 def _remove(collection_dir: Path, item: SegmentPlan, run: str, why: dict[str, Any], who: dict[str, Any]) -> None:
-    files = layout.segment_files(item.video)  # again: what is there now
-    item.files = files
+    item.files = remove_segment(collection_dir, item.video, "prune", who, run=run, day=item.day.isoformat(),
+                                documents=item.documents, why=why)
+
+
+def remove_segment(collection_dir: Path, video: Path, event: str, who: dict[str, Any], **record: Any) -> list[Path]:
+    """Remove every file of the segment `video` (prune and erase, nothing else): the audit record
+    `begin` (naming each file, its size, each video's SHA-256, and `record`), the index (the
+    un-commit point) and a directory sync, the other files, a sync, the audit record `end`.
+    Returns the files removed."""
+    files = layout.segment_files(video)  # again: what is there now
     if not files:
-        return
-    segment = item.video.relative_to(collection_dir).as_posix()
+        return []
+    segment = video.relative_to(collection_dir).as_posix()
     try:
         described = _describe_files(collection_dir, files)
     except OSError as exc:
-        raise SegmentError(f"cannot read a file to prune: {exc.strerror or exc}", segment) from None
-    audit.append(collection_dir, "prune", who, phase="begin", run=run, segment=segment, day=item.day.isoformat(),
-                 documents=item.documents, files=described, why=why)
-    faults.hit("prune:audited")
-    idx = index.path_for(item.video)
+        raise SegmentError(f"cannot read a file to remove: {exc.strerror or exc}", segment) from None
+    audit.append(collection_dir, event, who, phase="begin", segment=segment, files=described, **record)
+    faults.hit(f"{event}:audited")
+    idx = index.path_for(video)
     for f in files:
         durable.unlink(f)
         if f == idx:
             durable.fsync_dir(f.parent)
-            faults.hit("prune:uncommitted")
-    durable.fsync_dir(item.video.parent)
-    audit.append(collection_dir, "prune", who, phase="end", run=run, segment=segment, removed=len(files))
+            faults.hit(f"{event}:uncommitted")
+    durable.fsync_dir(video.parent)
+    audit.append(collection_dir, event, who, phase="end", segment=segment, removed=len(files),
+                 **{k: v for k, v in record.items() if k == "run"})
+    return files
 
 
 def _remove_empty_dirs(collection_dir: Path, day_dir: Path) -> list[Path]:

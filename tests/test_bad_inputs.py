@@ -1,0 +1,163 @@
+"""No traceback for anything a user can type (issue #9, item 7): every bad input of the issue's list and
+its relatives, against every command that takes a path, an id, a namespace or a number. Each gives
+a clear error on stderr, one line (status: its report, whose health names it), and its stable exit
+code from the README's table: 3 usage or configuration, 4 not a (readable) segment, 5 storage.
+
+Rows marked `lead` are known defects in files this wave does not own; they are strict xfails (the
+row states the behaviour wanted), so fixing them turns the row green and the marker must go.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import bson
+import pytest
+
+from archiverd import write_segment
+from tests.test_cli_daemon import env_for
+
+
+def lead(reason: str):  # noqa: ANN201 - a pytest mark
+    return pytest.mark.xfail(strict=True, reason=f"lead: {reason}")
+
+
+LONG = "x" * 300
+# (args with {seg} {idx} {dir} {fifo} {tmp} placeholders, extra environment, exit code, text on stderr)
+ROWS = [
+    # an infinite or huge threshold, everywhere a threshold is read
+    (["status", "--older-than", "inf"], {}, 3, "is not a duration"),
+    (["run", "--once", "--older-than", "1e400d"], {}, 3, "is not a duration"),
+    (["run", "--dry-run", "--older-than", "nan"], {}, 3, "is not a duration"),
+    (["config", "--older-than", "36501d"], {}, 3, "too long"),
+    (["list", "--older-than", "-1d"], {}, 3, "is not a duration"),
+    (["check", "--older-than", "0"], {}, 3, "must be positive"),
+    (["status"], {"ARCHIVE_THRESHOLD_DAYS": "inf"}, 3, "threshold_days must be positive and at most"),
+    (["status"], {"ARCHIVE_THRESHOLD_DAYS": "1e309"}, 3, "threshold_days must be positive and at most"),
+    (["run", "--once"], {"ARCHIVE_THRESHOLD_DAYS": "nan"}, 3, "threshold_days"),
+    (["status", "--config", "{tmp}/inf.toml"], {}, 3, "threshold_days must be positive"),
+    (["status", "--stale-after", "inf"], {}, 3, "--stale-after"),
+    (["export", "--progress-interval", "inf", "{seg}"], {}, 3, "--progress-interval"),
+    # an output path in a missing directory, or a directory where a file is expected
+    (["export", "-o", "{tmp}/missing/deeper/out.jsonl", "{seg}"], {}, 3, "does not exist"),
+    (["export", "-o", "{seg}/out.jsonl", "{seg}"], {}, 3, "does not exist"),
+    (["export", "-o", "{dir}", "{seg}"], {}, 3, "is a directory"),
+    (["export", "-o", "", "{seg}"], {}, 3, "is a directory"),
+    (["export", "-o", "/proc/out.jsonl", "{seg}"], {}, 5, "cannot write /proc/out.jsonl"),
+    (["status", "--config", "{dir}"], {}, 3, "is a directory"),
+    (["status"], {"ARCHIVERD_LOG_FILE": "{dir}"}, 0, ""),  # a person's status never opens the daemon's log
+    (["run", "--once"], {"ARCHIVERD_LOG_FILE": "{dir}"}, 5, "is a directory"),
+    (["run", "--once"], {"ARCHIVERD_LOG_FILE": "{tmp}/missing/a.log"}, 5, "does not exist"),
+    (["verify", "{dir}"], {}, 4, "is a directory"),
+    (["info", "{dir}"], {}, 4, "is a directory"),
+    (["get", "{dir}", "1"], {}, 4, "is a directory"),
+    (["export", "{dir}"], {}, 4, "is a directory"),
+    (["restore", "{dir}", "--to", "scratch.x"], {}, 4, "is a directory"),
+    (["reindex", "{dir}"], {}, 4, "not a regular file"),
+    (["check", "{tmp}/absent"], {}, 3, "does not exist"),
+    # /dev/null (and other files that are not segments) as a segment
+    (["info", "/dev/null"], {}, 4, "not a regular file"),
+    (["info", "{fifo}"], {}, 4, "not a regular file"),
+    (["info", "{tmp}/absent.mkv"], {}, 4, "no such segment file"),
+    (["info", "{idx}x"], {}, 4, "no such segment file"),
+    (["get", "/dev/null", "1"], {}, 4, "/dev/null"),
+    (["export", "/dev/null"], {}, 4, "/dev/null"),
+    (["restore", "/dev/null", "--to", "scratch.x"], {}, 4, "/dev/null"),
+    (["reindex", "/dev/null"], {}, 4, "/dev/null"),
+    pytest.param(["verify", "/dev/null"], {}, 4, "not a regular file",
+                 marks=lead("format/reader.py SegmentReader says 'no such segment file' for a device")),
+    pytest.param(["export", "{fifo}"], {}, 4, "not a regular file",
+                 marks=lead("format/reader.py SegmentReader says 'no such segment file' for a FIFO")),
+    pytest.param(["check", "/dev/null"], {}, 4, "not a segment",
+                 marks=lead("store/check.py collect() reports a device as an orphan video")),
+    pytest.param(["verify", "{idx}"], {}, 0, "",
+                 marks=lead("verify of X.index.json looks for X.index.index.json (info and check accept it)")),
+    # an empty path: Path('') is '.', whose name is empty
+    (["info", ""], {}, 4, "is a directory"),
+    pytest.param(["verify", ""], {}, 4, "", marks=lead("index.preferred(Path('')) raises ValueError: exit 2")),
+    pytest.param(["export", ""], {}, 4, "", marks=lead("index.preferred(Path('')) raises ValueError: exit 2")),
+    pytest.param(["restore", "", "--to", "scratch.x"], {}, 4, "",
+                 marks=lead("index.preferred(Path('')) raises ValueError: exit 2")),
+    pytest.param(["reindex", ""], {}, 4, "", marks=lead("rebuild.reindex(Path('')) raises ValueError: exit 2")),
+    # an invalid --to namespace
+    (["restore", "{seg}", "--to", "a."], {}, 3, "DB.COLLECTION"),
+    (["restore", "{seg}", "--to", ".b"], {}, 3, "DB.COLLECTION"),
+    (["restore", "{seg}", "--to", "nodot"], {}, 3, "DB.COLLECTION"),
+    (["restore", "{seg}", "--to", ""], {}, 3, "DB.COLLECTION"),
+    (["restore", "{seg}", "--to", "a b.c"], {}, 3, "not a valid MongoDB database name"),
+    (["restore", "{seg}", "--to", "a.system.users"], {}, 3, "not a valid collection name"),
+    (["restore", "{seg}", "--to", "a.$cmd"], {}, 3, "not a valid collection name"),
+    (["restore", "{seg}", "--to", "db." + LONG], {}, 3, "not a valid collection name"),
+    (["restore", "{seg}", "--to", "d" * 70 + ".c"], {}, 3, "not a valid MongoDB database name"),
+    (["restore", "{seg}", "--to", "mongodb://h"], {}, 3, "names no DB.COLLECTION"),
+    (["restore", "{seg}", "--to", "mongodb://h/a."], {}, 3, "DB.COLLECTION"),
+    (["restore", "{seg}", "--to", "ftp://h/db.c"], {}, 3, "not a valid MongoDB database name"),
+    (["status", "--collection", "a."], {}, 3, "not a valid collection name"),
+    (["list", "--collection", ""], {}, 3, "not a valid collection name"),
+    (["status", "--db", "a/b"], {}, 3, "not a valid MongoDB database name"),
+    (["status", "--date-field", "$where"], {}, 3, "not a valid field path"),
+    (["status", "--uri", "http://h"], {}, 3, "must start with mongodb://"),
+    # an id that does not parse
+    (["get", "{seg}", "{{"], {}, 3, "cannot parse the _id"),
+    (["get", "{seg}", "[1,"], {}, 3, "cannot parse the _id"),
+    (["get", "{seg}", '{{"$numberLong": "x"}}'], {}, 3, "cannot parse the _id"),
+    (["get", "{seg}", '{{"$date": "garbage"}}'], {}, 3, "cannot parse the _id"),
+    (["get", "{seg}", "not{{json"], {}, 3, "no document with _id"),  # a bare string _id
+    pytest.param(["get", "{seg}", '{{"$oid": "zz"}}'], {}, 3, "cannot parse the _id",
+                 marks=lead("cli/get_cmd.py parse_id lets bson.errors.InvalidId through: internal error, exit 2")),
+    (["get", "{seg}", '{{"$uuid": "nope"}}'], {}, 3, "cannot parse the _id"),
+    # a negative batch size and the other numbers of the configuration
+    (["run", "--once"], {"ARCHIVERD_BATCH_SIZE": "-1"}, 3, "batch_size must be positive"),
+    (["status"], {"ARCHIVERD_BATCH_SIZE": "0"}, 3, "batch_size must be positive"),
+    (["status"], {"ARCHIVERD_BATCH_SIZE": "1.5"}, 3, "must be an integer"),
+    (["status"], {"ARCHIVERD_BATCH_SIZE": "inf"}, 3, "must be an integer"),
+    (["status", "--config", "{tmp}/neg.toml"], {}, 3, "batch_size must be positive"),
+    (["status"], {"ARCHIVERD_PARITY_PERCENT": "-5"}, 3, "parity_percent must not be negative"),
+    (["status"], {"ARCHIVERD_LEASE_SECONDS": "1e400"}, 3, "lease_seconds"),
+    (["logs", "-n", "-5"], {}, 3, "not a number of lines"),
+    (["check", "--read-data-subset", "200%"], {}, 3, "percentage"),
+    # a relative archive directory (from the environment or a file: a flag is relative to the
+    # current directory, as in every shell command -- and must then exist)
+    (["status"], {"ARCHIVERD_ARCHIVE_DIR": "relative/archives"}, 3, "must be an absolute path"),
+    (["run", "--once"], {"ARCHIVERD_ARCHIVE_DIR": "archives"}, 3, "must be an absolute path"),
+    (["list"], {"ARCHIVERD_ARCHIVE_DIR": "./archives"}, 3, "must be an absolute path"),
+    (["status", "--archive-dir", "relative/typo"], {}, 5, "does not exist"),
+    (["list", "--archive-dir", "relative/typo"], {}, 5, "does not exist"),
+    (["run", "--once", "--archive-dir", "relative/typo"], {}, 5, "does not exist"),
+    pytest.param(["check", "--archive-dir", "relative/typo"], {}, 5, "does not exist",
+                 marks=lead("cli/check_cmd.py: a missing archive directory is exit 3 there, 5 everywhere else")),
+    (["list", "--archive-dir", "/dev/null"], {}, 5, "is not a directory"),
+    (["run", "--once", "--archive-dir", "/dev/null"], {}, 5, "archive directory /dev/null"),
+    (["status", "--archive-dir", ""], {}, 3, "archive_dir must be a path"),
+]
+
+
+@pytest.fixture
+def place(cfg, collection, tmp_path):
+    collection.insert_one({"_id": "undated"})  # the collection exists; nothing is due
+    seg = tmp_path / "seg" / "part-0001.mkv"
+    seg.parent.mkdir()
+    write_segment(seg, [bson.encode({"_id": i, "t": "x" * 50}) for i in range(3)], source={"db": "d", "collection": "c"})
+    (tmp_path / "inf.toml").write_text("threshold_days = inf\n")
+    (tmp_path / "neg.toml").write_text("batch_size = -5\n")
+    fifo = tmp_path / "fifo.mkv"
+    os.mkfifo(fifo)
+    return {"seg": str(seg), "idx": str(seg.with_name("part-0001.index.json")), "dir": str(tmp_path / "seg"),
+            "fifo": str(fifo), "tmp": str(tmp_path)}
+
+
+@pytest.mark.parametrize("args, env, code, text", ROWS)
+def test_bad_input(args, env, code, text, place, cfg, collection, tmp_path):
+    argv = [a.format(**place) for a in args]
+    extra = {k: v.format(**place) for k, v in env.items()}
+    proc = subprocess.run([sys.executable, "-m", "archiverd", *argv], env=env_for(cfg, **extra), cwd=tmp_path,
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    if code in (3, 5) and proc.stderr or (code == 4 and argv[0] != "verify"):  # status reports on stdout
+        errors = [line for line in proc.stderr.splitlines() if not line.startswith("archiverd: warning:")]
+        assert len(errors) == 1 and errors[0].startswith("archiverd: error: "), proc.stderr
+    assert text in proc.stderr + proc.stdout, (text, proc.stderr, proc.stdout)
+    assert not (tmp_path / "relative").exists() and not any((tmp_path / "archives").iterdir())
+    assert os.stat("/dev/null").st_mode & 0o777 == 0o666 and not os.path.isfile("/dev/null")
