@@ -8,10 +8,12 @@ bytes with any number of workers: `workers=1` runs the same functions in the cal
 
 One pool per process, started on first use with `default_workers()` processes (ARCHIVERD_WORKERS;
 default the cores this process may run on) and shared by every writer and reader in it. A worker is
-`python -c 'archiverd.format.workers.serve()'` on a pair of pipes: no `multiprocessing` start method
-runs the parent's main script again, signals stay with the parent (workers ignore SIGINT and
-SIGTERM; the daemon decides when to stop), and a worker whose parent is gone reads end-of-file and
-exits. Every queue is bounded by bytes: a worker's pipes are raised to 1 MiB (F_SETPIPE_SZ) and at
+`python -c 'archiverd.format.workers.serve(PARENT)'` on a pair of pipes: no `multiprocessing` start
+method runs the parent's main script again, and signals stay with the parent (workers ignore SIGINT
+and SIGTERM; the daemon decides when to stop). Workers never outlive their parent, even after a
+SIGKILL of it: a worker reads end-of-file on its task pipe when the parent is gone, and a watch
+thread ends it within a second of `getppid()` changing, in the middle of a task too (not
+PR_SET_PDEATHSIG: that fires when the parent *thread* that started the worker ends). Every queue is bounded by bytes: a worker's pipes are raised to 1 MiB (F_SETPIPE_SZ) and at
 most half of that is submitted to it and not yet taken back, so the parent never blocks writing a
 task and a worker never holds more than that in results.
 
@@ -20,6 +22,7 @@ being written is abandoned (nothing published, nothing deleted) and the next tas
 """
 from __future__ import annotations
 
+import atexit
 import fcntl
 import importlib
 import itertools
@@ -30,6 +33,7 @@ import struct
 import subprocess
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -47,6 +51,7 @@ MAX_WORKERS = 256
 PIPE_BYTES = 1 << 20  # asked for each pipe; the kernel may give less (its pipe-max-size)
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 _LENGTH = struct.Struct(">Q")
+PARENT_POLL_SECONDS = 0.5
 
 _default: int | None = None
 
@@ -107,11 +112,21 @@ def _receive(fd: int) -> Any:
     return pickle.loads(body)
 
 
-def serve() -> None:
+def _watch_parent(parent: int) -> None:
+    """End this worker as soon as its parent is gone (it is re-parented: getppid() changes)."""
+    while os.getppid() == parent:
+        time.sleep(PARENT_POLL_SECONDS)
+    os._exit(1)
+
+
+def serve(parent: int) -> None:
     """A worker's loop: (task id, name, args) in on stdin, (task id, ok, result or exception) out on
-    stdout, until stdin ends."""
+    stdout, until stdin ends or the parent `parent` is gone."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if os.getppid() != parent:  # the parent died before we got here
+        return
+    threading.Thread(target=_watch_parent, args=(parent,), daemon=True, name="watch-parent").start()
     stdin, stdout = sys.stdin.fileno(), sys.stdout.fileno()
     sys.stdout = sys.stderr  # nothing else may write to the result pipe
     functions: dict[str, Callable[..., Any]] = {}
@@ -140,7 +155,7 @@ class _Worker:
         package_root = str(Path(__file__).resolve().parents[2])
         env["PYTHONPATH"] = os.pathsep.join([package_root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
         self.number = number
-        self.proc = subprocess.Popen([sys.executable, "-c", "from archiverd.format.workers import serve; serve()"],
+        self.proc = subprocess.Popen([sys.executable, "-c", f"from archiverd.format.workers import serve; serve({os.getpid()})"],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env, close_fds=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.to_fd, self.from_fd = self.proc.stdin.fileno(), self.proc.stdout.fileno()
@@ -241,7 +256,10 @@ class Pool:
             self._done[task] = (ok, value)
 
     def _break(self, worker: _Worker, what: str) -> None:
-        code = worker.proc.poll()
+        try:
+            code: int | None = worker.proc.wait(1)  # its end of the pipe closed: it is exiting, or has
+        except subprocess.TimeoutExpired:
+            code = None
         how = f"exit status {code}" if code is not None and code >= 0 else \
             f"killed by {signal.Signals(-code).name}" if code is not None else "still running"
         self.broken = f"worker process {worker.proc.pid} {what} ({how}); the segment in progress is abandoned"
@@ -279,8 +297,10 @@ def _forget(broken: Pool) -> None:
                 del _pools[size]
 
 
+@atexit.register
 def shutdown() -> None:
-    """Stop every worker of this process (they also stop on their own when it exits)."""
+    """Stop every worker of this process and wait for them (they also stop on their own when it
+    exits, however it exits)."""
     with _pools_lock:
         pools = list(_pools.values())
         _pools.clear()

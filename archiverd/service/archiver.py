@@ -288,7 +288,7 @@ class Archiver:
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field, "index_fields": list(self.cfg.indexed)},
                              block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent,
-                             encryption=ring.active if ring is not None else None)
+                             encryption=ring.active if ring is not None else None, workers=self.cfg.workers)
 
     def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], lease: Lease,
                          stats: CycleStats) -> None:
