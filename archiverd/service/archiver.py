@@ -34,7 +34,7 @@ from ..errors import DatabaseError, SegmentError
 from ..format import rebuild
 from ..format.reader import SegmentReader, published_mismatch
 from ..format.writer import SegmentWriter
-from . import expiry
+from . import expiry, overlap
 from .source import DeleteOutcome, Lease, LeaseLost, Source
 from .state import State
 
@@ -204,8 +204,10 @@ class Archiver:
         writer: SegmentWriter | None = None
         entries: list[Entry] = []
         day = ""
+        # read on a thread while the documents before are encoded (service/overlap.py)
+        reading = overlap.read_ahead(self.source.expired(cutoff), lambda item: len(item[0].raw))
         try:
-            for doc, ms, reason in self.meter.timed("read", self.source.expired(cutoff)):
+            for doc, ms, reason in self.meter.timed("read", reading):
                 if self.stop.is_set():
                     stats.stopped = True
                     break
@@ -249,6 +251,7 @@ class Archiver:
                 full, writer = writer, None
                 self._seal_and_delete(full, entries, lease, stats)
         finally:
+            reading.close()
             if writer is not None:  # stopped or failed before sealing: abandon, nothing was deleted
                 rel = self._rel(writer.path)
                 writer.abort()
