@@ -204,7 +204,7 @@ class Archiver:
         writer: SegmentWriter | None = None
         entries: list[Entry] = []
         day = ""
-        # read on a thread while the documents before are encoded (service/overlap.py)
+        # read on a thread, a few MB ahead, while the documents before are encoded (service/overlap.py)
         reading = overlap.read_ahead(self.source.expired(cutoff), lambda item: len(item[0].raw))
         try:
             for doc, ms, reason in self.meter.timed("read", reading):

@@ -15,7 +15,9 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
-READ_AHEAD_BYTES = 16 << 20  # about 190 documents of 85 KB
+# about 50 documents of 85 KB: enough to cover the next batch's round trip; each one also carries
+# the decoded form `Source.expired` made reading its `_id` (float arrays as Python lists: ~3x its bytes)
+READ_AHEAD_BYTES = 4 << 20
 
 
 def read_ahead(items: Iterable[T], size: Callable[[T], int], max_bytes: int = READ_AHEAD_BYTES) -> Iterator[T]:
