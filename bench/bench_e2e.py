@@ -14,9 +14,10 @@ the 90-day threshold (`--per-day` documents per day, so that a day is one segmen
    tree, sampled every 20 ms, and the main process's own VmHWM).
 2. restore: (a) bench/plain_pipeline.py restore -- the zstd file -> insert_many -- and (b)
    `archiverd restore SEGMENTS --to DB.COLLECTION`, alternating, into an empty collection.
-3. CPU stages, no server: encode + seal (with its read-back verify), `SegmentReader.verify()` and
-   `decode_video_to_experiences` of `--cpu-docs` documents, with 1 and 2 workers, each in its own
-   interpreter, alternating; medians.
+3. CPU stages, no server: encode + seal (with its read-back verify, also timed on its own between
+   the seal's fault points), `SegmentReader.verify()` and `decode_video_to_experiences` of
+   `--cpu-docs` documents, with 1 and 2 workers, each in its own interpreter, alternating; medians.
+bench/e2e_cpu.py shows where the time goes (CPU of the command, its workers and the server).
 `--big` adds 100,000 documents (one repetition; it needs ~20 GB of disk for the server's data).
 Prints markdown tables and writes them, with the command line, to `--out`.
 """

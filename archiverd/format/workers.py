@@ -13,9 +13,12 @@ method runs the parent's main script again, and signals stay with the parent (wo
 and SIGTERM; the daemon decides when to stop). Workers never outlive their parent, even after a
 SIGKILL of it: a worker reads end-of-file on its task pipe when the parent is gone, and a watch
 thread ends it within a second of `getppid()` changing, in the middle of a task too (not
-PR_SET_PDEATHSIG: that fires when the parent *thread* that started the worker ends). Every queue is bounded by bytes: a worker's pipes are raised to 1 MiB (F_SETPIPE_SZ) and at
-most half of that is submitted to it and not yet taken back, so the parent never blocks writing a
-task and a worker never holds more than that in results.
+PR_SET_PDEATHSIG: that fires when the parent *thread* that started the worker ends).
+
+Every queue is bounded by bytes: a worker's pipes are raised to 1 MiB (F_SETPIPE_SZ) and at most
+half of that is submitted to it and not yet taken back, so the parent never blocks writing a task
+(no deadlock with a worker blocked writing results); an `Ordered` stream of tasks holds at most
+512 KB per worker in flight or waiting to be taken.
 
 A worker that dies (killed, out of memory) raises WorkerError in whoever waits on it: the segment
 being written is abandoned (nothing published, nothing deleted) and the next task starts a new pool.
