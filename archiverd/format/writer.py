@@ -54,7 +54,10 @@ class FrameWriter:
         self.position = 0
         self.tail_parity_rows: int | None = None
         self._pending = bytearray()  # stream bytes not yet in a frame
-        self._stripe: list[bytes] = []
+        # the data bodies of the stripe being filled, in place (pages are touched only as frames
+        # arrive); its parity is computed from this buffer when the stripe is full or the video ends
+        self._stripe = np.zeros((geometry.data_per_stripe if geometry.parity_rows else 0, frame.BODY), dtype=np.uint8)
+        self._stripe_count = 0
         self._gop: list[bytes] = []
         self._task: list[list[bytes]] = []  # GOPs for the next encoding task
         self._encoder = cpu.Ordered("encode", workers)
@@ -96,19 +99,22 @@ class FrameWriter:
                                 g.rows if g.parity_rows else 0, g.parity_rows, version=self.version))
         self.data_frames += 1
         if g.parity_rows:
-            self._stripe.append(body)
-            if len(self._stripe) == g.data_per_stripe:
+            self._stripe[self._stripe_count] = np.frombuffer(body, dtype=np.uint8)
+            self._stripe_count += 1
+            if self._stripe_count == g.data_per_stripe:
                 self._parity_frames(g.parity_rows)
 
     def _parity_frames(self, rows: int) -> None:
-        count = len(self._stripe)
-        data = np.frombuffer(b"".join(self._stripe), dtype=np.uint8).reshape(count, frame.BODY)
+        count = self._stripe_count
         g = self.geometry
         columns = g.columns(count)
+        used = -(-count // columns) * columns  # a short last row is padded with zero frames
+        self._stripe[count:used] = 0
+        data = self._stripe[:used]
         for q, body in enumerate(parity.encode(data, columns, rows)):
             self._frame(frame.Frame(self.segment_id, self.position, frame.PARITY, body.tobytes(), g.rows,
                                     g.parity_rows, count, rows, q // columns, self.version))
-        self._stripe = []
+        self._stripe_count = 0
 
     def _frame(self, record: frame.Frame) -> None:
         self._gop.append(frame.pack(record))
@@ -146,7 +152,7 @@ class FrameWriter:
         """Flush the last data frame (flagged last), the last stripe's parity, the last GOP, the Cues."""
         self._data_frame(bytes(self._pending), last=True)
         self._pending.clear()
-        tail = len(self._stripe)
+        tail = self._stripe_count
         g = self.geometry
         self.tail_parity_rows = g.tail_parity_rows(tail, video.GOP) if tail else g.parity_rows
         if tail:
