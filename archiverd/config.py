@@ -48,6 +48,8 @@ class Config:
     date_field: str = "timestamp"
     threshold_days: float = 90.0
     archive_dir: Path = Path("/var/lib/archiverd/archives")
+    # s3://bucket/prefix: sealed files go to this S3-API store; archive_dir then holds only state and staging
+    archive_url: str | None = None
     batch_size: int = 200  # documents per read batch and per delete transaction
     batch_bytes: int = 16 << 20  # BSON bytes per delete transaction (it re-reads its documents)
     segment_max_docs: int = 0  # 0: a day is one segment; else a part is sealed after this many documents
@@ -222,6 +224,18 @@ def _validate(cfg: Config) -> Config:
         raise bad("uri", f"must start with mongodb:// or mongodb+srv:// (got {scheme!r})")
     if cfg.metrics_addr is not None:
         parse_listen(cfg.metrics_addr)
+    if cfg.archive_url is not None:
+        from .store.objects import parse_url
+        try:
+            parse_url(cfg.archive_url)
+        except ConfigError as exc:
+            raise bad("archive_url", f"is not usable: {exc}") from None
+        if cfg.retention_days:
+            raise bad("retention_days", "must be 0 with archive_url: archiverd never removes anything from an object "
+                                        "store (expire objects with the bucket's own lifecycle rules)")
+        if cfg.encryption_key_file is not None:
+            raise bad("archive_url", "cannot be combined with encryption_key_file yet: encrypted segments are not "
+                                     "read back from an object store")
     if cfg.metrics_textfile is not None and cfg.metrics_textfile.suffix != ".prom":
         raise bad("metrics_textfile", "must end in .prom (node_exporter's textfile collector reads only those)")
     return cfg

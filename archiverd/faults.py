@@ -10,7 +10,8 @@ test installed a handler (`installed(...)`) or started the process with `_ARCHIV
 
 Points (docs/RELIABILITY.md lists which runs covered each): read, appended, seal:video-written,
 seal:video-synced, seal:verified, seal:index-written, seal:video-published, seal:index-published,
-commit, delete-txn (inside an open delete transaction), delete-batch, state-save:<keys>; prune:audited
+seal:video-uploaded, seal:key-uploaded, seal:uploaded (the seal into an object store: each object
+confirmed by the store; seal:uploaded is the index, the commit point), commit, delete-txn (inside an open delete transaction), delete-batch, state-save:<keys>; prune:audited
 (a segment's removal is audited, nothing removed yet), prune:uncommitted (its index is gone),
 erase:rewritten (the replacement segment is committed, the old one untouched), erase:audited,
 erase:uncommitted (as prune's), rotate:key-added (the new master key is saved), rotate:rewrapped (after each segment key file);

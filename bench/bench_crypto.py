@@ -86,10 +86,50 @@ def _segment_cost(docs: int, repeat: int) -> dict[str, float]:
             "tag_bytes": 16 * len(payload)}
 
 
+def _end_to_end(docs: int, rounds: int) -> dict[str, dict[str, float]]:
+    """The same EAT documents sealed as a plain (format 2) and an encrypted (format 3) segment,
+    alternating, `rounds` times each: seal time (write, fsync, read-back verify, publish), full
+    verify time, and the bytes of every file the seal writes (video, index, key file, sidecar)."""
+    import bson
+
+    from archiverd.crypto.keyring import Keyring, MasterKey
+    from archiverd.format import encryption
+    from archiverd.format.reader import SegmentReader
+    from archiverd.format.writer import write_segment
+    from bench.corpus import experiences
+    raws = [bson.encode(d) for d in experiences(docs, embeddings=True, seed=42)]
+    master = MasterKey.generate()
+    variants = {"plain": {}, "AES-256-GCM": {"encryption": master}}
+    samples: dict[str, dict[str, list[float]]] = {v: {"seal": [], "seal_cpu": [], "verify": []} for v in variants}
+    sizes: dict[str, dict[str, int]] = {}
+    encryption.use_keyring(None)
+    for round_ in range(rounds):
+        order = list(variants.items()) if round_ % 2 == 0 else list(variants.items())[::-1]  # no first-run bias
+        for name, extra in order:
+            with tempfile.TemporaryDirectory(prefix="archiverd-bench-") as tmp:
+                video = Path(tmp) / "part-0001.mkv"
+                t0, c0 = time.perf_counter(), time.process_time()
+                write_segment(video, raws, **extra)
+                samples[name]["seal"].append(time.perf_counter() - t0)
+                samples[name]["seal_cpu"].append(time.process_time() - c0)
+                if extra:
+                    encryption.use_keyring(Keyring([master]))
+                t0 = time.perf_counter()
+                assert SegmentReader(video).verify().ok
+                samples[name]["verify"].append(time.perf_counter() - t0)
+                encryption.use_keyring(None)
+                sizes[name] = {"video": video.stat().st_size,
+                               "all files": sum(f.stat().st_size for f in Path(tmp).iterdir() if f.is_file())}
+    return {name: {"seal_s": statistics.median(v["seal"]), "seal_cpu_s": statistics.median(v["seal_cpu"]),
+                   "verify_s": statistics.median(v["verify"]),
+                   **{f"{k} bytes": n for k, n in sizes[name].items()}} for name, v in samples.items()}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=15)
     parser.add_argument("--docs", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=7, help="end-to-end rounds of each variant")
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -115,6 +155,19 @@ def main() -> None:
           f"AES-256-GCM over its {cost['blocks']} blocks ({cost['payload_bytes']:,} B) and index "
           f"({cost['index_bytes']:,} B): {cost['seal_s'] * 1000:.1f} ms = {share:.2f} % of the encode time; "
           f"tags add {cost['tag_bytes']} B = {growth:.4f} % of the video ({cost['video_bytes']:,} B)")
+    e2e = _end_to_end(args.docs, args.rounds)
+    base = e2e["plain"]
+    print(f"\nEnd to end, the same {args.docs} EAT documents, plain (format 2) and encrypted (format 3) "
+          f"alternating, median of {args.rounds} rounds each\n")
+    print("| segment | seal (write, verify, publish) s | × plain | seal CPU s | × plain | verify s | × plain "
+          "| video B | × plain | all files B | × plain |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for name, r in e2e.items():
+        print(f"| {name} | {r['seal_s']:.2f} | {r['seal_s'] / base['seal_s']:.3f} | {r['seal_cpu_s']:.2f} | "
+              f"{r['seal_cpu_s'] / base['seal_cpu_s']:.3f} | {r['verify_s']:.2f} | "
+              f"{r['verify_s'] / base['verify_s']:.3f} | {r['video bytes']:,} | "
+              f"{r['video bytes'] / base['video bytes']:.5f} | {r['all files bytes']:,} | "
+              f"{r['all files bytes'] / base['all files bytes']:.5f} |")
 
 
 if __name__ == "__main__":

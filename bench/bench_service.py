@@ -29,7 +29,6 @@ from bson.raw_bson import RawBSONDocument
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from archiverd import write_segment  # noqa: E402
-from archiverd.format import index  # noqa: E402
 from archiverd.store import layout  # noqa: E402
 from bench.corpus import experience  # noqa: E402
 from tests.mongo_server import Server  # noqa: E402

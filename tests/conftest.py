@@ -128,3 +128,31 @@ def collection(cfg):
     yield client[cfg.database][cfg.collection]
     client.drop_database(cfg.database)
     client.close()
+
+
+# --- a real S3-API server ------------------------------------------------------------------------
+
+from tests.s3_server import S3Server  # noqa: E402
+
+_buckets = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def s3_server():
+    server = S3Server().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def s3(s3_server, monkeypatch) -> str:
+    """A new, empty bucket on the shared S3-API server, its endpoint and credentials in the
+    environment (as boto3 reads them); returns its s3:// URL with a prefix."""
+    import boto3
+    for name, value in s3_server.environment().items():
+        monkeypatch.setenv(name, value)
+    bucket = f"archive-{os.getpid()}-{next(_buckets)}"
+    boto3.client("s3").create_bucket(Bucket=bucket)
+    return f"s3://{bucket}/archives"

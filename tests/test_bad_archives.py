@@ -5,7 +5,6 @@ import json
 import random
 import shutil
 
-import bson
 import pytest
 
 from archiverd import SegmentError, SegmentReader, verify_video, write_segment

@@ -79,8 +79,8 @@ def test_only_leftover_temporary_files_is_a_warning(archive):
     assert _check(root, code=1)["ok"]
 
 
-@pytest.mark.parametrize("args", [["/no/such/archive"], ["--read-data-subset", "150%", "."],
-                                  ["--read-data-subset", "ten", "."]])
-def test_bad_input_is_a_one_line_error(args):
-    proc = run("check", *args, check_code=3)
+@pytest.mark.parametrize("args,code", [(["/no/such/archive"], 4), (["--read-data-subset", "150%", "."], 3),
+                                       (["--read-data-subset", "ten", "."], 3)])
+def test_bad_input_is_a_one_line_error(args, code):
+    proc = run("check", *args, check_code=code)
     assert proc.stderr.strip().count("\n") == 0 and proc.stderr.startswith(("archiverd: error", "Error"))

@@ -1,18 +1,22 @@
 """Pins the on-disk format: an accidental change to the byte layout fails here, loudly.
 
 tests/golden/v1-every-type.mkv was written by format version 1, v2-multi-block.mkv and v2-empty.mkv
-by format version 2 (docs/FORMAT.md). Every later reader must decode each to exactly its .bson file
+by format version 2, v3-encrypted.mkv (with its key file and the test master key v3-master.key) by
+format version 3 (docs/FORMAT.md). Every later reader must decode each to exactly its .bson file
 (concatenated documents). Never regenerate these files to make a test pass: a new format gets a new
 version number and new golden files beside these. (The files are compared by what they decode to,
 not re-encoded: compressed bytes may differ between versions of bzip2, xz, zstd and FFV1.)
 """
 import hashlib
+import shutil
 from pathlib import Path
 
 import pytest
 
 from archiverd import SegmentReader
-from archiverd.format import frame, qr
+from archiverd.crypto import keyring
+from archiverd.errors import EncryptionKeyError
+from archiverd.format import encryption, frame, qr
 from archiverd.format.reader import LocalFile, stream_documents
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -79,3 +83,34 @@ def test_v2_golden_multi_block_segment_layout():
     assert reader.get("golden-2") == _documents("v2-multi-block.bson")[3]
     first, last = idx["blocks"][-1]["frames"]
     assert first <= last < idx["frames"]  # an inclusive range of positions
+
+
+@pytest.fixture
+def golden_key(tmp_path):
+    """The v3 vector's master key: a published test key (bytes 0..31), never a real one."""
+    key_file = tmp_path / "master.key"
+    shutil.copyfile(GOLDEN / "v3-master.key", key_file)
+    key_file.chmod(0o600)
+    encryption.use_keyring(keyring.load(key_file))
+    yield
+    encryption.use_keyring(None)
+
+
+def test_v3_golden_encrypted_segment_reads_byte_exact_with_its_key(golden_key):
+    docs = _documents("v3-encrypted.bson")
+    reader = SegmentReader(GOLDEN / "v3-encrypted.mkv")
+    assert reader.index["format_version"] == 3
+    assert list(reader) == docs
+    assert reader.get("golden-2") == docs[1]
+    report = reader.verify(independent=True)
+    assert report.ok, report.problems
+    with LocalFile(GOLDEN / "v3-encrypted.mkv") as source:  # the video alone, no index, no key file
+        assert list(stream_documents(source, "v3-encrypted")) == docs
+
+
+def test_v3_golden_encrypted_segment_names_no_document_and_needs_its_key():
+    on_disk = b"".join((GOLDEN / f"v3-encrypted{suffix}").read_bytes() for suffix in (".mkv", ".index.json", ".key.json"))
+    for needle in (b"golden-2", b"golden", b"timestamp"):
+        assert needle not in on_disk, needle
+    with pytest.raises(EncryptionKeyError):
+        list(SegmentReader(GOLDEN / "v3-encrypted.mkv"))

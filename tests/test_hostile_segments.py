@@ -43,7 +43,7 @@ def _read(path) -> tuple[list[bytes], object]:
 def _verify_cli(path) -> tuple[subprocess.CompletedProcess, float]:
     """`archiverd verify` on a file without index, in its own process: (result, peak RSS in MB)."""
     code = ("import sys\nfrom archiverd.format.reader import verify_video\n"
-            f"r = verify_video(sys.argv[1], None)\nprint(r.status)\n"
+            "r = verify_video(sys.argv[1], None)\nprint(r.status)\n"
             "print(next(int(l.split()[1]) for l in open('/proc/self/status') if l.startswith('VmHWM:')))")
     proc = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, timeout=600, cwd=ROOT)
     assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr

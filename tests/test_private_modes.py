@@ -71,8 +71,6 @@ def test_group_access_opens_to_the_group_only(cfg, collection):
     assert all(m & 0o007 == 0 for m in modes.values())  # never world-readable
 
 
-@pytest.mark.xfail(strict=True, reason="lead: service/state.py opens .archiverd-state.lock with os.open(mode) "
-                                       "and no fchmod, so a umask of 077 narrows it to 0600 under group access")
 def test_group_access_under_a_strict_umask(cfg, collection):
     put(collection, [(1, 100)])
     assert _as_user(cfg, 0o077, "run", "--once", ARCHIVERD_GROUP_ACCESS="1").returncode == 0

@@ -81,10 +81,21 @@ def with_config(fn: Callable[..., int] | None = None, *, database: bool = True) 
     return decorate(fn) if fn is not None else decorate
 
 
+def local_archive_only(cfg: config.Config, what: str) -> None:
+    """Refuse, clearly, what works on an archive directory only when the segments are in an object
+    store (ARCHIVERD_ARCHIVE_URL): archiverd never deletes there, and keeps no catalog of it yet."""
+    if cfg.archive_url is not None:
+        raise config.ConfigError(
+            f"{what} works on an archive directory; this collection's segments are in {cfg.archive_url} "
+            "(`check`, `status`, `list`, `find`, `get`, `search`, `export`, `verify` and `restore` read them there; archiverd never "
+            "removes anything from an object store: expire objects with the bucket's own lifecycle rules)")
+
+
 def archive_dir_of(cfg: config.Config) -> Path:
     """The configured collection's archive directory (`--archive-dir` may also name a collection's
     own directory, e.g. a copy of it); ConfigError when there is none."""
     from ..query.archive import collection_dir
+    local_archive_only(cfg, "this command")
     if cfg.collection_dir.is_dir():
         return cfg.collection_dir
     if not cfg.archive_dir.is_dir():
@@ -97,8 +108,13 @@ def archive_dir_of(cfg: config.Config) -> Path:
 
 
 def open_archive(cfg: config.Config) -> Any:
-    """`archiverd.Archive` over the configured collection's archive directory."""
+    """`archiverd.Archive` over the configured collection's archive directory, or its object store
+    (ARCHIVERD_ARCHIVE_URL: the catalog is then kept in the collection's local directory)."""
     from ..query.archive import Archive
+    if cfg.archive_url is not None:
+        from ..store import durable, objects
+        durable.ensure_dir(cfg.collection_dir)
+        return Archive(cfg.collection_dir, store=objects.for_collection(cfg))
     return Archive(archive_dir_of(cfg))
 
 

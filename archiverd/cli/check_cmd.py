@@ -9,8 +9,9 @@ import click
 
 from .. import progress
 from ..config import Config
-from ..errors import ConfigError, EXIT_WARNING, SegmentError
-from ..store.check import SegmentCheck, check
+from ..errors import ConfigError, EXIT_WARNING, SegmentError, StorageError
+from ..store import objects
+from ..store.check import SegmentCheck, check, check_store
 from ._common import with_config
 
 
@@ -52,7 +53,8 @@ def _line(item: SegmentCheck) -> None:
 @with_config
 def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str | None, repair: bool,
             as_json: bool, meter: progress.Meter) -> int:
-    """Check PATHS (segment files or directories; default: this collection's archive directory).
+    """Check PATHS (segment files or directories; default: this collection's archive, in its
+    directory or, with ARCHIVERD_ARCHIVE_URL, in its object store).
 
     Phases: structure (every video has its index, orphans, leftover temporary files), checksums
     (each video's size and SHA-256 against its index), and with --read-data (or a sampled
@@ -74,12 +76,25 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
       archiverd check --repair 2026/08/01/part-0003.mkv
     """
     share = _percent(subset)
-    targets = list(paths) or [cfg.collection_dir]
-    for path in targets:
-        if not path.exists():
-            raise ConfigError(f"{path} does not exist")
-    result = check(targets, read_data=read_data, subset=share, repair=repair,
-                   progress=None if as_json else _line, meter=meter)
+    if cfg.archive_url is not None and not paths:
+        if repair:
+            raise ConfigError(f"--repair writes beside segments in an archive directory; nothing is repaired in "
+                              f"the object store {cfg.archive_url}")
+        result = check_store(objects.for_collection(cfg), read_data=read_data, subset=share,
+                             progress=None if as_json else _line, meter=meter)
+    else:
+        if not paths and not cfg.archive_dir.is_dir():
+            raise StorageError(f"archive directory {cfg.archive_dir} does not exist or is not a directory: fix "
+                               "ARCHIVERD_ARCHIVE_DIR (or --archive-dir)")
+        if not paths and not cfg.collection_dir.is_dir():
+            raise ConfigError(f"no archive of {cfg.namespace} under {cfg.archive_dir} (is --db/--collection "
+                              "right?)")
+        targets = list(paths) or [cfg.collection_dir]
+        for path in targets:
+            if not path.exists():
+                raise SegmentError("no such segment file or directory", str(path))
+        result = check(targets, read_data=read_data, subset=share, repair=repair,
+                       progress=None if as_json else _line, meter=meter)
     meter.close()
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1, default=str))

@@ -11,6 +11,7 @@ from .. import config
 from ..config import Config
 from ..errors import ArchiverdError, StorageError
 from ..service.source import Source
+from ..store import objects
 from ._common import with_config
 
 
@@ -31,6 +32,13 @@ def _checks(cfg: Config) -> list[dict[str, Any]]:
         add("archive_dir", StorageError(f"{root} is not writable by this user"), "")
     else:
         add("archive_dir", None, f"{root} exists and is writable")
+    if cfg.archive_url is not None:
+        try:
+            store = objects.for_collection(cfg)
+            add("archive_url", None, f"{store.url} can be listed ({len(store.videos())} videos); the first seal "
+                                     "shows that it can be written")
+        except ArchiverdError as exc:
+            add("archive_url", exc, "")
     if cfg.log_file is not None:
         parent = cfg.log_file.parent
         if cfg.log_file.is_dir():

@@ -8,7 +8,7 @@ from ..errors import EXIT_WARNING
 from ..query.ids import parse_id
 from ..service.state import State
 from ..store import erase
-from ._common import with_config
+from ._common import local_archive_only, with_config
 
 
 @click.command("erase")
@@ -36,6 +36,7 @@ def command(cfg: Config, ids: tuple[str, ...], reason: str, dry_run: bool) -> in
       archiverd erase 66b1f0c2e4b0a1b2c3d4e5f6 exp-7 --reason "GDPR request 2026-114"
     """
     wanted = [(text, parse_id(text)) for text in ids]
+    local_archive_only(cfg, "`archiverd erase`")
     result = erase.erase(cfg, wanted, reason, pending=State(cfg.state_file).pending, dry_run=dry_run)
     verb = "would rewrite" if dry_run else "rewrote"
     for r in result.rewrites:

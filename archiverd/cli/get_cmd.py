@@ -10,8 +10,8 @@ import click
 
 from ..config import Config
 from ..errors import EXIT_WARNING, ConfigError
-from ..format.reader import SegmentReader
 from ..query.ids import parse_id
+from ..store import objects
 from ._common import open_archive, with_config
 from .export_cmd import ejson_line
 
@@ -45,12 +45,12 @@ def _first_found(lookup: Any, text: str) -> list[bytes]:
 @click.argument("ids", nargs=-1)
 @click.option("--by", "by", nargs=2, metavar="FIELD VALUE",
               help="Look up by an indexed field (ARCHIVERD_INDEX_FIELDS) instead of _id, e.g. --by experience_id 3f2a...")
-@click.option("--segment", type=click.Path(path_type=Path), help="Read this segment file only (no catalog).")
+@click.option("--segment", help="Read this segment only (its file, or its s3:// URL; no catalog).")
 @click.option("--canonical", is_flag=True, help="Canonical Extended JSON (type-exact) instead of relaxed.")
 @click.option("--bson", "as_bson", is_flag=True, help="Write the documents' exact BSON bytes (as mongodump's .bson).")
 @click.option("--all-copies", is_flag=True, help="Every archived copy of an _id archived more than once, newest first.")
 @with_config
-def command(cfg: Config, ids: tuple[str, ...], by: tuple[str, str] | None, segment: Path | None, canonical: bool,
+def command(cfg: Config, ids: tuple[str, ...], by: tuple[str, str] | None, segment: str | None, canonical: bool,
             as_bson: bool, all_copies: bool) -> int:
     """Print archived documents by _id, from anywhere in the archive.
 
@@ -74,7 +74,7 @@ def command(cfg: Config, ids: tuple[str, ...], by: tuple[str, str] | None, segme
       archiverd get --bson 66b1f0c2e4b0a1b2c3d4e5f6 > doc.bson
     """
     if segment is None and ids and ids[0].endswith(".mkv") and Path(ids[0]).is_file():
-        segment, ids = Path(ids[0]), ids[1:]  # the older form: get SEGMENT ID
+        segment, ids = ids[0], ids[1:]  # the older form: get SEGMENT ID
     if by and ids:
         raise ConfigError("give IDs or --by FIELD VALUE, not both")
     if not by and not ids:
@@ -84,7 +84,7 @@ def command(cfg: Config, ids: tuple[str, ...], by: tuple[str, str] | None, segme
     if segment is not None:
         if by:
             raise ConfigError("--by looks up through the catalog; it cannot be combined with --segment")
-        reader = SegmentReader(segment)
+        reader = objects.reader_at(segment)
 
         def lookup_segment(value: Any) -> list[bytes]:
             try:

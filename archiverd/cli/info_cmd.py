@@ -15,13 +15,6 @@ from ..errors import EXIT_OK, SegmentError
 from ..format import index
 
 
-def video_of(path: Path) -> Path:
-    """The video a SEGMENT argument names: the .mkv itself, or the video of an index file."""
-    if path.name.endswith(index.SUFFIX):
-        return path.with_name(path.name[:-len(index.SUFFIX)] + ".mkv")
-    return path
-
-
 def _regular(path: Path, what: str) -> os.stat_result | None:
     """The file's stat if it is a regular file, None if it does not exist; SegmentError otherwise."""
     try:
@@ -41,7 +34,7 @@ def _regular(path: Path, what: str) -> os.stat_result | None:
 def summary(segment: Path, *, docs: bool = False) -> dict[str, Any]:
     """Everything `info` shows (with `docs`, every document's index entry); SegmentError when there
     is no loadable index to show."""
-    original = video_of(segment)
+    original = index.named_video(segment)
     video_st = _regular(original, "video")
     if _regular(index.path_for(original), "index") is None:
         if video_st is None:

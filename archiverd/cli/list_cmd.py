@@ -11,7 +11,7 @@ import click
 from .. import units
 from ..config import Config
 from ..errors import EXIT_OK, ConfigError, SegmentError, StorageError
-from ..store import inventory
+from ..store import inventory, objects
 from ._common import with_config
 
 _DAY_PREFIX = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$|^out-of-range$")
@@ -51,7 +51,8 @@ def command(cfg: Config, day: str | None, per_segment: bool, as_json: bool) -> i
     Videos without an index (orphans) and indexes that do not load are listed too (on stderr), and
     make the exit code 4 (`archiverd check` tells more; `archiverd reindex` rebuilds a lost index).
     Exit 5 if the archive directory does not exist, 3 if this database or collection has no archive
-    but others do (a misspelt name).
+    but others do (a misspelt name). With ARCHIVERD_ARCHIVE_URL the segments are listed from the
+    object store (one listing, then one GET of each index).
 
     \b
     Examples:
@@ -59,11 +60,16 @@ def command(cfg: Config, day: str | None, per_segment: bool, as_json: bool) -> i
       archiverd list 2026-08 --segments
       archiverd list --json | jq '.totals'
     """
-    if not cfg.archive_dir.is_dir():
-        raise StorageError(f"archive directory {cfg.archive_dir} "
-                           f"{'is not a directory' if cfg.archive_dir.exists() else 'does not exist'}")
-    _check_namespace(cfg)
-    inv = inventory.scan(cfg.collection_dir)
+    where = str(cfg.collection_dir)
+    if cfg.archive_url is not None:
+        store = objects.for_collection(cfg)
+        where, inv = store.url, inventory.scan_store(store)
+    else:
+        if not cfg.archive_dir.is_dir():
+            raise StorageError(f"archive directory {cfg.archive_dir} "
+                               f"{'is not a directory' if cfg.archive_dir.exists() else 'does not exist'}")
+        _check_namespace(cfg)
+        inv = inventory.scan(cfg.collection_dir)
     if day:
         inv = inventory.Inventory(
             segments=[s for s in inv.segments if s.day.startswith(day)],
@@ -73,7 +79,7 @@ def command(cfg: Config, day: str | None, per_segment: bool, as_json: bool) -> i
     totals = inv.totals()
     if as_json:
         rows = inv.segments if per_segment else inv.days()
-        click.echo(json.dumps({"archive_dir": str(cfg.collection_dir), "totals": totals,
+        click.echo(json.dumps({"archive_dir": where, "totals": totals,
                                "segments" if per_segment else "days": [asdict(r) for r in rows],
                                "orphans": inv.orphans, "unreadable_indexes": inv.unreadable}, indent=1))
     else:

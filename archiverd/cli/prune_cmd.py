@@ -9,7 +9,7 @@ from ..config import Config
 from ..errors import EXIT_WARNING
 from ..service.state import State
 from ..store import retention
-from ._common import with_config
+from ._common import local_archive_only, with_config
 
 
 @click.command("prune")
@@ -38,6 +38,7 @@ def command(cfg: Config, dry_run: bool, keep_days: int | None, reason: str | Non
       archiverd prune
       archiverd prune --keep-days 3650 --reason "ticket 1234: ten years are enough"
     """
+    local_archive_only(cfg, "`archiverd prune`")
     result = retention.prune(cfg, pending=State(cfg.state_file).pending, retention_days=keep_days, reason=reason,
                              dry_run=dry_run)
     if as_json:

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from ..format import index, rebuild
-from ..format.reader import SegmentReader
+from ..format.reader import SegmentReader, segment_file
 from ..store import derived
 
 
@@ -27,7 +27,8 @@ def command(segments: tuple[Path, ...]) -> int:
     Examples:
       archiverd reindex archives/evolving_agents_db/eat_agent_experiences/2026/08/01/part-0003.mkv
     """
-    for path in segments:
+    for named in segments:
+        path = segment_file(named)
         done = []
         if not index.path_for(path).exists():
             rebuilt = rebuild.reindex(path)

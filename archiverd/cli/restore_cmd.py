@@ -4,7 +4,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import re
-from pathlib import Path
 
 import click
 
@@ -46,14 +45,17 @@ def _target(cfg: Config, to: str) -> Config:
 
 
 @click.command("restore")
-@click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("segments", nargs=-1, required=True)
 @click.option("--to", "to", required=True,
               help="DB.COLLECTION (on the server of --uri / MONGODB_URI), or mongodb://HOST/DB.COLLECTION?OPTIONS.")
 @click.option("--dry-run", is_flag=True, help="Report what would be inserted and what already exists.")
 @progress.options("restoring")
 @with_config
-def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool, meter: progress.Meter) -> int:
+def command(cfg: Config, segments: tuple[str, ...], to: str, dry_run: bool, meter: progress.Meter) -> int:
     """Insert the documents of SEGMENTS into a collection with their exact bytes.
+
+    A segment is a video's path, or in an object store its s3:// URL; an s3:// URL ending in `/`
+    names every committed segment under it (read by ranged GETs).
 
     Existing _ids are reported and never overwritten. If an _id was archived more than once, only
     its newest copy is restored. Every document is checked against its index SHA-256 before it is
@@ -67,6 +69,8 @@ def command(cfg: Config, segments: tuple[Path, ...], to: str, dry_run: bool, met
       archiverd restore archives/evolving_agents_db/eat_agent_experiences/2026/08/01/*.mkv \\
           --to evolving_agents_db.eat_restored
       archiverd restore part-0001.mkv --to mongodb://localhost:27017/scratch.check --dry-run
+      archiverd restore s3://my-bucket/archives/evolving_agents_db/eat_agent_experiences/2026/08/ \
+          --to evolving_agents_db.eat_restored
     """
     target = _target(cfg, to)
     stats = restore(segments, Source(target), dry_run=dry_run, meter=meter)

@@ -31,7 +31,7 @@ from ..service.archiver import iso
 from ..service.source import Source, dead_local_owner
 from ..service.state import State
 from ..crypto import keyring
-from ..store import holds, inventory
+from ..store import holds, inventory, layout, objects
 from ._common import with_config
 
 DEFAULT_STALE_AFTER = "2d"  # as the ArchiverdNoSuccessfulCycle alert (docs/guides/alerts.yml)
@@ -93,15 +93,36 @@ def _state(cfg: Config, health: _Health) -> dict[str, Any]:
     return data
 
 
+def _in_store(cfg: Config, info: dict[str, Any], health: _Health) -> inventory.Inventory:
+    """The segments in the object store, from its listing alone (no index is read: counts of
+    documents and bytes are left to `check`); orphans are uploaded videos never committed."""
+    store = objects.for_collection(cfg)
+    inv = inventory.Inventory()
+    try:
+        segments = store.segments()
+        inv.orphans = sorted(set(store.videos()) - set(segments))
+    except StorageError as exc:
+        health.add(StorageError.exit_code, str(exc))
+        segments = []
+    days = sorted({inventory.day_of(s) for s in segments})
+    info.update(archive_url=store.url, segments=len(segments), documents_on_disk=None, bytes_on_disk=None,
+                days_on_disk=len(days), first_day=days[0] if days else None, last_day=days[-1] if days else None, orphans=inv.orphans, unreadable_indexes={},
+                temporaries=[str(p.relative_to(cfg.collection_dir)) for p in layout.temporaries(cfg.collection_dir)])
+    return inv
+
+
 def _local(cfg: Config, info: dict[str, Any], health: _Health, now: dt.datetime) -> None:
     """The archive directory, the state file and the segments on disk."""
     data = _state(cfg, health)
-    inv = inventory.scan(cfg.collection_dir)
-    totals = inv.totals()
-    info.update(segments=totals["segments"], documents_on_disk=totals["documents"],
-                bytes_on_disk=totals["bytes"], days_on_disk=totals["days"], first_day=totals["first_day"],
-                last_day=totals["last_day"], orphans=inv.orphans, unreadable_indexes=inv.unreadable,
-                temporaries=inv.temporaries)
+    if cfg.archive_url is not None:
+        inv = _in_store(cfg, info, health)
+    else:
+        inv = inventory.scan(cfg.collection_dir)
+        totals = inv.totals()
+        info.update(segments=totals["segments"], documents_on_disk=totals["documents"],
+                    bytes_on_disk=totals["bytes"], days_on_disk=totals["days"], first_day=totals["first_day"],
+                    last_day=totals["last_day"], orphans=inv.orphans, unreadable_indexes=inv.unreadable,
+                    temporaries=inv.temporaries)
     for rel in inv.orphans:
         health.add(SegmentError.exit_code, f"{rel}: video without its index (`archiverd reindex` rebuilds it)")
     for rel, why in inv.unreadable.items():
@@ -276,9 +297,13 @@ def _human(info: dict[str, Any]) -> list[str]:
     seal = info["last_seal"]
     row("last seal", f"{seal['segment']}: {units.count(seal['documents'])} documents, {units.size(seal['bytes'])}, "
                      f"at {seal['at']}" if seal else "none yet")
-    row("on disk", f"{units.count(info['segments'])} segments, {units.count(info['documents_on_disk'])} documents, "
-                   f"{units.size(info['bytes_on_disk'])}, {units.count(info['days_on_disk'])} days"
-                   + (f" ({info['first_day']} .. {info['last_day']})" if info["first_day"] else ""))
+    days = f"{units.count(info['days_on_disk'])} days" + (
+        f" ({info['first_day']} .. {info['last_day']})" if info["first_day"] else "")
+    if info.get("archive_url"):
+        row("in store", f"{units.count(info['segments'])} segments, {days} in {info['archive_url']}")
+    else:
+        row("on disk", f"{units.count(info['segments'])} segments, {units.count(info['documents_on_disk'])} "
+                       f"documents, {units.size(info['bytes_on_disk'])}, {days}")
     lease = info.get("lease")
     if info["database"] == "reachable":
         if lease is None:

@@ -7,10 +7,11 @@ from pathlib import Path
 import click
 
 from ..errors import SegmentError
-from ..format.reader import ScanReport, SegmentReader
+from ..format.reader import ScanReport
+from ..store import objects
 
 
-def show(path: Path, report: ScanReport) -> None:
+def show(path: Path | str, report: ScanReport) -> None:
     """One segment's outcome for a person: OK on stdout, anything else with its problems on stderr."""
     if report.ok:
         extra = f" ({'; '.join(report.warnings)})" if report.warnings else ""
@@ -25,11 +26,11 @@ def show(path: Path, report: ScanReport) -> None:
 
 
 @click.command("verify")
-@click.argument("segments", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.argument("segments", nargs=-1, required=True)
 @click.option("--independent", is_flag=True,
               help="Also decode every frame with zxing-cpp (a standard QR reader) and require agreement.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON report per segment.")
-def command(segments: tuple[Path, ...], independent: bool, as_json: bool) -> int:
+def command(segments: tuple[str, ...], independent: bool, as_json: bool) -> int:
     """Check SEGMENTS end to end (exit 0 only if every one is intact, 4 otherwise).
 
     Phases: the video against its index (size, SHA-256); every frame (QR, CRC, segment id,
@@ -37,22 +38,27 @@ def command(segments: tuple[Path, ...], independent: bool, as_json: bool) -> int
     SHA-256s, end record, content digest); every document against its index entry (length,
     SHA-256, _id, block). A damaged segment is `damaged (repairable)` when every document still
     verifies (then `archiverd check --repair` writes a repaired copy), else `damaged (unrepairable)`.
+    A segment in an object store is named by its s3:// URL (one ending in `/`: every committed
+    segment under it) and read by ranged GETs.
 
     \b
     Examples:
       archiverd verify archives/evolving_agents_db/eat_agent_experiences/2026/08/01/part-0001.mkv
       archiverd verify --json archives/**/*.mkv
+      archiverd verify s3://my-bucket/archives/evolving_agents_db/eat_agent_experiences/2026/08/
     """
     failed = 0
-    for path in segments:
+    for text in segments:
         try:
-            report = SegmentReader(path).verify(independent=independent)
+            found = [(r.where, r.verify(independent=independent)) for r in objects.readers_at(text)]
         except SegmentError as exc:
-            report = ScanReport(str(path))
+            report = ScanReport(text)
             report.problem(str(exc))
-        failed += not report.ok
-        if as_json:
-            click.echo(json.dumps(report.as_dict(), sort_keys=True, default=str))
-        else:
-            show(path, report)
+            found = [(text, report)]
+        for where, report in found:
+            failed += not report.ok
+            if as_json:
+                click.echo(json.dumps(report.as_dict(), sort_keys=True, default=str))
+            else:
+                show(text if len(found) == 1 and not text.endswith("/") else where, report)
     return SegmentError.exit_code if failed else 0

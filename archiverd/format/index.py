@@ -105,6 +105,11 @@ def video_of(index_path: Path) -> Path:
     return index_path.with_name(index_path.name[:-len(SUFFIX)] + ".mkv")
 
 
+def named_video(path: Path) -> Path:
+    """The video a SEGMENT argument names: the .mkv itself, or the video of an index file."""
+    return video_of(path) if path.name.endswith(SUFFIX) else path
+
+
 def parse(raw: bytes, where: str, *, public_only: bool = False) -> dict[str, Any]:
     """Structurally check index bytes (version 1, 2 or 3)."""
     path = where
@@ -163,7 +168,7 @@ def parse(raw: bytes, where: str, *, public_only: bool = False) -> dict[str, Any
 def _open(public: dict[str, Any], where: str) -> dict[str, Any]:
     from . import encryption
     from .reader import read_header
-    video = video_of(Path(where)) if where.endswith(SUFFIX) else Path(where)
+    video = named_video(Path(where))
     keys = encryption.segment_keys(video, public["segment_id"],
                                    lambda: encryption.header_wrapped(read_header(video)))
     return encryption.open_index(keys, public, where)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -800,7 +801,6 @@ class LocalFile(video.FileSource):
         except OSError as exc:
             raise SegmentError(f"cannot open segment: {exc.strerror}", str(path)) from None
         st = os.fstat(fd)
-        import stat
         if not stat.S_ISREG(st.st_mode):
             os.close(fd)
             raise SegmentError("not a regular file", str(path))
@@ -864,24 +864,53 @@ def published_mismatch(path: Path, idx: Mapping[str, Any]) -> str | None:
     return None
 
 
+def segment_file(path: Path | str) -> Path:
+    """The video a SEGMENT argument names (the .mkv, or its .index.json), checked to be a regular
+    file: SegmentError (exit 4) naming what it is instead -- missing, a directory, a device, a FIFO."""
+    named = Path(path)
+    if str(path) in ("", "."):
+        raise SegmentError("is a directory, not a segment file (an empty path names the current directory)",
+                           str(path))
+    video = index.named_video(named)
+    try:
+        st = video.stat()
+    except FileNotFoundError:
+        raise SegmentError("no such segment file", str(video)) from None
+    except OSError as exc:
+        raise SegmentError(f"cannot read the segment: {exc.strerror or exc}", str(video)) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SegmentError("is a directory, not a segment file", str(video))
+    if not stat.S_ISREG(st.st_mode):
+        raise SegmentError(f"is not a regular file (a segment is a .mkv file beside its {index.SUFFIX})",
+                           str(video))
+    return video
+
+
 class SegmentReader:
     """Read a sealed segment (its video and sidecar index): iterate, fetch by `_id`, verify, salvage."""
 
-    def __init__(self, path: Path | str) -> None:
-        self.requested = Path(path)
+    def __init__(self, path: Path | str, *, store: Any = None) -> None:
+        self.store = store  # a store/objects.Store holding the segment (its objects read by ranges), or None: a file
+        if store is not None:
+            self.requested = self.path = Path(path)
+            self.where = store.where(self.path.as_posix())
+            self.index = store.load_index(self.path.as_posix())
+            return
+        self.requested = segment_file(path)
         self.path = index.preferred(self.requested)  # a verified repaired copy stands in for the original
-        if self.path.is_dir():
-            raise SegmentError("is a directory, not a segment file", str(self.path))
-        if not self.path.is_file():
-            raise SegmentError("no such segment file", str(self.path))
+        self.where = str(self.path)
         self.index = index.load(index.path_for(self.path))
+
+    def open(self) -> Any:
+        """The video's bytes: a local file, or the store's object read by ranged GETs."""
+        return LocalFile(self.path) if self.store is None else self.store.open(self.path.as_posix())
 
     def entries(self) -> list[dict[str, Any]]:
         return self.index["docs"]
 
-    def scan(self, **kwargs: Any) -> tuple[SegmentScan, LocalFile]:
-        source = LocalFile(self.path)
-        return SegmentScan(source, str(self.path), self.index, **kwargs), source
+    def scan(self, **kwargs: Any) -> tuple[SegmentScan, Any]:
+        source = self.open()
+        return SegmentScan(source, self.where, self.index, **kwargs), source
 
     def __iter__(self) -> Iterator[bytes]:
         """Every document's exact BSON bytes in order; raises SegmentError if any is unrecoverable."""
@@ -891,7 +920,7 @@ class SegmentReader:
                 yield raw
         if scan.report.lost or scan.report.lost_blocks:
             raise SegmentError(f"{scan.report.lost} documents cannot be recovered: "
-                               + "; ".join(scan.report.problems[:5]), str(self.path))
+                               + "; ".join(scan.report.problems[:5]), self.where)
 
     def salvage(self) -> Iterator[tuple[int | None, bytes]]:
         """Every document that verifies, with its number; see `self.last_report` afterwards."""
@@ -903,10 +932,10 @@ class SegmentReader:
 
     def verify(self, *, independent: bool = False, workers: int | None = None) -> ScanReport:
         try:
-            with LocalFile(self.path) as source:
-                return verify_source(source, self.index, str(self.path), independent=independent, workers=workers)
+            with self.open() as source:
+                return verify_source(source, self.index, self.where, independent=independent, workers=workers)
         except SegmentError as exc:
-            report = ScanReport(str(self.path))
+            report = ScanReport(self.where)
             report.problem(str(exc))
             return report
 
@@ -921,18 +950,18 @@ class SegmentReader:
 
     def document(self, n: int) -> bytes:
         """Document `n` (its number in the index), checked against its SHA-256."""
-        with LocalFile(self.path) as source:
-            return read_document(source, self.index, n, str(self.path))
+        with self.open() as source:
+            return read_document(source, self.index, n, self.where)
 
     def vectors(self, wanted: Sequence[tuple[int, int]]) -> dict[tuple[int, int], np.ndarray | None]:
         """Embeddings by (document number, index of the field in the index's `vector_fields`)."""
-        with LocalFile(self.path) as source:
-            return read_vectors(source, self.index, wanted, str(self.path))
+        with self.open() as source:
+            return read_vectors(source, self.index, wanted, self.where)
 
     def block(self, number: int) -> list[bytes]:
         """The documents of one block, verified against its digest."""
-        with LocalFile(self.path) as source:
-            return read_block(source, self.index, number, str(self.path))
+        with self.open() as source:
+            return read_block(source, self.index, number, self.where)
 
 
 def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tuple[int, int]], where: str,

@@ -16,7 +16,7 @@ from typing import Any
 from . import encryption, frame, index, parity
 from ..crypto import envelope
 from .documents import date_meta, fields_meta, id_entry
-from .reader import LocalFile, ScanReport, SegmentScan
+from .reader import LocalFile, ScanReport, SegmentScan, segment_file
 from .writer import FrameWriter, build_index, file_sha256, publish
 from ..errors import SegmentError
 from ..store import durable
@@ -103,6 +103,7 @@ def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) \
 def reindex(video: Path) -> Rebuilt:
     """Rebuild a lost index from the video alone (verified by decoding every document against its
     block's SHA-256 and the stream's content digest) and write it with an exclusive create."""
+    video = segment_file(video)
     target = index.path_for(video)
     if target.exists():
         raise SegmentError(f"{target.name} exists; reindex never replaces an index (move it away first)", str(video))

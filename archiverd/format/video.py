@@ -147,6 +147,22 @@ class BytesSource(mkv.Source):
         return bytes(self.data[offset:offset + length])
 
 
+HEAD_PROBE_BYTES = 64 << 10  # the head of an archiverd video is under 1 KB
+
+
+def _head(source: mkv.Source) -> mkv.Layout:
+    """The file's head from a small first read when it ends at the first cluster within it (one
+    document fetched from an object store then costs no 1 MiB GET), else from MAX_HEADER_BYTES."""
+    probe = source.read(0, HEAD_PROBE_BYTES)
+    try:
+        layout = mkv.parse_head(probe)
+        if probe[layout.first_cluster:layout.first_cluster + 4] == mkv.CLUSTER.to_bytes(4, "big"):
+            return layout
+    except mkv.Malformed:
+        pass
+    return mkv.parse_head(source.read(0, mkv.MAX_HEADER_BYTES))
+
+
 class VideoReader:
     """The clusters of a segment's video and their decoded images."""
 
@@ -154,7 +170,7 @@ class VideoReader:
         self.source = source
         self.where = where
         try:
-            self.layout = mkv.parse_head(source.read(0, mkv.MAX_HEADER_BYTES))
+            self.layout = _head(source)
         except mkv.Malformed as exc:
             raise SegmentError(f"not a readable video ({exc})", where) from None
         track = self.layout.track

@@ -31,6 +31,8 @@ from ..store import durable
 
 DEFAULT_BLOCK_BYTES = 4 << 20
 GOPS_PER_TASK = 8  # GOPs a worker encodes per task: 16 frames, 47 KB in (the pipes' overhead is <1 %)
+# publishes a verified segment elsewhere than beside its temporary file: (its video temp, index, index bytes, key file bytes)
+Upload = Callable[[durable.TempFile, dict[str, Any], bytes, bytes | None], None]
 
 
 def _utc_now() -> str:
@@ -302,11 +304,13 @@ class SegmentWriter:
         """The finished video's bytes (for the in-memory API)."""
         return self.temp.read(0, self.temp.size)
 
-    def seal(self, *, verify: bool = True, before_publish: Callable[[], None] | None = None) -> dict[str, Any]:
+    def seal(self, *, verify: bool = True, before_publish: Callable[[], None] | None = None,
+             upload: Upload | None = None) -> dict[str, Any]:
         """Finish, sync, read everything back through the same descriptor and compare, then publish
         video and index. `before_publish` runs right before the first name appears (the daemon
-        checks its lease there and raises to stop). Returns the index; on any failure nothing is
-        published and the temporary files go away."""
+        checks its lease there and raises to stop); `upload` publishes into an object store instead
+        of beside the temporary file (store/objects.py). Returns the index; on any failure nothing
+        is published and the temporary files go away."""
         key_file = None if self.wrapped_key is None else \
             (envelope.path_for(self.path), envelope.dumps(self.wrapped_key))
         try:
@@ -314,7 +318,7 @@ class SegmentWriter:
             if self.rewritten_from is not None:
                 idx["rewritten_from"] = self.rewritten_from
             return publish(self.path, self.temp, idx, verify=verify, before_publish=before_publish,
-                           keys=self.keys, key_file=key_file)
+                           keys=self.keys, key_file=key_file, upload=upload)
         finally:
             self.abort()
 
@@ -364,12 +368,14 @@ def build_index(frames: FrameWriter, created_at: str, source: Mapping[str, Any] 
 
 def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: bool = True,
             before_publish: Callable[[], None] | None = None, keys: enc.SegmentKeys | None = None,
-            key_file: tuple[Path, bytes] | None = None) -> dict[str, Any]:
+            key_file: tuple[Path, bytes] | None = None, upload: Upload | None = None) -> dict[str, Any]:
     """The seal: fsync the finished video, hash it and decode it back through the same descriptor,
     write the index, link the video's inode under its name, re-read it by that name (size and
     SHA-256 must be what was verified), write an encrypted segment's key file (`key_file`: path,
     bytes; never over an existing one), then link the index (the commit point). With `keys` the
-    index file's private part is sealed."""
+    index file's private part is sealed. With `upload`, the verified video, key file and index go
+    to an object store instead (`upload(temp, idx, index bytes, key file bytes)`, which returns
+    once the store has confirmed each; store/objects.upload_segment)."""
     from .reader import published_mismatch, verify_source
 
     def step(name: str) -> None:
@@ -384,6 +390,11 @@ def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: 
         if not report.ok:
             raise SegmentError("read-back verification failed: " + "; ".join(report.problems), str(path))
     step("verified")
+    if upload is not None:
+        if before_publish is not None:
+            before_publish()
+        upload(temp, idx, index.dumps(idx, keys), None if key_file is None else key_file[1])
+        return idx
     with durable.TempFile(path.parent, index.path_for(path).name) as index_temp:
         index_temp.write(index.dumps(idx, keys))
         index_temp.sync()

@@ -26,8 +26,9 @@ import numpy as np
 from ..errors import ConfigError, EncryptionKeyError, SegmentError
 from ..format import blockcodec, encryption, index, records, sidecar
 from ..format.documents import DECODE_OPTIONS, field_value
-from ..format.reader import LocalFile, SegmentReader, fetch_ranges
+from ..format.reader import SegmentReader, fetch_ranges
 from ..service.expiry import bson_date, to_ms
+from ..store import objects
 from ..store.catalog import Catalog, Location, SegmentInfo
 from . import search as vsearch
 from .find import Query
@@ -123,9 +124,12 @@ class Archive:
     """One collection's archive, read through its catalog (kept in step with the disk on open)."""
 
     def __init__(self, archive_dir: Path | str, namespace: str | None = None, *,
-                 cache_bytes: int = DEFAULT_CACHE_BYTES) -> None:
-        self.dir = collection_dir(archive_dir, namespace)
-        self.catalog = Catalog.for_reading(self.dir)
+                 cache_bytes: int = DEFAULT_CACHE_BYTES, store: objects.Store | None = None) -> None:
+        # with `store` (an s3:// archive) the segments are read from it, by ranged GETs, and
+        # `archive_dir` is the collection's local directory, where its catalog is kept
+        self.store = store
+        self.dir = Path(archive_dir) if store is not None else collection_dir(archive_dir, namespace)
+        self.catalog = Catalog.for_reading(self.dir, store)
         if self.catalog.locked:  # never a silently partial answer
             self.catalog.close()
             raise EncryptionKeyError(f"{len(self.catalog.locked)} segments of this archive are encrypted (e.g. "
@@ -144,7 +148,8 @@ class Archive:
 
     def reader(self, segment: str) -> SegmentReader:
         if segment not in self._readers:
-            self._readers[segment] = SegmentReader(self.dir / segment)
+            self._readers[segment] = SegmentReader(self.dir / segment) if self.store is None \
+                else self.store.reader(segment)
         return self._readers[segment]
 
     def segments(self, start: Any = None, end: Any = None) -> list[SegmentInfo]:
@@ -288,8 +293,8 @@ class Archive:
         """A block's documents without their embeddings, from its head alone (a few GOPs); from the
         whole block when the head cannot be read."""
         def read() -> list[bytes]:
-            with LocalFile(reader.path) as source:
-                (head,) = fetch_ranges(source, reader.index, [(block["offset"], block["head"])], str(reader.path))
+            with reader.open() as source:
+                (head,) = fetch_ranges(source, reader.index, [(block["offset"], block["head"])], reader.where)
             try:
                 if head is None:
                     raise SegmentError("a frame of the block head is damaged")
@@ -351,19 +356,21 @@ class Archive:
             raise ConfigError(f"the query vector has {size} dimensions; {field} holds vectors of "
                               f"{' or '.join(map(str, dims))} dimensions")
 
+        pool = ThreadPoolExecutor(2, thread_name_prefix="search")  # decoding frames releases the GIL
+
         def fetch(candidates: list[tuple[Any, int]]) -> dict[tuple[Any, int], np.ndarray | None]:
             by_segment: dict[str, list[int]] = {}
             for segment, n in candidates:
                 by_segment.setdefault(segment, []).append(n)
-            return {(segment, n): values for segment, numbers in by_segment.items()
-                    for n, values in self._vectors(segment, numbers, field).items()}
+            found = pool.map(lambda item: self._vectors(item[0], item[1], field), by_segment.items())
+            return {(segment, n): values for segment, got in zip(by_segment, found) for n, values in got.items()}
 
-        try:
-            hits = vsearch.search(vector, field, k, sidecars, fetch, unindexed=unindexed, allowed=allowed,
-                                  confidence=confidence, stats=stats)
-        except ValueError as exc:
-            raise ConfigError(f"search: {exc}") from None
-        with ThreadPoolExecutor(2, thread_name_prefix="search") as pool:  # decoding releases the GIL
+        with pool:
+            try:
+                hits = vsearch.search(vector, field, k, sidecars, fetch, unindexed=unindexed, allowed=allowed,
+                                      confidence=confidence, stats=stats)
+            except ValueError as exc:
+                raise ConfigError(f"search: {exc}") from None
             docs = list(pool.map(lambda h: self._document(self.reader(h.segment), h.doc), hits))
         return [Scored(self._out(doc, raw), h.score) for doc, h in zip(docs, hits)]
 

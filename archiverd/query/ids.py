@@ -45,11 +45,15 @@ def parse_id(text: str) -> list[Any]:
     if text in ("true", "false", "null"):
         return [loads(text), text]
     if text[:1] in ("{", "[", '"'):
-        value = loads(text, "the _id")
+        try:
+            value = loads(text, "it")
+        except QueryError as exc:
+            raise QueryError(f"cannot parse the _id {text[:60]!r}: {exc}") from None
         if isinstance(value, uuid.UUID):
             value = Binary(value.bytes, 4)
         if bracket(value) in (ARRAY, REGEX):
-            raise QueryError(f"an _id cannot be an array or a regular expression: {text[:60]}")
+            raise QueryError(f"cannot parse the _id {text[:60]!r}: an _id cannot be an array or a regular "
+                             "expression")
         return [value]
     return [text]
 

@@ -23,16 +23,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..store import derived, layout, durable
+from ..store import derived, layout, durable, objects
 from .. import faults, log
 from ..crypto import keyring
 from ..format import encryption, index
 from ..format.documents import fields_meta
 from ..progress import Meter
 from ..config import Config
-from ..errors import DatabaseError, SegmentError
+from ..errors import DatabaseError, SegmentError, StorageError
 from ..format import rebuild
-from ..format.reader import SegmentReader, published_mismatch
+from ..format.reader import SegmentReader
 from ..format.writer import SegmentWriter
 from . import expiry, overlap
 from .source import DeleteOutcome, Lease, LeaseLost, Source
@@ -83,8 +83,9 @@ class _SealedDays:
     the document decodes from it with that SHA-256. A day's directory is where an earlier copy would
     be; indexes are loaded on demand, segments set aside by recovery never count."""
 
-    def __init__(self, collection_dir: Path, set_aside: Iterable[str]) -> None:
+    def __init__(self, collection_dir: Path, set_aside: Iterable[str], store: objects.Store) -> None:
         self.collection_dir = collection_dir
+        self.store = store
         self.set_aside = {collection_dir / rel for rel in set_aside}
         self._days: dict[str, dict[tuple[str, str], tuple[Path, int]]] = {}
         self._readers: dict[Path, SegmentReader | None] = {}
@@ -93,12 +94,13 @@ class _SealedDays:
         day = self._days.get(label)
         if day is None:
             day = self._days[label] = {}
-            directory = layout.day_dir(self.collection_dir, label)
-            for video in layout.videos(directory) if directory.is_dir() else []:
-                if video in self.set_aside or not index.path_for(video).exists():
+            prefix = layout.day_dir(Path(), label).as_posix() + "/"
+            for rel in self.store.segments(prefix):
+                video = self.collection_dir / rel
+                if video in self.set_aside:
                     continue
                 try:
-                    idx = index.load(index.path_for(video))
+                    idx = self.store.load_index(rel)
                 except SegmentError:
                     continue
                 for n, entry in enumerate(idx["docs"]):
@@ -119,8 +121,8 @@ class _SealedDays:
     def _reader(self, video: Path) -> SegmentReader | None:
         if video not in self._readers:
             try:
-                reader = SegmentReader(video)
-                ok = published_mismatch(reader.path, reader.index) is None
+                reader = self.store.reader(video.relative_to(self.collection_dir).as_posix())
+                ok = self.store.mismatch(reader) is None
             except SegmentError:
                 reader, ok = None, False
             if not ok:
@@ -139,6 +141,7 @@ class Archiver:
         self.stop = stop or threading.Event()
         self.progress = progress
         self.meter = meter or Meter()  # observes only: counts, stage times, `--progress` display
+        self.store = objects.for_collection(cfg)  # where sealed files go: the collection directory or a bucket
 
     # -- recovery -----------------------------------------------------------------------------------
 
@@ -156,22 +159,28 @@ class Archiver:
         for rel in self.state.pending:
             video = self.cfg.collection_dir / rel
             try:
-                if not index.path_for(video).exists():
-                    if not video.exists():
+                if not self.store.exists(objects.index_name(rel)):
+                    if not self.store.exists(rel):
                         log.event("recovery.uncommitted", segment=rel)
+                        self.state.remove_pending(rel)
+                        continue
+                    if not self.store.local:  # uploaded, never committed: its documents are all in MongoDB
+                        log.warning("recovery.orphan_uploaded", segment=self.store.where(rel),
+                                    reason="the video was uploaded but not its index; it stays (never deleted), "
+                                           "its documents are archived again under the next part")
                         self.state.remove_pending(rel)
                         continue
                     rebuilt = rebuild.reindex(video)  # raises unless the video decodes completely
                     log.warning("recovery.reindexed", segment=rel, documents=rebuilt.index["documents"],
                                 reason="the video was published but not its index; index rebuilt from the video")
-                reader = SegmentReader(video)
+                reader = self.store.reader(rel)
                 report = reader.verify()
                 if not report.ok:
                     raise SegmentError(f"{report.status}: " + "; ".join(report.problems[:5]), str(video))
             except SegmentError as exc:
                 self._set_aside(rel, str(exc), stats)
                 continue
-            derived.after_seal(self.cfg.collection_dir, video, reader.index)
+            derived.after_commit(self.store, rel, reader.index)
             entries = [(index.from_json(e["_id"]), e["sha256"], e["bytes"]) for e in reader.entries() if "_id" in e]
             outcome = self._delete(entries, lease, rel)
             stats.recovered += outcome.deleted
@@ -199,7 +208,7 @@ class Archiver:
         stats = CycleStats(watermark=iso(expiry.watermark_ms(self.cfg)), cutoff=iso(cutoff))
         with self.meter.stage("recover"):
             self.recover(lease, stats)
-        sealed = _SealedDays(self.cfg.collection_dir, self.state.get("set_aside") or {})
+        sealed = _SealedDays(self.cfg.collection_dir, self.state.get("set_aside") or {}, self.store)
         again: dict[Path, list[Entry]] = {}
         writer: SegmentWriter | None = None
         entries: list[Entry] = []
@@ -286,7 +295,7 @@ class Archiver:
         durable.ensure_dir(directory)
         ring = keyring.from_config(self.cfg)  # read at each segment: a `key rotate` is taken up at once
         encryption.use_keyring(ring)
-        path = layout.next_part(directory)
+        path = self.cfg.collection_dir / self.store.next_part(self._rel(directory))
         self.state.add_pending(self._rel(path))  # intent first: recovery knows what to look for
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field, "index_fields": list(self.cfg.indexed)},
@@ -300,15 +309,20 @@ class Archiver:
         try:
             # fencing: an instance whose lease is gone or superseded publishes nothing
             with self.meter.stage("seal"):
-                idx = writer.seal(verify=True, before_publish=lambda: self.source.check_lease(lease))
+                idx = writer.seal(verify=True, before_publish=lambda: self.source.check_lease(lease),
+                                  upload=objects.uploader(self.store, rel))
         except BaseException:
-            if not writer.path.exists():  # nothing published: nothing to recover
+            try:
+                published = self.store.exists(rel)
+            except StorageError:  # the store cannot say: the journal entry stays, recovery looks again
+                published = True
+            if not published:  # nothing published: nothing to recover
                 self.state.remove_pending(rel)
             # else the video is published without its index: recovery rebuilds the index from the
             # video and verifies it before any delete (or reports it, and deletes nothing)
             raise
         faults.hit("commit")
-        derived.after_seal(self.cfg.collection_dir, writer.path, idx, writer)
+        derived.after_commit(self.store, rel, idx, writer)
         stats.sealed += idx["documents"]
         stats.segments.append(rel)
         log.event("segment.sealed", segment=rel, documents=idx["documents"], frames=idx["frames"],

@@ -19,6 +19,7 @@ from pymongo import errors as pe
 from ..format import index
 from ..format.reader import SegmentReader
 from ..progress import Meter
+from ..store import objects
 from . import overlap
 from .source import Source
 
@@ -37,7 +38,7 @@ class RestoreStats:
 def newest_copies(readers: Sequence[SegmentReader]) -> dict[str, tuple[int, int]]:
     """For every _id: (reader number, document number) of its newest copy. Segments are ordered by
     when they were sealed (index created_at), then by position within a segment."""
-    order = sorted(range(len(readers)), key=lambda r: (readers[r].index["created_at"], str(readers[r].path)))
+    order = sorted(range(len(readers)), key=lambda r: (readers[r].index["created_at"], readers[r].where))
     newest: dict[str, tuple[int, int]] = {}
     for r in order:
         for i, entry in enumerate(readers[r].entries()):
@@ -45,11 +46,12 @@ def newest_copies(readers: Sequence[SegmentReader]) -> dict[str, tuple[int, int]
     return newest
 
 
-def restore(segments: Sequence[Path], source: Source, *, dry_run: bool = False, batch: int = 200,
+def restore(segments: Sequence[Path | str], source: Source, *, dry_run: bool = False, batch: int = 200,
             meter: Meter | None = None) -> RestoreStats:
-    """`meter` (progress, statistics) counts every document read and times decoding and inserting."""
+    """`segments`: paths or s3:// URLs (store/objects.readers_at). `meter` (progress, statistics)
+    counts every document read and times decoding and inserting."""
     meter = meter or Meter()
-    readers = [SegmentReader(p) for p in segments]
+    readers = [r for p in segments for r in objects.readers_at(p)]
     meter.expect(documents=sum(r.index["documents"] for r in readers),
                  bytes=sum(e["bytes"] for r in readers for e in r.entries()))
     newest = newest_copies(readers)
@@ -82,7 +84,7 @@ def _account(reader: SegmentReader, stats: RestoreStats) -> None:
     """A damaged segment's lost documents, once it has been read."""
     report = reader.last_report
     if not report.ok:
-        stats.damaged.append(f"{reader.path}: {report.status}, {report.lost} documents lost")
+        stats.damaged.append(f"{reader.where}: {report.status}, {report.lost} documents lost")
         stats.lost += report.lost
         stats.lost_ids.extend(report.lost_documents[:20 - len(stats.lost_ids)])
 

@@ -8,9 +8,7 @@ overwrite what another instance recorded meanwhile. A missing file is an empty s
 """
 from __future__ import annotations
 
-import fcntl
 import json
-import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -43,16 +41,8 @@ class State:
     @contextmanager
     def _locked(self) -> Iterator[None]:
         durable.ensure_dir(self.path.parent)
-        lock = self.path.with_name(".archiverd-state.lock")
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, durable.file_mode())
-        except OSError as exc:
-            raise StorageError(f"cannot open {lock}: {exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with durable.exclusive_lock(self.path.with_name(".archiverd-state.lock")):
             yield
-        finally:
-            os.close(fd)
 
     def _change(self, what: str, change: Callable[[dict[str, Any]], None]) -> None:
         with self._locked():

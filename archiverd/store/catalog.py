@@ -29,7 +29,7 @@ from typing import Any
 from .. import log
 from ..errors import EncryptionKeyError, SegmentError, StorageError
 from ..format import encryption, identity, index
-from . import durable, layout
+from . import durable, layout, objects
 
 FILE = "catalog.sqlite"
 SCHEMA_VERSION = 1
@@ -91,8 +91,9 @@ class Catalog:
     FILE = FILE
 
     def __init__(self, collection_dir: Path, *, writable: bool = True, memory: bool = False,
-                 path: Path | None = None) -> None:
+                 path: Path | None = None, store: objects.Store | None = None) -> None:
         self.collection_dir = Path(collection_dir)
+        self.store = store  # an object store holding the segments (the catalog stays in collection_dir)
         self.path = path or self.collection_dir / FILE
         self.writable = writable
         # with encryption configured, `_id`s and field values are kept as keyed digests
@@ -131,12 +132,12 @@ class Catalog:
         self.db.execute("COMMIT")
 
     @classmethod
-    def for_reading(cls, collection_dir: Path) -> Catalog:
+    def for_reading(cls, collection_dir: Path, store: objects.Store | None = None) -> Catalog:
         """The catalog, brought up to date with the disk: the shared file, or -- when it cannot be
         written (another user, a read-only copy) or is damaged -- a private in-memory one, so that
         reads never depend on a derived file."""
         try:
-            catalog = cls(collection_dir)
+            catalog = cls(collection_dir, store=store)
             try:
                 catalog.sync()
             except sqlite3.Error:
@@ -147,7 +148,7 @@ class Catalog:
             if (Path(collection_dir) / FILE).exists() and os.access(Path(collection_dir) / FILE, os.W_OK):
                 log.warning("catalog.unusable", path=str(Path(collection_dir) / FILE), reason=str(exc)[:300],
                             fix="`archiverd catalog rebuild`; reading from the indexes meanwhile")
-        catalog = cls(collection_dir, memory=True)
+        catalog = cls(collection_dir, memory=True, store=store)
         catalog.sync()
         return catalog
 
@@ -189,25 +190,39 @@ class Catalog:
                 out[video.relative_to(self.collection_dir).as_posix()] = index.path_for(target)
         return out
 
+    def _in_store(self) -> dict[str, tuple[str, int, int]]:
+        """Committed segments in the object store: video -> (index name, size, 0); an object is never
+        replaced, so its name and size say whether it changed."""
+        assert self.store is not None
+        sizes = self.store.listing()
+        return {video: (Path(objects.index_name(video)).name, sizes[objects.index_name(video)], 0)
+                for video in self.store.segments()}
+
     def sync(self) -> tuple[int, int]:
         """Add new or changed segments, drop vanished ones. Returns (added, dropped)."""
-        on_disk = self._on_disk()
+        if self.store is None:
+            on_disk = self._on_disk()
+            stamps = {path: (f.name, (st := f.stat()).st_size, st.st_mtime_ns) for path, f in on_disk.items()}
+        else:
+            stamps = self._in_store()
         known = {path: (seg_id, file, size, mtime) for seg_id, path, file, size, mtime in
                  self.db.execute("SELECT id, path, index_file, index_size, index_mtime FROM segments")}
         added = dropped = 0
         for path, (seg_id, _, _, _) in known.items():
-            if path not in on_disk:
+            if path not in stamps:
                 self._drop(seg_id)
                 dropped += 1
-        for path, index_file in on_disk.items():
-            st = index_file.stat()
+        for path, stamp in stamps.items():
             old = known.get(path)
-            if old is not None and old[1:] == (index_file.name, st.st_size, st.st_mtime_ns):
+            if old is not None and old[1:] == stamp:
                 continue
             if old is not None:
                 self._drop(old[0])
             try:
-                self.add(path, index.load(index_file), index_file)
+                if self.store is None:
+                    self.add(path, index.load(on_disk[path]), on_disk[path])
+                else:
+                    self._add(path, self.store.load_index(path), stamp)
             except EncryptionKeyError:
                 self.locked.append(path)
                 continue
@@ -225,6 +240,10 @@ class Catalog:
     def add(self, path: str, idx: dict[str, Any], index_file: Path) -> None:
         """Record one segment (the daemon calls this right after a seal)."""
         st = index_file.stat()
+        self._add(path, idx, (index_file.name, st.st_size, st.st_mtime_ns))
+
+    def _add(self, path: str, idx: dict[str, Any], stamp: tuple[str, int, int]) -> None:
+        """Record one segment whose index file is `stamp` (name, size, mtime: how `sync` tells a change)."""
         rows, fields, dates = [], [], []
         sealed = idx["format_version"] >= encryption.VERSION  # its documents' times stay in its sealed index
         for n, entry in enumerate(idx["docs"]):
@@ -250,8 +269,7 @@ class Catalog:
                 "INSERT INTO segments(path, day, segment_id, created_at, documents, video_bytes, index_file, "
                 "index_size, index_mtime, first_date, last_date, sealed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
                 (path, day, idx["segment_id"], idx["created_at"], idx["documents"], idx["video"]["bytes"],
-                 index_file.name, st.st_size, st.st_mtime_ns, min(dates, default=None), max(dates, default=None),
-                 int(sealed)))
+                 *stamp, min(dates, default=None), max(dates, default=None), int(sealed)))
             seg_id = cur.lastrowid
             self.db.executemany("INSERT INTO docs VALUES(?,?,?,?,?,?,?)", [(seg_id, *r) for r in rows])
             self.db.executemany("INSERT INTO fields VALUES(?,?,?,?)", [(seg_id, *f) for f in fields])

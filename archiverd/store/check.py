@@ -11,6 +11,8 @@
 4. derived files (never the only copy of anything): each segment's vector sidecar (present,
    intact, of this segment) and the catalog (agrees with the indexes it believes current).
 
+An object store (an s3:// archive) is checked by `check_store`, in the same phases.
+
 `repair` never deletes or modifies a sealed file: a repairable segment gets a verified repaired
 copy beside it (which readers prefer from then on), an orphan gets its index rebuilt from the
 video, and derived files that fail their checks are rebuilt.
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import derived, layout
+from . import derived, layout, objects
 from ..errors import EncryptionKeyError, SegmentError
 from ..format import encryption, index, rebuild
 from ..format.reader import REPAIRABLE, LocalFile, ScanReport, read_header, verify_source
@@ -96,18 +98,16 @@ def collect(paths: Iterable[Path]) -> tuple[list[Path], list[Path], list[Path]]:
             videos.update(layout.videos(path))
             temps.update(layout.temporaries(path))
             for idx in path.rglob("part-*" + index.SUFFIX):
-                if ".repaired." not in idx.name and not _video_for(idx).exists():
+                if ".repaired." not in idx.name and not index.video_of(idx).exists():
                     lonely.add(idx)
         elif path.name.endswith(index.SUFFIX):
-            video = _video_for(path)
+            video = index.video_of(path)
             (videos if video.exists() else lonely).add(video if video.exists() else path)
+        elif path.exists() and not path.is_file():
+            raise SegmentError("not a segment: not a regular file, nor a directory of segments", str(path))
         else:
             videos.add(path)
     return sorted(videos), sorted(lonely), sorted(temps)
-
-
-def _video_for(idx: Path) -> Path:
-    return idx.with_name(idx.name[:-len(index.SUFFIX)] + ".mkv")
 
 
 def check(paths: Iterable[Path], *, read_data: bool = False, subset: float | None = None, repair: bool = False,
@@ -242,3 +242,67 @@ def _repair(video: Path, item: SegmentCheck) -> None:
             item.repaired = "; ".join(filter(None, [item.repaired, f"vector sidecar rebuilt: {rebuilt_sidecar.name}"]))
     except SegmentError as exc:
         item.problems.append(f"repair failed: {exc}")
+
+
+def check_store(store: objects.Store, *, read_data: bool = False, subset: float | None = None,
+                progress: Callable[[SegmentCheck], None] | None = None, seed: int | None = None,
+                meter: Meter | None = None) -> CheckResult:
+    """The same phases for an object store (an s3:// archive), without downloading what need not be:
+    structure from the listing; checksums from what the store reports for each video (its size and
+    the SHA-256 it computed at the upload, compared with the index); content (`read_data`, a
+    `subset`, or a checksum that differs) by a full decode through ranged GETs. Derived files and
+    the catalog are not checked there, and nothing is repaired in a store."""
+    meter = meter or Meter()
+    started = time.perf_counter()
+    with meter.stage("structure"):
+        names = set(store.names())
+    videos = store.videos()
+    chosen: set[str] = set(videos) if read_data else set()
+    if subset is not None and videos:
+        k = max(1, round(len(videos) * subset / 100))
+        chosen.update(random.Random(seed).sample(videos, min(k, len(videos))))
+    result = CheckResult()
+    lonely = sorted(n for n in names if n.endswith(index.SUFFIX) and ".repaired." not in n
+                    and index.video_of(Path(n)).as_posix() not in names)
+    items = [SegmentCheck(store.where(n), MISSING_VIDEO, problems=[f"{Path(n).name}: the video of this index is missing"])
+             for n in lonely]
+    for video in videos:
+        item = SegmentCheck(store.where(video))
+        items.append(item)
+        if objects.index_name(video) not in names:
+            item.status = ORPHAN
+            item.problems.append(f"{Path(video).name}: no index (the video is kept: it was uploaded, never committed)")
+            continue
+        try:
+            reader = store.reader(video)
+        except SegmentError as exc:
+            item.status = BAD_INDEX
+            item.problems.append(str(exc))
+            continue
+        item.documents, item.format_version = reader.index["documents"], reader.index["format_version"]
+        with meter.stage("checksum"):
+            problem = store.mismatch(reader)
+        item.bytes = reader.index["video"]["bytes"]
+        if problem is None and video not in chosen:
+            meter.add(item.documents, item.bytes)
+            continue
+        if problem is not None:
+            item.problems.append(problem)
+        with meter.stage("decode"):
+            report = reader.verify()
+        item.read = True
+        result.bytes_read += item.bytes
+        result.documents_read += report.documents
+        item.lost = report.lost
+        item.problems.extend(report.problems)
+        item.warnings.extend(report.warnings)
+        if not report.ok:
+            item.status = report.status if report.status == REPAIRABLE else \
+                f"damaged (unrepairable: {report.lost} documents)"
+        meter.add(item.documents, item.bytes)
+    for item in items:
+        result.segments.append(item)
+        if progress:
+            progress(item)
+    result.seconds = round(time.perf_counter() - started, 3)
+    return result

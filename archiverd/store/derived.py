@@ -8,6 +8,7 @@ sealed segment.
 """
 from __future__ import annotations
 
+import hashlib
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +19,27 @@ from ..errors import ArchiverdError, SegmentError, StorageError
 from ..format import encryption, index, sidecar
 from ..format.reader import SegmentReader
 from ..format.writer import SegmentWriter
-from . import durable
+from . import durable, objects
 from .catalog import Catalog
+
+def after_commit(store: objects.Store, video: str, idx: dict[str, Any], writer: SegmentWriter | None = None) -> None:
+    """The daemon's derived files for a segment committed to `store`: in the local directory, the
+    sidecar and the catalog (`after_seal`); in an object store, the sidecar object, uploaded after
+    the commit from the codes the writer collected (a failure is logged only; the catalog of an
+    object store is not kept yet)."""
+    if isinstance(store, objects.LocalStore):
+        after_seal(store.root, store.path(video), idx, writer)
+        return
+    if writer is None:
+        return
+    name = sidecar.path_for(Path(video)).as_posix()
+    try:
+        data = writer.sidecar(idx)
+        store.put_new(name, data, hashlib.sha256(data).hexdigest())
+    except (ArchiverdError, ValueError) as exc:
+        log.warning("derived.sidecar_failed", segment=store.where(video), reason=str(exc)[:300],
+                    fix="search reads this segment's vectors exactly meanwhile")
+
 
 def after_seal(collection_dir: Path, video: Path, idx: dict[str, Any], writer: SegmentWriter | None = None) -> None:
     """The daemon's derived files for a segment it has just sealed (the sidecar from the codes its

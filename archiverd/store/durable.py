@@ -145,8 +145,15 @@ def append_synced(path: Path, data: bytes) -> None:
 def exclusive_lock(lock: Path, mode: int | None = None) -> Iterator[None]:
     """Hold an exclusive flock on the file `lock` (created if missing) for the block: for
     read-modify-write of small files (holds, the key file) and for one prune at a time."""
+    mode = _modes["file"] if mode is None else mode
     try:
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, _modes["file"] if mode is None else mode)
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_EXCL, mode)
+        os.fchmod(fd, mode)  # the mode asked for, whatever the umask
+    except FileExistsError:
+        try:
+            fd = os.open(lock, os.O_RDWR)
+        except OSError as exc:
+            raise _storage_error("open lock file", lock, exc) from None
     except OSError as exc:
         raise _storage_error("open lock file", lock, exc) from None
     try:

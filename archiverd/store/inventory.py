@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import layout
+from . import layout, objects
 from ..errors import SegmentError
 from ..format import index
 
@@ -106,4 +106,27 @@ def scan(collection_dir: Path) -> Inventory:
             bytes=sizes.get((video.parent, video.name.split(".", 1)[0]), 0),
             created_at=idx["created_at"], repaired=target != video))
     inv.temporaries = [str(t.relative_to(collection_dir)) for t in layout.temporaries(collection_dir)]
+    return inv
+
+
+def scan_store(store: objects.Store) -> Inventory:
+    """The same from an object store: one listing for the sizes, then every index (one GET each;
+    nothing is cached, as on disk)."""
+    inv = Inventory()
+    sizes = store.listing()
+    inv.bytes_on_disk = sum(sizes.values())
+    for video in store.videos():
+        if objects.index_name(video) not in sizes:
+            inv.orphans.append(video)
+            continue
+        try:
+            idx = store.load_index(video)
+        except SegmentError as exc:
+            inv.unreadable[video] = str(exc)
+            continue
+        stem = video.rsplit(".", 1)[0] + "."
+        inv.segments.append(Segment(
+            rel=video, day=day_of(video), documents=idx["documents"], bson_bytes=sum(d["bytes"] for d in idx["docs"]),
+            bytes=sum(size for name, size in sizes.items() if name.startswith(stem)),
+            created_at=idx["created_at"], repaired=False))
     return inv

@@ -1,0 +1,271 @@
+"""An S3-API bucket as a store (store/objects.py): conditional puts, SHA-256 checksums, ranged GETs.
+
+boto3 finds the endpoint and the credentials where it always does (AWS_ENDPOINT_URL,
+AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/config and credentials, instance
+roles); it is imported only when an s3:// archive is used (`pip install archiverd[s3]`).
+
+- `put_new` sends `If-None-Match: *`: the store refuses the put when the name exists (HTTP 412), so
+  two instances can never both own a name. A store that does not implement conditional puts
+  (HTTP 501) gets a HEAD first, then the put: safe under the daemon's lease, which is checked right
+  before the seal's first upload.
+- Every put carries the object's SHA-256 (`x-amz-checksum-sha256`): S3 rejects a body that does not
+  match it. After the put, a HEAD must report the size (and that SHA-256, where the store reports
+  checksums), and the object is read back by ranged GETs and hashed: not every S3-API store checks
+  the checksum it is sent (moto does not), and after the delete this object is the only copy. Only
+  then does `put_new` return.
+- Reads are ranged GETs, a few hundred KB at a time around what the reader asks for (the reader
+  asks for clusters by their byte ranges, from the index): nothing downloads a whole video unless
+  the whole video is being verified.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import threading
+from typing import Any
+
+from ..errors import ConfigError, SegmentError, StorageError
+from .objects import ObjectExists, Readable, Store, sha256_of
+
+MAX_PUT_BYTES = 5 << 30  # one PUT; a larger segment needs ARCHIVERD_SEGMENT_MAX_DOCS
+SMALL_READ = 4096  # a read shorter than this (a cluster's header while scanning) fetches READ_AHEAD bytes
+READ_AHEAD = 512 << 10  # about two clusters: the scan's next reads fall inside it
+HEAD_BYTES = 64 << 10  # the first bytes of an object read from its start are kept (video.HEAD_PROBE_BYTES)
+
+
+def _client() -> Any:
+    try:
+        import boto3
+        from botocore.config import Config as BotoConfig
+    except ImportError:
+        raise ConfigError("an s3:// archive needs boto3: pip install 'archiverd[s3]'") from None
+    # few retries and short connect timeouts: a seal that cannot upload fails and is retried by the next cycle
+    return boto3.client("s3", config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"},
+                                                connect_timeout=5, read_timeout=120,
+                                                request_checksum_calculation="when_required",
+                                                response_checksum_validation="when_required"))
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", "")) or str(response.get("ResponseMetadata", {}).get(
+        "HTTPStatusCode", ""))
+
+
+class _Body:
+    """A file-like view of a `Readable` (read by offset) for boto3: it may seek back and resend."""
+
+    def __init__(self, source: Readable) -> None:
+        self.source = source
+        self.pos = 0
+
+    def read(self, n: int = -1) -> bytes:
+        n = self.source.size - self.pos if n is None or n < 0 else n
+        data = self.source.read(self.pos, n)
+        self.pos += len(data)
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        self.pos = offset if whence == 0 else (self.pos + offset if whence == 1 else self.source.size + offset)
+        return self.pos
+
+    def tell(self) -> int:
+        return self.pos
+
+
+class S3Store(Store):
+    def __init__(self, bucket: str, prefix: str) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.url = f"s3://{bucket}/{self.prefix}".rstrip("/")
+        self._client: Any = None
+        self._lock = threading.Lock()
+        self._sizes: dict[str, int] = {}  # of objects opened: an object is never replaced,
+        self._heads: dict[str, bytes] = {}  # nor are their first bytes (a video's head, read by every reader)
+
+    @property
+    def client(self) -> Any:
+        """One client for every thread (boto3 clients are thread-safe; making one is not, and is slow)."""
+        with self._lock:
+            if self._client is None:
+                self._client = _client()
+            return self._client
+
+    def key(self, name: str) -> str:
+        return f"{self.prefix}/{name}" if self.prefix else name
+
+    def where(self, name: str) -> str:
+        return f"s3://{self.bucket}/{self.key(name)}"
+
+    def _fail(self, action: str, name: str, exc: Exception) -> StorageError:
+        from botocore.exceptions import ClientError
+        if isinstance(exc, ClientError):
+            code = _code(exc)
+            reason = {"NoSuchBucket": "the bucket does not exist", "AccessDenied": "access denied",
+                      "InvalidAccessKeyId": "the access key is not known to the store",
+                      "SignatureDoesNotMatch": "the secret key does not match"}.get(code, code)
+        else:
+            reason = str(exc).splitlines()[0][:200]
+        return StorageError(f"cannot {action} {self.where(name)}: {reason}")
+
+    def _call(self, action: str, name: str, method: str, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+        try:
+            return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
+        except ClientError as exc:
+            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._fail(action, name, exc) from None
+        except BotoCoreError as exc:
+            raise self._fail(action, name, exc) from None
+
+    def _head(self, name: str) -> dict[str, Any] | None:
+        return self._call("look up", name, "head_object", Key=self.key(name), ChecksumMode="ENABLED")
+
+    def size(self, name: str) -> int | None:
+        head = self._head(name)
+        return None if head is None else int(head["ContentLength"])
+
+    def listing(self, prefix: str = "") -> dict[str, int]:
+        out: dict[str, int] = {}
+        base = self.key("")
+        token: dict[str, str] = {}
+        while True:
+            page = self._call("list", prefix, "list_objects_v2", Prefix=self.key(prefix), **token)
+            if page is None:
+                raise StorageError(f"cannot list {self.where(prefix)}: the bucket does not exist")
+            out.update((o["Key"][len(base):], int(o["Size"])) for o in page.get("Contents", []))
+            if not page.get("IsTruncated"):
+                return {n: size for n, size in out.items() if not n.rsplit("/", 1)[-1].startswith(".")}
+            token = {"ContinuationToken": page["NextContinuationToken"]}
+
+    def read(self, name: str, limit: int) -> bytes:
+        got = self._call("read", name, "get_object", Key=self.key(name))
+        if got is None:
+            raise SegmentError("is missing", self.where(name))
+        if int(got["ContentLength"]) > limit:
+            got["Body"].close()
+            raise SegmentError(f"larger than {limit} bytes", self.where(name))
+        return self._body(name, got)
+
+    def _body(self, name: str, got: dict[str, Any]) -> bytes:
+        from botocore.exceptions import BotoCoreError
+        try:
+            return got["Body"].read()
+        except BotoCoreError as exc:
+            raise self._fail("read", name, exc) from None
+
+    def range(self, name: str, offset: int, length: int) -> bytes:
+        """Bytes [offset, offset + length) of the object (fewer at its end)."""
+        if length <= 0:
+            return b""
+        got = self._call("read", name, "get_object", Key=self.key(name), Range=f"bytes={offset}-{offset + length - 1}")
+        if got is None:
+            raise SegmentError("no such segment file", self.where(name))
+        return self._body(name, got)
+
+    def open(self, name: str) -> S3Object:
+        size = self._sizes.get(name)
+        if size is None:
+            size = self.size(name)
+            if size is None:
+                raise SegmentError("no such segment file", self.where(name))
+            self._sizes[name] = size
+        return S3Object(self, name, size)
+
+    def sha256(self, name: str) -> str | None:
+        head = self._head(name)
+        if head is None:
+            return None
+        reported = _hex(head.get("ChecksumSHA256"))
+        if reported is not None:
+            return reported
+        with self.open(name) as source:  # a store without additional checksums: read it back
+            return sha256_of(source)
+
+    def put_new(self, name: str, data: bytes | Readable, sha256: str) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+        size = len(data) if isinstance(data, bytes) else data.size
+        if size > MAX_PUT_BYTES:
+            raise StorageError(f"{self.where(name)}: {size} bytes is more than one PUT takes ({MAX_PUT_BYTES}); "
+                               "set ARCHIVERD_SEGMENT_MAX_DOCS so that segments stay smaller")
+        checksum = base64.b64encode(bytes.fromhex(sha256)).decode()
+        conditional = {"IfNoneMatch": "*"}
+        while True:
+            body = data if isinstance(data, bytes) else _Body(data)
+            try:
+                self.client.put_object(Bucket=self.bucket, Key=self.key(name), Body=body, ContentLength=size,
+                                       ChecksumAlgorithm="SHA256", ChecksumSHA256=checksum, **conditional)
+                break
+            except ClientError as exc:
+                code = _code(exc)
+                if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
+                    raise ObjectExists(f"refusing to overwrite sealed object {self.where(name)}") from None
+                if code in ("NotImplemented", "501") and conditional:
+                    conditional = {}  # no conditional puts here: check, then put (under the lease)
+                    if self._head(name) is not None:
+                        raise ObjectExists(f"refusing to overwrite sealed object {self.where(name)}") from None
+                    continue
+                if code in ("BadDigest", "InvalidRequest", "XAmzContentSHA256Mismatch"):
+                    raise StorageError(f"{self.where(name)}: the store received other bytes than were verified "
+                                       f"({code}); nothing is deleted against it") from None
+                raise self._fail("upload", name, exc) from None
+            except BotoCoreError as exc:
+                raise self._fail("upload", name, exc) from None
+        head = self._head(name)
+        if head is None or int(head["ContentLength"]) != size:
+            found = "is missing" if head is None else f"has {head['ContentLength']} bytes, not {size}"
+            raise StorageError(f"{self.where(name)} {found} after its upload; nothing is deleted against it")
+        reported = _hex(head.get("ChecksumSHA256"))
+        with S3Object(self, name, size) as source:  # read back: not every S3-API store checks what it received
+            stored = sha256_of(source)
+        if stored != sha256 or reported not in (None, sha256):
+            raise StorageError(f"{self.where(name)}: the store holds other bytes than were verified "
+                               "(SHA-256 differs); nothing is deleted against it")
+
+
+def _hex(checksum: str | None) -> str | None:
+    """A full-object SHA-256 checksum (base64) as hex; None for none or a composite one ("...-N")."""
+    if not checksum or "-" in checksum:
+        return None
+    try:
+        raw = base64.b64decode(checksum, validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    return raw.hex() if len(raw) == 32 else None
+
+
+class S3Object:
+    """One object read by ranged GETs (format/mkv.Source). A read fetches what is asked (the reader
+    asks for whole clusters by their byte ranges); a small read (a cluster's header while scanning)
+    fetches READ_AHEAD bytes, kept, so the reads of the cluster that follows cost no request; the
+    video's head, which every reader reads first, is kept by the store."""
+
+    def __init__(self, store: S3Store, name: str, size: int) -> None:
+        self.store, self.name, self.size = store, name, size
+        self._span = (0, b"")
+        self.requests = 0
+
+    def read(self, offset: int, length: int) -> bytes:
+        length = max(0, min(length, self.size - offset))
+        head = self.store._heads.get(self.name, b"")
+        if offset + length <= len(head):
+            return head[offset:offset + length]
+        start, data = self._span
+        if start <= offset and offset + length <= start + len(data):
+            return data[offset - start:offset - start + length]
+        fetched = self.store.range(self.name, offset, length if length >= SMALL_READ else READ_AHEAD)
+        self.requests += 1
+        self._span = (offset, fetched)
+        if offset == 0 and len(fetched) <= HEAD_BYTES:
+            self.store._heads[self.name] = fetched
+        return fetched[:length]
+
+    def close(self) -> None:
+        self._span = (0, b"")
+
+    def __enter__(self) -> S3Object:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
