@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 from . import redaction
 from .errors import ConfigError
+from .format.workers import MAX_WORKERS, cores
 from .redaction import redact
 
 __all__ = ["Config", "load", "redact", "env_name", "parse_duration", "parse_listen", "describe", "SETTINGS"]
@@ -69,6 +70,7 @@ class Config:
     metrics_textfile: Path | None = None  # or a file for node_exporter's textfile collector
     encryption_key_file: Path | None = None  # the master key file (`archiverd key init`); None: encryption off
     retention_days: int = 0  # prune day segments whose day ended this many days ago; 0: keep forever
+    workers: int = field(default_factory=cores)  # processes for the CPU stages (format/workers.py)
     config_file: Path | None = field(default=None, compare=False)
     # not settings: how the command line uses this configuration
     fail_fast: bool = field(default=False, compare=False)  # a person is waiting: no retries, short timeouts
@@ -111,6 +113,7 @@ _RANGES: dict[str, tuple[float, float]] = {
     "batch_bytes": (1 << 16, 1 << 30), "day_grace_seconds": (0, 86_400), "parity_percent": (0, 100),
     "throttle_seconds": (0, 3600), "poll_seconds": (0.01, 86_400), "lease_seconds": (3, 86_400),
     "retry_seconds": (0, 7 * 86_400), "server_timeout_ms": (1, 600_000), "retention_days": (0, MAX_THRESHOLD_DAYS),
+    "workers": (1, MAX_WORKERS),
 }
 
 

@@ -5,6 +5,8 @@
 | 0    | --               | success                                                        |
 | 1    | --               | finished with warnings (something was kept back; see the log)  |
 | 2    | ArchiverdError   | any other error                                                |
+| 2    | WorkerError      | a worker process of the CPU stages died (killed, out of        |
+|      |                  | memory): the segment in progress is abandoned                  |
 | 3    | ConfigError      | bad configuration or command-line arguments; a database or     |
 |      |                  | collection that does not exist                                 |
 | 3    | QueryError       | a filter, projection, sort or `_id` argument that is not valid |
@@ -28,6 +30,11 @@ class ArchiverdError(Exception):
     """Base class: a clear, user-facing message and an exit code."""
 
     exit_code = 2
+
+
+class WorkerError(ArchiverdError):
+    """A worker process died while the segment in progress needed it; nothing of that segment is
+    published or deleted, and the next segment starts new workers."""
 
 
 class ConfigError(ArchiverdError):

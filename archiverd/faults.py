@@ -16,7 +16,8 @@ open delete transaction), delete-batch, state-save:<keys>, day:taken (a day's le
 before anything of the day is touched); prune:audited
 (a segment's removal is audited, nothing removed yet), prune:uncommitted (its index is gone),
 erase:rewritten (the replacement segment is committed, the old one untouched), erase:audited,
-erase:uncommitted (as prune's), rotate:key-added (the new master key is saved), rotate:rewrapped (after each segment key file).
+erase:uncommitted (as prune's), rotate:key-added (the new master key is saved), rotate:rewrapped (after each segment key file);
+worker:encode, worker:decode (in a worker process of format/workers.py, before each task).
 """
 from __future__ import annotations
 

@@ -14,9 +14,10 @@ the 90-day threshold (`--per-day` documents per day, so that a day is one segmen
    tree, sampled every 20 ms, and the main process's own VmHWM).
 2. restore: (a) bench/plain_pipeline.py restore -- the zstd file -> insert_many -- and (b)
    `archiverd restore SEGMENTS --to DB.COLLECTION`, alternating, into an empty collection.
-3. CPU stages, no server: encode + seal (with its read-back verify), `SegmentReader.verify()` and
-   `decode_video_to_experiences` of `--cpu-docs` documents, with 1 and 2 workers, each in its own
-   interpreter, alternating; medians.
+3. CPU stages, no server: encode + seal (with its read-back verify, also timed on its own between
+   the seal's fault points), `SegmentReader.verify()` and `decode_video_to_experiences` of
+   `--cpu-docs` documents, with 1 and 2 workers, each in its own interpreter, alternating; medians.
+bench/e2e_cpu.py shows where the time goes (CPU of the command, its workers and the server).
 `--big` adds 100,000 documents (one repetition; it needs ~20 GB of disk for the server's data).
 Prints markdown tables and writes them, with the command line, to `--out`.
 """
@@ -235,9 +236,12 @@ def archive_and_restore(uri: str, work: Path, n: int, per_day: int, reps: int, w
 
 def cpu_child(corpus: str, n: int, workers: int) -> None:
     """In its own interpreter: time encode + seal, verify() and decode_video_to_experiences."""
-    from archiverd import SegmentReader, decode_video_to_experiences
+    from archiverd import SegmentReader, decode_video_to_experiences, faults
+    from archiverd.format import workers as cpu
     from archiverd.format.writer import SegmentWriter
+    cpu.set_default(workers)  # decode_video_to_experiences takes no worker count
     docs = read_docs(Path(corpus), n)
+    points: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="archiverd-cpu-") as tmp:
         path = Path(tmp) / "part-0001.mkv"
         warm = Path(tmp) / "warm.mkv"
@@ -250,7 +254,8 @@ def cpu_child(corpus: str, n: int, workers: int) -> None:
             for raw in docs:
                 w.append(raw)
             finished = time.perf_counter()
-            w.seal()
+            with faults.installed(lambda point: points.setdefault(point, time.perf_counter())):
+                w.seal()
         sealed = time.perf_counter()
         reader = SegmentReader(path)
         t0 = time.perf_counter()
@@ -263,6 +268,7 @@ def cpu_child(corpus: str, n: int, workers: int) -> None:
         t3 = time.perf_counter()
         assert len(back) == n
     print(json.dumps({"encode": finished - started, "seal": sealed - finished, "write": sealed - started,
+                      "seal_verify": points["seal:verified"] - points["seal:video-synced"],
                       "verify": t1 - t0, "decode": t3 - t2}))
 
 
@@ -282,7 +288,9 @@ def cpu_stages(work: Path, n: int, reps: int, workers: list[str], per_day: int) 
     rows = []
     first = workers[0]
     for stage, label in (("write", "encode + seal (with its verify)"), ("encode", "encode (append + finish)"),
-                         ("seal", "seal (fsync, verify, publish)"), ("verify", "SegmentReader.verify()"),
+                         ("seal", "seal (fsync, verify, publish)"),
+                         ("seal_verify", "the seal's verify (SHA-256 + decode of everything)"),
+                         ("verify", "SegmentReader.verify()"),
                          ("decode", "decode_video_to_experiences")):
         base = statistics.median(results[first][stage])
         cells = []

@@ -18,7 +18,7 @@ import click
 
 from .. import config, log
 from ..crypto import keyring
-from ..format import encryption
+from ..format import encryption, workers
 from ..store import durable
 from ..redaction import secrets_in
 
@@ -53,6 +53,7 @@ def with_config(fn: Callable[..., int] | None = None, *, database: bool = True) 
             cfg = dataclasses.replace(cfg, fail_fast=True)
             encryption.use_keyring(lambda: keyring.from_config(cfg))  # loaded when an encrypted segment is met
             durable.set_group_access(cfg.group_access)
+            workers.set_default(cfg.workers)  # every writer and reader of this command
             ctx = click.get_current_context()
             daemon_side = ctx.command.name in _DAEMON_COMMANDS and not ctx.params.get("dry_run")
             log.setup(cfg.log_format, cfg.log_file if daemon_side else None, file_mode=cfg.file_mode)

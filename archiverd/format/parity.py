@@ -172,8 +172,11 @@ def encode(data: np.ndarray, columns: int, parity_rows: int) -> np.ndarray:
     rows = math.ceil(count / columns)
     if rows + parity_rows > MAX_ROWS:
         raise ValueError(f"a group of {rows} data rows and {parity_rows} parity rows exceeds {MAX_ROWS}")
-    padded = np.zeros((rows * columns, body), dtype=np.uint8)
-    padded[:count] = data
+    if count == rows * columns and data.flags.c_contiguous:
+        padded = data  # already whole rows (the writer pads its stripe buffer in place): no copy
+    else:
+        padded = np.zeros((rows * columns, body), dtype=np.uint8)
+        padded[:count] = data
     grid = padded.reshape(rows, columns * body)
     out = np.zeros((parity_rows, columns * body), dtype=np.uint8)
     for j in range(parity_rows):

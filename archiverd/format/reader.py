@@ -1,7 +1,7 @@
 """Reading a segment: frames -> parity repair -> record stream -> verified documents, with salvage.
 
 One reading core serves verify, restore, export, get, reindex and check. It decodes the video's GOPs
-on worker threads, turns every frame image into a frame record (CRC-checked), rebuilds lost data
+on worker processes (workers.py), turns every frame image into a frame record (CRC-checked), rebuilds lost data
 frames from parity one stripe at a time (bounded memory: one stripe of frame bodies), parses the
 record stream, decodes blocks, and checks every document: against the sidecar index when there is
 one (length, SHA-256, `_id`, block), and in any case against its block's SHA-256 and the stream's
@@ -17,7 +17,7 @@ import os
 import stat
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from typing import Any
 import bson
 import numpy as np
 
-from . import blockcodec, frame, index, mkv, parity, qr, records, video
+from . import blockcodec, frame, index, mkv, parity, qr, records, video, workers as workers_mod
 from . import encryption as enc
 from .documents import id_entry
 from ..errors import EncryptionKeyError, SegmentError
@@ -79,10 +79,12 @@ class ScanReport:
 
 # --- frames --------------------------------------------------------------------------------------
 
-def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
-                  independent: bool) -> list[tuple[frame.Frame | None, bool]]:
+def frames_of(private: bytes, frame_ticks: float, clusters: Sequence[bytes],
+              independent: bool) -> list[tuple[frame.Frame | None, bool]]:
+    """(frame or None, QR error correction used) for every frame of consecutive clusters' bytes (a
+    pure function: the task worker processes run)."""
     out: list[tuple[frame.Frame | None, bool]] = []
-    for _, image in reader.decode(refs):
+    for _, image in video.decode_clusters(private, frame_ticks, clusters):
         if image is None:
             out.append((None, False))
             continue
@@ -95,31 +97,33 @@ def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
     return out
 
 
+def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
+                  independent: bool) -> list[tuple[frame.Frame | None, bool]]:
+    return frames_of(reader.private, reader.frame_ticks, [reader.source.read(r.offset, r.length) for r in refs],
+                     independent)
+
+
 def decoded_frames(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef], *, independent: bool = False,
                    workers: int | None = None) -> Iterator[tuple[int, frame.Frame | None, bool]]:
-    """(slot in file order, frame or None, QR error correction used) for every frame of `refs`,
-    decoded on worker threads a bounded number of chunks ahead of the consumer."""
-    workers = workers or min(4, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 2)
-    chunks = [refs[i:i + _CHUNK_CLUSTERS] for i in range(0, len(refs), _CHUNK_CLUSTERS)]
+    """(slot in file order, frame or None, QR error correction used) for every frame of `refs`. The
+    clusters are read here, through this source (the seal's own descriptor), and decoded on worker
+    processes a bounded number of bytes ahead of the consumer."""
+    decoder = workers_mod.Ordered("decode", workers)
     slot = 0
-    if workers <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            for decoded, corrected in _decode_chunk(reader, chunk, independent):
-                yield slot, decoded, corrected
-                slot += 1
-        return
-    with ThreadPoolExecutor(workers, thread_name_prefix="decode") as pool:
-        pending: list[Future[list[tuple[frame.Frame | None, bool]]]] = []
-        for chunk in chunks:
-            pending.append(pool.submit(_decode_chunk, reader, chunk, independent))
-            while len(pending) > 2 * workers:
-                for decoded, corrected in pending.pop(0).result():
+    try:
+        for start in range(0, len(refs), _CHUNK_CLUSTERS):
+            clusters = [reader.source.read(r.offset, r.length) for r in refs[start:start + _CHUNK_CLUSTERS]]
+            for chunk in decoder.put(reader.private, reader.frame_ticks, clusters, independent,
+                                     size=sum(map(len, clusters))):
+                for decoded, corrected in chunk:
                     yield slot, decoded, corrected
                     slot += 1
-        for fut in pending:
-            for decoded, corrected in fut.result():
+        for chunk in decoder.finish():
+            for decoded, corrected in chunk:
                 yield slot, decoded, corrected
                 slot += 1
+    finally:
+        decoder.close()
 
 
 # --- the whole segment ---------------------------------------------------------------------------

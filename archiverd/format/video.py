@@ -8,8 +8,9 @@ rest of a 2-frame GOP, so that even a small segment survives two flips, or the l
 with 4 parity frames; every frame a keyframe would cost 0.7 %.
 
 Each GOP is encoded on its own (the encoder's state resets at every keyframe), so GOPs can be
-encoded and decoded in parallel and give the same bytes as one long run; `encode_gop` is a pure
-function of the frame records for that reason.
+encoded and decoded in parallel and give the same bytes as one long run; `encode_gops` and
+`decode_clusters` are pure functions of their bytes for that reason, and run on worker processes
+(format/workers.py).
 """
 from __future__ import annotations
 
@@ -75,6 +76,11 @@ def encode_gop(records: Sequence[bytes]) -> list[bytes]:
     return packets
 
 
+def encode_gops(gops: Sequence[Sequence[bytes]]) -> list[list[bytes]]:
+    """`encode_gop` of several GOPs (one task for a worker process)."""
+    return [encode_gop(records) for records in gops]
+
+
 def _decoder(private: bytes) -> av.CodecContext:
     ctx = av.CodecContext.create(CODEC, "r")
     ctx.extradata = private
@@ -105,6 +111,18 @@ def decode_packets(private: bytes, packets: Sequence[mkv.Packet]) -> list[tuple[
         image = frames[0].to_ndarray()
         out.append((packet.number, image if image.shape == (qr.SIZE, qr.SIZE) else None))
     return out
+
+
+def decode_clusters(private: bytes, frame_ticks: float, clusters: Sequence[bytes]) -> list[tuple[int, np.ndarray | None]]:
+    """Decode the bytes of consecutive clusters (the first must start with a keyframe) in one run;
+    a cluster that does not parse is skipped (its frames are missing)."""
+    packets: list[mkv.Packet] = []
+    for buf in clusters:
+        try:
+            packets.extend(mkv.cluster_packets(buf, frame_ticks))
+        except mkv.Malformed:
+            continue
+    return decode_packets(private, packets)
 
 
 class FileSource(mkv.Source):
@@ -170,14 +188,7 @@ class VideoReader:
 
     def decode(self, refs: Sequence[mkv.ClusterRef]) -> list[tuple[int, np.ndarray | None]]:
         """Decode consecutive clusters (the first must start with a keyframe) in one run."""
-        packets: list[mkv.Packet] = []
-        for ref in refs:
-            buf = self.source.read(ref.offset, ref.length)
-            try:
-                packets.extend(mkv.cluster_packets(buf, self.frame_ticks))
-            except mkv.Malformed:
-                continue
-        return decode_packets(self.private, packets)
+        return decode_clusters(self.private, self.frame_ticks, [self.source.read(r.offset, r.length) for r in refs])
 
     def frames(self) -> Iterator[tuple[int, np.ndarray | None]]:
         """Every frame in file order, decoded one cluster at a time."""

@@ -34,7 +34,7 @@ from ..errors import ArchiverdError, DatabaseError, SegmentError, StorageError
 from ..format import rebuild
 from ..format.reader import SegmentReader
 from ..format.writer import SegmentWriter
-from . import expiry
+from . import expiry, overlap
 from .lease import Leases
 from .source import DeleteOutcome, Lease, LeaseLost, Source
 from .state import State
@@ -345,8 +345,10 @@ class Archiver:
         again: dict[Path, list[Entry]] = {}
         writer: SegmentWriter | None = None
         entries: list[Entry] = []
+        # read on a thread, a few MB ahead, while the documents before are encoded (service/overlap.py)
+        reading = overlap.read_ahead(self.source.expired(end, since=start), lambda item: len(item[0].raw))
         try:
-            for doc, ms, reason in self.meter.timed("read", self.source.expired(end, since=start)):
+            for doc, ms, reason in self.meter.timed("read", reading):
                 if self.stop.is_set():
                     stats.stopped = True
                     break
@@ -390,6 +392,7 @@ class Archiver:
                 full, writer = writer, None
                 self._seal_and_delete(full, entries, stats)
         finally:
+            reading.close()
             if writer is not None:  # stopped or failed before sealing: abandon, nothing was deleted
                 rel = self._rel(writer.path)
                 writer.abort()
@@ -427,7 +430,7 @@ class Archiver:
         return SegmentWriter(path, source={"db": self.cfg.database, "collection": self.cfg.collection,
                                            "date_field": self.cfg.date_field, "index_fields": list(self.cfg.indexed)},
                              block_bytes=self.cfg.block_bytes, redundancy=self.cfg.parity_percent,
-                             encryption=ring.active if ring is not None else None)
+                             encryption=ring.active if ring is not None else None, workers=self.cfg.workers)
 
     def _seal_and_delete(self, writer: SegmentWriter, entries: list[Entry], stats: CycleStats) -> None:
         rel = self._rel(writer.path)

@@ -20,6 +20,7 @@ from ..format import index
 from ..format.reader import SegmentReader
 from ..progress import Meter
 from ..store import objects
+from . import overlap
 from .source import Source
 
 
@@ -55,34 +56,44 @@ def restore(segments: Sequence[Path | str], source: Source, *, dry_run: bool = F
                  bytes=sum(e["bytes"] for r in readers for e in r.entries()))
     newest = newest_copies(readers)
     stats = RestoreStats()
-    for r, reader in enumerate(readers):
-        chunk: list[RawBSONDocument] = []
-        for i, raw in meter.timed("decode", reader.salvage()):
-            meter.add(1, len(raw))
-            entry = reader.entries()[i] if i is not None else {}
-            if i is None or newest[index.id_key(entry.get("_id"))] != (r, i):
-                stats.older_copies += i is not None
-                continue
-            chunk.append(RawBSONDocument(raw))
-            if len(chunk) >= batch:
-                with meter.stage("insert"):
-                    _insert(chunk, source, dry_run, stats)
-                chunk = []
+    # inserts run on a thread, one batch in flight, while the next batch is decoded ("insert" is
+    # the time decoding waited for them)
+    with overlap.Behind(lambda docs: _insert(docs, source, dry_run, stats)) as inserter:
+        for r, reader in enumerate(readers):
+            chunk: list[RawBSONDocument] = []
+            for i, raw in meter.timed("decode", reader.salvage()):
+                meter.add(1, len(raw))
+                entry = reader.entries()[i] if i is not None else {}
+                if i is None or newest[index.id_key(entry.get("_id"))] != (r, i):
+                    stats.older_copies += i is not None
+                    continue
+                chunk.append(RawBSONDocument(raw))
+                if len(chunk) >= batch:
+                    with meter.stage("insert"):
+                        inserter.put(chunk)
+                    chunk = []
+            with meter.stage("insert"):
+                inserter.put(chunk)
+            _account(reader, stats)
         with meter.stage("insert"):
-            _insert(chunk, source, dry_run, stats)
-        report = reader.last_report
-        if not report.ok:
-            stats.damaged.append(f"{reader.where}: {report.status}, {report.lost} documents lost")
-            stats.lost += report.lost
-            stats.lost_ids.extend(report.lost_documents[:20 - len(stats.lost_ids)])
+            inserter.wait()
     return stats
+
+
+def _account(reader: SegmentReader, stats: RestoreStats) -> None:
+    """A damaged segment's lost documents, once it has been read."""
+    report = reader.last_report
+    if not report.ok:
+        stats.damaged.append(f"{reader.where}: {report.status}, {report.lost} documents lost")
+        stats.lost += report.lost
+        stats.lost_ids.extend(report.lost_documents[:20 - len(stats.lost_ids)])
 
 
 def _insert(docs: list[RawBSONDocument], source: Source, dry_run: bool, stats: RestoreStats) -> None:
     if not docs:
         return
-    ids = [d["_id"] for d in docs]
     if dry_run:
+        ids = [d["_id"] for d in docs]
         existing = {index.key_of(d["_id"]) for d in source.retrying(
             "look up existing ids", lambda: list(source.collection.find({"_id": {"$in": ids}}, projection={"_id": 1})))}
         for _id in ids:
@@ -101,8 +112,8 @@ def _insert(docs: list[RawBSONDocument], source: Source, dry_run: bool, stats: R
             if any(e.get("code") != 11000 for e in errors):
                 raise
             stats.inserted += exc.details.get("nInserted", 0)
-            for e in errors:
-                _note_existing(stats, ids[e["index"]])
+            for e in errors:  # (an _id is read only here: it decodes the whole document)
+                _note_existing(stats, docs[e["index"]]["_id"])
 
     source.retrying("insert", insert)
 

@@ -1,0 +1,85 @@
+"""Where the time of `run --once` goes: CPU seconds of the server and of the command (with its worker
+processes) against the plain pipeline, on one server and the same documents, alternating.
+
+    python bench/e2e_cpu.py [N] [ROUNDS]
+
+On a machine with C cores, a pipeline cannot take less wall time than (its CPU + the server's) / C:
+this shows how far `archiverd run --once` is from that floor and from the plain pipeline's time.
+The command's CPU is its own plus its reaped children's (the workers are reaped at exit).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from bson.raw_bson import RawBSONDocument  # noqa: E402
+from pymongo import MongoClient  # noqa: E402
+
+from bench.bench_e2e import COLLECTION, base_env, corpus_file, fill  # noqa: E402
+from tests.mongo_server import Server  # noqa: E402
+
+
+def process_cpu(pid: int) -> float:
+    """utime + stime of a running process, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def main() -> None:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    cores = len(os.sched_getaffinity(0))
+    with tempfile.TemporaryDirectory(prefix="archiverd-e2e-cpu-") as tmp:
+        work = Path(tmp)
+        corpus = corpus_file(work, n, 10_000)
+        server = Server(work / "db").start()
+        try:
+            coll = MongoClient(server.uri, document_class=RawBSONDocument)["cpu"][COLLECTION]
+            cutoff_ms = int((dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=91)).timestamp() * 1000)
+            print(f"{n:,} EAT documents, {cores} cores\n")
+            print("| pipeline | wall s | command CPU s | server CPU s | floor s (CPU / cores) |")
+            print("|---|---|---|---|---|")
+            for _ in range(rounds):
+                for name in ("plain", "archiverd run --once"):
+                    fill(coll, corpus)
+                    if name == "plain":
+                        cmd = [sys.executable, str(ROOT / "bench" / "plain_pipeline.py"), "archive", server.uri, "cpu",
+                               COLLECTION, "timestamp", str(cutoff_ms), str(work / "plain.zst")]
+                        env = base_env(server.uri, "cpu")
+                    else:
+                        archive = work / "archives"
+                        shutil.rmtree(archive, ignore_errors=True)
+                        archive.mkdir()
+                        cmd = [sys.executable, "-m", "archiverd", "run", "--once"]
+                        env = base_env(server.uri, "cpu", ARCHIVERD_ARCHIVE_DIR=str(archive),
+                                       ARCHIVERD_LEASE_SECONDS="600")
+                    s0, c0, t0 = process_cpu(server.proc.pid), children_cpu(), time.perf_counter()
+                    subprocess.run(cmd, env=env, cwd=ROOT, check=True, capture_output=True)
+                    wall = time.perf_counter() - t0
+                    command, served = children_cpu() - c0, process_cpu(server.proc.pid) - s0
+                    if coll.count_documents({}):
+                        raise SystemExit(f"{name} left documents behind")
+                    print(f"| {name} | {wall:.2f} | {command:.2f} | {served:.2f} | {(command + served) / cores:.2f} |",
+                          flush=True)
+        finally:
+            server.stop()
+
+
+if __name__ == "__main__":
+    main()
