@@ -21,6 +21,7 @@ from archiverd.errors import SegmentError, StorageError
 from archiverd.format import index
 from archiverd.service.archiver import Archiver
 from archiverd.service.daemon import Daemon
+from archiverd.service.lease import ARCHIVE_ID_FILE
 from archiverd.service.source import LeaseLost, Source
 from archiverd.service.state import State
 from archiverd.store import objects
@@ -126,9 +127,10 @@ def _in_db(collection) -> set[str]:
 
 
 def _staged_files(cfg) -> list[str]:
-    """What the seal left in the local staging directory besides the state file and its lock."""
+    """What the seal left in the local staging directory besides the state file, its lock and the
+    archive's identity (service/lease.py)."""
     return sorted(p.name for p in cfg.archive_dir.rglob("*")
-                  if p.is_file() and p.name not in ("archiverd-state.json", ".archiverd-state.lock"))
+                  if p.is_file() and p.name not in ("archiverd-state.json", ".archiverd-state.lock", ARCHIVE_ID_FILE))
 
 
 @pytest.fixture
