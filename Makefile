@@ -13,8 +13,11 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 setup: $(VENV)/.installed
 
+# two test processes (pytest-xdist); `make test TEST_JOBS=0` runs them in this one
+TEST_JOBS ?= 2
+
 test: setup
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_JOBS)
 
 demo: setup
 	$(PY) demo/demo.py
