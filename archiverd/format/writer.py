@@ -416,12 +416,13 @@ def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: 
     return idx
 
 
-def file_sha256(source: durable.TempFile | mkv.Source) -> str:
-    """SHA-256 of everything readable through `source` (an open descriptor, not a name)."""
+def file_sha256(source: durable.TempFile | mkv.Source | Any, chunk_bytes: int = 1 << 20) -> str:
+    """SHA-256 of everything readable through `source` (an open descriptor, not a name; or a
+    store's object, read in `chunk_bytes` ranges)."""
     h = hashlib.sha256()
     pos = 0
     while pos < source.size:
-        chunk = source.read(pos, 1 << 20)
+        chunk = source.read(pos, chunk_bytes)
         if not chunk:
             break
         h.update(chunk)
