@@ -30,6 +30,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from .qr import gf_tables
+
 COLUMNS = 32
 MAX_ROWS = 255  # data rows + parity rows of one stripe (distinct field elements)
 DEFAULT_PERCENT = 5.0
@@ -38,16 +40,8 @@ DEFAULT_DATA_ROWS = 240
 
 @lru_cache(maxsize=1)
 def _tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(exp, log, mul): exp/log over 0x11D and the full 256x256 multiplication table."""
-    exp = np.zeros(512, dtype=np.int32)
-    log = np.zeros(256, dtype=np.int32)
-    x = 1
-    for i in range(255):
-        exp[i], log[x] = x, i
-        x <<= 1
-        if x & 0x100:
-            x ^= 0x11D
-    exp[255:510] = exp[:255]
+    """(exp, log, mul): exp/log over 0x11D (QR's field) and the full 256x256 multiplication table."""
+    exp, log = gf_tables()
     mul = np.zeros((256, 256), dtype=np.uint8)
     lg = log[1:256]
     mul[1:, 1:] = exp[lg[:, None] + lg[None, :]]

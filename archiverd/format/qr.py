@@ -26,7 +26,8 @@ _VERSION_BITS = 0x28C69  # version 40 with its BCH(18,6) code
 DARK, LIGHT = 0, 255
 
 
-def _gf_tables() -> tuple[np.ndarray, np.ndarray]:
+def gf_tables() -> tuple[np.ndarray, np.ndarray]:
+    """(exp, log) of GF(2^8) over x^8+x^4+x^3+x^2+1 (0x11D): QR's field, and the parity frames'."""
     exp = np.zeros(512, dtype=np.int32)
     log = np.zeros(256, dtype=np.int32)
     x = 1
@@ -149,7 +150,7 @@ def _tables() -> dict[str, np.ndarray]:
 
     # Reed-Solomon: the ECC of a 119-codeword block is linear, so ECC = XOR over positions of a
     # precomputed table T[pos, value] (30 bytes, padded to 32 for uint64 gathers).
-    exp, log = _gf_tables()
+    exp, log = gf_tables()
     gen = [1]
     for i in range(_ECC):  # generator polynomial prod (x - a^i)
         root = int(exp[i])
