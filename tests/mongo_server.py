@@ -55,13 +55,17 @@ class Server:
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop it and wait for the process to be gone (its storage may then be reused)."""
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, sig)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(30)
+        stop_group(self.proc, sig)
         self.proc = None
+
+
+def stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:
+    """Signal a server's process group and wait until it is gone (SIGKILL after 30 s)."""
+    if proc is None or proc.poll() is not None:
+        return
+    os.killpg(proc.pid, sig)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)

@@ -6,16 +6,14 @@ S3 store relies on; it does not check a sent SHA-256 against the body (real S3 d
 """
 from __future__ import annotations
 
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from tests.mongo_server import free_port
+from tests.mongo_server import free_port, stop_group
 
 
 class S3Server:
@@ -48,13 +46,5 @@ class S3Server:
         raise RuntimeError("moto_server did not open its port")
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(30)
+        stop_group(self.proc)
         self.proc = None
