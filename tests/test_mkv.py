@@ -2,6 +2,7 @@
 steps over damage."""
 import io
 
+import av
 import pytest
 
 from archiverd.format import mkv, video
@@ -86,3 +87,35 @@ def test_garbage_is_not_matroska():
     for data in (b"", b"hello world", bytes(64), b"\x1a\x45\xdf\xa3" + bytes(40)):
         with pytest.raises(mkv.Malformed):
             mkv.parse_head(data)
+
+
+def _gops(count: int) -> list[list[mkv.Packet]]:
+    """`count` real 2-frame FFV1 GOPs of distinct QR frames."""
+    out = []
+    for g in range(count):
+        packets = video.encode_gop([bytes([g, i]) * 700 for i in range(video.GOP)])
+        out.append([mkv.Packet(g * video.GOP + i, i == 0, data) for i, data in enumerate(packets)])
+    return out
+
+
+def test_a_reused_decoder_decodes_exactly_as_a_new_one():
+    """Decoders are reused across GOPs (opening one costs ~3 frames of decoding); from a keyframe
+    the result must be the same as a new decoder's, also after a damaged GOP and a GOP whose
+    container flag says keyframe but whose FFV1 bitstream does not."""
+    private = video.codec_private()
+    gops = _gops(4)
+    fresh = [[(n, img.tobytes()) for n, img in video.decode_packets(private, g)] for g in gops]
+    assert all(img is not None for g in fresh for _, img in g)
+    video._local.decoder = None
+    damaged = [mkv.Packet(p.number, p.keyframe, p.data[:2] + bytes(len(p.data) - 2)) for p in gops[1]]
+    # a P-frame's bytes flagged as a keyframe by the container: only a new decoder may try it
+    mislabelled = [mkv.Packet(0, True, gops[2][1].data)]
+    assert not video._keyframe(mislabelled[0]) and video._keyframe(gops[2][0])
+    for g, want in zip(gops, fresh):
+        video.decode_packets(private, damaged)
+        video.decode_packets(private, mislabelled)
+        got = [(n, None if img is None else img.tobytes()) for n, img in video.decode_packets(private, g)]
+        assert got == want
+        assert video._local.decoder is not None  # kept for the next call after a clean run
+    with pytest.raises(av.error.InvalidDataError):  # what a new decoder does with it
+        video._decoder(private).decode(av.Packet(mislabelled[0].data))

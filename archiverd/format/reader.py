@@ -31,6 +31,18 @@ from .documents import id_entry
 from ..errors import EncryptionKeyError, SegmentError
 
 _CHUNK_CLUSTERS = 8  # clusters per unit of parallel decoding
+_FETCH_THREADS = 2
+_fetch_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _fetch_threads() -> ThreadPoolExecutor:
+    """The threads that decode the GOPs of random reads (FFV1 releases the GIL). They live as long
+    as the process so that each keeps its FFV1 decoder between reads (video.decode_packets); a
+    forked child makes its own (the parent's threads do not exist there)."""
+    global _fetch_pool
+    if _fetch_pool is None or _fetch_pool[0] != os.getpid():
+        _fetch_pool = (os.getpid(), ThreadPoolExecutor(_FETCH_THREADS, thread_name_prefix="fetch"))
+    return _fetch_pool[1]
 _MAX_LISTED = 50
 OK, REPAIRABLE, UNREPAIRABLE = "ok", "damaged (repairable)", "damaged (unrepairable)"
 
@@ -964,8 +976,8 @@ class SegmentReader:
             return read_block(source, self.index, number, self.where)
 
 
-def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tuple[int, int]], where: str,
-                 workers: int = 2) -> list[bytes | None]:
+def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tuple[int, int]],
+                 where: str) -> list[bytes | None]:
     """The record-stream bytes [offset, offset + length) of each range, decoding only the GOPs that
     hold them (a version 2 segment whose file is the size its index records). A range whose frames
     are not all intact comes back as None: the caller falls back to a full read with repair."""
@@ -999,10 +1011,9 @@ def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tu
         return out
 
     bodies: dict[int, bytes] = {}
-    if workers > 1 and len(wanted) > 2:
-        with ThreadPoolExecutor(workers, thread_name_prefix="fetch") as pool:
-            for found in pool.map(decode, sorted(wanted)):
-                bodies.update(found)
+    if len(wanted) > 2:
+        for found in _fetch_threads().map(decode, sorted(wanted)):
+            bodies.update(found)
     else:
         for cluster in sorted(wanted):
             bodies.update(decode(cluster))

@@ -88,12 +88,33 @@ def _decoder(private: bytes) -> av.CodecContext:
     return ctx
 
 
+def _reused_decoder(private: bytes) -> av.CodecContext:
+    """This thread's last healthy decoder for these settings, or a new one. A decoder is reused only
+    from a keyframe, where FFV1 resets every state to the initial states of `private`, so it decodes
+    exactly as a new one would; opening a new one costs as much as decoding 3 frames (measured:
+    random reads of 2-frame GOPs take 2.8x as long with a new decoder each)."""
+    cached = getattr(_local, "decoder", None)
+    if cached is not None and cached[0] == private:
+        _local.decoder = None  # taken: put back only after every packet decoded cleanly
+        return cached[1]
+    return _decoder(private)
+
+
+def _keyframe(packet: mkv.Packet) -> bool:
+    """A keyframe by both the container's flag and the frame's own first symbol (RFC 9043: the
+    range coder starts with low = the first two bytes, range = 0xFF00, and the keyframe bit, coded
+    with state 128, is 1 when low >= 0xFF00 - (0xFF00 * 128 >> 8) = 0x7F80)."""
+    data = packet.data
+    return packet.keyframe and len(data) >= 2 and (data[0] << 8 | data[1]) >= 0x7F80
+
+
 def decode_packets(private: bytes, packets: Sequence[mkv.Packet]) -> list[tuple[int, np.ndarray | None]]:
-    """(frame number hint, image or None) per packet, decoding in order with a fresh decoder. After a
-    packet the decoder rejects, the rest up to the next keyframe are None (their state is lost)."""
-    ctx = _decoder(private)
+    """(frame number hint, image or None) per packet, decoding in order from the first (a fresh or
+    keyframe-reset decoder). After a packet the decoder rejects, the rest up to the next keyframe
+    are None (their state is lost)."""
+    ctx = _reused_decoder(private) if packets and _keyframe(packets[0]) else _decoder(private)
     out: list[tuple[int, np.ndarray | None]] = []
-    broken = False
+    broken = odd = False
     for packet in packets:
         if broken and packet.keyframe:
             ctx, broken = _decoder(private), False
@@ -106,10 +127,13 @@ def decode_packets(private: bytes, packets: Sequence[mkv.Packet]) -> list[tuple[
             frames, broken = [], True
         if len(frames) != 1:
             broken = broken or not frames
+            odd = True  # a decoder that produced no frame or several is never reused
             out.append((packet.number, None))
             continue
         image = frames[0].to_ndarray()
         out.append((packet.number, image if image.shape == (qr.SIZE, qr.SIZE) else None))
+    if not broken and not odd:
+        _local.decoder = (private, ctx)
     return out
 
 
