@@ -77,18 +77,34 @@ FetchExact = Callable[[list[Candidate]], Mapping[Candidate, Any]]
 
 def estimate(sidecar: Sidecar, field_name: str, query: Any) -> tuple[np.ndarray, np.ndarray, float]:
     """(documents, estimated cosines, error sigma) for every code of `field_name` in one sidecar."""
-    return _estimate(sidecar, field_name, _unit_query(query))
+    ((docs, scores, sigma),) = _estimates([sidecar], field_name, _unit_query(query))
+    return docs, scores, sigma
 
 
-def _estimate(sidecar: Sidecar, field_name: str, query: np.ndarray) -> tuple[np.ndarray, np.ndarray, float]:
-    codes = sidecar.fields.get(field_name)
-    if codes is None or codes.layout.dim != query.size:
-        return np.empty(0, np.int64), np.empty(0, np.float32), 0.0
-    probe = _probe_cached(query.tobytes(), codes.layout, sidecar.quantiser)
-    scores = np.zeros(codes.docs.size, dtype=np.float32)
-    for row, table in zip(codes.codes, probe.table):  # np.take: ~4 ms per 10,000 codes of 370 bytes
-        scores += np.take(table, row)
-    return codes.docs, scores, probe.sigma
+def _estimates(sidecars: list[Sidecar], field_name: str,
+               query: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, float]]:
+    """`estimate` for each of several sidecars. Codes of the same layout are scanned together, as
+    one array: a table lookup per code byte costs ~4 ms per 10,000 codes in one pass, but ~0.8 ms
+    per segment when each segment is its own pass."""
+    out: list[tuple[np.ndarray, np.ndarray, float]] = [(np.empty(0, np.int64), np.empty(0, np.float32), 0.0)] \
+        * len(sidecars)
+    groups: dict[tuple[Layout, Quantiser], list[int]] = {}
+    for i, sidecar in enumerate(sidecars):
+        codes = sidecar.fields.get(field_name)
+        if codes is not None and codes.layout.dim == query.size:
+            groups.setdefault((codes.layout, sidecar.quantiser), []).append(i)
+    for (layout, quantiser), members in groups.items():
+        probe = _probe_cached(query.tobytes(), layout, quantiser)
+        parts = [sidecars[i].fields[field_name] for i in members]
+        codes = parts[0].codes if len(parts) == 1 else np.concatenate([c.codes for c in parts], axis=1)
+        scores = np.zeros(codes.shape[1], dtype=np.float32)
+        for row, table in zip(codes, probe.table):
+            scores += np.take(table, row)
+        start = 0
+        for i, part in zip(members, parts):
+            out[i] = (part.docs, scores[start:start + part.docs.size], probe.sigma)
+            start += part.docs.size
+    return out
 
 
 @lru_cache(maxsize=8)
@@ -129,8 +145,7 @@ def search(query: Any, field_name: str, k: int, sidecars: Mapping[Hashable, Side
     stats = stats if stats is not None else SearchStats()
     order_of = {key: i for i, key in enumerate([*sidecars, *(unindexed or {})])}
     seg_parts, doc_parts, est_parts, sigma = [], [], [], 0.0
-    for key, sidecar in sidecars.items():
-        docs, est, s = _estimate(sidecar, field_name, q)
+    for (key, sidecar), (docs, est, s) in zip(sidecars.items(), _estimates(list(sidecars.values()), field_name, q)):
         stats.scanned += docs.size
         if allowed is not None and key in allowed:
             keep = _mask(allowed[key], sidecar.documents)[docs]
