@@ -450,3 +450,16 @@ def test_realistic_text_is_at_most_0_79_of_the_floor(style):
     floor = len(zstandard.ZstdCompressor(level=19).compress(b"".join(docs)))
     assert len(blockcodec.encode(docs)) <= 0.79 * floor
     assert json.dumps(bson.decode(docs[0]), default=str)  # the corpus is real BSON
+
+
+def test_one_document_from_the_head_and_its_own_sections(eat_docs, text_docs, every_type):
+    """decode_document walks the other documents of the block without building them (their
+    embeddings are never read); what it returns must still be the document, for every kind."""
+    docs = text_docs[:2] + eat_docs[:3] + [every_type] + _random_documents(3, 6) + text_docs[2:4]
+    encoded = blockcodec.encode_block(docs)
+    head = encoded.body[:min(offset for _, _, offset, _ in encoded.vectors)]
+    for n, doc in enumerate(docs):
+        sections = [encoded.body[offset:offset + length] for d, _, offset, length in encoded.vectors if d == n]
+        assert blockcodec.decode_document(head, sections, n) == doc, n
+    with pytest.raises(SegmentError, match="vector sections"):
+        blockcodec.decode_document(head, [], 3)

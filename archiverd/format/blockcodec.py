@@ -338,11 +338,13 @@ def decode_skeletons(head: bytes | memoryview) -> list[bytes]:
     filter that reads no embedding needs, at a fraction of the block's bytes. Never returned as an
     archived document (the caller reads the matches whole)."""
     count, raw, _, _ = _read_head(head)
-    total = sum(map(sum, bsoncolumns.packed_sizes(raw[0], count)))
+    layout = bsoncolumns.parse_layout(raw[0], count)
+    total = sum(map(sum, bsoncolumns.packed_sizes(layout)))
     if 4 * total > MAX_BLOCK_BSON:
         raise SegmentError("block declares more data than the limit")
     floats = np.zeros(total, dtype=np.float32)
-    return bsoncolumns.join(bsoncolumns.Streams(raw[0], raw[1], raw[2], raw[3], floats), count, MAX_DOCUMENT)
+    return bsoncolumns.join(bsoncolumns.Streams(raw[0], raw[1], raw[2], raw[3], floats), count, MAX_DOCUMENT,
+                            layout=layout)
 
 
 def decode_document(head: bytes | memoryview, sections: Sequence[bytes | memoryview], number: int) -> bytes:
@@ -352,7 +354,8 @@ def decode_document(head: bytes | memoryview, sections: Sequence[bytes | memoryv
     count, raw, _, _ = _read_head(head)
     if not 0 <= number < count:
         raise SegmentError(f"block has no document {number}")
-    sizes = bsoncolumns.packed_sizes(raw[0], count)
+    layout = bsoncolumns.parse_layout(raw[0], count)
+    sizes = bsoncolumns.packed_sizes(layout)
     if len(sections) != len(sizes[number]):
         raise SegmentError(f"document {number} has {len(sizes[number])} vector sections, {len(sections)} given")
     total = sum(map(sum, sizes))
@@ -366,7 +369,8 @@ def decode_document(head: bytes | memoryview, sections: Sequence[bytes | memoryv
             raise SegmentError("vector section does not match the block layout")
         floats[at:at + n] = values
         at += n
-    docs = bsoncolumns.join(bsoncolumns.Streams(raw[0], raw[1], raw[2], raw[3], floats), count, MAX_DOCUMENT)
+    docs = bsoncolumns.join(bsoncolumns.Streams(raw[0], raw[1], raw[2], raw[3], floats), count, MAX_DOCUMENT,
+                            layout=layout, only=number)
     return docs[number]
 
 

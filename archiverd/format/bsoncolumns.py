@@ -293,19 +293,22 @@ def _bson_type(tag: int) -> int:
 # --- decoding ------------------------------------------------------------------------------------
 
 def _build(plan: list[tuple[int, Any]], text: bytes, columns: list[list[bytes]], opaque: bytes,
-           floats: np.ndarray, max_document: int, arrays: list[bytes] | None = None) -> list[bytes]:
+           floats: np.ndarray, max_document: int, arrays: list[bytes] | None = None,
+           only: int | None = None) -> list[bytes]:
     """Rebuild documents from a parsed layout and the value streams; every read is bounds-checked
     and all of each stream must be used (SegmentError otherwise). `arrays`, if given, holds the
-    packed arrays already built, in order."""
+    packed arrays already built, in order. With `only`, the other documents are walked (the streams
+    are shared) but come back empty, without building their packed arrays, the bulk of the work."""
     cursors = [0] * len(columns)
     text_pos = opaque_pos = float_pos = packed = 0
     find, pack = text.find, _INT32.pack
-    docs = []
+    docs: list[bytes] = []
     for kind, ops in plan:
+        skip = only is not None and len(docs) != only
         if kind == DOC_VERBATIM:
             if ops > max_document or opaque_pos + ops > len(opaque):
                 raise SegmentError("block layout points past its opaque data or over the size limit")
-            docs.append(opaque[opaque_pos:opaque_pos + ops])
+            docs.append(b"" if skip else opaque[opaque_pos:opaque_pos + ops])
             opaque_pos += ops
             continue
         stack = [bytearray()]
@@ -332,7 +335,7 @@ def _build(plan: list[tuple[int, Any]], text: bytes, columns: list[list[bytes]],
                 if len(framed) > max_document:
                     raise SegmentError("block holds a document larger than the limit")
                 if not stack:
-                    docs.append(bytes(framed))
+                    docs.append(b"" if skip else bytes(framed))
                     break
                 out = stack[-1]
                 out += framed
@@ -345,11 +348,11 @@ def _build(plan: list[tuple[int, Any]], text: bytes, columns: list[list[bytes]],
                 if float_pos + n > floats.size:
                     raise SegmentError("block layout asks for more float values than it holds")
                 out += op[1]
-                if arrays is None:
-                    out += bsonpack.array_bytes(floats[float_pos:float_pos + n])
-                else:
+                if arrays is not None:
                     out += arrays[packed]
                     packed += 1
+                elif not skip:
+                    out += bsonpack.array_bytes(floats[float_pos:float_pos + n])
                 float_pos += n
             elif tag & EXPLICIT and tag & 0x7F in _STRINGS:
                 n = op[2]
@@ -462,16 +465,25 @@ def _parse(layout: bytes, count: int) -> tuple[list[tuple[int, Any]], list[int],
     return plan, tags, counts
 
 
-def packed_sizes(layout: bytes, count: int) -> list[list[int]]:
+Layout = tuple[list[tuple[int, Any]], list[int], list[int]]
+
+
+def parse_layout(layout: bytes, count: int) -> Layout:
+    """A block's layout stream, parsed once for `packed_sizes` and `join`."""
+    return _parse(layout, count)
+
+
+def packed_sizes(layout: Layout) -> list[list[int]]:
     """Per document, the element count of each of its packed arrays, in layout order (what a reader
     needs to place one document's vector sections among the block's float values)."""
-    plan, _, _ = _parse(layout, count)
-    return [[op[2] for op in ops if op[0] == TAG_PACKED] if kind == DOC_COLUMNAR else [] for kind, ops in plan]
+    return [[op[2] for op in ops if op[0] == TAG_PACKED] if kind == DOC_COLUMNAR else [] for kind, ops in layout[0]]
 
 
-def join(streams: Streams, count: int, max_document: int) -> list[bytes]:
-    """The `count` documents of a block, rebuilt from its streams (SegmentError if inconsistent)."""
-    plan, tags, counts = _parse(streams.layout, count)
+def join(streams: Streams, count: int, max_document: int, *, layout: Layout | None = None,
+         only: int | None = None) -> list[bytes]:
+    """The `count` documents of a block, rebuilt from its streams (SegmentError if inconsistent);
+    with `only`, just that one (the others come back empty)."""
+    plan, tags, counts = layout if layout is not None else _parse(streams.layout, count)
     columns, pos = [], 0
     for tag, n in zip(tags, counts):
         size = _WIDTH[tag] * n
@@ -481,4 +493,4 @@ def join(streams: Streams, count: int, max_document: int) -> list[bytes]:
         pos += size
     if pos != len(streams.fixed):
         raise SegmentError("block has fixed-size values its layout does not account for")
-    return _build(plan, streams.text, columns, streams.opaque, streams.floats, max_document)
+    return _build(plan, streams.text, columns, streams.opaque, streams.floats, max_document, only=only)
