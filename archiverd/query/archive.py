@@ -325,18 +325,26 @@ class Archive:
         searched exactly)."""
         if not isinstance(k, int) or isinstance(k, bool) or not 0 < k <= 10_000:
             raise ConfigError(f"k must be an integer between 1 and 10000, not {k!r}")
-        lo, hi = _date(start), _date(end)
-        flt = Filter(filter) if filter else None
+        with ThreadPoolExecutor(2, thread_name_prefix="search") as pool:  # file reads and FFV1 release the GIL
+            return self._search(pool, vector, field, k, _date(start), _date(end), Filter(filter) if filter else None,
+                                raw, confidence, stats)
+
+    def _search(self, pool: ThreadPoolExecutor, vector: Any, field: str, k: int, lo: int | None, hi: int | None,
+                flt: Filter | None, raw: bool, confidence: float, stats: vsearch.SearchStats | None) -> list[Scored]:
         sidecars: dict[str, sidecar.Sidecar] = {}
         unindexed: dict[str, int] = {}
         allowed: dict[str, np.ndarray] = {}
-        for info in self.catalog.segments(lo, hi):
+
+        def load(info: SegmentInfo) -> tuple[SegmentReader, sidecar.Sidecar | None]:
             reader = self.reader(info.path)
             try:
-                codes = sidecar.load(sidecar.path_for(self.dir / info.path), reader.index["content_sha256"],
-                                     info.documents, encryption.keys_of(reader.index, str(reader.path)))
+                return reader, sidecar.load(sidecar.path_for(self.dir / info.path), reader.index["content_sha256"],
+                                            info.documents, encryption.keys_of(reader.index, str(reader.path)))
             except SegmentError:
-                codes = None  # missing or damaged: this segment is searched exactly
+                return reader, None  # missing or damaged: this segment is searched exactly
+
+        infos = self.catalog.segments(lo, hi)
+        for info, (reader, codes) in zip(infos, pool.map(load, infos)):
             if codes is not None and field in codes.fields:
                 sidecars[info.path] = codes
             elif codes is not None and codes.covers(field):
@@ -356,8 +364,6 @@ class Archive:
             raise ConfigError(f"the query vector has {size} dimensions; {field} holds vectors of "
                               f"{' or '.join(map(str, dims))} dimensions")
 
-        pool = ThreadPoolExecutor(2, thread_name_prefix="search")  # decoding frames releases the GIL
-
         def fetch(candidates: list[tuple[Any, int]]) -> dict[tuple[Any, int], np.ndarray | None]:
             by_segment: dict[str, list[int]] = {}
             for segment, n in candidates:
@@ -365,13 +371,12 @@ class Archive:
             found = pool.map(lambda item: self._vectors(item[0], item[1], field), by_segment.items())
             return {(segment, n): values for segment, got in zip(by_segment, found) for n, values in got.items()}
 
-        with pool:
-            try:
-                hits = vsearch.search(vector, field, k, sidecars, fetch, unindexed=unindexed, allowed=allowed,
-                                      confidence=confidence, stats=stats)
-            except ValueError as exc:
-                raise ConfigError(f"search: {exc}") from None
-            docs = list(pool.map(lambda h: self._document(self.reader(h.segment), h.doc), hits))
+        try:
+            hits = vsearch.search(vector, field, k, sidecars, fetch, unindexed=unindexed, allowed=allowed,
+                                  confidence=confidence, stats=stats)
+        except ValueError as exc:
+            raise ConfigError(f"search: {exc}") from None
+        docs = list(pool.map(lambda h: self._document(self.reader(h.segment), h.doc), hits))
         return [Scored(self._out(doc, raw), h.score) for doc, h in zip(docs, hits)]
 
     def _vectors(self, segment: str, numbers: list[int], field: str) -> dict[int, np.ndarray | None]:
