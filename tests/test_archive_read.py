@@ -424,3 +424,38 @@ def test_a_catalog_that_disagrees_with_the_indexes_is_found_and_rebuilt(built, t
     finally:
         built.env = saved
     run("check", copy, check_code=0)
+
+
+def test_a_re_archived_id_answers_with_its_newest_copy_only(tmp_path):
+    """An `_id` archived twice (it changed after it was archived, came back and was archived again):
+    get, find, count and search answer with the newest copy; all_copies gives both."""
+    from archiverd.format.documents import fields_meta
+    from archiverd.format.writer import SegmentWriter
+    from archiverd.store import durable
+    source = {"db": "d", "collection": "c", "date_field": "timestamp", "index_fields": ["experience_id"]}
+    coll = tmp_path / "d" / "c"
+    first = [experience(i, when=DAY0 + dt.timedelta(hours=i), seed=3) for i in range(6)]
+    again = dict(first[2], final_outcome="re-archived", timestamp=DAY0 + dt.timedelta(days=1))
+    again["embeddings"] = dict(first[2]["embeddings"])
+    for day, docs in ((DAY0, first), (DAY0 + dt.timedelta(days=1), [again, experience(9, when=again["timestamp"], seed=3)])):
+        directory = layout.day_dir(coll, day.strftime("%Y-%m-%d"))
+        durable.ensure_dir(directory)
+        path = layout.next_part(directory)
+        writer = SegmentWriter(path, source=source)
+        for doc in docs:
+            raw = bson.encode(doc)
+            writer.append(raw, {"date": doc["timestamp"].isoformat(), **fields_meta(raw, source["index_fields"])})
+        with writer:
+            idx = writer.seal()
+            durable.replace_synced(sidecar.path_for(path), writer.sidecar(idx))
+    with archiverd.Archive(coll) as archive:
+        assert archive.get(again["_id"])["final_outcome"] == "re-archived"
+        assert [d["final_outcome"] for d in archive.get_all(again["_id"])][0] == "re-archived"
+        assert len(archive.get_all(again["_id"])) == 2
+        found = [d["_id"] for d in archive.find({})]
+        assert len(found) == 7 and found.count(again["_id"]) == 1
+        assert archive.count() == 7 and archive.count({"_id": again["_id"]}) == 1
+        assert sum(1 for _ in archive.find({}, all_copies=True)) == 8
+        hits = archive.search(again["embeddings"][FIELD.split(".")[1]], FIELD, k=3)
+        assert hits[0].document["final_outcome"] == "re-archived" and hits[0].score > 0.999999
+        assert [h.document["_id"] for h in hits].count(again["_id"]) == 1

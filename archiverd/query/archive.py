@@ -232,9 +232,10 @@ class Archive:
 
     def _candidates(self, flt: Filter, lo: int | None, hi: int | None, all_copies: bool,
                     on_damage: Callable[[str], None] | None) -> Iterator[bytes]:
+        older = {} if all_copies else self.catalog.superseded()
         for info in self.catalog.segments(lo, hi):
             reader = self.reader(info.path)
-            newest = None if all_copies else set(self.catalog.newest(info.path, range(info.documents)))
+            newest = None if all_copies else set(range(info.documents)) - older.get(info.path, set())
             for _, raw_doc in self._matching(reader, flt, newest, True, on_damage):
                 assert raw_doc is not None
                 yield raw_doc
@@ -344,6 +345,7 @@ class Archive:
                 return reader, None  # missing or damaged: this segment is searched exactly
 
         infos = self.catalog.segments(lo, hi)
+        older = self.catalog.superseded()
         for info, (reader, codes) in zip(infos, pool.map(load, infos)):
             if codes is not None and field in codes.fields:
                 sidecars[info.path] = codes
@@ -351,8 +353,8 @@ class Archive:
                 continue  # no document of this segment has a vector in `field`
             else:
                 unindexed[info.path] = info.documents
-            mask = np.zeros(info.documents, dtype=bool)
-            mask[list(self.catalog.newest(info.path, range(info.documents)))] = True
+            mask = np.ones(info.documents, dtype=bool)
+            mask[list(older.get(info.path, ()))] = False
             if flt is not None or lo is not None or hi is not None:
                 mask &= self._allowed(reader, flt, lo, hi)
             allowed[info.path] = mask

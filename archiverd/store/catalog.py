@@ -21,7 +21,7 @@ import hashlib
 import hmac
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -336,17 +336,22 @@ class Catalog:
             out.append(SegmentInfo(path, day, documents, size, first, last, created))
         return out
 
-    def newest(self, segment: str, numbers: Iterable[int]) -> Iterator[int]:
-        """Of these document numbers of `segment`, those that are the newest archived copy of their
-        `_id` (documents without an `_id` always are)."""
-        wanted = set(numbers)
-        rows = self.db.execute(
-            "SELECT d.n FROM docs d JOIN segments s ON s.id = d.segment WHERE s.path = ? AND (d.id_key IS NULL "
-            "OR NOT EXISTS (SELECT 1 FROM docs d2 JOIN segments s2 ON s2.id = d2.segment WHERE d2.id_key = d.id_key "
-            "AND (s2.created_at, s2.path, d2.n) > (s.created_at, s.path, d.n))) ORDER BY d.n", (segment,))
-        for (n,) in rows:
-            if n in wanted:
-                yield n
+    def superseded(self) -> dict[str, set[int]]:
+        """Per segment, the numbers of its documents that are not the newest archived copy of their
+        `_id` (newest: the latest seal, then the last path and number). One query for the whole
+        archive: only `_id`s archived more than once are looked at."""
+        copies: dict[str, list[tuple[str, str, int]]] = {}
+        for key, created, path, n in self.db.execute(
+                "SELECT d.id_key, s.created_at, s.path, d.n FROM docs d JOIN segments s ON s.id = d.segment "
+                "WHERE d.id_key IN (SELECT id_key FROM docs WHERE id_key IS NOT NULL GROUP BY id_key "
+                "HAVING count(*) > 1)"):
+            copies.setdefault(key, []).append((created, path, n))
+        out: dict[str, set[int]] = {}
+        for found in copies.values():
+            found.sort()
+            for _, path, n in found[:-1]:
+                out.setdefault(path, set()).add(n)
+        return out
 
     def count(self, start: int | None = None, end: int | None = None, *, newest_only: bool = True) -> int | None:
         """Documents dated in [start, end) (ms; None: unbounded), only the newest copy of each `_id`
