@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -298,6 +299,45 @@ def corrupt(kind: str, path: Path, rng: Any, other: Path) -> None:
 
 def daemon_log(proc: subprocess.Popen) -> str:
     return proc.log_path.read_text()  # type: ignore[attr-defined]
+
+
+# -- waiting on events, not on time -----------------------------------------------------------------
+# A test that sleeps and then asserts on a log line or a state passes or fails with the machine's
+# load. These wait for the event itself (with a generous deadline) and hand the assertion back.
+
+def wait_until(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll `condition` until it is true or `timeout` seconds passed; its last value (assert it)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def proc_state(pid: int) -> str | None:
+    """A process's state letter from /proc (T: stopped), None once it is gone (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    return None if state in ("Z", "X") else state
+
+
+def wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until `proc` stopped itself at its `_ARCHIVERD_CRASH_AT=<point>@<n>:STOP` fault point
+    (faults.py); fail if it exits first or never gets there. SIGCONT resumes it."""
+    deadline = time.monotonic() + timeout
+    while proc_state(proc.pid) != "T":
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before its fault point: "
+                                 + (proc.stderr.read() if proc.stderr else ""))
+        assert time.monotonic() < deadline, "never reached its fault point"
+        time.sleep(0.05)
+
+
+def cycles_done(log_text: str) -> int:
+    """How many cycles a daemon's log says it completed."""
+    return log_text.count("event=cycle.done")
 
 
 def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
