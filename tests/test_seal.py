@@ -22,7 +22,7 @@ from archiverd.service.source import LeaseLost, Source
 from archiverd.service.state import State
 from archiverd.store import layout
 from bench.corpus import experience
-from tests.reliability import ROOT, World
+from tests.reliability import ROOT, World, wait_stopped
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -176,11 +176,6 @@ def test_a_journaled_segment_that_fails_verification_is_set_aside(cfg, collectio
     assert {bson.decode(r)["_id"] for p in fresh for r in SegmentReader(p)} == set(docs)
 
 
-def _state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
-
-
 def test_a_paused_instance_resumed_after_another_took_over_publishes_nothing(mongo_uri, tmp_path):
     """Instance A is paused (SIGSTOP) after verifying its segment; its lease expires; B takes the
     lease and dies mid-write; A resumes. A must not publish (its lease is gone) and nothing may be
@@ -191,10 +186,7 @@ def test_a_paused_instance_resumed_after_another_took_over_publishes_nothing(mon
         a = subprocess.Popen([sys.executable, "-m", "archiverd", "run", "--once"], cwd=ROOT,
                              env=world.env(_ARCHIVERD_CRASH_AT="seal:verified@1:STOP"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while _state(a.pid) != "T":
-            assert time.monotonic() < deadline and a.poll() is None, "A never reached the seal"
-            time.sleep(0.1)
+        wait_stopped(a)  # A reached the seal
         time.sleep(3.5)  # A's 3 s lease expires while it is paused
         b = world.cli("run", "--once", _ARCHIVERD_CRASH_AT="appended@5")
         assert b.returncode == -signal.SIGKILL, b.stderr
