@@ -30,9 +30,12 @@ import bson
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from archiverd import SegmentReader
+from archiverd import SegmentReader, faults
+from archiverd.config import Config
 from archiverd.store import layout
 from archiverd.format import index
+from archiverd.service.archiver import Archiver
+from archiverd.service.source import Source
 from archiverd.service.state import State
 from bench.corpus import experience
 
@@ -221,6 +224,43 @@ class World:
     def close(self) -> None:
         self.client.drop_database(self.database)
         self.client.close()
+
+
+class Crash(BaseException):
+    """Raised at a fault point by `crash_cycle_at`: the cycle stops there as if its process died
+    (a BaseException: no `except Exception` of the cycle handles it)."""
+
+
+def crash_cycle_at(cfg: Config, point: str, strike: Callable[[], None] | None = None, *, nth: int = 1,
+                   release: bool = True) -> None:
+    """One archiving cycle in this process, under the collection's lease, cut off at the `nth`
+    fault point named `point` (faults.py) -- `strike()` runs there first (kill the server, ...).
+    Fails unless the cycle got there. The lease is released afterwards unless `release` is False
+    (the server is gone); the test then checks what the crash left in the archive and the collection."""
+    source = Source(cfg)
+    seen = 0
+    try:
+        lease = source.acquire_lease()
+
+        def crash(at: str) -> None:
+            nonlocal seen
+            seen += at == point
+            if at == point and seen == nth:
+                if strike is not None:
+                    strike()
+                raise Crash(at)
+
+        try:
+            with faults.installed(crash):
+                Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
+        except Crash:
+            pass
+        else:
+            raise AssertionError(f"the cycle never reached the fault point {point!r}@{nth}")
+        if release:
+            source.release_lease(lease)
+    finally:
+        source.client.close()
 
 
 def frame_records(path: Path) -> list[bytes]:

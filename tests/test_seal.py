@@ -22,7 +22,7 @@ from archiverd.service.source import LeaseLost, Source
 from archiverd.service.state import State
 from archiverd.store import layout
 from bench.corpus import experience
-from tests.reliability import ROOT, World, wait_stopped
+from tests.reliability import ROOT, World, crash_cycle_at, wait_stopped
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -128,19 +128,7 @@ def test_a_moved_away_index_never_costs_the_video(cfg, collection, tmp_path):
 
 def test_a_published_video_without_index_is_committed_by_recovery(cfg, collection):
     docs = _seed(collection, 9)
-
-    class Crash(BaseException):
-        pass
-
-    def crash(point: str) -> None:
-        if point == "seal:video-published":
-            raise Crash
-
-    source = Source(cfg)
-    lease = source.acquire_lease()
-    with faults.installed(crash), pytest.raises(Crash):
-        Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-    source.release_lease(lease)
+    crash_cycle_at(cfg, "seal:video-published")
     (video,) = layout.videos(cfg.collection_dir)
     assert not index.path_for(video).exists() and {d["_id"] for d in collection.find()} == set(docs)
     code, stats = Daemon(cfg).once()
@@ -150,19 +138,7 @@ def test_a_published_video_without_index_is_committed_by_recovery(cfg, collectio
 
 def test_a_journaled_segment_that_fails_verification_is_set_aside(cfg, collection):
     docs = _seed(collection, 6)
-
-    class Crash(BaseException):
-        pass
-
-    def crash(point: str) -> None:
-        if point == "commit":
-            raise Crash
-
-    source = Source(cfg)
-    lease = source.acquire_lease()
-    with faults.installed(crash), pytest.raises(Crash):
-        Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-    source.release_lease(lease)
+    crash_cycle_at(cfg, "commit")
     (video,) = layout.segments(cfg.collection_dir)
     video.write_bytes(video.read_bytes()[:2000])  # damaged beyond repair before the deletes ran
     damaged = video.read_bytes()

@@ -15,17 +15,14 @@ import pytest
 from bson import Binary, Decimal128, Int64, ObjectId, SON
 from bson.raw_bson import RawBSONDocument
 
-from archiverd import SegmentReader, faults
+from archiverd import SegmentReader
 from archiverd.format import index
 from archiverd.service import expiry
-from archiverd.service.archiver import Archiver
 from archiverd.service.daemon import Daemon
-from archiverd.service.source import Source
-from archiverd.service.state import State
 from archiverd.store import layout
 from bench.corpus import experience
 from tests.mongo_server import Server
-from tests.reliability import ROOT, World, cycles_done, daemon_log, kill, wait_until
+from tests.reliability import ROOT, World, crash_cycle_at, cycles_done, daemon_log, kill, wait_until
 
 UTC = dt.timezone.utc
 
@@ -301,21 +298,9 @@ def test_the_server_killed_right_after_a_commit(tmp_path):
     try:
         world.seed(expired=16)
         from archiverd import config
-        cfg = config.load(environ=world.env())
-        source = Source(cfg)
-        lease = source.acquire_lease()
-
-        class Stop(BaseException):
-            pass
-
-        def strike(point: str) -> None:
-            if point == "delete-batch":
-                server.stop(signal.SIGKILL)  # right after a delete transaction's commit
-                raise Stop
-
-        with faults.installed(strike), pytest.raises(Stop):
-            Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-        source.client.close()
+        # the server dies right after a delete transaction's commit
+        crash_cycle_at(config.load(environ=world.env()), "delete-batch", lambda: server.stop(signal.SIGKILL),
+                       release=False)
         server.start()
         assert world.run_once().returncode == 0
         report = world.check()
