@@ -244,8 +244,10 @@ def crash_cycle_at(cfg: Config, point: str, strike: Callable[[], None] | None = 
 
         def crash(at: str) -> None:
             nonlocal seen
-            seen += at == point
-            if at == point and seen == nth:
+            if at != point:
+                return
+            seen += 1
+            if seen == nth:
                 if strike is not None:
                     strike()
                 raise Crash(at)

@@ -90,7 +90,7 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
             size = os.fstat(f.fileno()).st_size
             if size > limit:
                 raise SegmentError(f"{what} is larger than {limit} bytes", str(path))
-            data = f.read(size + 1)  # one byte more than it had: a file still being written shows
+            data = f.read(size + 1)  # one byte more than its size: a file that grew since (or a /proc file) shows
     except FileNotFoundError:
         raise SegmentError(f"{what} is missing", str(path)) from None
     except OSError as exc:
