@@ -33,7 +33,7 @@ from archiverd import SegmentError, SegmentReader, write_segment  # noqa: E402
 from archiverd.format import index
 from bench.corpus import experiences  # noqa: E402
 from tests.mongo_server import Server  # noqa: E402
-from tests.reliability import CORRUPTIONS, CRASH_POINTS, World, corrupt, kill  # noqa: E402
+from tests.reliability import CORRUPTIONS, CRASH_POINTS, World, corrupt, crash_cycle_at, kill  # noqa: E402
 
 
 def crash_matrix(uri: str, work: Path, runs: int) -> tuple[list[str], dict]:
@@ -134,10 +134,7 @@ def server_kill_campaign(work: Path, runs: int) -> dict:
     """The server SIGKILLed right after a delete transaction's commit (SecantusDB then forgets the
     last commits: documents come back), restarted, and a clean cycle run: nothing lost, nothing
     sealed twice."""
-    from archiverd import config, faults
-    from archiverd.service.archiver import Archiver
-    from archiverd.service.source import Source
-    from archiverd.service.state import State
+    from archiverd import config
     out = {"runs": runs, "lost": 0, "twice": 0, "converged": 0, "came_back": 0}
     for r in range(runs):
         server = Server(work / f"kill-{r}").start()
@@ -145,30 +142,9 @@ def server_kill_campaign(work: Path, runs: int) -> dict:
                       ARCHIVERD_SEGMENT_MAX_DOCS="0")
         try:
             world.seed(expired=16, embeddings_every=4)
-            cfg = config.load(environ=world.env())
-            source = Source(cfg)
-            lease = source.acquire_lease()
-            strike_at = 1 + r % 3
-
-            class Stop(BaseException):
-                pass
-
-            seen = 0
-
-            def strike(point: str) -> None:
-                nonlocal seen
-                if point == "delete-batch":
-                    seen += 1
-                    if seen == strike_at:
-                        server.stop(signal.SIGKILL)
-                        raise Stop
-
-            try:
-                with faults.installed(strike):
-                    Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-            except Stop:
-                pass
-            source.client.close()
+            # the server dies right after the 1st, 2nd or 3rd delete transaction's commit
+            crash_cycle_at(config.load(environ=world.env()), "delete-batch", lambda: server.stop(signal.SIGKILL),
+                           nth=1 + r % 3, release=False)
             server.start()
             out["came_back"] += world.expired_count()
             world.run_once()

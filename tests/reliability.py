@@ -21,6 +21,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,12 @@ import bson
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
 
-from archiverd import SegmentReader
+from archiverd import SegmentReader, faults
+from archiverd.config import Config
 from archiverd.store import layout
 from archiverd.format import index
+from archiverd.service.archiver import Archiver
+from archiverd.service.source import Source
 from archiverd.service.state import State
 from bench.corpus import experience
 
@@ -222,6 +226,45 @@ class World:
         self.client.close()
 
 
+class Crash(BaseException):
+    """Raised at a fault point by `crash_cycle_at`: the cycle stops there as if its process died
+    (a BaseException: no `except Exception` of the cycle handles it)."""
+
+
+def crash_cycle_at(cfg: Config, point: str, strike: Callable[[], None] | None = None, *, nth: int = 1,
+                   release: bool = True) -> None:
+    """One archiving cycle in this process, under the collection's lease, cut off at the `nth`
+    fault point named `point` (faults.py) -- `strike()` runs there first (kill the server, ...).
+    Fails unless the cycle got there. The lease is released afterwards unless `release` is False
+    (the server is gone); the test then checks what the crash left in the archive and the collection."""
+    source = Source(cfg)
+    seen = 0
+    try:
+        lease = source.acquire_lease()
+
+        def crash(at: str) -> None:
+            nonlocal seen
+            if at != point:
+                return
+            seen += 1
+            if seen == nth:
+                if strike is not None:
+                    strike()
+                raise Crash(at)
+
+        try:
+            with faults.installed(crash):
+                Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
+        except Crash:
+            pass
+        else:
+            raise AssertionError(f"the cycle never reached the fault point {point!r}@{nth}")
+        if release:
+            source.release_lease(lease)
+    finally:
+        source.client.close()
+
+
 def frame_records(path: Path) -> list[bytes]:
     """The QR payload (frame record) of every frame of a segment's video, in file order."""
     from archiverd.format import qr, video
@@ -298,6 +341,45 @@ def corrupt(kind: str, path: Path, rng: Any, other: Path) -> None:
 
 def daemon_log(proc: subprocess.Popen) -> str:
     return proc.log_path.read_text()  # type: ignore[attr-defined]
+
+
+# -- waiting on events, not on time -----------------------------------------------------------------
+# A test that sleeps and then asserts on a log line or a state passes or fails with the machine's
+# load. These wait for the event itself (with a generous deadline) and hand the assertion back.
+
+def wait_until(condition: Callable[[], Any], timeout: float = 60.0) -> Any:
+    """Poll `condition` until it is true or `timeout` seconds passed; its last value (assert it)."""
+    deadline = time.monotonic() + timeout
+    while not (value := condition()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return value
+
+
+def proc_state(pid: int) -> str | None:
+    """A process's state letter from /proc (T: stopped), None once it is gone (a zombie counts as gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            state = f.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+    return None if state in ("Z", "X") else state
+
+
+def wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
+    """Wait until `proc` stopped itself at its `_ARCHIVERD_CRASH_AT=<point>@<n>:STOP` fault point
+    (faults.py); fail if it exits first or never gets there. SIGCONT resumes it."""
+    deadline = time.monotonic() + timeout
+    while proc_state(proc.pid) != "T":
+        if proc.poll() is not None:
+            raise AssertionError(f"exited with {proc.returncode} before its fault point: "
+                                 + (proc.stderr.read() if proc.stderr else ""))
+        assert time.monotonic() < deadline, "never reached its fault point"
+        time.sleep(0.05)
+
+
+def cycles_done(log_text: str) -> int:
+    """How many cycles a daemon's log says it completed."""
+    return log_text.count("event=cycle.done")
 
 
 def kill(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:

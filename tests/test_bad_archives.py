@@ -4,12 +4,14 @@ import hashlib
 import json
 import random
 import shutil
+from pathlib import Path
 
 import pytest
 
 from archiverd import SegmentError, SegmentReader, verify_video, write_segment
-from archiverd.format import frame, index
+from archiverd.format import frame, index, sidecar
 from archiverd.format.reader import REPAIRABLE, UNREPAIRABLE
+from archiverd.store import durable
 from tests.reliability import CORRUPTIONS, corrupt, frame_records, rewrite_frames, write_frames
 
 
@@ -197,6 +199,22 @@ def test_missing_index_is_a_clear_error(segment):
     index.path_for(segment[0]).unlink()
     with pytest.raises(SegmentError, match="index file is missing"):
         SegmentReader(segment[0])
+
+
+def test_derived_files_above_their_bound_are_refused_before_they_are_read(segment, tmp_path):
+    idx = index.path_for(segment[0])
+    with open(idx, "r+b") as f:
+        f.truncate(index.MAX_INDEX_BYTES + 1)  # sparse: nothing that size is ever allocated
+    with pytest.raises(SegmentError, match=f"index file is larger than {index.MAX_INDEX_BYTES} bytes"):
+        SegmentReader(segment[0])
+    huge = sidecar.path_for(segment[0])
+    with open(huge, "wb") as f:
+        f.truncate(sidecar.MAX_FILE + 1)
+    with pytest.raises(SegmentError, match="vector sidecar is larger than"):
+        sidecar.load(huge)
+    # a file whose size says less than it holds (a /proc file says 0) is never read past that size
+    with pytest.raises(SegmentError, match="grew while it was read"):
+        durable.read_bounded(Path("/proc/self/status"), 1 << 20, "status")
 
 
 def test_foreign_files_are_refused(tmp_path):

@@ -20,6 +20,7 @@ from archiverd.errors import EXIT_OK, EXIT_WARNING
 from archiverd.service.source import LeaseLost, Source
 from archiverd.service.state import State
 from bench.corpus import experience
+from tests.reliability import crash_cycle_at
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -178,19 +179,7 @@ def test_fencing_stops_a_stale_holder_from_deleting(cfg, collection):
 
 def test_crash_after_commit_is_finished_by_recovery(cfg, collection):
     old = seed(collection, [(i, 120) for i in range(7)])
-
-    class Crash(BaseException):
-        pass
-
-    def fault(point: str) -> None:
-        if point == "commit":
-            raise Crash
-
-    source = Source(cfg)
-    lease = source.acquire_lease()
-    with pytest.raises(Crash), faults.installed(fault):
-        Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-    source.release_lease(lease)
+    crash_cycle_at(cfg, "commit")
     assert remaining(collection) == set(old)  # sealed, not yet deleted
     assert State(cfg.state_file).pending == ["/".join(list(layout.segments(cfg.collection_dir))[0]
                                                       .relative_to(cfg.collection_dir).parts)]

@@ -18,26 +18,14 @@ import pytest
 from archiverd.service.lease import ARCHIVE_ID_FILE, archive_id
 from archiverd.service.state import State
 from archiverd.store import layout
-from tests.reliability import ROOT, World
+from tests.reliability import ROOT, World, wait_stopped
 
 SHARED = {"ARCHIVERD_SHARED_BACKLOG": "true", "ARCHIVERD_SEGMENT_MAX_DOCS": "0"}
-
-
-def _proc_state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
 
 
 def _start(world: World, **extra: str) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "archiverd", "run", "--once"], cwd=ROOT, env=world.env(**extra),
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _wait_stopped(proc: subprocess.Popen, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while _proc_state(proc.pid) != "T":
-        assert time.monotonic() < deadline and proc.poll() is None, proc.stderr.read() if proc.poll() else "no stop"
-        time.sleep(0.05)
 
 
 def _days_taken(log_text: str) -> list[str]:
@@ -61,7 +49,7 @@ def test_two_processes_split_the_backlog_by_day_and_status_shows_who_holds_what(
         _seed_six_days(world)
         a = _start(world, _ARCHIVERD_CRASH_AT="day:taken@1:STOP")
         try:
-            _wait_stopped(a)
+            wait_stopped(a)
             status = world.cli("status", "--json")
             info = json.loads(status.stdout)
             held = [d for d in info["day_leases"] if d["state"] == "held"]
@@ -99,7 +87,7 @@ def test_a_day_whose_holder_is_killed_is_finished_by_a_running_daemon(mongo_uri,
     try:
         _seed_six_days(world, per_day=8)
         a = _start(world, _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
-        _wait_stopped(a)
+        wait_stopped(a)
         b = world.start_daemon()
         deadline = time.monotonic() + 120
         while "event=day.held" not in Path(b.log_path).read_text():
@@ -137,7 +125,7 @@ def test_a_paused_holder_loses_its_day_after_the_lease_expires(mongo_uri, tmp_pa
         world.seed(expired=9, days=100)  # six a day: two parts each
         a = _start(world, _ARCHIVERD_CRASH_AT="commit@1:STOP")
         try:
-            _wait_stopped(a)
+            wait_stopped(a)
             first = world.cli("run", "--once")  # A's day is held (its lease is live): left to it
             assert first.returncode == 0 and "event=day.held" in first.stderr, first.stderr
             time.sleep(3.5)  # A's lease lapses while it is paused
@@ -168,10 +156,10 @@ def test_a_resumed_holder_whose_day_another_holds_deletes_nothing_and_moves_on(m
         a = _start(world, _ARCHIVERD_CRASH_AT="commit@1:STOP")
         b = None
         try:
-            _wait_stopped(a)
+            wait_stopped(a)
             time.sleep(3.5)  # A's lease lapses while it is paused
             b = _start(world, ARCHIVERD_LEASE_SECONDS="60", _ARCHIVERD_CRASH_AT="day:taken@1:STOP")
-            _wait_stopped(b)
+            wait_stopped(b)
             a.send_signal(signal.SIGCONT)
             _, a_err = a.communicate(timeout=300)
         finally:

@@ -23,7 +23,7 @@ from archiverd.store import layout
 from archiverd.format import index
 from tests.conftest import every_type_document
 from tests.mongo_server import Server
-from tests.reliability import CRASH_POINTS, ROOT, World, daemon_log, kill
+from tests.reliability import CRASH_POINTS, ROOT, World, daemon_log, kill, wait_stopped, wait_until
 
 ROOT_USER = os.geteuid() == 0
 
@@ -96,7 +96,9 @@ def test_concurrent_writer_loses_nothing_and_keeps_changed_documents(world):
 def test_two_daemons_only_one_archives_and_the_other_takes_over(world):
     world.seed(expired=6)
     first = world.start_daemon(ARCHIVERD_POLL_SECONDS="0.5", ARCHIVERD_LEASE_SECONDS="3")
-    time.sleep(0.3)
+    # the first holds the collection's lease (it works on a day) before the second starts
+    assert wait_until(lambda: "event=day.taken" in daemon_log(first) or first.poll() is not None), daemon_log(first)
+    assert first.poll() is None, daemon_log(first)
     second = world.start_daemon(ARCHIVERD_POLL_SECONDS="0.5", ARCHIVERD_LEASE_SECONDS="3")
     deadline = time.monotonic() + 60
     while (world.expired_count() or "event=lease.waiting" not in daemon_log(second)) and time.monotonic() < deadline:
@@ -114,36 +116,44 @@ def test_two_daemons_only_one_archives_and_the_other_takes_over(world):
     assert world.check().converged
 
 
-def _start_cycle(world: World, tmp_path: Path) -> tuple[subprocess.Popen, Path]:
-    """`run --once` in the background; returns once it has sealed its first segment (mid-cycle)."""
+def _start_cycle(world: World, tmp_path: Path, **extra: str) -> tuple[subprocess.Popen, Path]:
+    """`run --once` in the background, its log in a file (a pipe nobody drains would block it)."""
     log = tmp_path / "cycle.log"
     with open(log, "w") as sink:
-        proc = subprocess.Popen([sys.executable, "-m", "archiverd", "run", "--once"], env=world.env(), cwd=ROOT,
-                                stderr=sink, text=True)
-    deadline = time.monotonic() + 60
-    while "event=segment.sealed" not in log.read_text() and time.monotonic() < deadline:
-        assert proc.poll() is None, log.read_text()
-        time.sleep(0.05)
+        proc = subprocess.Popen([sys.executable, "-m", "archiverd", "run", "--once"], env=world.env(**extra),
+                                cwd=ROOT, stderr=sink, text=True)
     return proc, log
 
 
+def _met_the_server(run: subprocess.Popen, log: Path) -> str:
+    """Wait until the cycle logs a retry of ours (it met the dead or hung server and waits for it);
+    its log. Fails if it exits instead: it must not give up while the server is away."""
+    assert wait_until(lambda: "event=mongodb.retry" in log.read_text() or run.poll() is not None, 120), \
+        log.read_text()
+    assert run.poll() is None and "event=mongodb.retry" in log.read_text(), log.read_text()
+    return log.read_text()
+
+
 def test_server_killed_and_restarted_mid_cycle(tmp_path):
+    """The server is SIGKILLed mid-cycle -- one segment sealed, its first delete batch committed --
+    and started again. Deterministic whatever the load: the cycle stops itself at that point
+    (SIGSTOP), the server is killed, the cycle resumes against the dead server and must be seen
+    retrying before the server comes back."""
     server = Server(tmp_path / "db").start()
     world = World(server.uri, tmp_path, ARCHIVERD_RETRY_SECONDS="90", ARCHIVERD_BATCH_SIZE="10",
                   ARCHIVERD_SEGMENT_MAX_DOCS="20", ARCHIVERD_LEASE_SECONDS="30")
     try:
         world.seed(expired=60, fresh=5, embeddings_every=2)
-        run, log = _start_cycle(world, tmp_path)
-        assert run.poll() is None
-        server.stop(signal.SIGKILL)  # mid-cycle: one segment sealed, more to come
-        time.sleep(2)
+        run, log = _start_cycle(world, tmp_path, _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        wait_stopped(run)
+        assert "event=segment.sealed" in log.read_text(), log.read_text()
+        server.stop(signal.SIGKILL)
+        run.send_signal(signal.SIGCONT)
+        _met_the_server(run, log)
         server.start()
         run.wait(240)
         text = log.read_text()
         assert run.returncode == 0, text
-        # the cycle met the dead server: a retry of ours, or deletes it acknowledged and then lost (a
-        # day's read is a fresh query that the driver itself may retry once the server is back)
-        assert "event=mongodb.retry" in text or "event=delete.not_durable" in text, text
         report = world.check()
         assert report.safe and not report.temp_files and not report.pending, report
         # SecantusDB forgets acknowledged transaction commits when SIGKILLed (docs/RELIABILITY.md), so
@@ -163,14 +173,17 @@ def test_server_killed_and_restarted_mid_cycle(tmp_path):
 
 
 def test_stalled_server_is_waited_out(tmp_path):
+    """The server hangs (SIGSTOP) mid-cycle: the cycle meets it, times out, retries and waits --
+    nothing given up -- and finishes once the server is resumed."""
     server = Server(tmp_path / "db").start()
     world = World(server.uri, tmp_path, ARCHIVERD_LEASE_SECONDS="30")
     try:
         world.seed(expired=40, embeddings_every=2)
-        run, log = _start_cycle(world, tmp_path)
+        run, log = _start_cycle(world, tmp_path, _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        wait_stopped(run)
         os.killpg(server.proc.pid, signal.SIGSTOP)  # the server hangs mid-cycle
-        time.sleep(4)
-        assert run.poll() is None  # still waiting, nothing given up
+        run.send_signal(signal.SIGCONT)
+        _met_the_server(run, log)  # still waiting, nothing given up
         os.killpg(server.proc.pid, signal.SIGCONT)
         run.wait(240)
         assert run.returncode == 0, log.read_text()

@@ -27,7 +27,7 @@ from archiverd.service.state import State
 from archiverd.store import objects
 from archiverd.store.objects import LocalStore, ObjectExists
 from bench.corpus import experience
-from tests.reliability import World
+from tests.reliability import World, crash_cycle_at
 from tests.s3_server import S3Server
 
 
@@ -198,19 +198,7 @@ def test_one_document_is_read_with_a_few_ranged_gets_not_the_whole_video(s3cfg, 
 @pytest.mark.parametrize("point", ["seal:video-uploaded", "seal:uploaded", "commit", "delete-batch"])
 def test_a_crash_between_upload_and_delete_loses_nothing_and_seals_nothing_twice(s3cfg, collection, point):
     docs = _seed(collection, 8)
-
-    class Crash(BaseException):
-        pass
-
-    def crash(at: str) -> None:
-        if at == point:
-            raise Crash(at)
-
-    source = Source(s3cfg)
-    lease = source.acquire_lease()
-    with faults.installed(crash), pytest.raises(Crash):
-        Archiver(s3cfg, source, State(s3cfg.state_file)).run_cycle(lease)
-    source.release_lease(lease)
+    crash_cycle_at(s3cfg, point)
     store = _bucket_store(s3cfg)
     first = {n: store.sha256(n) for n in store.names()}
     committed = bool(store.segments())

@@ -22,7 +22,7 @@ from archiverd.service.source import LeaseLost, Source
 from archiverd.service.state import State
 from archiverd.store import layout
 from bench.corpus import experience
-from tests.reliability import ROOT, World
+from tests.reliability import ROOT, World, crash_cycle_at, wait_stopped
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -128,19 +128,7 @@ def test_a_moved_away_index_never_costs_the_video(cfg, collection, tmp_path):
 
 def test_a_published_video_without_index_is_committed_by_recovery(cfg, collection):
     docs = _seed(collection, 9)
-
-    class Crash(BaseException):
-        pass
-
-    def crash(point: str) -> None:
-        if point == "seal:video-published":
-            raise Crash
-
-    source = Source(cfg)
-    lease = source.acquire_lease()
-    with faults.installed(crash), pytest.raises(Crash):
-        Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-    source.release_lease(lease)
+    crash_cycle_at(cfg, "seal:video-published")
     (video,) = layout.videos(cfg.collection_dir)
     assert not index.path_for(video).exists() and {d["_id"] for d in collection.find()} == set(docs)
     code, stats = Daemon(cfg).once()
@@ -150,19 +138,7 @@ def test_a_published_video_without_index_is_committed_by_recovery(cfg, collectio
 
 def test_a_journaled_segment_that_fails_verification_is_set_aside(cfg, collection):
     docs = _seed(collection, 6)
-
-    class Crash(BaseException):
-        pass
-
-    def crash(point: str) -> None:
-        if point == "commit":
-            raise Crash
-
-    source = Source(cfg)
-    lease = source.acquire_lease()
-    with faults.installed(crash), pytest.raises(Crash):
-        Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-    source.release_lease(lease)
+    crash_cycle_at(cfg, "commit")
     (video,) = layout.segments(cfg.collection_dir)
     video.write_bytes(video.read_bytes()[:2000])  # damaged beyond repair before the deletes ran
     damaged = video.read_bytes()
@@ -176,11 +152,6 @@ def test_a_journaled_segment_that_fails_verification_is_set_aside(cfg, collectio
     assert {bson.decode(r)["_id"] for p in fresh for r in SegmentReader(p)} == set(docs)
 
 
-def _state(pid: int) -> str:
-    with open(f"/proc/{pid}/stat") as f:
-        return f.read().rsplit(")", 1)[1].split()[0]
-
-
 def test_a_paused_instance_resumed_after_another_took_over_publishes_nothing(mongo_uri, tmp_path):
     """Instance A is paused (SIGSTOP) after verifying its segment; its lease expires; B takes the
     lease and dies mid-write; A resumes. A must not publish (its lease is gone) and nothing may be
@@ -191,10 +162,7 @@ def test_a_paused_instance_resumed_after_another_took_over_publishes_nothing(mon
         a = subprocess.Popen([sys.executable, "-m", "archiverd", "run", "--once"], cwd=ROOT,
                              env=world.env(_ARCHIVERD_CRASH_AT="seal:verified@1:STOP"),
                              stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 120
-        while _state(a.pid) != "T":
-            assert time.monotonic() < deadline and a.poll() is None, "A never reached the seal"
-            time.sleep(0.1)
+        wait_stopped(a)  # A reached the seal
         time.sleep(3.5)  # A's 3 s lease expires while it is paused
         b = world.cli("run", "--once", _ARCHIVERD_CRASH_AT="appended@5")
         assert b.returncode == -signal.SIGKILL, b.stderr

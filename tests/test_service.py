@@ -15,17 +15,14 @@ import pytest
 from bson import Binary, Decimal128, Int64, ObjectId, SON
 from bson.raw_bson import RawBSONDocument
 
-from archiverd import SegmentReader, faults
+from archiverd import SegmentReader
 from archiverd.format import index
 from archiverd.service import expiry
-from archiverd.service.archiver import Archiver
 from archiverd.service.daemon import Daemon
-from archiverd.service.source import Source
-from archiverd.service.state import State
 from archiverd.store import layout
 from bench.corpus import experience
 from tests.mongo_server import Server
-from tests.reliability import ROOT, World, daemon_log, kill
+from tests.reliability import ROOT, World, crash_cycle_at, cycles_done, daemon_log, kill, wait_until
 
 UTC = dt.timezone.utc
 
@@ -74,11 +71,13 @@ def test_documents_expiring_every_second_across_midnight_make_one_segment(mongo_
         for d in docs:
             world.record(d.raw)
         daemon = world.start_daemon()
-        deadline = time.monotonic() + 90
         day = (midnight - dt.timedelta(days=1)).strftime("%Y/%m/%d")
-        while time.monotonic() < deadline and not any(world.collection_dir.glob(f"{day}/part-*.index.json")):
-            time.sleep(0.5)
-        time.sleep(3)
+
+        def two_cycles_after_the_deletes() -> bool:  # the segment's deletes done, then more cycles
+            log = daemon_log(daemon)
+            return daemon.poll() is not None or cycles_done(log.partition("event=segment.deleted")[2]) >= 2
+
+        assert wait_until(two_cycles_after_the_deletes, 120) and daemon.poll() is None, daemon_log(daemon)
         kill(daemon, signal.SIGTERM)
         assert daemon.returncode == 0, daemon_log(daemon)
         parts = sorted(p.relative_to(world.collection_dir).as_posix() for p in layout.segments(world.collection_dir))
@@ -142,11 +141,12 @@ def test_a_hostile_collection_never_stops_the_daemon_nor_loses_a_distinction(mon
         world.coll.insert_many([_raw(d) for d in stay + tricky])
         ordinary = world.seed(expired=20, fresh=3)
         daemon = world.start_daemon()
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and world.coll.count_documents({}) > len(stay) + 3:
-            assert daemon.poll() is None, daemon_log(daemon)
-            time.sleep(0.5)
-        time.sleep(3)  # more cycles over what is left
+        assert wait_until(lambda: daemon.poll() is not None or world.coll.count_documents({}) <= len(stay) + 3), \
+            daemon_log(daemon)
+        before = cycles_done(daemon_log(daemon))
+        # more cycles over what is left
+        assert wait_until(lambda: daemon.poll() is not None or cycles_done(daemon_log(daemon)) >= before + 2), \
+            daemon_log(daemon)
         assert daemon.poll() is None, daemon_log(daemon)
         kill(daemon, signal.SIGTERM)
         log = daemon_log(daemon)
@@ -298,21 +298,9 @@ def test_the_server_killed_right_after_a_commit(tmp_path):
     try:
         world.seed(expired=16)
         from archiverd import config
-        cfg = config.load(environ=world.env())
-        source = Source(cfg)
-        lease = source.acquire_lease()
-
-        class Stop(BaseException):
-            pass
-
-        def strike(point: str) -> None:
-            if point == "delete-batch":
-                server.stop(signal.SIGKILL)  # right after a delete transaction's commit
-                raise Stop
-
-        with faults.installed(strike), pytest.raises(Stop):
-            Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
-        source.client.close()
+        # the server dies right after a delete transaction's commit
+        crash_cycle_at(config.load(environ=world.env()), "delete-batch", lambda: server.stop(signal.SIGKILL),
+                       release=False)
         server.start()
         assert world.run_once().returncode == 0
         report = world.check()

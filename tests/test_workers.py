@@ -9,7 +9,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import bson
@@ -20,19 +19,10 @@ from archiverd import SegmentReader
 from archiverd.format import index, workers, writer
 from archiverd.format.reader import verify_video
 from bench.corpus import experiences
+from tests.reliability import proc_state, wait_stopped, wait_until
 from tests.test_cli_daemon import env_for
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def _state(pid: int) -> str | None:
-    """The process's state letter, None once it is gone (a zombie counts as gone)."""
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            state = f.read().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return None
-    return None if state in ("Z", "X") else state
 
 
 def _children(pid: int) -> list[int]:
@@ -46,14 +36,6 @@ def _children(pid: int) -> list[int]:
             except (OSError, ValueError, IndexError):
                 continue
     return out
-
-
-def _wait_for(what, timeout: float = 60.0) -> None:  # noqa: ANN001 - a predicate
-    deadline = time.monotonic() + timeout
-    while not what():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
 
 
 def _write(path: Path, docs: list[bytes], count: int) -> dict:
@@ -92,10 +74,10 @@ def test_workers_die_with_their_parent(tmp_path):
     proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     pids = [int(p) for p in proc.stdout.readline().split()]
-    assert len(pids) == 2 and all(_state(p) for p in pids)
+    assert len(pids) == 2 and all(proc_state(p) for p in pids)
     proc.kill()
     proc.wait()
-    _wait_for(lambda: not any(_state(p) for p in pids), timeout=10)
+    assert wait_until(lambda: not any(proc_state(p) for p in pids), timeout=10)
 
 
 def _expired_documents(count: int) -> list[bytes]:
@@ -109,8 +91,7 @@ def _stopped_run(cfg, point: str) -> tuple[subprocess.Popen, list[int]]:
     proc = subprocess.Popen([sys.executable, "-m", "archiverd", "run", "--once"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True,
                             env=env_for(cfg, ARCHIVERD_WORKERS="2", _ARCHIVERD_CRASH_AT=f"{point}:STOP"))
-    _wait_for(lambda: _state(proc.pid) == "T" or proc.poll() is not None)
-    assert proc.poll() is None, proc.communicate()
+    wait_stopped(proc)
     pids = _children(proc.pid)
     assert len(pids) == 2, pids
     return proc, pids
@@ -133,7 +114,7 @@ def test_a_worker_killed_mid_seal_fails_the_cycle_cleanly_and_a_rerun_archives_e
     assert len(err.strip().splitlines()) <= 3, err
     assert collection.count_documents({}) == len(docs)  # nothing deleted
     assert _videos(cfg) == [] and not list(cfg.collection_dir.rglob("*.index.json"))  # nothing published
-    _wait_for(lambda: not any(_state(p) for p in pids), timeout=10)  # the other worker went with it
+    assert wait_until(lambda: not any(proc_state(p) for p in pids), timeout=10)  # the other worker went with it
 
     rerun = subprocess.run([sys.executable, "-m", "archiverd", "run", "--once"], capture_output=True, text=True,
                            env=env_for(cfg, ARCHIVERD_WORKERS="2"), timeout=300)
@@ -149,7 +130,7 @@ def test_sigkill_of_the_daemon_mid_seal_leaves_no_worker_and_a_rerun_finishes(cf
     proc, pids = _stopped_run(cfg, "seal:verified")
     proc.kill()
     proc.communicate(timeout=60)
-    _wait_for(lambda: not any(_state(p) for p in pids), timeout=10)
+    assert wait_until(lambda: not any(proc_state(p) for p in pids), timeout=10)
     assert collection.count_documents({}) == len(docs)
     rerun = subprocess.run([sys.executable, "-m", "archiverd", "run", "--once"], capture_output=True, text=True,
                            env=env_for(cfg), timeout=300)

@@ -106,14 +106,7 @@ def parse(data: bytes, where: str) -> dict[str, Any]:
 
 
 def read_file(path: Path) -> dict[str, Any]:
-    try:
-        if path.stat().st_size > MAX_KEY_FILE_BYTES:
-            raise SegmentError("segment key file is too large", str(path))
-        return parse(path.read_bytes(), str(path))
-    except FileNotFoundError:
-        raise SegmentError("segment key file is missing", str(path)) from None
-    except OSError as exc:
-        raise SegmentError(f"cannot read segment key file: {exc.strerror or exc}", str(path)) from None
+    return parse(durable.read_bounded(path, MAX_KEY_FILE_BYTES, "segment key file"), str(path))
 
 
 def write(video: Path, wrapped: dict[str, str]) -> Path:

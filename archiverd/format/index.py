@@ -18,6 +18,7 @@ from bson.codec_options import DatetimeConversion
 
 from . import identity
 from ..errors import SegmentError
+from ..store import durable
 
 FORMAT = "archiverd-segment"
 FORMAT_VERSION = 2
@@ -89,15 +90,7 @@ def load(path: Path, *, public_only: bool = False) -> dict[str, Any]:
     """Read and structurally check an index; SegmentError names what is wrong. The index of an
     encrypted segment is opened with its key (EncryptionKeyError without one), or with
     `public_only` only its public part is checked and returned (what `check` needs without a key)."""
-    try:
-        if path.stat().st_size > MAX_INDEX_BYTES:
-            raise SegmentError(f"index is larger than {MAX_INDEX_BYTES} bytes", str(path))
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise SegmentError("index file is missing", str(path)) from None
-    except OSError as exc:
-        raise SegmentError(f"cannot read index: {exc.strerror}", str(path)) from None
-    return parse(raw, str(path), public_only=public_only)
+    return parse(durable.read_bounded(path, MAX_INDEX_BYTES, "index file"), str(path), public_only=public_only)
 
 
 def video_of(index_path: Path) -> Path:

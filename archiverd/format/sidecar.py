@@ -63,6 +63,7 @@ import bson
 from bson.int64 import Int64
 
 from ..errors import SegmentError
+from ..store import durable
 from .documents import field_value
 from .encryption import SegmentKeys, is_sealed_sidecar, open_sidecar
 MAGIC = b"ARVQ"
@@ -393,15 +394,7 @@ def load(path: Path, identity: str | None = None, documents: int | None = None,
     """Read and fully check a sidecar; `identity` and `documents` (from the segment's index) must
     match when given; an encrypted segment's sidecar is opened with its `keys`. Raises SegmentError
     naming what is wrong."""
-    try:
-        size = path.stat().st_size
-        if size > MAX_FILE:
-            raise SegmentError(f"vector sidecar is {size} bytes, more than any segment needs", str(path))
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise SegmentError("vector sidecar is missing", str(path)) from None
-    except OSError as exc:
-        raise SegmentError(f"cannot read vector sidecar: {exc.strerror}", str(path)) from None
+    data = durable.read_bounded(path, MAX_FILE, "vector sidecar")
     if is_sealed_sidecar(data):
         if keys is None:
             raise SegmentError("vector sidecar is encrypted, the segment is not", str(path))

@@ -1,4 +1,5 @@
-"""Every fsync, private file mode and no-replace publish in one place.
+"""Every fsync, private file mode and no-replace publish in one place, and the one bounded read of
+a whole derived file (`read_bounded`).
 
 A file is durable once its bytes and then its directory entry are synced. A sealed file is never
 overwritten, truncated or renamed over: `TempFile.publish` links the temporary file's *inode* (the
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import StorageError
+from ..errors import SegmentError, StorageError
 
 TEMP_SUFFIX = ".tmp"
 _modes = {"file": 0o600, "dir": 0o700}
@@ -77,6 +78,26 @@ def ensure_dir(path: Path) -> None:
         raise _storage_error("create directory", path, exc) from None
     if not path.is_dir():
         raise StorageError(f"{path} exists and is not a directory")
+
+
+def read_bounded(path: Path, limit: int, what: str) -> bytes:
+    """The whole of a file read as one record (an index, a vector sidecar, a segment key file),
+    refused above `limit` bytes before anything is read: a damaged or hostile file cannot make a
+    reader allocate what it likes. SegmentError (exit 4) says `what` is missing, larger than the
+    bound, unreadable, or grew while it was read."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > limit:
+                raise SegmentError(f"{what} is larger than {limit} bytes", str(path))
+            data = f.read(size + 1)  # one byte more than its size: a file that grew since (or a /proc file) shows
+    except FileNotFoundError:
+        raise SegmentError(f"{what} is missing", str(path)) from None
+    except OSError as exc:
+        raise SegmentError(f"cannot read {what}: {exc.strerror or exc}", str(path)) from None
+    if len(data) > size:
+        raise SegmentError(f"{what} grew while it was read", str(path))
+    return data
 
 
 def write_new(path: Path, data: bytes, *, mode: int | None = None) -> None:

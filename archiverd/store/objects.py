@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import faults
 from ..crypto import envelope
-from ..errors import ConfigError, SegmentError, StorageError
+from ..errors import ConfigError, StorageError
 from ..format import index
 from . import durable, layout
 
@@ -187,15 +187,7 @@ class LocalStore(Store):
         return out
 
     def read(self, name: str, limit: int) -> bytes:
-        path = self.path(name)
-        try:
-            if path.stat().st_size > limit:
-                raise SegmentError(f"larger than {limit} bytes", str(path))
-            return path.read_bytes()
-        except FileNotFoundError:
-            raise SegmentError("is missing", str(path)) from None
-        except OSError as exc:
-            raise SegmentError(f"cannot read: {exc.strerror}", str(path)) from None
+        return durable.read_bounded(self.path(name), limit, "file")
 
     def open(self, name: str) -> RangeSource:
         from ..format.reader import LocalFile
