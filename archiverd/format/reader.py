@@ -92,11 +92,11 @@ class ScanReport:
 # --- frames --------------------------------------------------------------------------------------
 
 def frames_of(private: bytes, frame_ticks: float, clusters: Sequence[bytes],
-              independent: bool) -> list[tuple[frame.Frame | None, bool]]:
-    """(frame or None, QR error correction used) for every frame of consecutive clusters' bytes (a
-    pure function: the task worker processes run)."""
+              independent: bool, limit: int | None = None) -> list[tuple[frame.Frame | None, bool]]:
+    """(frame or None, QR error correction used) for every frame of consecutive clusters' bytes, or
+    the first `limit` of them (a pure function: the task worker processes run)."""
     out: list[tuple[frame.Frame | None, bool]] = []
-    for _, image in video.decode_clusters(private, frame_ticks, clusters):
+    for _, image in video.decode_clusters(private, frame_ticks, clusters, limit):
         if image is None:
             out.append((None, False))
             continue
@@ -110,9 +110,9 @@ def frames_of(private: bytes, frame_ticks: float, clusters: Sequence[bytes],
 
 
 def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
-                  independent: bool) -> list[tuple[frame.Frame | None, bool]]:
+                  independent: bool, limit: int | None = None) -> list[tuple[frame.Frame | None, bool]]:
     return frames_of(reader.private, reader.frame_ticks, [reader.source.read(r.offset, r.length) for r in refs],
-                     independent)
+                     independent, limit)
 
 
 def decoded_frames(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef], *, independent: bool = False,
@@ -1003,7 +1003,8 @@ def fetch_ranges(source: mkv.Source, idx: Mapping[str, Any], ranges: Sequence[tu
     def decode(cluster: int) -> dict[int, bytes]:
         offset, length = listed[cluster]
         out = {}
-        for slot, (decoded, _) in enumerate(_decode_chunk(reader, [mkv.ClusterRef(offset, length)], False)):
+        needed = max(wanted[cluster]) - cluster * gop + 1  # the frames after the last one needed are not decoded
+        for slot, (decoded, _) in enumerate(_decode_chunk(reader, [mkv.ClusterRef(offset, length)], False, needed)):
             position = cluster * gop + slot
             if decoded is not None and decoded.position == position and decoded.kind != frame.PARITY \
                     and decoded.segment_id.hex() == idx["segment_id"]:

@@ -137,16 +137,18 @@ def decode_packets(private: bytes, packets: Sequence[mkv.Packet]) -> list[tuple[
     return out
 
 
-def decode_clusters(private: bytes, frame_ticks: float, clusters: Sequence[bytes]) -> list[tuple[int, np.ndarray | None]]:
-    """Decode the bytes of consecutive clusters (the first must start with a keyframe) in one run;
-    a cluster that does not parse is skipped (its frames are missing)."""
+def decode_clusters(private: bytes, frame_ticks: float, clusters: Sequence[bytes],
+                    limit: int | None = None) -> list[tuple[int, np.ndarray | None]]:
+    """Decode the bytes of consecutive clusters (the first must start with a keyframe) in one run,
+    or only their first `limit` frames; a cluster that does not parse is skipped (its frames are
+    missing)."""
     packets: list[mkv.Packet] = []
     for buf in clusters:
         try:
             packets.extend(mkv.cluster_packets(buf, frame_ticks))
         except mkv.Malformed:
             continue
-    return decode_packets(private, packets)
+    return decode_packets(private, packets[:limit])
 
 
 class FileSource(mkv.Source):
