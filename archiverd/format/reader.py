@@ -79,27 +79,9 @@ class ScanReport:
 
 # --- frames --------------------------------------------------------------------------------------
 
-def frames_of(private: bytes, frame_ticks: float, clusters: Sequence[bytes],
-              independent: bool) -> list[tuple[frame.Frame | None, bool]]:
-    """(frame or None, QR error correction used) for every frame of consecutive clusters' bytes (a
-    pure function: the task worker processes run)."""
-    out: list[tuple[frame.Frame | None, bool]] = []
-    for _, image in video.decode_clusters(private, frame_ticks, clusters):
-        if image is None:
-            out.append((None, False))
-            continue
-        decoded, corrected = frame.from_image(image)
-        if independent and decoded is not None and not corrected:
-            raw = qr.read_robust(image)  # a standard reader must agree with the fast path
-            if raw is None or frame.unpack(raw) != decoded:
-                decoded = None
-        out.append((decoded, corrected))
-    return out
-
-
 def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
                   independent: bool) -> list[tuple[frame.Frame | None, bool]]:
-    return frames_of(reader.private, reader.frame_ticks, [reader.source.read(r.offset, r.length) for r in refs],
+    return video.frames_of(reader.private, reader.frame_ticks, [reader.source.read(r.offset, r.length) for r in refs],
                      independent)
 
 
