@@ -80,7 +80,7 @@ MAX_HEADER = 1 << 20
 MAX_FILE = 1 << 31
 _PREFIX = struct.Struct("<4sHI")
 _DIGEST = 32
-_CHUNK = 256  # vectors encoded at once while building (bounded memory)
+_CHUNK = 64  # vectors encoded at once while building: 3 MB for four 1536-d fields; as fast as 256
 _NUMERIC = frozenset((float, int, Int64))
 TRIT_VALUES = 243  # 3 ** 5
 

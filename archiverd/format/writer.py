@@ -159,6 +159,7 @@ class FrameWriter:
         self.tail_parity_rows = g.tail_parity_rows(tail, video.GOP) if tail else g.parity_rows
         if tail:
             self._parity_frames(self.tail_parity_rows)
+        self._stripe = self._stripe[:0].copy()  # its 22 MB are not held through the seal's read-back
         if self._gop:
             self._submit_gop()
         if self._task:
