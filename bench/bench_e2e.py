@@ -1,7 +1,7 @@
 """End to end, side by side in one run: archiverd against the plainest script a user could write.
 
     python bench/bench_e2e.py [--docs 1000,10000] [--reps 3] [--per-day 10000] [--workers 1,2]
-                              [--cpu-docs 600] [--big] [--out bench/RESULTS-e2e.md]
+                              [--cpu-docs 600] [--big] [--baseline DIR] [--out bench/RESULTS-e2e.md]
 
 One SecantusDB server process (started as tests/mongo_server.py does), the same EAT documents
 (bench/corpus.py, four 1536-d embeddings, ~85 KB of BSON each), dated in complete days older than
@@ -18,6 +18,8 @@ the 90-day threshold (`--per-day` documents per day, so that a day is one segmen
    the seal's fault points), `SegmentReader.verify()` and `decode_video_to_experiences` of
    `--cpu-docs` documents, with 1 and 2 workers, each in its own interpreter, alternating; medians.
 bench/e2e_cpu.py shows where the time goes (CPU of the command, its workers and the server).
+`--baseline DIR` also runs another checkout's archiverd (`git archive COMMIT | tar -x -C DIR`) in every
+comparison, alternating with this one: a before/after from one run on the same documents and server.
 `--big` adds 100,000 documents (one repetition; it needs ~20 GB of disk for the server's data).
 Prints markdown tables and writes them, with the command line, to `--out`.
 """
@@ -121,10 +123,10 @@ def _tree_rss_kib(root: int) -> int:
     return total
 
 
-def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
+def timed(cmd: list[str], env: dict[str, str], cwd: Path = ROOT) -> tuple[float, int, str]:
     """Run `cmd`: (seconds, peak RSS of its process tree in KiB, stdout); raises if it fails."""
     started = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     peak = [0]
     done = threading.Event()
 
@@ -143,28 +145,34 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, int, str]:
     return seconds, peak[0], out
 
 
-def base_env(uri: str, database: str, **extra: str) -> dict[str, str]:
+def base_env(uri: str, database: str, root: Path = ROOT, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVERD_", "MONGODB_", "ARCHIVE_"))}
-    env.update(MONGODB_URI=uri, MONGODB_DATABASE_NAME=database, PYTHONPATH=str(ROOT), **extra)
+    env.update(MONGODB_URI=uri, MONGODB_DATABASE_NAME=database, PYTHONPATH=str(root), **extra)
     return env
 
 
 # --- 1 and 2: archive and restore ----------------------------------------------------------------------
 
+def _root(name: str, baseline: Path | None) -> Path:
+    """The checkout a pipeline's archiverd comes from: "before ..." runs the baseline's."""
+    return baseline if baseline is not None and name.startswith("before") else ROOT
+
+
 def archive_and_restore(uri: str, work: Path, n: int, per_day: int, reps: int, workers: list[str],
-                        rows: dict[str, list], restore_rows: list) -> None:
+                        rows: dict[str, list], restore_rows: list, baseline: Path | None = None) -> None:
     corpus = corpus_file(work, n, per_day)
     database = f"e2e_{n}"
     client = MongoClient(uri, document_class=RawBSONDocument)
     coll = client[database][COLLECTION]
     cutoff_ms = int((dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=91)).timestamp() * 1000)
     plain_file = work / f"plain-{n}.bson.zst"
-    times: dict[str, list[float]] = {"plain": []} | {f"archiverd w={w}": [] for w in workers}
-    rss: dict[str, list[tuple[int, int]]] = {f"archiverd w={w}": [] for w in workers}
+    names = ([f"before w={w}" for w in workers] if baseline else []) + [f"archiverd w={w}" for w in workers]
+    times: dict[str, list[float]] = {"plain": []} | {name: [] for name in names}
+    rss: dict[str, list[tuple[int, int]]] = {name: [] for name in names}
     sizes: dict[str, int] = {}
     segments: list[Path] = []
     for rep in range(reps):
-        order = ["plain"] + [f"archiverd w={w}" for w in workers]
+        order = ["plain"] + names
         if rep % 2:
             order.reverse()
         for name in order:
@@ -179,7 +187,7 @@ def archive_and_restore(uri: str, work: Path, n: int, per_day: int, reps: int, w
                 sizes[name] = plain_file.stat().st_size
             else:
                 w = name.split("=")[1]
-                archive_dir = work / f"archives-{n}-{w}-{rep}"
+                archive_dir = work / f"archives-{n}-{name.replace(' ', '-').replace('=', '')}-{rep}"
                 shutil.rmtree(archive_dir, ignore_errors=True)
                 archive_dir.mkdir()
                 peak_file = work / "peak"
@@ -187,8 +195,9 @@ def archive_and_restore(uri: str, work: Path, n: int, per_day: int, reps: int, w
                          "ARCHIVERD_LEASE_SECONDS": "600"}
                 if w != "default":
                     extra["ARCHIVERD_WORKERS"] = w
-                seconds, tree, _ = timed([sys.executable, str(ROOT / "tests" / "peak_rss.py"), "run", "--once"],
-                                         base_env(uri, database, **extra))
+                root = _root(name, baseline)
+                seconds, tree, _ = timed([sys.executable, str(root / "tests" / "peak_rss.py"), "run", "--once"],
+                                         base_env(uri, database, root=root, **extra), cwd=root)
                 rss[name].append((tree, int(peak_file.read_text())))
                 files = sorted(archive_dir.rglob("part-*"))
                 sizes[name] = sum(p.stat().st_size for p in files if p.suffix == ".mkv" or p.name.endswith(".index.json"))
@@ -206,19 +215,20 @@ def archive_and_restore(uri: str, work: Path, n: int, per_day: int, reps: int, w
             [f"{n:,}", name, f"{n / t:.0f}", f"{t / plain:.2f}×", f"{sizes[name] / n:,.0f}", peak,
              " ".join(f"{v:.1f}" for v in values)])
     # restore: into an empty collection, alternating
-    rtimes: dict[str, list[float]] = {"plain": [], "archiverd restore": []}
+    rnames = ["plain"] + (["before restore"] if baseline else []) + ["archiverd restore"]
+    rtimes: dict[str, list[float]] = {name: [] for name in rnames}
     for rep in range(reps):
-        order = ["plain", "archiverd restore"] if rep % 2 == 0 else ["archiverd restore", "plain"]
-        for name in order:
+        for name in (rnames if rep % 2 == 0 else rnames[::-1]):
             coll.drop()
             client[database].create_collection(COLLECTION)
             if name == "plain":
                 seconds, _, out = timed([sys.executable, str(ROOT / "bench" / "plain_pipeline.py"), "restore", uri,
                                          database, COLLECTION, str(plain_file)], base_env(uri, database))
             else:
+                root = _root(name, baseline)
                 seconds, _, out = timed([sys.executable, "-m", "archiverd", "restore", *map(str, segments),
                                          "--to", f"{database}.{COLLECTION}"],
-                                        base_env(uri, database, ARCHIVERD_ARCHIVE_DIR=str(work)))
+                                        base_env(uri, database, root=root, ARCHIVERD_ARCHIVE_DIR=str(work)), cwd=root)
             got = coll.count_documents({})
             if got != n:
                 raise SystemExit(f"{name} restored {got} of {n}")
@@ -272,19 +282,23 @@ def cpu_child(corpus: str, n: int, workers: int) -> None:
                       "verify": t1 - t0, "decode": t3 - t2}))
 
 
-def cpu_stages(work: Path, n: int, reps: int, workers: list[str], per_day: int) -> list[list[str]]:
+def cpu_stages(work: Path, n: int, reps: int, workers: list[str], per_day: int,
+               baseline: Path | None = None) -> tuple[list[str], list[list[str]]]:
+    """(column names, rows): docs/s of each stage per worker count (and per checkout with a baseline)."""
     corpus = corpus_file(work, max(n, 1000), per_day)
-    results: dict[str, dict[str, list[float]]] = {w: {} for w in workers}
+    runs = ([f"before {w}" for w in workers] if baseline else []) + workers
+    results: dict[str, dict[str, list[float]]] = {run: {} for run in runs}
     for rep in range(reps):
-        for w in (workers if rep % 2 == 0 else workers[::-1]):
+        for run in (runs if rep % 2 == 0 else runs[::-1]):
+            root = _root(run, baseline)
             env = {k: v for k, v in os.environ.items() if not k.startswith("ARCHIVERD_")}
-            env["PYTHONPATH"] = str(ROOT)
-            out = subprocess.run([sys.executable, __file__, "--cpu-child", str(corpus), str(n), w], env=env,
-                                 capture_output=True, text=True, cwd=ROOT)
+            env["PYTHONPATH"] = str(root)
+            out = subprocess.run([sys.executable, str(root / "bench" / "bench_e2e.py"), "--cpu-child", str(corpus),
+                                  str(n), run.split()[-1]], env=env, capture_output=True, text=True, cwd=root)
             if out.returncode != 0:
                 raise SystemExit(out.stderr[-3000:])
             for key, value in json.loads(out.stdout.splitlines()[-1]).items():
-                results[w].setdefault(key, []).append(value)
+                results[run].setdefault(key, []).append(value)
     rows = []
     first = workers[0]
     for stage, label in (("write", "encode + seal (with its verify)"), ("encode", "encode (append + finish)"),
@@ -293,13 +307,12 @@ def cpu_stages(work: Path, n: int, reps: int, workers: list[str], per_day: int) 
                          ("verify", "SegmentReader.verify()"),
                          ("decode", "decode_video_to_experiences")):
         base = statistics.median(results[first][stage])
-        cells = []
-        for w in workers:
-            t = statistics.median(results[w][stage])
-            cells.append(f"{n / t:.0f}")
+        cells = [f"{n / statistics.median(results[run][stage]):.0f}" for run in runs]
         speedup = base / statistics.median(results[workers[-1]][stage])
         rows.append([label, *cells, f"{speedup:.2f}×"])
-    return rows
+    names = [f"{'before, ' if run.startswith('before') else ''}{run.split()[-1]} worker{'s' * (run.split()[-1] != '1')}"
+             for run in runs]
+    return names + [f"{first} → {workers[-1]}"], rows
 
 
 # --- the report ------------------------------------------------------------------------------------------
@@ -323,6 +336,8 @@ def main() -> None:
     parser.add_argument("--cpu-docs", type=int, default=600)
     parser.add_argument("--big", action="store_true", help="also 100,000 documents (one repetition)")
     parser.add_argument("--skip-cpu", action="store_true")
+    parser.add_argument("--baseline", type=Path, default=None,
+                        help="another checkout whose archiverd runs alongside, for a before/after")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     sizes = [int(s) for s in args.docs.split(",") if s]
@@ -333,10 +348,9 @@ def main() -> None:
         work = Path(tmp)
         if not args.skip_cpu:
             cpu_workers = [w for w in args.cpu_workers.split(",") if w]
-            rows = cpu_stages(work, args.cpu_docs, args.reps, cpu_workers, args.per_day)
+            columns, rows = cpu_stages(work, args.cpu_docs, args.reps, cpu_workers, args.per_day, args.baseline)
             sections.append(f"CPU stages, {args.cpu_docs} EAT documents in one segment, no server (docs/s, medians of "
-                            f"{args.reps}):\n\n" + table(["stage", *[f"{w} worker{'s' * (w != '1')}" for w in cpu_workers],
-                                                      f"{cpu_workers[0]} → {cpu_workers[-1]}"], rows))
+                            f"{args.reps}):\n\n" + table(["stage", *columns], rows))
             print(sections[-1] + "\n", flush=True)
         server = Server(work / "db").start()
         try:
@@ -344,11 +358,12 @@ def main() -> None:
             restore_rows: list = []
             for n in sizes + ([100_000] if args.big else []):
                 archive_and_restore(server.uri, work, n, args.per_day, 1 if n >= 100_000 else args.reps, workers,
-                                    rows, restore_rows)
+                                    rows, restore_rows, args.baseline)
+                pipelines = 1 + len(workers) * (2 if args.baseline else 1)
                 print(table(["documents", "pipeline", "docs/s", "time vs plain", "bytes/doc", "peak RSS", "runs (s)"],
-                            rows["archive"][-1 - len(workers):]), flush=True)
-                print(table(["documents", "pipeline", "docs/s", "time vs plain", "runs (s)"], restore_rows[-2:]) + "\n",
-                      flush=True)
+                            rows["archive"][-pipelines:]), flush=True)
+                print(table(["documents", "pipeline", "docs/s", "time vs plain", "runs (s)"],
+                            restore_rows[-(3 if args.baseline else 2):]) + "\n", flush=True)
         finally:
             server.stop()
         sections.append("Archive: the plain pipeline (raw BSON → zstd-3 file → fsync → delete_many) against "

@@ -189,6 +189,53 @@ def test_build_is_deterministic_and_the_same_from_bson_or_mappings():
 GOLDEN_SHA256 = "d249d34f765ee7e46fe38993cbc75340ac4e1da1e210742e7ef2ca86b94bbebf"
 
 
+def _element(key: str, raw_value: bytes, etype: int) -> bytes:
+    return bytes([etype]) + key.encode() + b"\0" + raw_value
+
+
+def _subdocument(*elements: bytes) -> bytes:
+    body = b"".join(elements)
+    return struct.pack("<i", len(body) + 5) + body + b"\0"
+
+
+def test_arrays_read_from_the_bytes_give_the_codes_of_decoded_values(monkeypatch):
+    """The builder reads canonical arrays of doubles straight from the BSON bytes: on every shape of
+    value it must build the same sidecar as decoding each document whole."""
+    rng = np.random.default_rng(9)
+    good = _unit_rows(rng, 12)
+    canonical = bson.encode({"v": good[0].tolist()})[4 + 3:-1]  # the array's bytes after its key
+    renumbered = bytearray(canonical)
+    renumbered[5:7] = b"7\0"  # key "7" where "0" belongs: a list all the same to bson.decode
+    values = [
+        {"e": good[1].tolist(), "f": good[2].tolist()},
+        {"e": [int(v * 1000) for v in good[3]]},  # integers
+        {"e": [bson.int64.Int64(int(v * 1000)) for v in good[4]]},
+        {"e": good[5].tolist()[:-1] + [1]},  # mixed
+        {"e": [float("nan")] + good[6].tolist()[1:], "f": [0.0] * DIM, "g": []},
+        {"e": "text", "f": {"nested": good[7].tolist()}, "g": None, "h": good[8].tolist()[:100]},
+        {"e": [True] * DIM, "a.b": good[9].tolist()},
+        {"e": good[10].tolist(), "f": [str(v) for v in good[11]]},
+    ]
+    docs = [bson.encode({"_id": i, "embeddings": v, "x": 1}) for i, v in enumerate(values)]
+    docs.append(bson.encode({"_id": 90, "embeddings": [good[0].tolist()]}))  # an array, not a sub-document
+    docs.append(bson.encode({"_id": 91}))
+    for body in (_subdocument(_element("e", canonical, 4), _element("e", bytes(renumbered), 4)),  # duplicate key
+                 _subdocument(_element("f", bytes(renumbered), 4)),
+                 _subdocument(_element("\xe9", canonical, 4)),
+                 _subdocument(b"\x04\xff\xfe\0" + canonical)):  # a key that is not UTF-8
+        docs.append(_subdocument(bson.encode({"_id": len(docs)})[4:-1], _element("embeddings", body, 3)))
+    fast = S.SidecarBuilder()
+    for i, raw in enumerate(docs):
+        fast.add(i, raw)
+    monkeypatch.setattr(S, "_under_prefix", lambda raw, prefix: None)
+    whole = S.SidecarBuilder()
+    for i, raw in enumerate(docs):
+        whole.add(i, raw)
+    assert fast.build(len(docs), "x") == whole.build(len(docs), "x")
+    assert sorted(S.parse(fast.build(len(docs), "x")).fields) == ["embeddings.a.b", "embeddings.e",
+                                                                   "embeddings.f", "embeddings.h", "embeddings.\xe9"]
+
+
 def test_absent_values_are_recorded_and_never_returned():
     rng = np.random.default_rng(4)
     good = _unit_rows(rng, 4)

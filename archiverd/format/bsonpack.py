@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 MIN_PACKED_LENGTH = 16  # shorter arrays are not worth an entry in the table
-_INT32 = struct.Struct("<i")
+INT32 = struct.Struct("<i")  # a BSON length prefix
 
 # Fixed-size BSON values by element type (bytes after the key).
 _FIXED = {0x01: 8, 0x06: 0, 0x07: 12, 0x08: 1, 0x09: 8, 0x0A: 0, 0x10: 4, 0x11: 8, 0x12: 8, 0x13: 16,
@@ -70,7 +70,7 @@ def _layout(n: int) -> tuple[np.ndarray, tuple[tuple[int, int, int, np.ndarray],
     equally wide elements -- keys of 1, 2, 3, ... digits -- as (byte offset, element count, element
     width, framing of each element: type byte, key, NUL). A run reshaped to (count, width) has the
     values in its last 8 columns, so values are read and written as strided blocks."""
-    parts = [_INT32.pack(_array_length(n))]
+    parts = [INT32.pack(_array_length(n))]
     runs = []
     pos, lo, hi, digits = 4, 0, 10, 1
     while lo < n:
@@ -102,10 +102,49 @@ def float32_values(buf: np.ndarray, start: int, length: int) -> np.ndarray | Non
     return singles if np.array_equal(_array(singles), chunk) else None
 
 
+def float64_values(buf: np.ndarray, start: int, length: int) -> np.ndarray | None:
+    """The BSON array at buf[start:start+length] as float64 (a view, no copy) when its framing is
+    the canonical one ("0", "1", ... keys, all doubles, at least one), else None: what
+    `bson.decode` would give as a list of floats, without making a Python float of each value."""
+    n = _count_for_length(length)
+    if not n or buf[start + length - 1] != 0:
+        return None
+    _, runs = _layout(n)
+    chunk = buf[start:start + length]
+    values = []
+    for offset, count, width, framing in runs:
+        elements = chunk[offset:offset + count * width].reshape(count, width)
+        if not np.array_equal(elements[:, :width - 8], framing):
+            return None
+        values.append(elements[:, width - 8:])
+    return np.concatenate(values).view("<f8").ravel()
+
+
+def elements(data: bytes, start: int, end: int) -> list[tuple[int, bytes, int, int]]:
+    """(type, key, value start, value end) of every element of the document data[start:end];
+    ValueError when it is not well-formed."""
+    if end - start < 5 or INT32.unpack_from(data, start)[0] != end - start or data[end - 1] != 0:
+        raise ValueError("not a BSON document")
+    out = []
+    pos = start + 4
+    try:
+        while pos < end - 1:
+            etype = data[pos]
+            key_end = data.index(b"\x00", pos + 1, end)
+            stop = _value_end(data, etype, key_end + 1, end)
+            out.append((etype, data[pos + 1:key_end], key_end + 1, stop))
+            pos = stop
+    except (_Unpackable, struct.error, IndexError):
+        raise ValueError("not a BSON document") from None
+    if pos != end - 1:
+        raise ValueError("not a BSON document")
+    return out
+
+
 def _walk(data: bytes, buf: np.ndarray, start: int, end: int,
           found: list[tuple[int, int, np.ndarray]]) -> None:
     """Collect packable arrays in the document data[start:end] (depth first, document order)."""
-    if end - start < 5 or _INT32.unpack_from(data, start)[0] != end - start or data[end - 1] != 0:
+    if end - start < 5 or INT32.unpack_from(data, start)[0] != end - start or data[end - 1] != 0:
         raise _Unpackable
     pos = start + 4
     while pos < end - 1:
@@ -115,7 +154,7 @@ def _walk(data: bytes, buf: np.ndarray, start: int, end: int,
             raise _Unpackable
         pos = key_end + 1
         if etype in (0x03, 0x04):
-            length = _INT32.unpack_from(data, pos)[0]
+            length = INT32.unpack_from(data, pos)[0]
             if length < 5 or pos + length > end:
                 raise _Unpackable
             values = float32_values(buf, pos, length) if etype == 0x04 else None
@@ -135,11 +174,11 @@ def _value_end(data: bytes, etype: int, pos: int, end: int) -> int:
     if etype in _FIXED:
         stop = pos + _FIXED[etype]
     elif etype in _LENGTH_PREFIXED or etype in (0x03, 0x04):
-        stop = pos + _INT32.unpack_from(data, pos)[0] + _LENGTH_PREFIXED.get(etype, 0)
+        stop = pos + INT32.unpack_from(data, pos)[0] + _LENGTH_PREFIXED.get(etype, 0)
     elif etype == 0x0B:  # regex: two cstrings
         stop = data.index(b"\x00", data.index(b"\x00", pos, end) + 1, end) + 1
     elif etype == 0x0C:  # DBPointer: string + ObjectId
-        stop = pos + 4 + _INT32.unpack_from(data, pos)[0] + 12
+        stop = pos + 4 + INT32.unpack_from(data, pos)[0] + 12
     else:
         raise _Unpackable
     if stop > end or stop < pos:
@@ -159,7 +198,7 @@ def top_level_element(data: bytes, key: bytes) -> bytes | None:
             stop = _value_end(data, etype, key_end + 1, end)
             if data[pos + 1:key_end] == key:
                 element = data[pos:stop]
-                return _INT32.pack(len(element) + 5) + element + b"\x00"
+                return INT32.pack(len(element) + 5) + element + b"\x00"
             pos = stop
     except (_Unpackable, struct.error, ValueError, IndexError):
         return None

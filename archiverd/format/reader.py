@@ -25,7 +25,7 @@ from typing import Any
 import bson
 import numpy as np
 
-from . import blockcodec, frame, index, mkv, parity, qr, records, video, workers as workers_mod
+from . import blockcodec, frame, index, mkv, parity, records, video, workers as workers_mod
 from . import encryption as enc
 from .documents import id_entry
 from ..errors import EncryptionKeyError, SegmentError
@@ -91,28 +91,10 @@ class ScanReport:
 
 # --- frames --------------------------------------------------------------------------------------
 
-def frames_of(private: bytes, frame_ticks: float, clusters: Sequence[bytes],
-              independent: bool, limit: int | None = None) -> list[tuple[frame.Frame | None, bool]]:
-    """(frame or None, QR error correction used) for every frame of consecutive clusters' bytes, or
-    the first `limit` of them (a pure function: the task worker processes run)."""
-    out: list[tuple[frame.Frame | None, bool]] = []
-    for _, image in video.decode_clusters(private, frame_ticks, clusters, limit):
-        if image is None:
-            out.append((None, False))
-            continue
-        decoded, corrected = frame.from_image(image)
-        if independent and decoded is not None and not corrected:
-            raw = qr.read_robust(image)  # a standard reader must agree with the fast path
-            if raw is None or frame.unpack(raw) != decoded:
-                decoded = None
-        out.append((decoded, corrected))
-    return out
-
-
 def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
                   independent: bool, limit: int | None = None) -> list[tuple[frame.Frame | None, bool]]:
-    return frames_of(reader.private, reader.frame_ticks, [reader.source.read(r.offset, r.length) for r in refs],
-                     independent, limit)
+    return video.frames_of(reader.private, reader.frame_ticks, [reader.source.read(r.offset, r.length) for r in refs],
+                           independent, limit)
 
 
 def decoded_frames(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef], *, independent: bool = False,
@@ -146,8 +128,11 @@ class SegmentScan:
 
     def __init__(self, source: mkv.Source, where: str, idx: Mapping[str, Any] | None = None, *,
                  independent: bool = False, workers: int | None = None,
-                 on_data: Callable[[int, bytes | None], None] | None = None) -> None:
+                 on_data: Callable[[int, bytes | None], None] | None = None, sealing: bool = False) -> None:
         self.source = source
+        # `idx` is the index being sealed: the file's SHA-256 is taken into it by this scan's one
+        # pass over the file, not compared (a hash computed just before would be the same read twice)
+        self.sealing = sealing
         self.on_data = on_data  # sees every data frame body in order (None where lost)
         self.collect_vectors = False  # record every block's vector sections (for rebuilding an index)
         self.blocks: list[dict[str, Any]] = []  # per block read: number, stream offset, record length, ...
@@ -216,6 +201,9 @@ class SegmentScan:
             chunk = self.source.read(pos, 1 << 20)
             h.update(chunk)
             pos += len(chunk)
+        if self.sealing:
+            vid["sha256"] = h.hexdigest()
+            return True
         if h.hexdigest() != vid.get("sha256"):
             self._p("video SHA-256 differs from the index (file changed or index swapped)")
             return False
@@ -676,14 +664,15 @@ class _Stream:
             self.scan._p(f"block {number}: {exc}")
             self._lose_block(number)
             return
-        if digest is not None and _digest(docs) != digest:
+        docs_digest = _digest(docs)
+        if digest is not None and docs_digest != digest:
             self.scan._p(f"block {number}: documents differ from the block's SHA-256")
             self._lose_block(number)
             return
         self.blocks_seen += 1
         self.scan.report.blocks += 1
         info = {"block": number, "offset": offset, "length": records.PREFIX.size + len(body),
-                "documents": len(docs), "sha256": _digest(docs).hex()}
+                "documents": len(docs), "sha256": docs_digest.hex()}
         if self.scan.collect_vectors:  # rebuilding an index: where each embedding's section lies
             start = offset + records.PREFIX.size + records.BLOCK_HEAD_V2.size
             sealed = self.scan.version == enc.VERSION
@@ -831,9 +820,10 @@ class LocalFile(video.FileSource):
 
 
 def verify_source(source: mkv.Source, idx: Mapping[str, Any] | None, where: str, *,
-                  independent: bool = False, workers: int | None = None) -> ScanReport:
-    """Read everything and check it (the documents are dropped)."""
-    scan = SegmentScan(source, where, idx, independent=independent, workers=workers)
+                  independent: bool = False, workers: int | None = None, sealing: bool = False) -> ScanReport:
+    """Read everything and check it (the documents are dropped). `sealing`: `idx` is the index
+    being sealed, whose video SHA-256 this read takes (SegmentScan)."""
+    scan = SegmentScan(source, where, idx, independent=independent, workers=workers, sealing=sealing)
     for _ in scan.documents():
         pass
     return scan.report

@@ -64,6 +64,7 @@ from bson.int64 import Int64
 
 from ..errors import SegmentError
 from ..store import durable
+from . import bsonpack
 from .documents import field_value
 from .encryption import SegmentKeys, is_sealed_sidecar, open_sidecar
 MAGIC = b"ARVQ"
@@ -80,7 +81,7 @@ MAX_HEADER = 1 << 20
 MAX_FILE = 1 << 31
 _PREFIX = struct.Struct("<4sHI")
 _DIGEST = 32
-_CHUNK = 256  # vectors encoded at once while building (bounded memory)
+_CHUNK = 64  # vectors encoded at once while building: 3 MB for four 1536-d fields; as fast as 256
 _NUMERIC = frozenset((float, int, Int64))
 TRIT_VALUES = 243  # 3 ** 5
 
@@ -246,6 +247,40 @@ def as_vector(value: Any, dim: int | None = None) -> np.ndarray | None:
 
 # --- building ------------------------------------------------------------------------------------
 
+def _under_prefix(raw: bytes, prefix: str) -> list[tuple[str, Any]] | None:
+    """What `SidecarBuilder.add` takes from the sub-document `prefix` of BSON bytes -- (dotted name,
+    value) of each of its elements -- read straight from the bytes: an array of doubles in the
+    canonical framing becomes a float64 array over its bytes (the values `bson.decode` gives,
+    without a Python float for each of 1,536 of them: a third of the CPU of building); any other
+    value is decoded on its own. None when the document is not plain enough for this (a dotted
+    prefix or key, a prefix that is not a sub-document): then the caller decodes it as a whole."""
+    if "." in prefix:
+        return None
+    element = bsonpack.top_level_element(raw, prefix.encode("utf-8", "surrogatepass"))
+    if element is None:
+        return []  # no such field (or not a well-formed document): no vectors
+    if element[4] != 0x03:
+        return None
+    start = element.index(b"\0", 5) + 1
+    found: dict[str, Any] = {}
+    try:
+        buf = np.frombuffer(element, dtype=np.uint8)
+        for etype, key, at, end in bsonpack.elements(element, start, len(element) - 1):
+            name = key.decode("utf-8")
+            if "." in name:
+                return None
+            values = bsonpack.float64_values(buf, at, end - at) if etype == 0x04 else None
+            if values is None:
+                piece = element[at - len(key) - 2:end]
+                ok, values = field_value(bsonpack.INT32.pack(len(piece) + 5) + piece + b"\0", name)
+                if not ok:
+                    return []  # a value that does not decode: like a sub-document that does not
+            found[f"{prefix}.{name}"] = values
+    except ValueError:  # malformed, or a key that is not UTF-8: decoding the whole fails the same way
+        return []
+    return list(found.items())
+
+
 class _FieldBuild:
     def __init__(self, dim: int, layout: Layout) -> None:
         self.dim, self.layout = dim, layout
@@ -297,6 +332,13 @@ class SidecarBuilder:
                 return True, value
         else:
             raw = bytes(document)
+            if self._explicit is None:
+                direct = _under_prefix(raw, self._prefix)
+                if direct is not None:
+                    for name, value in direct:
+                        self.add_vector(doc, name, value)
+                    self._last = doc
+                    return
 
             def lookup(path: str) -> tuple[bool, Any]:
                 return field_value(raw, path)

@@ -1,4 +1,4 @@
-"""QR frame images <-> FFV1 packets, and packets <-> the Matroska file (through mkv.py).
+"""Frame records <-> QR images <-> FFV1 packets, and packets <-> the Matroska file (through mkv.py).
 
 FFV1 is lossless and an archival standard (RFC 9043); level 3 adds a CRC to every slice. Settings,
 measured on v40 QR frames (bench/bench_format.py, docs/FORMAT.md §1): one slice, range coder with
@@ -9,8 +9,8 @@ with 4 parity frames; every frame a keyframe would cost 0.7 %.
 
 Each GOP is encoded on its own (the encoder's state resets at every keyframe), so GOPs can be
 encoded and decoded in parallel and give the same bytes as one long run; `encode_gops` and
-`decode_clusters` are pure functions of their bytes for that reason, and run on worker processes
-(format/workers.py).
+`frames_of` are pure functions of their bytes for that reason, and run on worker processes
+(format/workers.py), which import this module and what it needs only.
 """
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ import av
 import av.logging
 import numpy as np
 
-from . import mkv, qr
+from . import frame, mkv, qr
 from ..errors import SegmentError
 
 CODEC = "ffv1"
@@ -67,8 +67,8 @@ def encode_gop(records: Sequence[bytes]) -> list[bytes]:
         ctx = _local.encoder = _encoder()
     packets: list[bytes] = []
     for record in records:
-        frame = av.VideoFrame.from_ndarray(qr.encode(record), format=PIX_FMT)
-        packets.extend(bytes(p) for p in ctx.encode(frame))
+        image = av.VideoFrame.from_ndarray(qr.encode(record), format=PIX_FMT)
+        packets.extend(bytes(p) for p in ctx.encode(image))
     # a short GOP leaves the encoder mid-GOP: the next call starts a fresh one
     _local.dirty = len(records) != GOP
     if len(packets) != len(records):
@@ -82,9 +82,14 @@ def encode_gops(gops: Sequence[Sequence[bytes]]) -> list[list[bytes]]:
 
 
 def _decoder(private: bytes) -> av.CodecContext:
+    """A fresh FFV1 decoder on one thread: the worker processes and the random-read threads are the
+    parallelism (one slice per frame leaves a decoder's own threads nothing to share, and starting
+    them for every chunk cost 2-4 % of the decoding time)."""
     ctx = av.CodecContext.create(CODEC, "r")
     ctx.extradata = private
     ctx.width = ctx.height = qr.SIZE
+    ctx.thread_count = 1
+    ctx.thread_type = "NONE"
     return ctx
 
 
@@ -149,6 +154,25 @@ def decode_clusters(private: bytes, frame_ticks: float, clusters: Sequence[bytes
         except mkv.Malformed:
             continue
     return decode_packets(private, packets[:limit])
+
+
+def frames_of(private: bytes, frame_ticks: float, clusters: Sequence[bytes],
+              independent: bool, limit: int | None = None) -> list[tuple[frame.Frame | None, bool]]:
+    """(frame or None, QR error correction used) for every frame of consecutive clusters' bytes, or
+    for the first `limit` (a pure function: the task worker processes run; `independent`: a standard
+    QR reader must agree with the fast path on every frame)."""
+    out: list[tuple[frame.Frame | None, bool]] = []
+    for _, image in decode_clusters(private, frame_ticks, clusters, limit):
+        if image is None:
+            out.append((None, False))
+            continue
+        decoded, corrected = frame.from_image(image)
+        if independent and decoded is not None and not corrected:
+            raw = qr.read_robust(image)
+            if raw is None or frame.unpack(raw) != decoded:
+                decoded = None
+        out.append((decoded, corrected))
+    return out
 
 
 class FileSource(mkv.Source):

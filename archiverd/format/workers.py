@@ -48,7 +48,7 @@ from ..errors import WorkerError
 # task name -> "module:function"; a task is a pure function of its arguments
 TASKS = {
     "encode": "archiverd.format.video:encode_gops",
-    "decode": "archiverd.format.reader:frames_of",
+    "decode": "archiverd.format.video:frames_of",
 }
 MAX_WORKERS = 256
 PIPE_BYTES = 1 << 20  # asked for each pipe; the kernel may give less (its pipe-max-size)

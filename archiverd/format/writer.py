@@ -159,6 +159,7 @@ class FrameWriter:
         self.tail_parity_rows = g.tail_parity_rows(tail, video.GOP) if tail else g.parity_rows
         if tail:
             self._parity_frames(self.tail_parity_rows)
+        self._stripe = self._stripe[:0].copy()  # its 22 MB are not held through the seal's read-back
         if self._gop:
             self._submit_gop()
         if self._task:
@@ -221,12 +222,14 @@ class SegmentWriter:
     def documents(self) -> int:
         return len(self._docs)
 
-    def append(self, document: Any, meta: Mapping[str, Any] | None = None) -> dict[str, Any]:
-        """Add one document; `meta` (JSON values) is stored with its index entry."""
+    def append(self, document: Any, meta: Mapping[str, Any] | None = None, *, sha256: str | None = None) -> dict[str, Any]:
+        """Add one document; `meta` (JSON values) is stored with its index entry. `sha256`: the
+        hex SHA-256 of its bytes when the caller has it already (one pass over them fewer; a wrong
+        one fails the seal's verify, which checks every document against its index entry)."""
         if self._finished:
             raise SegmentError("segment is already finished", str(self.path))
         raw = to_bson(document)
-        entry: dict[str, Any] = {**id_entry(raw), "sha256": hashlib.sha256(raw).hexdigest(),
+        entry: dict[str, Any] = {**id_entry(raw), "sha256": sha256 or hashlib.sha256(raw).hexdigest(),
                                  "bytes": len(raw), "block": len(self._blocks)}
         if meta:
             entry.update(meta)
@@ -384,11 +387,12 @@ def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: 
     step("video-written")
     temp.sync()
     step("video-synced")
-    idx["video"]["sha256"] = file_sha256(temp)
-    if verify:
-        report = verify_source(temp, idx, str(path))
+    if verify:  # the scan hashes the file into the index in the same pass as its read of the clusters
+        report = verify_source(temp, idx, str(path), sealing=True)
         if not report.ok:
             raise SegmentError("read-back verification failed: " + "; ".join(report.problems), str(path))
+    else:
+        idx["video"]["sha256"] = file_sha256(temp)
     step("verified")
     if upload is not None:
         if before_publish is not None:

@@ -375,7 +375,7 @@ class Archiver:
                 faults.hit("read")
                 try:
                     with self.meter.stage("encode"):
-                        writer.append(raw, {"date": iso(ms), **fields_meta(raw, self.cfg.indexed)})
+                        writer.append(raw, {"date": iso(ms), **fields_meta(raw, self.cfg.indexed)}, sha256=sha)
                 except (ValueError, TypeError) as exc:  # cannot be encoded: it stays in MongoDB
                     stats.skip(f"cannot be archived: {exc}"[:120])
                     continue
