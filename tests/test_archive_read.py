@@ -412,10 +412,22 @@ def test_a_catalog_that_disagrees_with_the_indexes_is_found_and_rebuilt(built, t
     shutil.copytree(built.cfg.collection_dir, copy)
     with archiverd.Archive(copy):
         pass
+    query = np.random.default_rng(12).standard_normal(1536)
+    with archiverd.Archive(copy) as archive:
+        before = [(h.document, h.score) for h in archive.search(query, FIELD, 10, raw=True)]
     with sqlite3.connect(copy / Catalog.FILE) as db:
         db.execute("UPDATE docs SET id_key = 'x' WHERE n = 3")
+        # the segment a sidecar must belong to, as search reads it from the catalog: a wrong one makes
+        # that segment's sidecar unusable (searched exactly), never a different answer
+        first = db.execute("SELECT path FROM segments ORDER BY day LIMIT 1").fetchone()[0]
+        db.execute("UPDATE segments SET content_sha256 = ? WHERE path = ?", ("0" * 64, first))
+    from archiverd.query.search import SearchStats
+    stats = SearchStats()
+    with archiverd.Archive(copy) as archive:
+        assert [(h.document, h.score) for h in archive.search(query, FIELD, 10, raw=True, stats=stats)] == before
+    assert stats.unindexed > 0
     proc = run("check", copy, check_code=1)
-    assert "differ from its index" in proc.stdout
+    assert "differ from its index" in proc.stdout and f"catalog entries of {first} differ" in proc.stdout
     env = {**built.env, "ARCHIVERD_ARCHIVE_DIR": str(copy)}
     saved = built.env
     built.env = env
@@ -423,6 +435,13 @@ def test_a_catalog_that_disagrees_with_the_indexes_is_found_and_rebuilt(built, t
         assert "catalog rebuilt: 7 segments" in cli(built, "catalog", "rebuild").stdout
     finally:
         built.env = saved
+    run("check", copy, check_code=0)
+    with sqlite3.connect(copy / Catalog.FILE) as db:  # a catalog made before the column existed
+        db.execute("ALTER TABLE segments DROP COLUMN content_sha256")
+    stats = SearchStats()
+    with archiverd.Archive(copy) as archive:
+        assert [(h.document, h.score) for h in archive.search(query, FIELD, 10, raw=True, stats=stats)] == before
+    assert stats.unindexed == 0  # the sidecars are checked against the indexes instead
     run("check", copy, check_code=0)
 
 

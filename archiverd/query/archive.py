@@ -336,17 +336,22 @@ class Archive:
         unindexed: dict[str, int] = {}
         allowed: dict[str, np.ndarray] = {}
 
-        def load(info: SegmentInfo) -> tuple[SegmentReader, sidecar.Sidecar | None]:
-            reader = self.reader(info.path)
+        def load(info: SegmentInfo) -> sidecar.Sidecar | None:
+            # the catalog names the segment a sidecar must belong to; its index (a JSON parse as long as
+            # a few frames' decoding) is read only when a candidate is fetched from it, or when the
+            # segment is encrypted (its sidecar is opened with the segment's key, found through the index)
             try:
-                return reader, sidecar.load(sidecar.path_for(self.dir / info.path), reader.index["content_sha256"],
-                                            info.documents, encryption.keys_of(reader.index, str(reader.path)))
+                if info.content_sha256 is not None:
+                    return sidecar.load(sidecar.path_for(self.dir / info.path), info.content_sha256, info.documents)
+                reader = self.reader(info.path)
+                return sidecar.load(sidecar.path_for(self.dir / info.path), reader.index["content_sha256"],
+                                    info.documents, encryption.keys_of(reader.index, str(reader.path)))
             except SegmentError:
-                return reader, None  # missing or damaged: this segment is searched exactly
+                return None  # missing or damaged: this segment is searched exactly
 
         infos = self.catalog.segments(lo, hi)
         older = self.catalog.superseded()
-        for info, (reader, codes) in zip(infos, pool.map(load, infos)):
+        for info, codes in zip(infos, pool.map(load, infos)):
             if codes is not None and field in codes.fields:
                 sidecars[info.path] = codes
             elif codes is not None and codes.covers(field):
@@ -356,7 +361,7 @@ class Archive:
             mask = np.ones(info.documents, dtype=bool)
             mask[list(older.get(info.path, ()))] = False
             if flt is not None or lo is not None or hi is not None:
-                mask &= self._allowed(reader, flt, lo, hi)
+                mask &= self._allowed(self.reader(info.path), flt, lo, hi)
             allowed[info.path] = mask
         if not sidecars and not unindexed:
             return []

@@ -38,7 +38,7 @@ CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE IF NOT EXISTS segments(
     id INTEGER PRIMARY KEY, path TEXT UNIQUE NOT NULL, day TEXT, segment_id TEXT, created_at TEXT,
     documents INTEGER, video_bytes INTEGER, index_file TEXT, index_size INTEGER, index_mtime INTEGER,
-    first_date INTEGER, last_date INTEGER, sealed INTEGER NOT NULL DEFAULT 0);
+    first_date INTEGER, last_date INTEGER, sealed INTEGER NOT NULL DEFAULT 0, content_sha256 TEXT);
 CREATE TABLE IF NOT EXISTS docs(
     segment INTEGER NOT NULL, n INTEGER NOT NULL, block INTEGER NOT NULL, first_frame INTEGER, last_frame INTEGER,
     id_key TEXT, date INTEGER, PRIMARY KEY(segment, n)) WITHOUT ROWID;
@@ -67,6 +67,7 @@ class SegmentInfo:
     first_date: int | None
     last_date: int | None
     created_at: str
+    content_sha256: str | None = None  # of a segment that is not encrypted: what its sidecar must name
 
 
 def _date_ms(text: Any) -> int | None:
@@ -113,6 +114,8 @@ class Catalog:
                 self.db.execute("PRAGMA secure_delete=ON")  # an erased document's rows leave no trace
                 self.db.executescript(_SCHEMA)
                 self._check_version()
+                if "content_sha256" not in self._columns():  # a catalog made before the column: filled on rebuild
+                    self.db.execute("ALTER TABLE segments ADD COLUMN content_sha256 TEXT")
             else:
                 self.db = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=30, isolation_level=None)
                 self.db.execute("SELECT count(*) FROM segments").fetchone()
@@ -160,6 +163,9 @@ class Catalog:
             elif row[0] != mine:
                 raise StorageError(f"catalog {self.path} has {key} {row[0]}, this process uses {mine}: "
                                    "`archiverd catalog rebuild`")
+
+    def _columns(self) -> set[str]:
+        return {row[1] for row in self.db.execute("PRAGMA table_info(segments)")}
 
     def _key(self, text: str) -> str:
         """How an identity key is stored: as is, or as a keyed digest when encryption is on."""
@@ -267,9 +273,11 @@ class Catalog:
             self.db.execute("DELETE FROM segments WHERE path=?", (path,))
             cur = self.db.execute(
                 "INSERT INTO segments(path, day, segment_id, created_at, documents, video_bytes, index_file, "
-                "index_size, index_mtime, first_date, last_date, sealed) VALUES(?,?,?,?,?,?,?,?,?,?,?,?)",
+                "index_size, index_mtime, first_date, last_date, sealed, content_sha256) "
+                "VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (path, day, idx["segment_id"], idx["created_at"], idx["documents"], idx["video"]["bytes"],
-                 *stamp, min(dates, default=None), max(dates, default=None), int(sealed)))
+                 *stamp, min(dates, default=None), max(dates, default=None), int(sealed),
+                 None if sealed else idx.get("content_sha256")))
             seg_id = cur.lastrowid
             self.db.executemany("INSERT INTO docs VALUES(?,?,?,?,?,?,?)", [(seg_id, *r) for r in rows])
             self.db.executemany("INSERT INTO fields VALUES(?,?,?,?)", [(seg_id, *f) for f in fields])
@@ -326,14 +334,15 @@ class Catalog:
     def segments(self, start: int | None = None, end: int | None = None) -> list[SegmentInfo]:
         """Segments whose documents' dates overlap [start, end) (ms), oldest day first; segments
         without dates (no date field recorded) are always included."""
+        content = "content_sha256" if "content_sha256" in self._columns() else "NULL"  # a read-only older catalog
         rows = self.db.execute(
-            "SELECT path, day, documents, video_bytes, first_date, last_date, created_at FROM segments "
+            f"SELECT path, day, documents, video_bytes, first_date, last_date, created_at, {content} FROM segments "
             "ORDER BY day, path").fetchall()
         out = []
-        for path, day, documents, size, first, last, created in rows:
+        for path, day, documents, size, first, last, created, digest in rows:
             if first is not None and ((end is not None and first >= end) or (start is not None and last < start)):
                 continue
-            out.append(SegmentInfo(path, day, documents, size, first, last, created))
+            out.append(SegmentInfo(path, day, documents, size, first, last, created, digest))
         return out
 
     def superseded(self) -> dict[str, set[int]]:
@@ -380,8 +389,9 @@ class Catalog:
         mtime): what `sync` cannot notice and only a rebuild fixes. Also SQLite's own check."""
         problems = [f"catalog: {row[0]}" for row in self.db.execute("PRAGMA quick_check") if row[0] != "ok"]
         on_disk = self._on_disk()
-        for seg_id, path, file, size, mtime, documents in self.db.execute(
-                "SELECT id, path, index_file, index_size, index_mtime, documents FROM segments").fetchall():
+        content = "content_sha256" if "content_sha256" in self._columns() else "NULL"
+        for seg_id, path, file, size, mtime, documents, digest in self.db.execute(
+                f"SELECT id, path, index_file, index_size, index_mtime, documents, {content} FROM segments").fetchall():
             index_file = on_disk.get(path)
             if index_file is None or index_file.name != file:
                 continue  # vanished or replaced: the next sync handles it
@@ -397,6 +407,6 @@ class Catalog:
                         for n, entry in enumerate(idx["docs"])]
             rows = self.db.execute("SELECT n, block, first_frame, last_frame, id_key FROM docs WHERE segment=? ORDER BY n",
                                    (seg_id,)).fetchall()
-            if documents != idx["documents"] or rows != expected:
+            if documents != idx["documents"] or rows != expected or digest not in (None, idx.get("content_sha256")):
                 problems.append(f"catalog entries of {path} differ from its index (`archiverd catalog rebuild`)")
         return problems
