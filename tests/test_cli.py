@@ -122,3 +122,23 @@ def test_export_says_which_copy_is_newest(tmp_path):
     docs = [json_util.loads(line) for line in proc.stdout.splitlines()]
     assert [d["_id"] for d in docs] == ["exp-2", "exp-1"] and docs[1]["final_outcome"] == "edited later"
     assert "skipped" in proc.stderr
+
+
+def test_every_command_module_is_listed_and_loaded_only_when_it_runs():
+    """Commands are imported on first use (start-up of each command roughly halves); the table
+    must name every command module, each under the name its command declares."""
+    import importlib
+    from pathlib import Path
+
+    from archiverd import cli as cli_module
+    modules = {p.stem for p in Path(cli_module.__file__).parent.glob("*_cmd.py")}
+    assert {module for module, _ in cli_module._COMMANDS.values()} == modules
+    for name, (module, attribute) in cli_module._COMMANDS.items():
+        command = getattr(importlib.import_module(f"archiverd.cli.{module}"), attribute)
+        assert command.name == name
+    probe = ("import sys; from archiverd.cli import main\n"
+             "try: main(['get', '--help'])\n"
+             "except SystemExit: pass\n"
+             "print(sorted(m for m in ('av', 'pymongo', 'archiverd.cli.run_cmd') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip().splitlines()[-1] == "[]"

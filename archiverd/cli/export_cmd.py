@@ -7,25 +7,18 @@ import sys
 from pathlib import Path
 from typing import IO
 
-import bson
 import click
-from bson import json_util
 
 from .. import progress
 from ..config import Config
 from ..errors import ConfigError, SegmentError, StorageError
 from ..format import index
-from ..format.documents import DECODE_OPTIONS
 from ..format.reader import SegmentReader
+from ..query import ejson
 from ..query.archive import date_range
 from ..query.match import Filter
 from ..service.restore import newest_copies
 from ._common import json_option, open_archive, parse_when, with_config
-
-
-def ejson_line(raw: bytes, canonical: bool) -> str:
-    options = json_util.CANONICAL_JSON_OPTIONS if canonical else json_util.RELAXED_JSON_OPTIONS
-    return json_util.dumps(bson.decode(raw, DECODE_OPTIONS), json_options=options)
 
 
 def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str],
@@ -48,7 +41,7 @@ def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out
                 if newest_only:
                     continue
             with meter.stage("write"):
-                out.write(ejson_line(raw, canonical) + "\n")
+                out.write(ejson.line(raw, canonical) + "\n")
             count += 1
         report = reader.last_report
         if not report.ok:

@@ -7,8 +7,8 @@ import click
 
 from ..config import Config
 from ..errors import SegmentError
+from ..query import ejson
 from ._common import json_option, open_archive, parse_when, with_config
-from .export_cmd import ejson_line
 
 
 def parse_sort(text: str | None) -> Any:
@@ -70,7 +70,7 @@ def command(cfg: Config, filter_: str | None, start: str | None, end: str | None
                                 limit=limit, raw=True, all_copies=all_copies, on_damage=damaged.append):
             count += 1
             if not count_only:
-                click.echo(ejson_line(raw, canonical))
+                click.echo(ejson.line(raw, canonical))
     if count_only:
         click.echo(count)
     return _damage(damaged)

@@ -10,10 +10,10 @@ import click
 
 from ..config import Config
 from ..errors import EXIT_WARNING, ConfigError
+from ..query import ejson
 from ..query.ids import parse_id
 from ..store import objects
 from ._common import open_archive, with_config
-from .export_cmd import ejson_line
 
 
 class _Output:
@@ -29,7 +29,7 @@ class _Output:
             sys.stdout.buffer.write(raw)
             sys.stdout.buffer.flush()
         else:
-            click.echo(ejson_line(raw, self.canonical))
+            click.echo(ejson.line(raw, self.canonical))
 
 
 def _first_found(lookup: Any, text: str) -> list[bytes]:

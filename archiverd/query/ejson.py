@@ -1,4 +1,5 @@
-"""Extended JSON text from the command line into BSON values, with one-line errors.
+"""Extended JSON: text from the command line into BSON values, with one-line errors, and archived
+documents out as one line each.
 
 Relaxed and canonical Extended JSON v2 and the legacy forms MongoDB's tools accept, as
 `bson.json_util` reads them (so `{"$regex": "x", "$options": "i"}` is a regex value, as for
@@ -11,6 +12,7 @@ import datetime as dt
 import json
 from typing import Any
 
+import bson
 from bson import json_util
 from bson.errors import BSONError
 
@@ -38,3 +40,10 @@ def loads(text: str, what: str = "value") -> Any:
         return json.loads(text, object_pairs_hook=_hook)
     except json.JSONDecodeError as exc:
         raise QueryError(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from None
+
+
+def line(raw: bytes, canonical: bool) -> str:
+    """One document's BSON as one line of relaxed (or canonical) Extended JSON, as mongoexport writes."""
+    from ..format.documents import DECODE_OPTIONS
+    options = json_util.CANONICAL_JSON_OPTIONS if canonical else json_util.RELAXED_JSON_OPTIONS
+    return json_util.dumps(bson.decode(raw, DECODE_OPTIONS), json_options=options)
