@@ -22,9 +22,10 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, storage: Path, port: int | None = None) -> None:
+    def __init__(self, storage: Path, port: int | None = None, *, test_commands: bool = False) -> None:
         self.storage = storage
         self.port = port or free_port()
+        self.test_commands = test_commands  # mongod's enableTestCommands: configureFailPoint
         self.proc: subprocess.Popen | None = None
 
     @property
@@ -35,7 +36,7 @@ class Server:
         exe = shutil.which("secantusd-py") or str(Path(sys.executable).with_name("secantusd-py"))
         self.storage.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen([exe, "--host", "127.0.0.1", "--port", str(self.port), "--storage-path",
-                                      str(self.storage)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                      str(self.storage)] + (["--enable-test-commands"] if self.test_commands else []), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                      start_new_session=True)
         if wait:
             self.wait_ready()

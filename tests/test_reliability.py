@@ -125,12 +125,15 @@ def _start_cycle(world: World, tmp_path: Path, **extra: str) -> tuple[subprocess
     return proc, log
 
 
+DELETE_RETRY = 'event=mongodb.retry what="guarded delete"'  # the delete's own, not the lease renewer's
+
+
 def _met_the_server(run: subprocess.Popen, log: Path) -> str:
-    """Wait until the cycle logs a retry of ours (it met the dead or hung server and waits for it);
-    its log. Fails if it exits instead: it must not give up while the server is away."""
-    assert wait_until(lambda: "event=mongodb.retry" in log.read_text() or run.poll() is not None, 120), \
-        log.read_text()
-    assert run.poll() is None and "event=mongodb.retry" in log.read_text(), log.read_text()
+    """Wait until the cycle, resumed inside its deletes, logs that its guarded delete is retried (it
+    met the dead or hung server and waits for it); its log. Fails if it exits instead: it must not
+    give up while the server is away."""
+    assert wait_until(lambda: DELETE_RETRY in log.read_text() or run.poll() is not None, 120), log.read_text()
+    assert run.poll() is None and DELETE_RETRY in log.read_text(), log.read_text()
     return log.read_text()
 
 
@@ -167,6 +170,36 @@ def test_server_killed_and_restarted_mid_cycle(tmp_path):
         assert world.run_once().returncode == 0
         final = world.check()
         assert final.converged and not final.sealed_twice, final
+    finally:
+        world.client.close()
+        server.stop()
+
+
+def test_a_delete_gives_up_on_a_dead_server_after_retry_seconds(tmp_path):
+    """The server dies while a cycle is between two delete batches of a sealed segment: the delete
+    transaction is retried, each retry logged, and after retry_seconds the cycle exits 6 -- not
+    after pymongo's silent 120 s. Nothing is deleted without its seal; the next cycle finishes."""
+    server = Server(tmp_path / "db").start()
+    world = World(server.uri, tmp_path, ARCHIVERD_RETRY_SECONDS="4", ARCHIVERD_SERVER_TIMEOUT_MS="1000",
+                  ARCHIVERD_BATCH_SIZE="2", ARCHIVERD_SEGMENT_MAX_DOCS="20", ARCHIVERD_LEASE_SECONDS="30")
+    try:
+        world.seed(expired=12)  # 4 a day: two delete batches per segment
+        run, log = _start_cycle(world, tmp_path, _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        wait_stopped(run)
+        server.stop(signal.SIGKILL)
+        run.send_signal(signal.SIGCONT)
+        run.wait(60)  # would still wait inside pymongo's with_transaction (120 s)
+        text = log.read_text()
+        assert run.returncode == 6, text
+        assert text.count(DELETE_RETRY) >= 2, text
+        assert "guarded delete: cannot reach MongoDB" in text and "Traceback" not in text, text
+        server.start()
+        report = world.check()
+        assert report.safe and not report.temp_files, report
+        assert report.pending  # the segment stays journaled: its deletes are finished next time
+        assert world.run_once().returncode == 0
+        final = world.check()
+        assert final.converged and final.archived == 12 and not final.sealed_twice, final
     finally:
         world.client.close()
         server.stop()

@@ -30,7 +30,7 @@ from ..format import encryption, index
 from ..format.documents import fields_meta
 from ..progress import Meter
 from ..config import Config
-from ..errors import ArchiverdError, DatabaseError, SegmentError, StorageError
+from ..errors import DatabaseError, SegmentError, StorageError
 from ..format import rebuild
 from ..format.reader import SegmentReader
 from ..format.writer import SegmentWriter
@@ -220,24 +220,15 @@ class Archiver:
                                 reason="its lease lapsed and was taken again; its documents are read afresh")
         except LeaseLost as exc:
             if self._admission is not None and self._admission in exc.lost:
-                self._release_after_failure()
+                self.leases.release_after_failure(self._day)
                 raise
             self.source.drop_session()
             log.warning("day.lost", day=label, error=str(exc), action="left to the lease's new holder")
             stats.days_lost += 1
         except BaseException:
-            self._release_after_failure()
+            self.leases.release_after_failure(self._day)
             raise
         self.leases.release(self._day)
-
-    def _release_after_failure(self) -> None:
-        """Release the day after an error, without hiding that error: one attempt; a release that
-        fails too (the server is gone) leaves the lease to lapse after lease_seconds."""
-        try:
-            self.leases.release(self._day, once=True)
-        except (ArchiverdError, OSError) as exc:
-            log.warning("lease.release_failed", lease=self._day.key, error=str(exc)[:300],
-                        action="it lapses after lease_seconds")
 
     def _leases(self) -> list[Lease]:
         return [self._day] + ([self._admission] if self._admission is not None else [])

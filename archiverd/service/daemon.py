@@ -208,14 +208,18 @@ class Daemon:
             log.warning("lease.held", holder=holder.get("owner"), expires_at=str(holder.get("expires_at")))
             return EXIT_WARNING, None
         renewer = Renewer(self.source, self.cfg.lease_seconds)
+        failed = False
         try:
             stats = self.archiver.run_cycle(lease)
         except BaseException as exc:
+            failed = True
             self._record_error(exc)
             raise
         finally:
             renewer.stop()
-            if lease is not None:
+            if lease is not None and failed:
+                self.leases.release_after_failure(lease)  # the cycle's error is the one reported
+            elif lease is not None:
                 self.leases.release(lease)
             self.leases.forget_own_session()
         self.state.update(last_cycle=stats.summary(), last_error=None)

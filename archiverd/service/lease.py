@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import log
-from ..errors import ConfigError, StorageError
+from ..errors import ArchiverdError, ConfigError, StorageError
 from ..format import index
 from ..store import durable, layout
 from .source import RELEASED, Lease, Source, dead_local_owner
@@ -144,6 +144,15 @@ class Leases:
         no retries (after a failure)."""
         self.source.release_lease(lease, unfinished=self.unfinished(lease.day) if lease.day is not None else 0,
                                   once=once)
+
+    def release_after_failure(self, lease: Lease) -> None:
+        """Release a lease after an error, without hiding that error: one attempt; a release that
+        fails too (the server is gone) leaves the lease to lapse after lease_seconds."""
+        try:
+            self.release(lease, once=True)
+        except (ArchiverdError, OSError) as exc:
+            log.warning("lease.release_failed", lease=lease.key, error=str(exc)[:300],
+                        action="it lapses after lease_seconds")
 
     def end_session_of(self, owner: str) -> None:
         """End the delete session `owner` recorded, if any (it no longer holds the lease it fenced)."""

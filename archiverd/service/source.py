@@ -1,13 +1,15 @@
 """The MongoDB side: reads with exact bytes, guarded deletes, the lease, the change stream.
 
 Nothing here builds frames or touches segment files. Every call goes through `retrying`, which
-retries transient failures (network, elections, timeouts) with exponential backoff and turns
-everything else into a DatabaseError or ConfigError with a clear message.
+retries transient failures (network, elections, timeouts) with exponential backoff, logs each retry
+(`mongodb.retry`), gives up after `retry_seconds` and turns everything else into a DatabaseError or
+ConfigError with a clear message.
 
 Guarded delete: inside one majority transaction, check the lease (fencing token), re-read the batch,
 and delete only the documents whose current bytes have the SHA-256 that was archived. A document
 changed after it was read stays; a concurrent change aborts the transaction (write conflict) and the
-batch is re-checked.
+batch is re-checked. The transaction runs under the same retry policy (`_transaction`), not under
+pymongo's `with_transaction`, which retries silently for a fixed 120 s.
 
 Leases: one document per lease in `<db>.archiverd_leases` -- the collection's (`_id` = namespace),
 which admits one active instance, and one per UTC day (`_id` = namespace + "$" + day), which lets
@@ -23,6 +25,7 @@ import hashlib
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -35,7 +38,7 @@ from pymongo import MongoClient, ReturnDocument
 from pymongo import errors as pe
 from pymongo.read_concern import ReadConcern
 from pymongo.write_concern import WriteConcern
-from tenacity import Retrying, retry_if_exception, stop_after_delay, stop_when_event_set, wait_exponential
+from tenacity import Retrying, retry_if_exception, stop_when_event_set, wait_exponential
 
 from ..format import index
 from . import expiry
@@ -86,6 +89,11 @@ def is_transient(exc: BaseException) -> bool:
                                               or exc.has_error_label("RetryableWriteError")):
         return True
     return isinstance(exc, pe.OperationFailure) and exc.code in (189, 91, 11602, 10107, 13435, 13436, 262, 50)
+
+
+def _unknown_commit(exc: BaseException) -> bool:
+    """A commit whose outcome the driver could not learn: it may or may not have been applied."""
+    return isinstance(exc, pe.PyMongoError) and exc.has_error_label("UnknownTransactionCommitResult")
 
 
 def _describe(exc: BaseException) -> str:
@@ -149,20 +157,29 @@ class Source:
 
     # -- retries ----------------------------------------------------------------------------------
 
-    def retrying(self, what: str, fn: Callable[[], T]) -> T:
-        """Run `fn`, retrying transient failures for up to retry_seconds; map the rest."""
+    def retrying(self, what: str, fn: Callable[[], T], *, deadline: float | None = None) -> T:
+        """Run `fn`, retrying transient failures for up to retry_seconds (or until `deadline`, a
+        time.monotonic() value several loops of one operation share); map the rest."""
+        try:
+            return self._retried(what, fn, is_transient, deadline)
+        except pe.PyMongoError as exc:
+            raise self._mapped(what, exc) from None
+
+    def _retried(self, what: str, fn: Callable[[], T], retry: Callable[[BaseException], bool],
+                 deadline: float | None) -> T:
+        """Run `fn`, retrying the failures `retry` accepts with exponential backoff, each logged as
+        `mongodb.retry`, until `deadline` (default: retry_seconds from now); the last one is raised."""
+        end = time.monotonic() + self.retry_seconds if deadline is None else deadline
+
         def before_sleep(state: Any) -> None:
             log.warning("mongodb.retry", what=what, attempt=state.attempt_number,
                         error=_describe(state.outcome.exception()), server=redact(self.cfg.uri))
 
-        try:
-            for attempt in Retrying(retry=retry_if_exception(is_transient), reraise=True,
-                                    wait=wait_exponential(multiplier=0.5, max=15),
-                                    stop=stop_after_delay(self.retry_seconds), before_sleep=before_sleep):
-                with attempt:
-                    return fn()
-        except pe.PyMongoError as exc:
-            raise self._mapped(what, exc) from None
+        for attempt in Retrying(retry=retry_if_exception(retry), reraise=True,
+                                wait=wait_exponential(multiplier=0.5, max=15),
+                                stop=lambda _: time.monotonic() >= end, before_sleep=before_sleep):
+            with attempt:
+                return fn()
         raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
 
     def _mapped(self, what: str, exc: pe.PyMongoError) -> DatabaseError:
@@ -321,8 +338,13 @@ class Source:
         may end it (service/lease.py), and this process records a new one for its next delete."""
         ids = [i for i, _ in batch]
         wanted = {index.key_of(i): (i, sha) for i, sha in batch}
+        tried: dict[str, int] = {}  # id key -> BSON bytes: what the last attempt deleted
+        unsure: dict[str, int] = {}  # ... what an attempt deleted whose commit may have happened
 
-        def txn(session: Any) -> DeleteOutcome:
+        def txn(session: Any, maybe_committed: bool) -> DeleteOutcome:
+            if maybe_committed:
+                unsure.update(tried)
+            tried.clear()
             self._check_lease(lease, session)
             current = {index.key_of(d["_id"]): (hashlib.sha256(d.raw).hexdigest(), len(d.raw))
                        for d in self.collection.find({"_id": {"$in": ids}}, session=session)}
@@ -330,10 +352,14 @@ class Source:
             same = []
             for key, (_id, sha) in wanted.items():
                 found = current.get(key)
-                if found is None:
+                if found is None and key in unsure:  # our own commit deleted it after all
+                    out.deleted += 1
+                    out.bytes += unsure[key]
+                elif found is None:
                     out.gone += 1
                 elif found[0] == sha:
                     same.append(_id)
+                    tried[key] = found[1]
                     out.bytes += found[1]
                 else:
                     out.changed += 1
@@ -342,19 +368,67 @@ class Source:
                 if result.deleted_count != len(same):  # cannot happen under snapshot isolation
                     raise DatabaseError(f"deleted {result.deleted_count} of {len(same)} checked documents; aborted")
             faults.hit("delete-txn")  # inside the open transaction, before its commit
-            out.deleted = len(same)
+            out.deleted += len(same)
             return out
 
-        def run() -> DeleteOutcome:
-            session = self._delete_session()
-            return session.with_transaction(txn, read_concern=ReadConcern("snapshot"),
-                                            write_concern=WriteConcern("majority"))
-
         try:
-            return self.retrying("guarded delete", run)
+            return self._transaction("guarded delete", txn)
         except LeaseLost:
             self.drop_session()
             raise
+
+    def _transaction(self, what: str, callback: Callable[[Any, bool], T]) -> T:
+        """Run `callback(session, maybe_committed)` in one transaction (snapshot reads, majority
+        commit) on the delete session and commit it, every retry logged and all of them together
+        bounded by retry_seconds -- pymongo's `with_transaction` follows the same algorithm, but
+        silently and for a fixed 120 s:
+
+        * the callback fails transiently (server away, write conflict): abort, run it again;
+        * the commit's result is unknown (no reply, a write-concern timeout): send commitTransaction
+          again -- the server commits a transaction at most once and answers a repeated commit with
+          its outcome -- never the callback. Still unknown at the deadline: DatabaseError (the
+          caller's journal entry stays; the next attempt re-checks every document);
+        * the server refuses the commit (TransientTransactionError: not committed): run it again.
+          `maybe_committed` tells the callback that this refusal followed an unknown result (a
+          server that lost its session records may refuse a commit it did apply); anything else
+          the commit raises is mapped to a DatabaseError."""
+        deadline = time.monotonic() + self.retry_seconds
+        maybe_committed = False
+
+        def attempt() -> T:
+            nonlocal maybe_committed
+            session = self._delete_session()
+            session.start_transaction(read_concern=ReadConcern("snapshot"), write_concern=WriteConcern("majority"))
+            told, maybe_committed = maybe_committed, False
+            try:
+                result = callback(session, told)
+            except BaseException:
+                if session.in_transaction:
+                    session.abort_transaction()  # errors ignored: the server ends it anyway
+                raise
+            unknown = False
+
+            def commit() -> None:
+                nonlocal unknown
+                try:
+                    session.commit_transaction()
+                except pe.PyMongoError as exc:
+                    unknown = unknown or _unknown_commit(exc)
+                    raise
+
+            try:
+                self._retried(f"{what}: commit (result unknown)", commit, _unknown_commit, deadline)
+            except pe.PyMongoError as exc:
+                if _unknown_commit(exc):
+                    raise DatabaseError(f"{self._mapped(what, exc)}; whether the last commit was applied is "
+                                        "unknown: the documents are checked again") from None
+                if not exc.has_error_label("TransientTransactionError"):
+                    raise self._mapped(what, exc) from None
+                maybe_committed = unknown
+                raise  # not committed: run the transaction again
+            return result
+
+        return self.retrying(what, attempt, deadline=deadline)
 
     def _delete_session(self) -> Any:
         """One session for this instance's delete transactions; its id is handed to `on_session`
