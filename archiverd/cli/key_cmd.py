@@ -16,7 +16,7 @@ import click
 from ..config import Config
 from ..crypto import envelope, keyring, paper, rotation
 from ..errors import EXIT_WARNING, ArchiverdError, ConfigError, EncryptionKeyError, SegmentError, StorageError
-from ..store import durable
+from ..store import durable, objects
 from ._common import with_config
 
 
@@ -169,7 +169,8 @@ def rotate(cfg: Config) -> int:
     """Make a new master key and re-wrap every segment's data key with it; no video is touched.
 
     Old keys stay in the key file (retired): each video's header keeps a copy of its data key under
-    the key that sealed it. A rotation interrupted by a crash, or stopped by a damaged segment key
+    the key that sealed it. With ARCHIVERD_ARCHIVE_URL, where no object is ever replaced, each
+    segment gains a key object part-NNNN.key.<new key id>.json beside its key file instead. A rotation interrupted by a crash, or stopped by a damaged segment key
     file, is resumed by running `key rotate` again. Export the key afterwards.
 
     Exit 0 when every segment key file was re-wrapped; 4 when some could not be (listed).
@@ -179,7 +180,8 @@ def rotate(cfg: Config) -> int:
       archiverd key rotate && archiverd key export --paper /root/archiverd-key-2.html
     """
     path = keyring.key_file(cfg)
-    report = rotation.rotate(path, cfg.archive_dir)
+    store = objects.open_url(cfg.archive_url) if cfg.archive_url is not None else None
+    report = rotation.rotate(path, cfg.archive_dir, store=store)
     what = "resumed the rotation to" if report.resumed else "new active key"
     click.echo(f"{what} {report.new_key}: {report.rewrapped} segment key files re-wrapped, "
                f"{report.current} already under it")
