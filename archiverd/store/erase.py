@@ -41,7 +41,7 @@ from ..config import Config
 from ..crypto import keyring
 from ..errors import ConfigError, SegmentError
 from ..format import identity, index
-from ..format.documents import date_meta, fields_meta, id_entry
+from ..format.documents import header_meta, id_entry
 from ..format.reader import SegmentReader, SegmentScan
 from ..format.writer import SegmentWriter
 from .catalog import Catalog
@@ -172,26 +172,32 @@ def _read_uncommitted(store: objects.Store, video: str) -> tuple[dict[str, Any],
     """A video an object store holds without its index: uploaded by a seal that never committed it
     (the daemon crashed, or an erase did, between the video's upload and the index's). Nothing was
     deleted against it, but it may hold a copy of a document to erase, so it is read completely
-    from the video alone (every block checked by its digest, the content digest at the end), and
+    from the video alone (every block checked by its digest, the content digest at the end) and
     described as its index would (the header's settings, each document's `_id`, date and indexed
-    fields); SegmentError, and nothing is erased, if it cannot be read completely."""
+    fields); SegmentError, and nothing is erased, if it cannot be read completely. Its documents
+    are read again only if it is rewritten."""
     where = store.where(video)
-    with store.open(video) as source:
-        scan = SegmentScan(source, where, None)
-        docs = [raw for _, _, raw in scan.documents()]
-    report = scan.report
-    if scan.end is None or report.lost or report.lost_blocks or scan.content_sha256 is None:
-        raise SegmentError(f"uploaded without its index and not completely readable ({report.status}): it may hold "
-                           "a document to erase, so nothing was erased", where)
-    header = scan.header
-    source_info = header.get("source") if isinstance(header.get("source"), dict) else {}
-    names = source_info.get("index_fields")
-    entries = [id_entry(raw) | date_meta(raw, source_info.get("date_field"))
-               | fields_meta(raw, [n for n in names if isinstance(n, str)] if isinstance(names, list) else None)
-               for raw in docs]
-    idx = {"documents": len(docs), "docs": entries, "created_at": header.get("created_at"),
+
+    def scan(entries: list[dict[str, Any]] | None = None) -> tuple[SegmentScan, list[bytes]]:
+        docs = []
+        with store.open(video) as source:
+            reading = SegmentScan(source, where, None)
+            for _, _, raw in reading.documents():
+                if entries is None:
+                    docs.append(raw)
+                else:
+                    entries.append(id_entry(raw) | header_meta(raw, reading.header))
+        report = reading.report
+        if reading.end is None or report.lost or report.lost_blocks or reading.content_sha256 is None:
+            raise SegmentError(f"uploaded without its index and not completely readable ({report.status}): it may "
+                               "hold a document to erase, so nothing was erased", where)
+        return reading, docs
+
+    entries: list[dict[str, Any]] = []
+    header = scan(entries)[0].header
+    idx = {"documents": len(entries), "docs": entries, "created_at": header.get("created_at"),
            "source": header.get("source"), "compression": header.get("compression"), "parity": header.get("parity")}
-    return idx, lambda: docs
+    return idx, lambda: scan()[1]
 
 
 def _finish_interrupted(store: objects.Store, directory: Path, who: dict[str, Any]) -> None:
