@@ -185,6 +185,8 @@ def test_an_encrypted_archive_in_a_bucket_end_to_end_and_its_key_rotated(mongo_u
         assert {n: store.sha256(n) for n in before} == before  # every object as it was
         added = sorted(set(store.names()) - set(before))
         assert added == sorted(n.removesuffix(".mkv") + f".key.{new_id}.json" for n in segments)
+        listed = json.loads(world.cli("key", "list", "--json").stdout)
+        assert {k["state"]: k["segments"] for k in listed["keys"]} == {"retired": 3, "active": 3}
         # a key file holding only the new key reads every segment through the rotated copies
         only_new = tmp_path / "only-new.key"
         keyring.create(only_new, keyring.Keyring([dataclasses.replace(ring.active)]))

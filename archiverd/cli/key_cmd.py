@@ -200,7 +200,8 @@ def rotate(cfg: Config) -> int:
 @with_config
 def list_(cfg: Config, as_json: bool) -> int:
     """The master keys: id, state, when created and retired, whether exported, and how many segment
-    key files under the archive directory each one wraps.
+    key files under the archive directory (and key objects in ARCHIVERD_ARCHIVE_URL: a rotated
+    segment has one under each key) each one wraps.
 
     Exit 1 while a warning stands (a key never exported, an unfinished rotation), as in `status`.
     """
@@ -211,6 +212,14 @@ def list_(cfg: Config, as_json: bool) -> int:
             counts[envelope.read_file(path)["key_id"]] += 1
         except ArchiverdError:
             counts["unreadable"] += 1
+    if cfg.archive_url is not None:  # the key objects in the bucket: the seal's, and those `rotate` added
+        store = objects.open_url(cfg.archive_url)
+        for name in store.names():
+            if name.endswith(envelope.SUFFIX) or envelope.rotated_key_id(name) is not None:
+                try:
+                    counts[store.read_key_file(name)["key_id"]] += 1
+                except ArchiverdError:
+                    counts["unreadable"] += 1
     exported = {kid for e in ring.exports for kid in e.get("key_ids", [])}
     rows = [{"id": k.id, "state": k.state, "created_at": k.created_at, "retired_at": k.retired_at,
              "exported": k.id in exported, "segments": counts.get(k.id, 0)} for k in ring.keys]
