@@ -270,6 +270,37 @@ def test_a_crash_at_each_step_of_an_erase_in_a_bucket_then_a_rerun_finishes(s3, 
     assert retention.unfinished(cfg.collection_dir, "erase") == {}
 
 
+def test_erase_rewrites_an_uncommitted_upload_that_holds_a_copy(s3, tmp_path, keys_in_process):
+    """A seal that stopped between its video's upload and its index's leaves a video in the bucket
+    that nothing was deleted against -- and that may hold a copy of the document to erase."""
+    cfg, store, docs, _ = _victim_archive(s3, tmp_path, encrypted=True)
+    keys_in_process(cfg)
+    stranded = [doc(5, OLD_DAYS[1], NEEDLE), doc(50, OLD_DAYS[1])]
+    name = "2020/03/02/part-0002.mkv"
+
+    class Crash(BaseException):
+        pass
+
+    def crash(at: str) -> None:
+        if at == "seal:key-uploaded":
+            raise Crash(at)
+
+    ring = keyring.load(tmp_path / "master.key")
+    with faults.installed(crash), pytest.raises(Crash), \
+            SegmentWriter(tmp_path / "stranded.mkv", encryption=ring.active) as writer:
+        for raw in stranded:
+            writer.append(raw)
+        writer.seal(upload=objects.uploader(store, name))
+    assert store.orphans() == [name]
+
+    result = _erase(cfg)
+    assert result.copies == 3 and {r.segment: r.erased for r in result.rewrites}[name] == 1
+    assert store.orphans() == [] and store.names("2020/03/02/part-0002.") == []  # video and key file gone
+    assert Counter(archived(store)) == Counter(d for d in docs + stranded if RawBSONDocument(d)["_id"] != VICTIM)
+    replacement = next(r.replacement for r in result.rewrites if r.segment == name)
+    assert store.load_index(replacement)["rewritten_from"]["file"] == "part-0002.mkv"
+
+
 def test_a_hold_blocks_erase_and_prune_on_a_bucket(s3, tmp_path):
     cfg, store, docs, _ = _victim_archive(s3, tmp_path, encrypted=False)
     who = audit.who("test")
