@@ -18,8 +18,9 @@ roles); it is imported only when an s3:// archive is used (`pip install archiver
   only hide the object. Credentials that may not do so get RemovalRefused (exit 7), never a
   removal reported done.
 - Reads are ranged GETs, a few hundred KB at a time around what the reader asks for (the reader
-  asks for clusters by their byte ranges, from the index): nothing downloads a whole video unless
-  the whole video is being verified.
+  asks for clusters by their byte ranges, from the index), growing up to 8 MiB while the reads
+  follow one another (a full scan): nothing downloads a whole video unless the whole video is
+  being read.
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from .objects import ObjectExists, Readable, Store, sha256_of
 MAX_PUT_BYTES = 5 << 30  # one PUT; a larger segment needs ARCHIVERD_SEGMENT_MAX_DOCS
 SMALL_READ = 4096  # a read shorter than this (a cluster's header while scanning) fetches READ_AHEAD bytes
 READ_AHEAD = 512 << 10  # about two clusters: the scan's next reads fall inside it
+SEQUENTIAL_MAX = 8 << 20  # the furthest a sequential scan fetches ahead in one GET
 HEAD_BYTES = 64 << 10  # the first bytes of an object read from its start are kept (video.HEAD_PROBE_BYTES)
 
 
@@ -313,23 +315,32 @@ def _hex(checksum: str | None) -> str | None:
 class S3Object:
     """One object read by ranged GETs (format/mkv.Source). A read fetches what is asked (the reader
     asks for whole clusters by their byte ranges); a small read (a cluster's header while scanning)
-    fetches READ_AHEAD bytes, kept, so the reads of the cluster that follows cost no request; the
-    video's head, which every reader reads first, is kept by the store."""
+    fetches READ_AHEAD bytes, kept, so the reads of the cluster that follows cost no request; a read
+    that starts where the one before ended (a scan through the whole video: verify, restore, erase)
+    fetches twice as far ahead as the last sequential fetch, up to SEQUENTIAL_MAX, so that a full
+    read costs a few requests per SEQUENTIAL_MAX bytes instead of one per cluster, while one
+    document's few clusters stay a few small GETs; the video's head, which every reader reads first,
+    is kept by the store."""
 
     def __init__(self, store: S3Store, name: str, size: int) -> None:
         self.store, self.name, self.size = store, name, size
         self._span = (0, b"")
+        self._end = -1  # where the last read ended
+        self._ahead = 0  # bytes the last sequential fetch asked for
         self.requests = 0
 
     def read(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.size - offset))
+        sequential, self._end = offset == self._end, offset + length
         head = self.store._heads.get(self.name, b"")
         if offset + length <= len(head):
             return head[offset:offset + length]
         start, data = self._span
         if start <= offset and offset + length <= start + len(data):
             return data[offset - start:offset - start + length]
-        fetched = self.store.range(self.name, offset, length if length >= SMALL_READ else READ_AHEAD)
+        self._ahead = min(SEQUENTIAL_MAX, max(2 * self._ahead, length)) if sequential else 0
+        fetched = self.store.range(self.name, offset, max(length if length >= SMALL_READ else READ_AHEAD,
+                                                          self._ahead))
         self.requests += 1
         self._span = (offset, fetched)
         if offset == 0 and len(fetched) <= HEAD_BYTES:
