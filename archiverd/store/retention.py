@@ -167,12 +167,13 @@ def remove_segment(store: objects.Store, collection_dir: Path, video: str, event
     and `record`; in an object store also the store and its versioning), the index (the un-commit
     point), the other objects, the audit record `end` (in an object store with the number of
     versions of each object removed). Returns the objects removed."""
-    files = layout.removal_order(video, store.names(video.rsplit("/", 1)[0] + "/" if "/" in video else ""))
+    sizes = store.listing(video.rsplit("/", 1)[0] + "/" if "/" in video else "")  # what is there now
+    files = layout.removal_order(video, sizes)
     if not files:
         return []
     described: list[dict[str, Any]] = []
     for name in files:
-        entry: dict[str, Any] = {"path": name, "bytes": store.size(name) or 0}
+        entry: dict[str, Any] = {"path": name, "bytes": sizes[name]}
         if name.endswith(".mkv"):
             entry["sha256"] = store.sha256(name)
         described.append(entry)
