@@ -287,8 +287,8 @@ class S3Store(Store):
             if _code(exc) in ("AccessDenied", "403"):
                 what = f"version {version} of " if version is not None else ""
                 raise RemovalRefused(f"cannot remove {what}{self.where(name)}: access denied (prune and erase need "
-                                     "s3:DeleteObjectVersion: a plain DELETE leaves the bytes in older versions)") \
-                    from None
+                                     "s3:DeleteObjectVersion, as a plain DELETE leaves the bytes in older versions; "
+                                     "or an object lock or legal hold on the bucket keeps this version)") from None
             raise self._fail("remove", name, exc) from None
         except BotoCoreError as exc:
             raise self._fail("remove", name, exc) from None
