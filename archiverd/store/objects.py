@@ -40,6 +40,7 @@ from . import durable, layout
 
 if TYPE_CHECKING:  # the reader imports the store's durable helpers: no cycle at run time
     from ..config import Config
+    from ..format.encryption import SegmentKeys
     from ..format.reader import SegmentReader
 
 _VIDEO = re.compile(r"(?:^|/)part-\d{4,}\.mkv$")
@@ -159,8 +160,8 @@ class Store:
         """The wrapped data key a key object holds (SegmentError when missing or not one)."""
         return envelope.parse(self.read(name, envelope.MAX_KEY_FILE_BYTES), self.where(name))
 
-    def segment_keys(self, video: str, segment_id: str, problems: list[str] | None = None) -> Any:
-        """The keys (format/encryption.SegmentKeys) of the encrypted segment `video`: from its key
+    def segment_keys(self, video: str, segment_id: str, problems: list[str] | None = None) -> SegmentKeys:
+        """The keys of the encrypted segment `video`: from its key
         objects, else from the copy of its data key in the video's header."""
         from ..format import encryption
         from ..format.reader import read_header
