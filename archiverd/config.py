@@ -231,12 +231,6 @@ def _validate(cfg: Config) -> Config:
             parse_url(cfg.archive_url)
         except ConfigError as exc:
             raise bad("archive_url", f"is not usable: {exc}") from None
-        if cfg.retention_days:
-            raise bad("retention_days", "must be 0 with archive_url: archiverd never removes anything from an object "
-                                        "store (expire objects with the bucket's own lifecycle rules)")
-        if cfg.encryption_key_file is not None:
-            raise bad("archive_url", "cannot be combined with encryption_key_file yet: encrypted segments are not "
-                                     "read back from an object store")
     if cfg.metrics_textfile is not None and cfg.metrics_textfile.suffix != ".prom":
         raise bad("metrics_textfile", "must end in .prom (node_exporter's textfile collector reads only those)")
     return cfg

@@ -17,6 +17,9 @@
 | 5    | StorageError     | the archive or log directory cannot be written (missing,       |
 |      |                  | read-only, full, ...)                                          |
 | 6    | DatabaseError    | MongoDB unreachable, refused, or answered with an error        |
+| 7    | RemovalRefused   | `prune` or `erase` could not remove every version of an object |
+|      |                  | from the object store (no permission to delete versions, an    |
+|      |                  | object lock): what it removes is not gone; nothing claims so   |
 
 README.md has the same table with examples; keep both complete.
 """
@@ -62,6 +65,15 @@ class StorageError(ArchiverdError):
 
 class DatabaseError(ArchiverdError):
     exit_code = 6
+
+
+class RemovalRefused(StorageError):
+    """The object store refused to remove a version of an object that `prune` or `erase` removes
+    (credentials without s3:DeleteObjectVersion or s3:ListBucketVersions, an object lock): its bytes
+    may still be readable there, so the removal is not reported done (its audit record stays
+    unended; a rerun with credentials that may delete versions finishes it)."""
+
+    exit_code = 7
 
 
 class EncryptionKeyError(ConfigError):

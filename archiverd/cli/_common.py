@@ -83,12 +83,12 @@ def with_config(fn: Callable[..., int] | None = None, *, database: bool = True) 
 
 def local_archive_only(cfg: config.Config, what: str) -> None:
     """Refuse, clearly, what works on an archive directory only when the segments are in an object
-    store (ARCHIVERD_ARCHIVE_URL): archiverd never deletes there, and keeps no catalog of it yet."""
+    store (ARCHIVERD_ARCHIVE_URL): repairs and rebuilds write files beside the segments."""
     if cfg.archive_url is not None:
         raise config.ConfigError(
-            f"{what} works on an archive directory; this collection's segments are in {cfg.archive_url} "
-            "(`check`, `status`, `list`, `find`, `get`, `search`, `export`, `verify` and `restore` read them there; archiverd never "
-            "removes anything from an object store: expire objects with the bucket's own lifecycle rules)")
+            f"{what} works on an archive directory; this collection's segments are in an object store, "
+            f"{cfg.archive_url} (`check`, `status`, `list`, `find`, `get`, `search`, `export`, `verify` and `restore` read them there; "
+            "`prune` and `erase` remove from it)")
 
 
 def archive_dir_of(cfg: config.Config) -> Path:

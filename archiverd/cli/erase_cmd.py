@@ -8,7 +8,7 @@ from ..errors import EXIT_WARNING
 from ..query.ids import parse_id
 from ..service.state import State
 from ..store import erase
-from ._common import local_archive_only, with_config
+from ._common import with_config
 
 
 @click.command("erase")
@@ -27,8 +27,13 @@ def command(cfg: Config, ids: tuple[str, ...], reason: str, dry_run: bool) -> in
     journaled, or while a video has no index. An interrupted erase is finished by running it again.
     Documents still (or again) in MongoDB are not touched: erase them there too.
 
+    With ARCHIVERD_ARCHIVE_URL the segments are read from the bucket, the rewritten one is
+    uploaded and confirmed (video, key file, index) before any old object goes, and every version
+    of each old object is removed (a versioned bucket keeps no older copy of the erased bytes).
+
     Exit 0 when every ID was found and erased; 1 when some were not archived (named); 3 when one
-    is held or the reason is missing.
+    is held or the reason is missing; 7 when the object store refused to remove a version of an
+    old object (nothing is reported erased; rerun with credentials that may delete versions).
 
     \b
     Examples:
@@ -36,7 +41,6 @@ def command(cfg: Config, ids: tuple[str, ...], reason: str, dry_run: bool) -> in
       archiverd erase 66b1f0c2e4b0a1b2c3d4e5f6 exp-7 --reason "GDPR request 2026-114"
     """
     wanted = [(text, parse_id(text)) for text in ids]
-    local_archive_only(cfg, "`archiverd erase`")
     result = erase.erase(cfg, wanted, reason, pending=State(cfg.state_file).pending, dry_run=dry_run)
     verb = "would rewrite" if dry_run else "rewrote"
     for r in result.rewrites:

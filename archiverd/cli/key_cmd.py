@@ -16,7 +16,7 @@ import click
 from ..config import Config
 from ..crypto import envelope, keyring, paper, rotation
 from ..errors import EXIT_WARNING, ArchiverdError, ConfigError, EncryptionKeyError, SegmentError, StorageError
-from ..store import durable
+from ..store import durable, objects
 from ._common import with_config
 
 
@@ -169,7 +169,8 @@ def rotate(cfg: Config) -> int:
     """Make a new master key and re-wrap every segment's data key with it; no video is touched.
 
     Old keys stay in the key file (retired): each video's header keeps a copy of its data key under
-    the key that sealed it. A rotation interrupted by a crash, or stopped by a damaged segment key
+    the key that sealed it. With ARCHIVERD_ARCHIVE_URL, where no object is ever replaced, each
+    segment gains a key object part-NNNN.key.<new key id>.json beside its key file instead. A rotation interrupted by a crash, or stopped by a damaged segment key
     file, is resumed by running `key rotate` again. Export the key afterwards.
 
     Exit 0 when every segment key file was re-wrapped; 4 when some could not be (listed).
@@ -179,7 +180,8 @@ def rotate(cfg: Config) -> int:
       archiverd key rotate && archiverd key export --paper /root/archiverd-key-2.html
     """
     path = keyring.key_file(cfg)
-    report = rotation.rotate(path, cfg.archive_dir)
+    store = objects.open_url(cfg.archive_url) if cfg.archive_url is not None else None
+    report = rotation.rotate(path, cfg.archive_dir, store=store)
     what = "resumed the rotation to" if report.resumed else "new active key"
     click.echo(f"{what} {report.new_key}: {report.rewrapped} segment key files re-wrapped, "
                f"{report.current} already under it")
@@ -198,7 +200,8 @@ def rotate(cfg: Config) -> int:
 @with_config
 def list_(cfg: Config, as_json: bool) -> int:
     """The master keys: id, state, when created and retired, whether exported, and how many segment
-    key files under the archive directory each one wraps.
+    key files under the archive directory (and key objects in ARCHIVERD_ARCHIVE_URL: a rotated
+    segment has one under each key) each one wraps.
 
     Exit 1 while a warning stands (a key never exported, an unfinished rotation), as in `status`.
     """
@@ -209,6 +212,14 @@ def list_(cfg: Config, as_json: bool) -> int:
             counts[envelope.read_file(path)["key_id"]] += 1
         except ArchiverdError:
             counts["unreadable"] += 1
+    if cfg.archive_url is not None:  # the key objects in the bucket: the seal's, and those `rotate` added
+        store = objects.open_url(cfg.archive_url)
+        for name in store.names():
+            if name.endswith(envelope.SUFFIX) or envelope.rotated_key_id(name) is not None:
+                try:
+                    counts[store.read_key_file(name)["key_id"]] += 1
+                except ArchiverdError:
+                    counts["unreadable"] += 1
     exported = {kid for e in ring.exports for kid in e.get("key_ids", [])}
     rows = [{"id": k.id, "state": k.state, "created_at": k.created_at, "retired_at": k.retired_at,
              "exported": k.id in exported, "segments": counts.get(k.id, 0)} for k in ring.keys]

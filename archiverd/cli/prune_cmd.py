@@ -9,7 +9,7 @@ from ..config import Config
 from ..errors import EXIT_WARNING
 from ..service.state import State
 from ..store import retention
-from ._common import local_archive_only, with_config
+from ._common import with_config
 
 
 @click.command("prune")
@@ -29,8 +29,14 @@ def command(cfg: Config, dry_run: bool, keep_days: int | None, reason: str | Non
     deletes are still journaled, and, while document holds exist, segments whose index cannot be
     read. An interrupted prune is finished by running it again.
 
+    With ARCHIVERD_ARCHIVE_URL the segments' objects go from the bucket -- every version of each
+    (ListObjectVersions, then DeleteObject by version id), so that a versioned bucket keeps no
+    older copy; the audit log (which records the versions removed), holds and lock stay in the
+    collection's local directory.
+
     Exit 0 when everything past retention was removed (or nothing was); 1 when something was
-    kept; 3 when no retention is set.
+    kept; 3 when no retention is set; 7 when the object store refused to remove a version (the
+    credentials lack s3:DeleteObjectVersion or s3:ListBucketVersions, or an object lock).
 
     \b
     Examples:
@@ -38,19 +44,17 @@ def command(cfg: Config, dry_run: bool, keep_days: int | None, reason: str | Non
       archiverd prune
       archiverd prune --keep-days 3650 --reason "ticket 1234: ten years are enough"
     """
-    local_archive_only(cfg, "`archiverd prune`")
     result = retention.prune(cfg, pending=State(cfg.state_file).pending, retention_days=keep_days, reason=reason,
                              dry_run=dry_run)
     if as_json:
         click.echo(json.dumps({"summary": result.summary(), "segments": [
-            {"segment": str(s.video.relative_to(cfg.collection_dir)), "day": s.day.isoformat(),
-             "files": [str(f.relative_to(cfg.collection_dir)) for f in s.files], "bytes": s.bytes,
+            {"segment": s.video.as_posix(), "day": s.day.isoformat(), "files": s.files, "bytes": s.bytes,
              "documents": s.documents, "removed": s.removable and not dry_run, "held_by": s.held_by,
              "skipped": s.skipped} for s in result.segments]}, indent=1))
     else:
         verb = "would remove" if dry_run else "removed"
         for s in result.segments:
-            rel = s.video.relative_to(cfg.collection_dir)
+            rel = s.video.as_posix()
             if s.removable:
                 docs = "?" if s.documents is None else s.documents
                 click.echo(f"{verb:<13} {rel} ({docs} documents, {len(s.files)} files, {s.bytes:,} bytes)")

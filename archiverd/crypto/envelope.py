@@ -8,7 +8,12 @@ re-encoding any video. The wrapped data key is kept twice:
   rotate` replaces it atomically with the same data key wrapped by the new master key;
 * in the video's header, under the master key that was active at the seal -- never changed.
 
-`keys_for_segment` tries the key file first, then the header copy. A wrapped key is a JSON object:
+In an object store, where nothing is ever overwritten, `key rotate` cannot replace the key file: it
+adds a copy beside it instead, `part-NNNN.key.<key id>.json` (`rotated_name`), the same data key
+wrapped under the new master key (docs/ARCHITECTURE.md, "Key rotation in an object store").
+
+`keys_for_segment` tries the key files first (the seal's, then the rotated copies), then the header
+copy. A wrapped key is a JSON object:
 
     {"alg": "AES-256-GCM", "key_id": "k-<16 hex>", "segment_id": "<the segment's id, or ''>",
      "nonce": "<24 hex>", "ciphertext": "<96 hex: 32 key bytes + 16 tag bytes>"}
@@ -25,13 +30,14 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from . import aead
 from .keyring import Keyring, MasterKey
-from ..errors import EncryptionKeyError, SegmentError
+from ..errors import ArchiverdError, EncryptionKeyError, SegmentError
 from ..store import durable
 
 FORMAT = "archiverd-segment-key"
@@ -39,6 +45,10 @@ VERSION = 1
 SUFFIX = ".key.json"
 MAX_KEY_FILE_BYTES = 4096
 _FIELDS = ("alg", "key_id", "segment_id", "nonce", "ciphertext")
+_ROTATED = re.compile(r"\.key\.(k-[0-9a-f]{16})\.json$")
+
+# one stored copy of a segment's wrapped data key: where it is, and how to read it (SegmentError if it cannot be)
+KeyCopy = tuple[str, Callable[[], dict[str, Any]]]
 
 
 def new_data_key() -> bytes:
@@ -85,6 +95,24 @@ def path_for(video: Path) -> Path:
     return video.with_name(stem + SUFFIX)
 
 
+def rotated_name(key_file: str, kid: str) -> str:
+    """The name of a rotated copy of a key file in an object store: part-0001.key.json ->
+    part-0001.key.<kid>.json (a new name per master key: a sealed object is never replaced)."""
+    return key_file.removesuffix(SUFFIX) + f".key.{kid}.json"
+
+
+def rotated_key_id(name: str) -> str | None:
+    """The master key id a rotated copy's name carries (None: not a rotated copy)."""
+    m = _ROTATED.search(name)
+    return m.group(1) if m else None
+
+
+def local_copies(video: Path) -> list[KeyCopy]:
+    """The key file of a segment in the archive directory (replaced in place by `key rotate`)."""
+    path = path_for(video)
+    return [(str(path), lambda: read_file(path))]
+
+
 def dumps(wrapped: dict[str, str]) -> bytes:
     return (json.dumps({"format": FORMAT, "version": VERSION, "wrapped": wrapped}, indent=1) + "\n").encode()
 
@@ -122,23 +150,33 @@ def replace(path: Path, wrapped: dict[str, str]) -> None:
 
 
 def keys_for_segment(video: Path, keyring: Keyring, header: Callable[[], dict[str, Any] | None] | None = None,
-                     segment_id: str | None = None, problems: list[str] | None = None) -> bytes:
-    """The data key of the segment `video`: from its key file, else from the copy in the video's
+                     segment_id: str | None = None, problems: list[str] | None = None,
+                     copies: Iterable[KeyCopy] | None = None) -> bytes:
+    """The data key of the segment `video`: from its key files (`copies`, tried in order and read
+    only as needed; by default the key file beside the video), else from the copy in the video's
     header (`header()` returns that wrapped key, or None if the video has none). With `segment_id`,
-    a wrapped key bound to another segment is refused. When the key file fails and the header copy
-    serves, the key file's problem is appended to `problems` (for `check`). If both fail, the
-    header copy's error is raised (or the key file's, when there is no header copy)."""
+    a wrapped key bound to another segment is refused. When a damaged key file is passed over for
+    another copy, its problem is appended to `problems` (for `check`); a key file wrapped by a key
+    this keyring lacks is passed over silently when another copy opens. If every copy fails, the
+    header copy's error is raised (or the first key file's, when there is no header copy)."""
     def open_one(wrapped: dict[str, Any], where: str) -> bytes:
         if segment_id is not None and wrapped.get("segment_id") != segment_id:
             raise SegmentError(f"wrapped data key belongs to segment {wrapped.get('segment_id')!r}, "
                                f"not {segment_id!r}", where)
         return unwrap(keyring, wrapped, where)
 
-    key_path = path_for(video)
-    try:
-        return open_one(read_file(key_path), str(key_path))
-    except (SegmentError, EncryptionKeyError) as exc:
-        first = exc
+    failures: list[ArchiverdError] = []
+    for where, load in (local_copies(video) if copies is None else copies):
+        try:
+            data_key = open_one(load(), where)
+        except (SegmentError, EncryptionKeyError) as exc:
+            failures.append(exc)
+            continue
+        if problems is not None:
+            problems.extend(f"{exc}; another copy of the data key was used" for exc in failures
+                            if not isinstance(exc, EncryptionKeyError))
+        return data_key
+    first = failures[0] if failures else SegmentError("segment key file is missing", str(path_for(video)))
     copy = header() if header is not None else None
     if copy is None:
         raise first

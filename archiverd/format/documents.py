@@ -76,6 +76,15 @@ def field_value(raw: bytes, path: str) -> tuple[bool, Any]:
     return True, value
 
 
+def header_meta(raw: bytes, header: Mapping[str, Any]) -> dict[str, Any]:
+    """What the daemon's index records of a document beyond its `_id` (its date and indexed
+    fields), from the source a segment's `SHDR` record names: for an index rebuilt from the video."""
+    src = header.get("source") if isinstance(header.get("source"), dict) else {}
+    names = src.get("index_fields")
+    return date_meta(raw, src.get("date_field")) | fields_meta(
+        raw, [n for n in names if isinstance(n, str)] if isinstance(names, list) else None)
+
+
 def fields_meta(raw: bytes, names: tuple[str, ...] | list[str] | None) -> dict[str, Any]:
     """{"fields": {name: canonical Extended JSON}} of the indexed fields (ARCHIVERD_INDEX_FIELDS) a
     document has, for its index entry (what `get --by` and the catalog look documents up by), or {}."""

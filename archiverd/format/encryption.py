@@ -21,7 +21,8 @@ keep the purposes apart; block nonces are counters (the block number), the index
 random (each is written a handful of times per data key at most).
 
 Keys reach the format code through `use_keyring` (the CLI and daemon set the configured key file) and
-the segment's key file or `SHDR` copy (`segment_keys`); a segment's keys are cached by its id.
+the segment's key file (in an object store: its key objects, store/objects.py `Store.key_copies`) or
+`SHDR` copy (`segment_keys`); a segment's keys are cached by its id.
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ import hmac
 import json
 import struct
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -223,9 +224,10 @@ def new_segment(master: MasterKey, segment_id: bytes) -> tuple[SegmentKeys, dict
 
 
 def segment_keys(video: Path, segment_id: str, header_copy: Callable[[], dict[str, Any] | None] | None = None,
-                 problems: list[str] | None = None) -> SegmentKeys:
-    """The keys of the segment `segment_id` stored as `video`: from its key file, else from the copy
-    of the wrapped data key in its `SHDR` record (`header_copy`, read only when needed)."""
+                 problems: list[str] | None = None, copies: Iterable[envelope.KeyCopy] | None = None) -> SegmentKeys:
+    """The keys of the segment `segment_id` stored as `video`: from its key file (or, in an object
+    store, `copies`: the store's key objects of the segment), else from the copy of the wrapped data
+    key in its `SHDR` record (`header_copy`, read only when needed)."""
     with _lock:
         cached = _cache.get(segment_id)
     if cached is not None:
@@ -234,7 +236,7 @@ def segment_keys(video: Path, segment_id: str, header_copy: Callable[[], dict[st
         raw_id = bytes.fromhex(segment_id)
     except ValueError:
         raise SegmentError(f"segment id {segment_id!r} is not hex", str(video)) from None
-    data_key = envelope.keys_for_segment(video, keyring(), header_copy, segment_id, problems)
+    data_key = envelope.keys_for_segment(video, keyring(), header_copy, segment_id, problems, copies)
     keys = SegmentKeys.derive(data_key, raw_id)
     with _lock:
         _cache[segment_id] = keys

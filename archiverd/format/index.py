@@ -9,6 +9,7 @@ been verified: a segment is committed once its index exists (docs/ARCHITECTURE.m
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +104,11 @@ def named_video(path: Path) -> Path:
     return video_of(path) if path.name.endswith(SUFFIX) else path
 
 
-def parse(raw: bytes, where: str, *, public_only: bool = False) -> dict[str, Any]:
-    """Structurally check index bytes (version 1, 2 or 3)."""
+def parse(raw: bytes, where: str, *, public_only: bool = False,
+          keys: Callable[[dict[str, Any]], Any] | None = None) -> dict[str, Any]:
+    """Structurally check index bytes (version 1, 2 or 3). An encrypted index is opened with
+    `keys(public part)` (the segment's SegmentKeys; an object store reads its key objects), by
+    default with the key file beside the video `where` names."""
     path = where
     try:
         index = json.loads(raw)
@@ -124,7 +128,7 @@ def parse(raw: bytes, where: str, *, public_only: bool = False) -> dict[str, Any
             raise SegmentError("index of an encrypted segment is malformed", str(path))
         if public_only:
             return index
-        index = _open(index, where)
+        index = _open(index, where, keys)
     required = _REQUIRED | (_REQUIRED_V2 if index["format_version"] >= 2 else {})
     for key, kind in required.items():
         if not isinstance(index.get(key), kind):
@@ -158,13 +162,15 @@ def parse(raw: bytes, where: str, *, public_only: bool = False) -> dict[str, Any
     return index
 
 
-def _open(public: dict[str, Any], where: str) -> dict[str, Any]:
+def _open(public: dict[str, Any], where: str, keys: Callable[[dict[str, Any]], Any] | None) -> dict[str, Any]:
     from . import encryption
     from .reader import read_header
+    if keys is not None:
+        return encryption.open_index(keys(public), public, where)
     video = named_video(Path(where))
-    keys = encryption.segment_keys(video, public["segment_id"],
-                                   lambda: encryption.header_wrapped(read_header(video)))
-    return encryption.open_index(keys, public, where)
+    segment_keys = encryption.segment_keys(video, public["segment_id"],
+                                           lambda: encryption.header_wrapped(read_header(video)))
+    return encryption.open_index(segment_keys, public, where)
 
 
 def _natural(value: Any) -> bool:

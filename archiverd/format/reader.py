@@ -1150,11 +1150,12 @@ def open_block(body: bytes, version: int, segment_id: str, where: str,
     return number, plain[:32], memoryview(plain)[32:]
 
 
-def read_header(video_path: Path, max_clusters: int = 400) -> dict[str, Any] | None:
+def read_header(video_path: Path, max_clusters: int = 400, source: mkv.Source | None = None) -> dict[str, Any] | None:
     """The SHDR record of a video from its first frames alone (None if they do not give one intact):
-    where an encrypted segment keeps a copy of its wrapped data key."""
+    where an encrypted segment keeps a copy of its wrapped data key. `source`: the video's bytes
+    when they are not the local file `video_path` (an object in a store)."""
     try:
-        with LocalFile(video_path) as source:
+        with source if source is not None else LocalFile(video_path) as source:
             reader = video.VideoReader(source, str(video_path))
             parser = records.Parser()
             for ref in reader.clusters()[:max_clusters]:

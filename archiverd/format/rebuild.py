@@ -15,7 +15,7 @@ from typing import Any
 
 from . import encryption, frame, index, parity
 from ..crypto import envelope
-from .documents import date_meta, fields_meta, id_entry
+from .documents import header_meta, id_entry
 from .reader import LocalFile, ScanReport, SegmentScan, segment_file
 from .writer import FrameWriter, build_index, file_sha256, publish
 from ..errors import SegmentError
@@ -54,10 +54,7 @@ def _regenerate(video: Path, target: Path, idx: dict[str, Any] | None) \
             for _, block, raw in scan.documents():
                 entry = {**id_entry(raw), "sha256": hashlib.sha256(raw).hexdigest(), "bytes": len(raw), "block": block}
                 if idx is None:  # what the daemon recorded per document, from the source the header names
-                    src = scan.header.get("source") if isinstance(scan.header.get("source"), dict) else {}
-                    names = src.get("index_fields")
-                    entry |= date_meta(raw, src.get("date_field")) | fields_meta(
-                        raw, [n for n in names if isinstance(n, str)] if isinstance(names, list) else None)
+                    entry |= header_meta(raw, scan.header)
                 docs.append(entry)
         report = scan.report
         if writer is None or scan.end is None or report.lost or report.lost_blocks:

@@ -274,7 +274,22 @@ def check_store(store: objects.Store, *, read_data: bool = False, subset: float 
             item.problems.append(f"{Path(video).name}: no index (the video is kept: it was uploaded, never committed)")
             continue
         try:
+            public = store.load_index(video, public_only=True)
+            if "sealed" in public:
+                key_problems: list[str] = []
+                store.segment_keys(video, public["segment_id"], key_problems)
+                item.warnings.extend(key_problems)
             reader = store.reader(video)
+        except EncryptionKeyError as exc:  # structure and the store's checksums only
+            item.warnings.append(f"encrypted: content not checked ({exc})")
+            item.documents, item.format_version = public["documents"], public["format_version"]
+            item.bytes = public["video"].get("bytes")
+            with meter.stage("checksum"):
+                problem = store.video_mismatch(video, public)
+            if problem is not None:
+                item.status = "damaged (not checked further without the key)"
+                item.problems.append(problem)
+            continue
         except SegmentError as exc:
             item.status = BAD_INDEX
             item.problems.append(str(exc))

@@ -30,18 +30,20 @@ from __future__ import annotations
 
 import contextlib
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import audit, derived, durable, holds, layout, retention
+from . import audit, derived, durable, holds, objects, retention
 from .. import faults
 from ..config import Config
 from ..crypto import keyring
 from ..errors import ConfigError, SegmentError
 from ..format import identity, index
-from ..format.reader import LocalFile, SegmentReader
-from ..format.writer import SegmentWriter, file_sha256
+from ..format.documents import header_meta, id_entry
+from ..format.reader import SegmentReader, SegmentScan
+from ..format.writer import SegmentWriter
 from .catalog import Catalog
 
 LOCK = ".archiverd-prune.lock"  # one removal at a time: prune and erase share it
@@ -71,26 +73,32 @@ class EraseResult:
 def erase(cfg: Config, wanted: list[tuple[str, list[Any]]], reason: str, *, pending: list[str],
           dry_run: bool = False, command: str = "archiverd erase") -> EraseResult:
     """Erase every archived copy of each `_id` in `wanted` ((text as given, the values it may mean:
-    query.ids.parse_id)). Refuses, changing nothing, while a document is held, a segment holding one
-    is still journaled by the daemon, cannot be read completely, or a video has no index (it may
-    hold one)."""
+    query.ids.parse_id)) from the collection's store (its archive directory or its object store;
+    the audit log, holds, catalog and lock stay in the collection's local directory). Refuses,
+    changing nothing, while a document is held, a segment holding one is still journaled by the
+    daemon, cannot be read completely, or a video has no index (it may hold one)."""
     reason = " ".join(reason.split())
     if not reason:
         raise ConfigError("--reason is required: the audit log records why documents were erased")
     directory = cfg.collection_dir
-    if not directory.is_dir():
+    store = objects.for_collection(cfg)
+    if store.local and not directory.is_dir():
         raise ConfigError(f"no archive of {cfg.namespace} under {cfg.archive_dir}")
     ring = keyring.from_config(cfg)
+    durable.ensure_dir(directory)
     lock = contextlib.nullcontext() if dry_run else durable.exclusive_lock(directory / LOCK)
     with lock:
         who, run = audit.who(command), uuid.uuid4().hex
         if not dry_run:
-            _finish_interrupted(directory, who)
-        orphans = layout.orphans(directory)
-        if orphans:
-            raise SegmentError(f"{len(orphans)} videos have no index (e.g. {orphans[0].relative_to(directory)}); "
-                               "they may hold a document to erase: `archiverd reindex` them first")
-        result, targets, by_segment = _plan(directory, wanted, ring)
+            _finish_interrupted(store, directory, who)
+        orphans = store.orphans()
+        if orphans and store.local:
+            raise SegmentError(f"{len(orphans)} videos have no index (e.g. {orphans[0]}); they may hold a document "
+                               "to erase: `archiverd reindex` them first")
+        result, targets, by_segment = _plan(store, directory, wanted, ring)
+        uncommitted = {video: _read_uncommitted(store, video) for video in orphans}
+        for video, (idx, _) in uncommitted.items():
+            _match(result, targets, by_segment, video, idx, wanted)
         result.dry_run = dry_run
         journaled = sorted(set(by_segment) & set(pending))
         if journaled:
@@ -102,20 +110,26 @@ def erase(cfg: Config, wanted: list[tuple[str, list[Any]]], reason: str, *, pend
         scheme = audit.digest_scheme(ring)
         digests = sorted({audit.id_digest(key, scheme, ring) for key in targets.values()})
         for rel in sorted(by_segment):
-            result.rewrites.append(_rewrite(directory, rel, set(targets.values()), dry_run, ring, run, who,
-                                            {"ids": digests, "reason": reason}))
+            idx, documents = uncommitted.get(rel) or _committed(store.reader(rel))
+            result.rewrites.append(_rewrite(store, directory, rel, idx, documents, set(targets.values()), dry_run,
+                                            ring, run, who, {"ids": digests, "reason": reason}))
         if not dry_run:
-            with Catalog.for_reading(directory):
+            with _catalog(store, directory):
                 pass  # the catalog drops the old segments' rows now (secure_delete overwrites them)
     return result
 
 
-def _plan(directory: Path, wanted: list[tuple[str, list[Any]]], ring: keyring.Keyring | None) \
+def _catalog(store: objects.Store, directory: Path) -> Catalog:
+    """The collection's catalog (kept in `directory` for an object store too), brought up to date."""
+    return Catalog.for_reading(directory, None if store.local else store)
+
+
+def _plan(store: objects.Store, directory: Path, wanted: list[tuple[str, list[Any]]], ring: keyring.Keyring | None) \
         -> tuple[EraseResult, dict[str, str], dict[str, set[int]]]:
     result = EraseResult()
     targets: dict[str, str] = {}  # text -> identity key
     by_segment: dict[str, set[int]] = {}
-    with Catalog.for_reading(directory) as catalog:
+    with _catalog(store, directory) as catalog:
         if catalog.locked:
             raise ConfigError(f"{len(catalog.locked)} segments are encrypted and the key is not at hand: set "
                               "ARCHIVERD_ENCRYPTION_KEY_FILE (an erase must see every segment)")
@@ -133,58 +147,114 @@ def _plan(directory: Path, wanted: list[tuple[str, list[Any]]], ring: keyring.Ke
     return result, targets, by_segment
 
 
-def _finish_interrupted(directory: Path, who: dict[str, Any]) -> None:
+def _match(result: EraseResult, targets: dict[str, str], by_segment: dict[str, set[int]], video: str,
+           idx: dict[str, Any], wanted: list[tuple[str, list[Any]]]) -> None:
+    """Add the copies an uncommitted video holds of the documents to erase."""
+    held = {index.id_key(e["_id"]): n for n, e in enumerate(idx["docs"]) if "_id" in e}
+    for text, values in wanted:
+        keys = [targets[text]] if text in targets else [identity.key(v) for v in values]
+        for key in keys:
+            if key in held:
+                targets[text] = key
+                result.found[text] = result.found.get(text, 0) + 1
+                by_segment.setdefault(video, set()).add(held[key])
+                if text in result.missing:
+                    result.missing.remove(text)
+                break
+
+
+def _committed(reader: SegmentReader) -> tuple[dict[str, Any], Callable[[], list[bytes]]]:
+    """A committed segment's index, and its documents (each verified; SegmentError if one is lost)."""
+    return reader.index, lambda: list(reader)
+
+
+def _read_uncommitted(store: objects.Store, video: str) -> tuple[dict[str, Any], Callable[[], list[bytes]]]:
+    """A video an object store holds without its index: uploaded by a seal that never committed it
+    (the daemon crashed, or an erase did, between the video's upload and the index's). Nothing was
+    deleted against it, but it may hold a copy of a document to erase, so it is read completely
+    from the video alone (every block checked by its digest, the content digest at the end) and
+    described as its index would (the header's settings, each document's `_id`, date and indexed
+    fields); SegmentError, and nothing is erased, if it cannot be read completely. Its documents
+    are read again only if it is rewritten."""
+    where = store.where(video)
+
+    def scan(entries: list[dict[str, Any]] | None = None) -> tuple[SegmentScan, list[bytes]]:
+        docs = []
+        with store.open(video) as source:
+            reading = SegmentScan(source, where, None)
+            for _, _, raw in reading.documents():
+                if entries is None:
+                    docs.append(raw)
+                else:
+                    entries.append(id_entry(raw) | header_meta(raw, reading.header))
+        report = reading.report
+        if reading.end is None or report.lost or report.lost_blocks or reading.content_sha256 is None:
+            raise SegmentError(f"uploaded without its index and not completely readable ({report.status}): it may "
+                               "hold a document to erase, so nothing was erased", where)
+        return reading, docs
+
+    entries: list[dict[str, Any]] = []
+    header = scan(entries)[0].header
+    idx = {"documents": len(entries), "docs": entries, "created_at": header.get("created_at"),
+           "source": header.get("source"), "compression": header.get("compression"), "parity": header.get("parity")}
+    return idx, lambda: scan()[1]
+
+
+def _finish_interrupted(store: objects.Store, directory: Path, who: dict[str, Any]) -> None:
     """Remove what an interrupted erase had begun to remove (audited `begin`, no `end`): its
     replacement was committed before the begin record, so only the old segment's files are left."""
     for rel, run in sorted(retention.unfinished(directory, "erase").items()):
-        retention.remove_segment(directory, directory / rel, "erase", who, run=run, finishing=True)
+        retention.remove_segment(store, directory, rel, "erase", who, run=run, finishing=True)
 
 
-def _replacement_of(video: Path, sha256: str) -> Path | None:
+def _replacement_of(store: objects.Store, video: str, sha256: str | None) -> str | None:
     """A committed segment beside `video` that a crashed erase already wrote to replace it."""
-    for other in layout.videos(video.parent):
-        if other == video or not index.path_for(other).exists():
+    day, _, file = video.rpartition("/")
+    for other in store.segments(f"{day}/" if day else ""):
+        if other == video:
             continue
         try:
-            done = index.load(index.path_for(other)).get("rewritten_from") or {}
+            done = store.load_index(other).get("rewritten_from") or {}
         except SegmentError:
             continue
-        if done.get("file") == video.name and done.get("sha256") == sha256:
+        if done.get("file") == file and done.get("sha256") == sha256:
             return other
     return None
 
 
-def _rewrite(directory: Path, rel: str, keys: set[str], dry_run: bool, ring: keyring.Keyring | None, run: str,
-             who: dict[str, Any], why: dict[str, Any]) -> Rewrite:
-    video = directory / rel
-    reader = SegmentReader(video)
-    idx = reader.index
+def _rewrite(store: objects.Store, directory: Path, rel: str, idx: dict[str, Any], documents: Callable[[], list[bytes]],
+             keys: set[str], dry_run: bool, ring: keyring.Keyring | None, run: str, who: dict[str, Any],
+             why: dict[str, Any]) -> Rewrite:
+    """Rewrite the segment (or uncommitted video) `rel` without the documents whose identity keys
+    are `keys`, then remove its objects."""
     erased = {n for n, e in enumerate(idx["docs"]) if "_id" in e and index.id_key(e["_id"]) in keys}
     item = Rewrite(rel, idx["documents"], len(erased))
     if dry_run:
         return item
-    with LocalFile(video) as source:
-        original_sha = file_sha256(source)
-    replacement = _replacement_of(video, original_sha)
+    original_sha = store.sha256(rel)
+    replacement = _replacement_of(store, rel, original_sha)
     if replacement is not None:
         item.reused = True
     elif len(erased) < idx["documents"]:
-        docs = list(reader)  # every document, verified; SegmentError if one cannot be read
-        replacement = layout.next_part(video.parent)
-        with SegmentWriter(replacement, source=idx.get("source"),
+        docs = documents()  # every document, verified; SegmentError if one cannot be read
+        replacement = store.next_part(rel.rpartition("/")[0])
+        staged = directory / replacement  # the new segment itself locally; its staging file for an object store
+        durable.ensure_dir(staged.parent)
+        with SegmentWriter(staged, source=idx.get("source"),
                            block_bytes=(idx.get("compression") or {}).get("block_bytes") or 4 << 20,
                            redundancy=(idx.get("parity") or {}).get("percent") or 0.0,
                            encryption=ring.active if ring is not None else None,  # never rewritten in clear
                            created_at=idx["created_at"],
-                           rewritten_from={"file": video.name, "sha256": original_sha, "why": "erase",
+                           rewritten_from={"file": rel.rpartition("/")[2], "sha256": original_sha, "why": "erase",
                                            "created_at": idx["created_at"]}) as writer:
             for n, raw in enumerate(docs):
                 if n not in erased:
                     entry = idx["docs"][n]
                     writer.append(raw, {k: entry[k] for k in ("date", "fields") if k in entry})
-            derived.after_seal(directory, replacement, writer.seal(), writer)
+            sealed = writer.seal(upload=objects.uploader(store, replacement))
+            derived.after_commit(store, replacement, sealed, writer)
         faults.hit("erase:rewritten")
-    item.replacement = replacement.relative_to(directory).as_posix() if replacement is not None else None
-    retention.remove_segment(directory, video, "erase", who, run=run, documents=idx["documents"],
+    item.replacement = replacement
+    retention.remove_segment(store, directory, rel, "erase", who, run=run, documents=idx["documents"],
                              erased=len(erased), replacement=item.replacement, **why)
     return item

@@ -13,8 +13,8 @@ are unpublished temporary files of an interrupted seal, the only thing recovery 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterable, Iterator
+from pathlib import Path, PurePosixPath
 
 from . import durable
 from ..format import index
@@ -82,19 +82,30 @@ def orphans(collection_dir: Path) -> list[Path]:
 
 def segment_files(video: Path) -> list[Path]:
     """Every file of the segment `video` (part-NNNN.mkv) that exists, whether or not the video
-    itself still does, in the order `prune` and `erase` remove them: its index first (from then on
-    the segment is no longer committed: readers skip it, `check` calls the video an orphan), the
-    repaired copy's index, every derived file named `part-NNNN.<anything>` (vector sidecar, key file,
-    ...), the repaired copy, and the video last. Temporary `.part-*` files are not the segment's."""
-    m = _PART.match(video.name)
-    if m is None or video.name.startswith(".") or not video.parent.is_dir():
+    itself still does, in the order `prune` and `erase` remove them (`removal_order`). Temporary
+    `.part-*` files are not the segment's."""
+    if video.name.startswith(".") or not _PART.match(video.name) or not video.parent.is_dir():
         return []
-    stem = f"part-{m.group(1)}."
-    found = {p for p in video.parent.iterdir() if p.name.startswith(stem) and not p.is_dir()}
-    repaired = index.repaired_path(video)
-    first = [index.path_for(video), index.path_for(repaired)]
+    return [video.with_name(name) for name in removal_order(video.name, (p.name for p in video.parent.iterdir()
+                                                                         if not p.is_dir()))]
+
+
+def removal_order(video: str, names: Iterable[str]) -> list[str]:
+    """Of `names` (in the video's directory, or whole store names), the segment `video`'s, in the
+    order they are removed: its index first (from then on the segment is no longer committed:
+    readers skip it, `check` calls the video an orphan), the repaired copy's index, every derived
+    file named `part-NNNN.<anything>` (vector sidecar, key files, ...), the repaired copy, and the
+    video last."""
+    path = PurePosixPath(video)
+    m = _PART.match(path.name)
+    if m is None or path.name.startswith("."):
+        return []
+    stem = video[:len(video) - len(path.name)] + f"part-{m.group(1)}."
+    found = {n for n in names if n.startswith(stem)}
+    repaired = index.repaired_path(Path(video)).as_posix()
+    first = [index.path_for(Path(video)).as_posix(), index.path_for(Path(repaired)).as_posix()]
     last = [repaired, video]
-    return [p for p in first if p in found] + sorted(found - set(first) - set(last)) + [p for p in last if p in found]
+    return [n for n in first if n in found] + sorted(found - set(first) - set(last)) + [n for n in last if n in found]
 
 
 def temporaries(collection_dir: Path) -> list[Path]:

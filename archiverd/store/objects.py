@@ -11,21 +11,24 @@ archive directory uses: `2026/08/01/part-0001.mkv`, `part-0001.index.json`, ...)
 | `read(name, limit)` | yes | SegmentError("... is missing") |
 | `open(name)` | yes | SegmentError("no such segment file") |
 | `put_new(name, data, sha256)` | no: a second call raises ObjectExists | creates it |
+| `remove(name)` | yes | 0 (versions removed; prune and erase only) |
 
 `put_new` never replaces an object: it fails with ObjectExists when the name is taken (a conditional
 put on S3, an exclusive link locally). It returns only once the object is confirmed complete with
 exactly the SHA-256 given (S3: the size and checksum the store reports, and a read-back by ranged
-GETs; locally: the file re-read by its name). Nothing here deletes: only `prune` and `erase`
-remove sealed files, and they work on the local directory only.
+GETs; locally: the file re-read by its name). Only `prune` and `erase` remove sealed objects
+(`remove`: every version of it, in a versioned bucket), when a person or a configured retention
+asks (store/retention.py, store/erase.py).
 
 The daemon's seal to a store other than the local directory (`upload_segment`): the video, the key
 file of an encrypted segment, then the index (the commit point), each confirmed before the next.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -37,6 +40,7 @@ from . import durable, layout
 
 if TYPE_CHECKING:  # the reader imports the store's durable helpers: no cycle at run time
     from ..config import Config
+    from ..format.encryption import SegmentKeys
     from ..format.reader import SegmentReader
 
 _VIDEO = re.compile(r"(?:^|/)part-\d{4,}\.mkv$")
@@ -101,11 +105,28 @@ class Store:
     def put_new(self, name: str, data: bytes | Readable, sha256: str) -> None:
         raise NotImplementedError
 
+    def remove(self, name: str) -> int:
+        """Remove the object for good -- every stored version of it -- and return how many versions
+        went (0: it was not there; idempotent). Only `prune` and `erase` call this, when a person or
+        a configured retention asks (store/retention.py). RemovalRefused when the store keeps a
+        version it was asked to remove."""
+        raise NotImplementedError
+
+    def versioning(self) -> str:
+        """Whether the store keeps old versions of removed objects: "off", "Enabled", "Suspended"
+        (removals take every version either way), or "unknown" (for the audit log)."""
+        return "off"
+
     # -- segments, in terms of the operations above ---------------------------------------------
 
     def videos(self, prefix: str = "") -> list[str]:
         """Every original video under `prefix`, oldest day and part first (layout.videos)."""
         return [n for n in self.names(prefix) if _VIDEO.search(n)]
+
+    def orphans(self) -> list[str]:
+        """Videos without their index: written or uploaded by a seal that never committed them."""
+        names = set(self.names())
+        return [n for n in sorted(names) if _VIDEO.search(n) and index_name(n) not in names]
 
     def segments(self, prefix: str = "") -> list[str]:
         """Committed segments (those with an index) under `prefix`."""
@@ -117,10 +138,42 @@ class Store:
         numbers = [int(m.group(1)) for n in self.names(day + "/") if (m := _PART.search(n))]
         return f"{day}/part-{max(numbers, default=0) + 1:04d}.mkv"
 
-    def load_index(self, video: str) -> dict[str, Any]:
-        """The index of the segment `video` (SegmentError when missing or malformed)."""
+    def load_index(self, video: str, *, public_only: bool = False) -> dict[str, Any]:
+        """The index of the segment `video` (SegmentError when missing or malformed); an encrypted
+        one is opened with the segment's key objects (EncryptionKeyError without the master key),
+        or with `public_only` only its public part is returned (what `check` needs without a key)."""
         name = index_name(video)
-        return index.parse(self.read(name, index.MAX_INDEX_BYTES), self.where(name))
+        return index.parse(self.read(name, index.MAX_INDEX_BYTES), self.where(name), public_only=public_only,
+                           keys=lambda public: self.segment_keys(video, public["segment_id"]))
+
+    def key_copies(self, video: str) -> Iterator[envelope.KeyCopy]:
+        """The stored copies of an encrypted segment's wrapped data key, in the order readers try
+        them: the seal's key file, then the copies `key rotate` added (crypto/rotation.py), which
+        are listed only when the seal's does not open under the keyring at hand."""
+        sealed = envelope.path_for(Path(video)).as_posix()
+        yield self.where(sealed), lambda: self.read_key_file(sealed)
+        for name in self.names(sealed.removesuffix(envelope.SUFFIX) + ".key."):
+            if envelope.rotated_key_id(name) is not None:
+                yield self.where(name), functools.partial(self.read_key_file, name)
+
+    def read_key_file(self, name: str) -> dict[str, Any]:
+        """The wrapped data key a key object holds (SegmentError when missing or not one)."""
+        return envelope.parse(self.read(name, envelope.MAX_KEY_FILE_BYTES), self.where(name))
+
+    def segment_keys(self, video: str, segment_id: str, problems: list[str] | None = None) -> SegmentKeys:
+        """The keys of the encrypted segment `video`: from its key
+        objects, else from the copy of its data key in the video's header."""
+        from ..format import encryption
+        from ..format.reader import read_header
+
+        def header_copy() -> dict[str, Any] | None:
+            try:
+                source = self.open(video)
+            except SegmentError:
+                return None
+            return encryption.header_wrapped(read_header(Path(video), source=source))
+        return encryption.segment_keys(Path(self.where(video)), segment_id, header_copy, problems,
+                                       self.key_copies(video))
 
     def reader(self, video: str) -> SegmentReader:
         from ..format.reader import SegmentReader
@@ -129,7 +182,10 @@ class Store:
     def mismatch(self, reader: SegmentReader) -> str | None:
         """None if the stored video `reader` reads is exactly what its index describes (size,
         SHA-256), else what differs. Nothing is deleted against a segment unless this passes."""
-        video, idx = reader.path.as_posix(), reader.index
+        return self.video_mismatch(reader.path.as_posix(), reader.index)
+
+    def video_mismatch(self, video: str, idx: dict[str, Any]) -> str | None:
+        """`mismatch` for a video and its index (the public part of an encrypted one will do)."""
         size = self.size(video)
         if size is None:
             return "the video is missing"
@@ -167,6 +223,13 @@ class LocalStore(Store):
 
     def where(self, name: str) -> str:
         return str(self.path(name))
+
+    def remove(self, name: str) -> int:
+        path = self.path(name)
+        if not durable.unlink(path):
+            return 0
+        durable.fsync_dir(path.parent)
+        return 1
 
     def size(self, name: str) -> int | None:
         try:
@@ -218,6 +281,9 @@ class LocalStore(Store):
         durable.fsync_dir(path.parent)
         if self.sha256(name) != sha256:
             raise StorageError(f"{path} does not read back with the SHA-256 written; nothing is deleted against it")
+
+    def key_copies(self, video: str) -> Iterator[envelope.KeyCopy]:
+        yield from envelope.local_copies(self.path(video))  # `key rotate` replaces it in place here
 
     def reader(self, video: str) -> SegmentReader:
         from ..format.reader import SegmentReader

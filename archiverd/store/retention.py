@@ -25,30 +25,28 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import hashlib
 import re
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from . import audit, durable, holds, layout
+from . import audit, durable, holds, layout, objects
 from .. import faults, log
 from ..config import Config
 from ..crypto import keyring
 from ..errors import ArchiverdError, ConfigError, EncryptionKeyError, SegmentError
 from ..format import index
 
-_YEAR, _TWO = re.compile(r"^\d{4}$"), re.compile(r"^\d{2}$")
-_PART = re.compile(r"^part-(\d{4,})\.")
+_SEGMENT_NAME = re.compile(r"^(\d{4})/(\d{2})/(\d{2})/part-(\d{4,})\.")
 
 
 @dataclass
 class SegmentPlan:
     day: dt.date
-    video: Path  # part-NNNN.mkv; it may be gone already (a partly pruned segment)
-    files: list[Path]
+    video: Path  # the video's name in the store (YYYY/MM/DD/part-NNNN.mkv); it may be gone already
+    files: list[str]  # the segment's names in the store, in removal order
     bytes: int = 0
     documents: int | None = None
     held_by: list[str] = field(default_factory=list)
@@ -88,38 +86,26 @@ def last_prunable_day(retention_days: int, now: dt.datetime) -> dt.date:
     return (now - dt.timedelta(days=retention_days)).astimezone(dt.timezone.utc).date() - dt.timedelta(days=1)
 
 
-def day_dirs(collection_dir: Path) -> Iterator[tuple[dt.date, Path]]:
-    """Every YYYY/MM/DD directory of a collection, oldest first."""
-    for year in sorted(p for p in _subdirs(collection_dir) if _YEAR.match(p.name)):
-        for month in sorted(p for p in _subdirs(year) if _TWO.match(p.name)):
-            for day in sorted(p for p in _subdirs(month) if _TWO.match(p.name)):
-                try:
-                    yield dt.date(int(year.name), int(month.name), int(day.name)), day
-                except ValueError:
-                    continue
+def day_parts(names: Iterable[str]) -> dict[dt.date, list[str]]:
+    """The video name of every part with any object in the store (the video itself may be gone),
+    by day, oldest day and part first (`out-of-range/` has no day)."""
+    found: dict[dt.date, set[tuple[int, str]]] = {}
+    for name in names:
+        m = _SEGMENT_NAME.match(name)
+        if m is None:
+            continue
+        try:
+            day = dt.date(int(m.group(1)), int(m.group(2)), int(m.group(3)))
+        except ValueError:
+            continue
+        found.setdefault(day, set()).add((int(m.group(4)), f"{name[:11]}part-{m.group(4)}.mkv"))
+    return {day: [video for _, video in sorted(found[day])] for day in sorted(found)}
 
 
-def _subdirs(path: Path) -> list[Path]:
-    return [p for p in path.iterdir() if p.is_dir()] if path.is_dir() else []
-
-
-def parts(day_dir: Path) -> list[Path]:
-    """The video path of every part with any file in `day_dir` (the video itself may be gone)."""
-    numbers = {m.group(1) for p in day_dir.iterdir() if (m := _PART.match(p.name))}
-    return [day_dir / f"part-{n}.mkv" for n in sorted(numbers, key=int)]
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
-    except FileNotFoundError:
-        return 0
-
-
-def _document_keys(video: Path) -> tuple[int, list[str]] | None:
+def _document_keys(store: objects.Store, video: str) -> tuple[int, list[str]] | None:
     """(document count, identity key of every `_id`) from the segment's index; None if unreadable."""
     try:
-        idx = index.load(index.path_for(video))
+        idx = store.load_index(video)
     except SegmentError:
         return None
     return idx["documents"], [index.id_key(e["_id"]) for e in idx["docs"] if "_id" in e]
@@ -139,25 +125,26 @@ def unfinished(collection_dir: Path, event: str) -> dict[str, str]:
     return {segment: run for (run, _), segment in begun.items()}
 
 
-def plan(collection_dir: Path, retention_days: int, *, now: dt.datetime, hold_list: list[holds.Hold],
-         pending: Iterable[str], ring: keyring.Keyring | None) -> PruneResult:
-    """What prune would remove and what it keeps, and why; changes nothing."""
+def plan(store: objects.Store, collection_dir: Path, retention_days: int, *, now: dt.datetime,
+         hold_list: list[holds.Hold], pending: Iterable[str], ring: keyring.Keyring | None) -> PruneResult:
+    """What prune would remove from `store` and what it keeps, and why; changes nothing. The audit
+    log is in `collection_dir`."""
     last = last_prunable_day(retention_days, now)
     result = PruneResult(retention_days, last, dry_run=True)
     journaled = set(pending)
     interrupted = unfinished(collection_dir, "prune")
     document_holds = [h for h in hold_list if h.kind == holds.DOCUMENT]
-    for day, directory in day_dirs(collection_dir):
+    sizes = store.listing()
+    for day, videos in day_parts(sizes).items():
         if day > last:
             break
-        for video in parts(directory):
-            rel = video.relative_to(collection_dir).as_posix()
-            files = layout.segment_files(video)
-            item = SegmentPlan(day, video, files, sum(_size(f) for f in files))
+        for video in videos:
+            files = layout.removal_order(video, sizes)
+            item = SegmentPlan(day, Path(video), files, sum(sizes[f] for f in files))
             item.held_by = [h.describe() for h in hold_list if h.covers_day(day)]
-            contents = _document_keys(video)
+            contents = _document_keys(store, video) if objects.index_name(video) in sizes else None
             item.documents = contents[0] if contents else None
-            if rel in journaled:
+            if video in journaled:
                 item.skipped = "journaled: its deletes are unfinished (the next cycle finishes them)"
             elif document_holds and not item.held_by:
                 if contents is not None:
@@ -167,51 +154,39 @@ def plan(collection_dir: Path, retention_days: int, *, now: dt.datetime, hold_li
                         item.skipped = f"document holds cannot be checked: {exc}"
                     else:
                         item.held_by = sorted(held)
-                elif rel not in interrupted:
+                elif video not in interrupted:
                     item.skipped = "its index cannot be read, so document holds cannot be checked"
             result.segments.append(item)
     return result
 
 
-def _describe_files(collection_dir: Path, files: list[Path]) -> list[dict[str, Any]]:
-    out = []
-    for f in files:
-        entry: dict[str, Any] = {"path": f.relative_to(collection_dir).as_posix(), "bytes": _size(f)}
-        if f.suffix == ".mkv":
-            with open(f, "rb") as fh:
-                entry["sha256"] = hashlib.file_digest(fh, "sha256").hexdigest()
-        out.append(entry)
-    return out
-
-
-def _remove(collection_dir: Path, item: SegmentPlan, run: str, why: dict[str, Any], who: dict[str, Any]) -> None:
-    item.files = remove_segment(collection_dir, item.video, "prune", who, run=run, day=item.day.isoformat(),
-                                documents=item.documents, why=why)
-
-
-def remove_segment(collection_dir: Path, video: Path, event: str, who: dict[str, Any], **record: Any) -> list[Path]:
-    """Remove every file of the segment `video` (prune and erase, nothing else): the audit record
-    `begin` (naming each file, its size, each video's SHA-256, and `record`), the index (the
-    un-commit point) and a directory sync, the other files, a sync, the audit record `end`.
-    Returns the files removed."""
-    files = layout.segment_files(video)  # again: what is there now
+def remove_segment(store: objects.Store, collection_dir: Path, video: str, event: str, who: dict[str, Any],
+                   **record: Any) -> list[str]:
+    """Remove every object of the segment `video` from `store` (prune and erase, nothing else): the
+    audit record `begin` in `collection_dir` (naming each object, its size, each video's SHA-256,
+    and `record`; in an object store also the store and its versioning), the index (the un-commit
+    point), the other objects, the audit record `end` (in an object store with the number of
+    versions of each object removed). Returns the objects removed."""
+    sizes = store.listing(video.rsplit("/", 1)[0] + "/" if "/" in video else "")  # what is there now
+    files = layout.removal_order(video, sizes)
     if not files:
         return []
-    segment = video.relative_to(collection_dir).as_posix()
-    try:
-        described = _describe_files(collection_dir, files)
-    except OSError as exc:
-        raise SegmentError(f"cannot read a file to remove: {exc.strerror or exc}", segment) from None
-    audit.append(collection_dir, event, who, phase="begin", segment=segment, files=described, **record)
+    described: list[dict[str, Any]] = []
+    for name in files:
+        entry: dict[str, Any] = {"path": name, "bytes": sizes[name]}
+        if name.endswith(".mkv"):
+            entry["sha256"] = store.sha256(name)
+        described.append(entry)
+    where = {} if store.local else {"store": store.url, "versioning": store.versioning()}
+    audit.append(collection_dir, event, who, phase="begin", segment=video, files=described, **where, **record)
     faults.hit(f"{event}:audited")
-    idx = index.path_for(video)
-    for f in files:
-        durable.unlink(f)
-        if f == idx:
-            durable.fsync_dir(f.parent)
+    committed, versions = objects.index_name(video), {}
+    for name in files:
+        versions[name] = store.remove(name)
+        if name == committed:
             faults.hit(f"{event}:uncommitted")
-    durable.fsync_dir(video.parent)
-    audit.append(collection_dir, event, who, phase="end", segment=segment, removed=len(files),
+    done = {} if store.local else {"versions_removed": versions}
+    audit.append(collection_dir, event, who, phase="end", segment=video, removed=len(files), **done,
                  **{k: v for k, v in record.items() if k == "run"})
     return files
 
@@ -227,8 +202,10 @@ def _remove_empty_dirs(collection_dir: Path, day_dir: Path) -> list[Path]:
 
 def prune(cfg: Config, *, pending: Iterable[str], retention_days: int | None = None, reason: str | None = None,
           dry_run: bool = False, command: str = "archiverd prune", now: dt.datetime | None = None) -> PruneResult:
-    """Plan, and unless `dry_run`, remove every segment past retention that nothing keeps.
-    `retention_days` overrides the setting (a person asking); `pending` is the state's journal."""
+    """Plan, and unless `dry_run`, remove every segment past retention that nothing keeps, from the
+    collection's store (its archive directory or its object store; the audit log, holds and lock
+    stay in the collection's local directory). `retention_days` overrides the setting (a person
+    asking); `pending` is the state's journal."""
     days = cfg.retention_days if retention_days is None else retention_days
     if not days:
         raise ConfigError("no retention is configured (ARCHIVERD_RETENTION_DAYS=0 keeps everything forever): set "
@@ -237,14 +214,17 @@ def prune(cfg: Config, *, pending: Iterable[str], retention_days: int | None = N
         raise ConfigError(f"a retention of {days} days would prune documents archived only after "
                           f"{cfg.threshold_days:g} days: it must be longer than the threshold")
     now = now or dt.datetime.now(dt.timezone.utc)
-    if not cfg.collection_dir.is_dir():
+    store = objects.for_collection(cfg)
+    if store.local and not cfg.collection_dir.is_dir():
         return PruneResult(days, last_prunable_day(days, now), dry_run)
+    if not dry_run:
+        durable.ensure_dir(cfg.collection_dir)
     lock = contextlib.nullcontext() if dry_run else durable.exclusive_lock(cfg.collection_dir / ".archiverd-prune.lock")
     with lock:  # one prune at a time; a dry run creates nothing, not even the lock file
         hold_list = holds.Holds(cfg.collection_dir).list()
         needs_key = any(audit.scheme_of(d) != audit.PLAIN for h in hold_list for d in h.digests)
         ring = keyring.from_config(cfg) if needs_key else None
-        result = plan(cfg.collection_dir, days, now=now, hold_list=hold_list, pending=pending, ring=ring)
+        result = plan(store, cfg.collection_dir, days, now=now, hold_list=hold_list, pending=pending, ring=ring)
         result.dry_run = dry_run
         if dry_run:
             return result
@@ -253,10 +233,14 @@ def prune(cfg: Config, *, pending: Iterable[str], retention_days: int | None = N
         why = {"rule": "retention", "retention_days": days, "setting": origin, "reason": reason,
                "through_day": result.last_day.isoformat()}
         who, run = audit.who(command), uuid.uuid4().hex
+        interrupted = unfinished(cfg.collection_dir, "prune")  # finished under the run that began them
         for item in result.removed:
-            _remove(cfg.collection_dir, item, run, why, who)
-        for day_dir in sorted({s.video.parent for s in result.removed}):
-            result.removed_dirs += _remove_empty_dirs(cfg.collection_dir, day_dir)
+            rel = item.video.as_posix()
+            item.files = remove_segment(store, cfg.collection_dir, rel, "prune", who, run=interrupted.get(rel, run),
+                                        day=item.day.isoformat(), documents=item.documents, why=why)
+        if isinstance(store, objects.LocalStore):  # an object store has no directories
+            for day_dir in sorted({store.path(s.video.parent.as_posix()) for s in result.removed}):
+                result.removed_dirs += _remove_empty_dirs(cfg.collection_dir, day_dir)
     return result
 
 
@@ -285,7 +269,7 @@ def after_cycle(cfg: Config, state: _State, now: dt.datetime | None = None) -> P
         return None
     log.event("prune.done", **result.summary())
     for item in result.kept:
-        log.warning("prune.kept", segment=item.video.relative_to(cfg.collection_dir).as_posix(),
+        log.warning("prune.kept", segment=item.video.as_posix(),
                     why="; ".join(item.held_by) or item.skipped)
     state.update(last_prune_day=today, last_prune=result.summary())
     return result

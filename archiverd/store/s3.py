@@ -13,9 +13,14 @@ roles); it is imported only when an s3:// archive is used (`pip install archiver
   checksums), and the object is read back by ranged GETs and hashed: not every S3-API store checks
   the checksum it is sent (moto does not), and after the delete this object is the only copy. Only
   then does `put_new` return.
+- `remove` (prune and erase only) deletes every version and delete marker of the object by its
+  version id and lists again to confirm none is left: in a versioned bucket a plain DELETE would
+  only hide the object. Credentials that may not do so get RemovalRefused (exit 7), never a
+  removal reported done.
 - Reads are ranged GETs, a few hundred KB at a time around what the reader asks for (the reader
-  asks for clusters by their byte ranges, from the index): nothing downloads a whole video unless
-  the whole video is being verified.
+  asks for clusters by their byte ranges, from the index), growing up to 8 MiB while the reads
+  follow one another (a full scan): nothing downloads a whole video unless the whole video is
+  being read.
 """
 from __future__ import annotations
 
@@ -24,12 +29,13 @@ import binascii
 import threading
 from typing import Any
 
-from ..errors import ConfigError, SegmentError, StorageError
+from ..errors import ConfigError, RemovalRefused, SegmentError, StorageError
 from .objects import ObjectExists, Readable, Store, sha256_of
 
 MAX_PUT_BYTES = 5 << 30  # one PUT; a larger segment needs ARCHIVERD_SEGMENT_MAX_DOCS
 SMALL_READ = 4096  # a read shorter than this (a cluster's header while scanning) fetches READ_AHEAD bytes
 READ_AHEAD = 512 << 10  # about two clusters: the scan's next reads fall inside it
+SEQUENTIAL_MAX = 8 << 20  # the furthest a sequential scan fetches ahead in one GET
 HEAD_BYTES = 64 << 10  # the first bytes of an object read from its start are kept (video.HEAD_PROBE_BYTES)
 
 
@@ -224,6 +230,77 @@ class S3Store(Store):
                                "(SHA-256 differs); nothing is deleted against it")
 
 
+    # -- removal (prune and erase only) ------------------------------------------------------------
+
+    def remove(self, name: str) -> int:
+        """Every version of the object and every delete marker, each by its version id: in a
+        versioned bucket a plain DELETE only adds a delete marker, and the bytes stay readable in
+        the older versions. Then the versions are listed again and must be gone (a store may keep
+        one it was asked to delete: an object lock). RemovalRefused when the credentials may not
+        list or delete versions, or a version stays."""
+        versions = self._versions(name)
+        if versions is None:  # a store without the versions API keeps no versions: one plain DELETE
+            self._delete(name, None)
+            if self._head(name) is not None:
+                raise RemovalRefused(f"{self.where(name)} is still stored after its removal")
+            return 1
+        for version in versions:
+            self._delete(name, version)
+        left = self._versions(name) or []
+        self._sizes.pop(name, None)
+        self._heads.pop(name, None)
+        if left:
+            raise RemovalRefused(f"{self.where(name)}: {len(left)} of its versions are still stored after their "
+                                 "removal (an object lock or retention rule on the bucket?): it is not erased")
+        return len(versions)
+
+    def _versions(self, name: str) -> list[str] | None:
+        """The version ids of every version and delete marker of exactly this object; None when
+        the store does not implement ListObjectVersions."""
+        from botocore.exceptions import BotoCoreError, ClientError
+        key, found, marker = self.key(name), [], {}
+        while True:
+            try:
+                page = self.client.list_object_versions(Bucket=self.bucket, Prefix=key, **marker)
+            except ClientError as exc:
+                if _code(exc) in ("NotImplemented", "501"):
+                    return None
+                if _code(exc) in ("AccessDenied", "403"):
+                    raise RemovalRefused(f"cannot list the versions of {self.where(name)}: access denied (prune and "
+                                         "erase need s3:ListBucketVersions and s3:DeleteObjectVersion, so that no "
+                                         "older version of what they remove stays readable)") from None
+                raise self._fail("list the versions of", name, exc) from None
+            except BotoCoreError as exc:
+                raise self._fail("list the versions of", name, exc) from None
+            found += [v["VersionId"] for kind in ("Versions", "DeleteMarkers") for v in page.get(kind, [])
+                      if v["Key"] == key]
+            if not page.get("IsTruncated"):
+                return found
+            marker = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
+
+    def _delete(self, name: str, version: str | None) -> None:
+        from botocore.exceptions import BotoCoreError, ClientError
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key(name),
+                                      **({"VersionId": version} if version is not None else {}))
+        except ClientError as exc:
+            if _code(exc) in ("AccessDenied", "403"):
+                what = f"version {version} of " if version is not None else ""
+                raise RemovalRefused(f"cannot remove {what}{self.where(name)}: access denied (prune and erase need "
+                                     "s3:DeleteObjectVersion, as a plain DELETE leaves the bytes in older versions; "
+                                     "or an object lock or legal hold on the bucket keeps this version)") from None
+            raise self._fail("remove", name, exc) from None
+        except BotoCoreError as exc:
+            raise self._fail("remove", name, exc) from None
+
+    def versioning(self) -> str:
+        from botocore.exceptions import BotoCoreError, ClientError
+        try:
+            return str(self.client.get_bucket_versioning(Bucket=self.bucket).get("Status") or "off")
+        except (BotoCoreError, ClientError):
+            return "unknown"
+
+
 def _hex(checksum: str | None) -> str | None:
     """A full-object SHA-256 checksum (base64) as hex; None for none or a composite one ("...-N")."""
     if not checksum or "-" in checksum:
@@ -238,23 +315,32 @@ def _hex(checksum: str | None) -> str | None:
 class S3Object:
     """One object read by ranged GETs (format/mkv.Source). A read fetches what is asked (the reader
     asks for whole clusters by their byte ranges); a small read (a cluster's header while scanning)
-    fetches READ_AHEAD bytes, kept, so the reads of the cluster that follows cost no request; the
-    video's head, which every reader reads first, is kept by the store."""
+    fetches READ_AHEAD bytes, kept, so the reads of the cluster that follows cost no request; a read
+    that starts where the one before ended (a scan through the whole video: verify, restore, erase)
+    fetches twice as far ahead as the last sequential fetch, up to SEQUENTIAL_MAX, so that a full
+    read costs a few requests per SEQUENTIAL_MAX bytes instead of one per cluster, while one
+    document's few clusters stay a few small GETs; the video's head, which every reader reads first,
+    is kept by the store."""
 
     def __init__(self, store: S3Store, name: str, size: int) -> None:
         self.store, self.name, self.size = store, name, size
         self._span = (0, b"")
+        self._end = -1  # where the last read ended
+        self._ahead = 0  # bytes the last sequential fetch asked for
         self.requests = 0
 
     def read(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.size - offset))
+        sequential, self._end = offset == self._end, offset + length
         head = self.store._heads.get(self.name, b"")
         if offset + length <= len(head):
             return head[offset:offset + length]
         start, data = self._span
         if start <= offset and offset + length <= start + len(data):
             return data[offset - start:offset - start + length]
-        fetched = self.store.range(self.name, offset, length if length >= SMALL_READ else READ_AHEAD)
+        self._ahead = min(SEQUENTIAL_MAX, max(2 * self._ahead, length)) if sequential else 0
+        fetched = self.store.range(self.name, offset, max(length if length >= SMALL_READ else READ_AHEAD,
+                                                          self._ahead))
         self.requests += 1
         self._span = (offset, fetched)
         if offset == 0 and len(fetched) <= HEAD_BYTES:
