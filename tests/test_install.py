@@ -5,48 +5,11 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from archiverd import __version__
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _checkout(dest: Path) -> Path:
-    """The files a fresh clone would have (tracked, plus new files not ignored): nothing from .venv,
-    build/ or a developer's archives leaks into the wheel."""
-    listed = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=ROOT, capture_output=True,
-                            text=True)
-    if listed.returncode != 0:
-        pytest.skip("not a git checkout")
-    for name in listed.stdout.splitlines():
-        src = ROOT / name
-        if src.is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / name)
-    return dest
-
-
-@pytest.fixture(scope="module")
-def installed(tmp_path_factory) -> Path:
-    """A fresh venv with only the built wheel (and its dependencies from PyPI / pip's cache) in it."""
-    work = tmp_path_factory.mktemp("install")
-    src = _checkout(work / "src")
-    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(work / "dist"),
-                            str(src)], capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr
-    wheels = list((work / "dist").glob("archiverd-*.whl"))
-    assert len(wheels) == 1
-    venv = work / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
-    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheels[0])], capture_output=True,
-                         text=True, timeout=900)
-    assert pip.returncode == 0, pip.stderr
-    return venv
-
 
 def test_the_console_script_works(installed, mongo_uri, tmp_path):
     exe = installed / "bin" / "archiverd"

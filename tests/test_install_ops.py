@@ -8,11 +8,10 @@ import subprocess
 
 from pymongo import MongoClient
 
-from tests.test_install import installed  # noqa: F401 - the fixture: a fresh venv with the built wheel
 from tests.test_status import put
 
 
-def test_status_list_info_and_progress_from_the_wheel(installed, mongo_uri, tmp_path):  # noqa: F811
+def test_status_list_info_and_progress_from_the_wheel(installed, mongo_uri, tmp_path):
     exe = str(installed / "bin" / "archiverd")
     database = f"install_ops_{os.getpid()}"
     archives = tmp_path / "archives"

@@ -86,17 +86,15 @@ def assert_no_ids_or_content(cfg, docs) -> None:
                 assert needle.encode() not in text, needle
 
 
-def test_segment_files_in_removal_order(tmp_path):
+def test_segment_files_in_removal_order():
     names = ["part-0003.mkv", "part-0003.index.json", "part-0003.repaired.mkv", "part-0003.repaired.index.json",
              "part-0003.vectors", "part-0003.key.json", "part-00030.mkv", "part-0004.index.json",
              ".part-0003.mkv.ab12.tmp", "notes.txt"]
-    for name in names:
-        (tmp_path / name).write_bytes(b"x")
-    got = [p.name for p in layout.segment_files(tmp_path / "part-0003.mkv")]
-    assert got == ["part-0003.index.json", "part-0003.repaired.index.json", "part-0003.key.json",
-                   "part-0003.vectors", "part-0003.repaired.mkv", "part-0003.mkv"]
-    (tmp_path / "part-0003.mkv").unlink()  # a partly removed segment still lists what is left
-    assert layout.segment_files(tmp_path / "part-0003.mkv")[-1].name == "part-0003.repaired.mkv"
+    assert layout.removal_order("part-0003.mkv", names) == [
+        "part-0003.index.json", "part-0003.repaired.index.json", "part-0003.key.json", "part-0003.vectors",
+        "part-0003.repaired.mkv", "part-0003.mkv"]
+    # a partly removed segment still lists what is left
+    assert layout.removal_order("part-0003.mkv", names[1:])[-1] == "part-0003.repaired.mkv"
 
 
 def test_last_prunable_day_counts_from_the_end_of_the_day():

@@ -347,9 +347,8 @@ def test_check_and_status_read_the_bucket_and_what_needs_a_directory_says_so(mon
         assert check.returncode == SegmentError.exit_code and "orphan" in check.stdout, check.stdout
         assert world.cli("status").returncode == SegmentError.exit_code
         assert world.cli("check", "--repair").returncode == 3
-        for args in (["prune", "--keep-days", "3650"], ["erase", "x", "--reason", "r"], ["catalog", "rebuild"]):
-            proc = world.cli(*args)
-            assert proc.returncode == 3 and "object store" in proc.stderr and "Traceback" not in proc.stderr, args
+        proc = world.cli("catalog", "rebuild")  # the catalog of a bucket lives in memory, rebuilt on every read
+        assert proc.returncode == 3 and "object store" in proc.stderr and "Traceback" not in proc.stderr
         assert store.segments() and store.names()  # nothing removed
     finally:
         world.close()

@@ -20,7 +20,7 @@ from archiverd.service.archiver import Archiver
 from archiverd.service.daemon import Daemon
 from archiverd.service.source import LeaseLost, Source
 from archiverd.service.state import State
-from archiverd.store import layout
+from archiverd.store import layout, objects
 from bench.corpus import experience
 from tests.reliability import ROOT, World, crash_cycle_at, wait_stopped
 
@@ -118,7 +118,7 @@ def test_a_moved_away_index_never_costs_the_video(cfg, collection, tmp_path):
     _seed(collection, 5, days_ago=100, start=100)
     assert Daemon(cfg).once()[0] == 0  # another cycle, with recovery and sweep
     assert video.read_bytes() == before
-    assert layout.orphans(cfg.collection_dir) == [video]
+    assert objects.LocalStore(cfg.collection_dir).orphans() == [video.relative_to(cfg.collection_dir).as_posix()]
     from archiverd.cli.status_cmd import collect
     assert collect(cfg)["orphans"] == [str(video.relative_to(cfg.collection_dir))]
     rebuild.reindex(video)

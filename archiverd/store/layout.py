@@ -75,21 +75,6 @@ def segments(collection_dir: Path) -> Iterator[Path]:
             yield index.preferred(video)
 
 
-def orphans(collection_dir: Path) -> list[Path]:
-    """Videos whose index is missing (kept; `archiverd reindex` rebuilds the index)."""
-    return [v for v in videos(collection_dir) if not index.path_for(v).exists()]
-
-
-def segment_files(video: Path) -> list[Path]:
-    """Every file of the segment `video` (part-NNNN.mkv) that exists, whether or not the video
-    itself still does, in the order `prune` and `erase` remove them (`removal_order`). Temporary
-    `.part-*` files are not the segment's."""
-    if video.name.startswith(".") or not _PART.match(video.name) or not video.parent.is_dir():
-        return []
-    return [video.with_name(name) for name in removal_order(video.name, (p.name for p in video.parent.iterdir()
-                                                                         if not p.is_dir()))]
-
-
 def removal_order(video: str, names: Iterable[str]) -> list[str]:
     """Of `names` (in the video's directory, or whole store names), the segment `video`'s, in the
     order they are removed: its index first (from then on the segment is no longer committed:

@@ -34,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .. import faults
 from ..crypto import envelope
-from ..errors import ConfigError, StorageError
+from ..errors import ConfigError, SegmentError, StorageError
 from ..format import index
 from . import durable, layout
 
