@@ -409,3 +409,27 @@ def test_without_boto3_only_an_s3_archive_needs_it(monkeypatch, tmp_path):
     local = LocalStore(tmp_path)
     local.put_new("a/part-0001.mkv", b"x", _sha(b"x"))
     assert local.names() == ["a/part-0001.mkv"]
+
+
+def test_search_in_a_bucket_ranks_by_the_sidecars_the_seal_uploaded(s3cfg, collection):
+    """Search reads each segment's vector sidecar object (uploaded after the commit) and fetches only
+    the candidates' vectors by ranged GETs; its answers are those of exact search."""
+    import numpy as np
+
+    import archiverd
+    from archiverd.query.search import SearchStats, exact_search
+    docs = _seed(collection, 24, embeddings=True)
+    assert Daemon(dataclasses.replace(s3cfg, segment_max_docs=8)).once()[0] == 0
+    store = _bucket_store(s3cfg)
+    assert len(store.segments()) == 3 and all(store.exists(n.replace(".mkv", ".vectors")) for n in store.segments())
+    field = "embeddings.output_summary_embedding"
+    vectors = [(key, bson.decode(raw)["embeddings"]["output_summary_embedding"]) for key, raw in docs.items()]
+    query = np.random.default_rng(4).standard_normal(len(vectors[0][1]))
+    stats = SearchStats()
+    s3cfg.collection_dir.mkdir(parents=True, exist_ok=True)
+    with archiverd.Archive(s3cfg.collection_dir, store=store) as archive:
+        hits = archive.search(query, field, 5, raw=True, stats=stats)
+    assert stats.unindexed == 0 and stats.scanned == 24  # every segment ranked by its sidecar
+    assert [(index.key_of(bson.decode(h.document)["_id"]), round(h.score, 9)) for h in hits] == \
+        [(key, round(score, 9)) for key, score in exact_search(query, vectors, 5)]
+    assert all(docs[index.key_of(bson.decode(h.document)["_id"])] == h.document for h in hits)

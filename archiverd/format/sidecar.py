@@ -436,17 +436,22 @@ def load(path: Path, identity: str | None = None, documents: int | None = None,
     """Read and fully check a sidecar; `identity` and `documents` (from the segment's index) must
     match when given; an encrypted segment's sidecar is opened with its `keys`. Raises SegmentError
     naming what is wrong."""
-    data = durable.read_bounded(path, MAX_FILE, "vector sidecar")
+    return opened(durable.read_bounded(path, MAX_FILE, "vector sidecar"), str(path), identity, documents, keys)
+
+
+def opened(data: bytes, where: str, identity: str | None = None, documents: int | None = None,
+           keys: SegmentKeys | None = None) -> Sidecar:
+    """`load` of a sidecar's bytes read elsewhere (an object store); `where` names it in errors."""
     if is_sealed_sidecar(data):
         if keys is None:
-            raise SegmentError("vector sidecar is encrypted, the segment is not", str(path))
-        data = open_sidecar(keys, data, str(path))
+            raise SegmentError("vector sidecar is encrypted, the segment is not", where)
+        data = open_sidecar(keys, data, where)
     elif keys is not None:
-        raise SegmentError("vector sidecar is not encrypted, the segment is", str(path))
+        raise SegmentError("vector sidecar is not encrypted, the segment is", where)
     try:
         return parse(data, identity, documents)
     except ValueError as exc:
-        raise SegmentError(f"vector sidecar: {exc}", str(path)) from None
+        raise SegmentError(f"vector sidecar: {exc}", where) from None
 
 
 def parse(data: bytes, identity: str | None = None, documents: int | None = None) -> Sidecar:

@@ -342,10 +342,10 @@ class Archive:
             # segment is encrypted (its sidecar is opened with the segment's key, found through the index)
             try:
                 if info.content_sha256 is not None:
-                    return sidecar.load(sidecar.path_for(self.dir / info.path), info.content_sha256, info.documents)
+                    return self._sidecar(info.path, info.content_sha256, info.documents, None)
                 reader = self.reader(info.path)
-                return sidecar.load(sidecar.path_for(self.dir / info.path), reader.index["content_sha256"],
-                                    info.documents, encryption.keys_of(reader.index, str(reader.path)))
+                return self._sidecar(info.path, reader.index["content_sha256"], info.documents,
+                                     encryption.keys_of(reader.index, str(reader.path)))
             except SegmentError:
                 return None  # missing or damaged: this segment is searched exactly
 
@@ -385,6 +385,15 @@ class Archive:
             raise ConfigError(f"search: {exc}") from None
         docs = list(pool.map(lambda h: self._document(self.reader(h.segment), h.doc), hits))
         return [Scored(self._out(doc, raw), h.score) for doc, h in zip(docs, hits)]
+
+    def _sidecar(self, segment: str, identity: str, documents: int, keys: Any) -> sidecar.Sidecar:
+        """A segment's vector sidecar: beside its video in the archive directory, or the object the
+        seal uploaded beside it in an object store."""
+        name = sidecar.path_for(Path(segment)).as_posix()
+        if self.store is None:
+            return sidecar.load(self.dir / name, identity, documents, keys)
+        return sidecar.opened(self.store.read(name, sidecar.MAX_FILE), self.store.where(name), identity, documents,
+                              keys)
 
     def _vectors(self, segment: str, numbers: list[int], field: str) -> dict[int, np.ndarray | None]:
         """The exact `field` vectors of these documents of a segment: from their own vector sections
