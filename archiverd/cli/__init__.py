@@ -39,7 +39,7 @@ def cli() -> None:
     """Archive expired MongoDB documents into verified, lossless QR-video segments.
 
     Exit codes: 0 ok, 1 warning, 2 error, 3 bad configuration or usage, 4 damaged or foreign
-    segment, 5 storage error, 6 database error.
+    segment, 5 storage error, 6 database error, 7 a removal the object store refused.
     """
 
 
