@@ -17,6 +17,7 @@ import bson
 import pytest
 from bson.raw_bson import RawBSONDocument
 from pymongo import MongoClient
+from pymongo.errors import OperationFailure
 
 from archiverd.errors import DatabaseError
 from archiverd.service.source import Source
@@ -60,11 +61,24 @@ def events() -> Iterator[Events]:
         logger.removeHandler(handler)
 
 
+def _has_failpoints(uri: str) -> bool:
+    with MongoClient(uri, serverSelectionTimeoutMS=10_000) as client:
+        try:
+            client.admin.command({"configureFailPoint": "failCommand", "mode": "off"})
+        except OperationFailure as exc:
+            if exc.code == 59:  # CommandNotFound: started without test commands
+                return False
+            raise
+    return True
+
+
 @pytest.fixture(scope="module")
 def mongo_uri(tmp_path_factory) -> Iterator[str]:
-    """A server of this module's own, with mongod's test commands (configureFailPoint) enabled."""
-    external = os.environ.get("ARCHIVERD_TEST_MONGODB_URI")  # a mongod started with enableTestCommands=1
-    if external:
+    """A server with mongod's test commands (configureFailPoint) enabled: the one the suite was given
+    (ARCHIVERD_TEST_MONGODB_URI) if it has them -- a mongod started with enableTestCommands=1 --, else
+    one of this module's own."""
+    external = os.environ.get("ARCHIVERD_TEST_MONGODB_URI")
+    if external and _has_failpoints(external):
         yield external
         return
     server = Server(tmp_path_factory.mktemp("secantus-failpoints"), test_commands=True).start()
