@@ -2,6 +2,7 @@
 document that still verifies comes back byte-exact, and no document whose bytes differ ever does."""
 import hashlib
 import json
+import os
 import random
 import shutil
 from pathlib import Path
@@ -10,7 +11,7 @@ import pytest
 
 from archiverd import SegmentError, SegmentReader, verify_video, write_segment
 from archiverd.format import frame, index, sidecar
-from archiverd.format.reader import REPAIRABLE, UNREPAIRABLE
+from archiverd.format.reader import REPAIRABLE, UNREPAIRABLE, LocalFile
 from archiverd.store import durable
 from tests.reliability import CORRUPTIONS, corrupt, frame_records, rewrite_frames, write_frames
 
@@ -215,6 +216,26 @@ def test_derived_files_above_their_bound_are_refused_before_they_are_read(segmen
     # a file whose size says less than it holds (a /proc file says 0) is never read past that size
     with pytest.raises(SegmentError, match="grew while it was read"):
         durable.read_bounded(Path("/proc/self/status"), 1 << 20, "status")
+    # an index or sidecar that is a FIFO is refused at once, not waited on for a writer
+    idx.unlink()
+    os.mkfifo(idx)
+    with pytest.raises(SegmentError, match="index file is not a regular file"):
+        SegmentReader(segment[0])
+    huge.unlink()
+    os.mkfifo(huge)
+    with pytest.raises(SegmentError, match="vector sidecar is not a regular file"):
+        sidecar.load(huge)
+    huge.unlink()
+    huge.mkdir()
+    with pytest.raises(SegmentError, match="cannot read vector sidecar: Is a directory"):
+        sidecar.load(huge)
+    # and so is a video that is a FIFO, met in a walk of the archive rather than named by a user
+    fifo = segment[0].with_name("part-0002.mkv")
+    os.mkfifo(fifo)
+    with pytest.raises(SegmentError, match="not a regular file"):
+        LocalFile(fifo)
+    report = verify_video(fifo, None)
+    assert not report.ok and any("not a regular file" in p for p in report.problems)
 
 
 def test_foreign_files_are_refused(tmp_path):

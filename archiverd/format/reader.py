@@ -793,8 +793,8 @@ class LocalFile(video.FileSource):
     """An open segment file; close it when done (or use as a context manager)."""
 
     def __init__(self, path: Path) -> None:
-        try:
-            fd = os.open(path, os.O_RDONLY)
+        try:  # O_NONBLOCK: a FIFO in the archive must be refused, not waited on for a writer
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise SegmentError("no such segment file", str(path)) from None
         except IsADirectoryError:

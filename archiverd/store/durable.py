@@ -17,6 +17,7 @@ import errno
 import fcntl
 import os
 import secrets
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -84,10 +85,15 @@ def read_bounded(path: Path, limit: int, what: str) -> bytes:
     """The whole of a file read as one record (an index, a vector sidecar, a segment key file),
     refused above `limit` bytes before anything is read: a damaged or hostile file cannot make a
     reader allocate what it likes. SegmentError (exit 4) says `what` is missing, larger than the
-    bound, unreadable, or grew while it was read."""
+    bound, unreadable, not a regular file (a FIFO would block the reader for ever), or grew while
+    it was read."""
     try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it changes nothing for a regular file
+        with os.fdopen(os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC), "rb") as f:
+            st = os.fstat(f.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise SegmentError(f"{what} is not a regular file", str(path))
+            size = st.st_size
             if size > limit:
                 raise SegmentError(f"{what} is larger than {limit} bytes", str(path))
             data = f.read(size + 1)  # one byte more than its size: a file that grew since (or a /proc file) shows
