@@ -114,13 +114,18 @@ class S3Store(Store):
             reason = str(exc).splitlines()[0][:200]
         return StorageError(f"cannot {action} {self.where(name)}: {reason}")
 
-    def _call(self, action: str, name: str, method: str, **kwargs: Any) -> Any:
+    def _call(self, action: str, name: str, method: str, *, absent: tuple[str, ...] = ("404", "NoSuchKey", "NotFound"),
+              denied: str | None = None, **kwargs: Any) -> Any:
+        """One request: None when the store answers with an `absent` code; RemovalRefused(`denied`)
+        when it refuses access to a removal (prune and erase); StorageError for anything else."""
         from botocore.exceptions import BotoCoreError, ClientError
         try:
             return getattr(self.client, method)(Bucket=self.bucket, **kwargs)
         except ClientError as exc:
-            if _code(exc) in ("404", "NoSuchKey", "NotFound"):
+            if _code(exc) in absent:
                 return None
+            if denied is not None and _code(exc) in ("AccessDenied", "403"):
+                raise RemovalRefused(denied) from None
             raise self._fail(action, name, exc) from None
         except BotoCoreError as exc:
             raise self._fail(action, name, exc) from None
@@ -257,21 +262,15 @@ class S3Store(Store):
     def _versions(self, name: str) -> list[str] | None:
         """The version ids of every version and delete marker of exactly this object; None when
         the store does not implement ListObjectVersions."""
-        from botocore.exceptions import BotoCoreError, ClientError
         key, found, marker = self.key(name), [], {}
         while True:
-            try:
-                page = self.client.list_object_versions(Bucket=self.bucket, Prefix=key, **marker)
-            except ClientError as exc:
-                if _code(exc) in ("NotImplemented", "501"):
-                    return None
-                if _code(exc) in ("AccessDenied", "403"):
-                    raise RemovalRefused(f"cannot list the versions of {self.where(name)}: access denied (prune and "
-                                         "erase need s3:ListBucketVersions and s3:DeleteObjectVersion, so that no "
-                                         "older version of what they remove stays readable)") from None
-                raise self._fail("list the versions of", name, exc) from None
-            except BotoCoreError as exc:
-                raise self._fail("list the versions of", name, exc) from None
+            page = self._call("list the versions of", name, "list_object_versions", Prefix=key,
+                              absent=("NotImplemented", "501"),
+                              denied=f"cannot list the versions of {self.where(name)}: access denied (prune and "
+                                     "erase need s3:ListBucketVersions and s3:DeleteObjectVersion, so that no "
+                                     "older version of what they remove stays readable)", **marker)
+            if page is None:
+                return None
             found += [v["VersionId"] for kind in ("Versions", "DeleteMarkers") for v in page.get(kind, [])
                       if v["Key"] == key]
             if not page.get("IsTruncated"):
@@ -279,19 +278,12 @@ class S3Store(Store):
             marker = {"KeyMarker": page["NextKeyMarker"], "VersionIdMarker": page["NextVersionIdMarker"]}
 
     def _delete(self, name: str, version: str | None) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key(name),
-                                      **({"VersionId": version} if version is not None else {}))
-        except ClientError as exc:
-            if _code(exc) in ("AccessDenied", "403"):
-                what = f"version {version} of " if version is not None else ""
-                raise RemovalRefused(f"cannot remove {what}{self.where(name)}: access denied (prune and erase need "
-                                     "s3:DeleteObjectVersion, as a plain DELETE leaves the bytes in older versions; "
-                                     "or an object lock or legal hold on the bucket keeps this version)") from None
-            raise self._fail("remove", name, exc) from None
-        except BotoCoreError as exc:
-            raise self._fail("remove", name, exc) from None
+        what = f"version {version} of " if version is not None else ""
+        self._call("remove", name, "delete_object", Key=self.key(name), absent=(),
+                   denied=f"cannot remove {what}{self.where(name)}: access denied (prune and erase need "
+                          "s3:DeleteObjectVersion, as a plain DELETE leaves the bytes in older versions; or an "
+                          "object lock or legal hold on the bucket keeps this version)",
+                   **({"VersionId": version} if version is not None else {}))
 
     def versioning(self) -> str:
         from botocore.exceptions import BotoCoreError, ClientError
