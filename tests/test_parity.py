@@ -114,3 +114,39 @@ def test_every_tail_survives_the_loss_of_any_gop_and_costs_the_setting_when_larg
         assert prows * columns >= 2 * gop  # two flips, each garbling the rest of a GOP
         if count >= 100 and gop <= 2:
             assert prows * columns / count <= 0.06, (count, prows, columns)
+
+
+def test_the_writer_streams_its_stripes_from_disk_and_gets_every_parity_frame_right(tmp_path):
+    """The writer keeps a stripe's data bodies in a spill file, not in memory: a full stripe and then
+    a shorter tail (whose file region still holds the full stripe's bytes past its end) must both
+    get exactly the parity the definition gives, and nothing but the video is left behind."""
+    import os
+
+    from archiverd.format import frame, video
+    from archiverd.format.writer import FrameWriter
+
+    g = parity.Geometry(rows=3, parity_rows=2)
+    path = tmp_path / "seg.mkv"
+    writer = FrameWriter(path, b"\x01" * 8, g, workers=1)
+    stream = np.random.default_rng(5).integers(0, 256, size=frame.BODY * (g.data_per_stripe + 37) + 100,
+                                               dtype=np.uint8).tobytes()
+    writer.write(stream)
+    writer.close()
+    writer.temp.publish(path)
+    writer.abort()
+    assert os.listdir(tmp_path) == ["seg.mkv"]
+    with open(path, "rb") as f:
+        reader = video.VideoReader(video.FileSource(f.fileno(), os.fstat(f.fileno()).st_size), str(path))
+        frames = [frame.from_image(image)[0] for _, image in reader.frames()]
+    assert all(f is not None for f in frames)
+    data = [f for f in frames if f.kind != frame.PARITY]
+    assert b"".join(f.body for f in data)[:len(stream)] == stream
+    stripes = [data[:g.data_per_stripe], data[g.data_per_stripe:]]
+    parities = [[f for f in frames if f.kind == frame.PARITY and f.stripe_count == len(s)] for s in stripes]
+    for bodies, found in zip(stripes, parities):
+        count = len(bodies)
+        columns = g.columns(count)
+        rows = found[0].stripe_parity_rows
+        assert len(found) == rows * columns
+        expect = parity.encode(np.array([np.frombuffer(f.body, dtype=np.uint8) for f in bodies]), columns, rows)
+        assert [f.body for f in found] == [row.tobytes() for row in expect]

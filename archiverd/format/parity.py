@@ -25,6 +25,7 @@ parity rows, for any number of data rows up to 255 - parity rows.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -161,22 +162,28 @@ def encode(data: np.ndarray, columns: int, parity_rows: int) -> np.ndarray:
     """Parity for one stripe. `data` is (count, body) uint8 in stripe order (a short last row is
     padded with zero frames, which are not stored); returns (parity_rows * columns, body) in parity
     position order (row-major)."""
-    _, _, mul = _tables()
     count, body = data.shape
     rows = math.ceil(count / columns)
-    if rows + parity_rows > MAX_ROWS:
-        raise ValueError(f"a group of {rows} data rows and {parity_rows} parity rows exceeds {MAX_ROWS}")
     if count == rows * columns and data.flags.c_contiguous:
-        padded = data  # already whole rows (the writer pads its stripe buffer in place): no copy
+        padded = data
     else:
         padded = np.zeros((rows * columns, body), dtype=np.uint8)
         padded[:count] = data
-    grid = padded.reshape(rows, columns * body)
+    return encode_rows(padded.reshape(rows, columns * body), columns, parity_rows, body)
+
+
+def encode_rows(rows: Iterable[np.ndarray], columns: int, parity_rows: int, body: int) -> np.ndarray:
+    """`encode` from the stripe's data rows, one at a time (each `columns` x `body` bytes, the last
+    padded with zero frames): the writer streams them from its spill file instead of holding a
+    22 MB stripe. Returns (parity_rows * columns, body) in parity position order."""
+    _, _, mul = _tables()
     out = np.zeros((parity_rows, columns * body), dtype=np.uint8)
-    for j in range(parity_rows):
-        acc = out[j]
-        for r in range(rows):
-            acc ^= np.take(mul[coefficient(j, r)], grid[r])
+    r = -1
+    for r, row in enumerate(rows):
+        if r + parity_rows >= MAX_ROWS:
+            raise ValueError(f"a group of {r + 1} data rows and {parity_rows} parity rows exceeds {MAX_ROWS}")
+        for j in range(parity_rows):
+            out[j] ^= np.take(mul[coefficient(j, r)], row)
     return out.reshape(parity_rows * columns, body)
 
 

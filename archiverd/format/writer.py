@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +56,10 @@ class FrameWriter:
         self.position = 0
         self.tail_parity_rows: int | None = None
         self._pending = bytearray()  # stream bytes not yet in a frame
-        # the data bodies of the stripe being filled, in place (pages are touched only as frames
-        # arrive); its parity is computed from this buffer when the stripe is full or the video ends
-        self._stripe = np.zeros((geometry.data_per_stripe if geometry.parity_rows else 0, frame.BODY), dtype=np.uint8)
+        # the data bodies of the stripe being filled, in an unpublished file beside the video, not
+        # in memory (22 MB at the default geometry, a seventh of the daemon's peak RSS); its parity
+        # is computed from it, row by row, when the stripe is full or the video ends
+        self._stripe = durable.TempFile(path.parent, f"{path.name}.stripe") if geometry.parity_rows else None
         self._stripe_count = 0
         self._gop: list[bytes] = []
         self._task: list[list[bytes]] = []  # GOPs for the next encoding task
@@ -100,8 +101,8 @@ class FrameWriter:
         self._frame(frame.Frame(self.segment_id, self.position, frame.LAST if last else frame.DATA, body,
                                 g.rows if g.parity_rows else 0, g.parity_rows, version=self.version))
         self.data_frames += 1
-        if g.parity_rows:
-            self._stripe[self._stripe_count] = np.frombuffer(body, dtype=np.uint8)
+        if self._stripe is not None:
+            self._stripe.write(body, self._stripe_count * frame.BODY)
             self._stripe_count += 1
             if self._stripe_count == g.data_per_stripe:
                 self._parity_frames(g.parity_rows)
@@ -110,13 +111,23 @@ class FrameWriter:
         count = self._stripe_count
         g = self.geometry
         columns = g.columns(count)
-        used = -(-count // columns) * columns  # a short last row is padded with zero frames
-        self._stripe[count:used] = 0
-        data = self._stripe[:used]
-        for q, body in enumerate(parity.encode(data, columns, rows)):
+        for q, body in enumerate(parity.encode_rows(self._stripe_rows(count, columns), columns, rows, frame.BODY)):
             self._frame(frame.Frame(self.segment_id, self.position, frame.PARITY, body.tobytes(), g.rows,
                                     g.parity_rows, count, rows, q // columns, self.version))
         self._stripe_count = 0
+
+    def _stripe_rows(self, count: int, columns: int) -> Iterator[np.ndarray]:
+        """The stripe's `count` data bodies as rows of `columns` frames, read back from the spill
+        file; a short last row is padded with zero frames (what lies beyond `count` in the file is
+        an earlier stripe's)."""
+        assert self._stripe is not None
+        row_bytes = columns * frame.BODY
+        for start in range(0, count * frame.BODY, row_bytes):
+            want = min(row_bytes, count * frame.BODY - start)
+            data = self._stripe.read(start, want)
+            if len(data) != want:
+                raise SegmentError(f"the stripe's spill file gave {len(data)} of {want} bytes", str(self.path))
+            yield np.frombuffer(data.ljust(row_bytes, b"\0"), dtype=np.uint8)
 
     def _frame(self, record: frame.Frame) -> None:
         self._gop.append(frame.pack(record))
@@ -159,7 +170,7 @@ class FrameWriter:
         self.tail_parity_rows = g.tail_parity_rows(tail, video.GOP) if tail else g.parity_rows
         if tail:
             self._parity_frames(self.tail_parity_rows)
-        self._stripe = self._stripe[:0].copy()  # its 22 MB are not held through the seal's read-back
+        self._close_stripe()
         if self._gop:
             self._submit_gop()
         if self._task:
@@ -168,8 +179,14 @@ class FrameWriter:
         self._mkv.close()
         self.closed = True
 
+    def _close_stripe(self) -> None:
+        if self._stripe is not None:
+            self._stripe.close()
+            self._stripe = None
+
     def abort(self) -> None:
         self._encoder.close()
+        self._close_stripe()
         self.temp.close()
 
 

@@ -245,13 +245,14 @@ class TempFile:
             raise _storage_error("create a file in", self.directory, exc) from None
 
     def write(self, data: bytes, offset: int | None = None) -> None:
-        """Append `data`, or overwrite at `offset` (inside what was written)."""
+        """Append `data`, or write it at `offset`."""
         try:
             if offset is None:
                 _write_all(self.fd, data)
                 self.size += len(data)
             else:
                 _write_all(self.fd, data, offset)
+                self.size = max(self.size, offset + len(data))
         except OSError as exc:
             raise _storage_error("write", self.directory / self.name, exc) from None
 
