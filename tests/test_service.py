@@ -308,3 +308,23 @@ def test_the_server_killed_right_after_a_commit(tmp_path):
     finally:
         world.client.close()
         server.stop()
+
+
+def test_the_expiry_scan_reads_only_the_id_and_the_date_of_a_document():
+    """`lean_document` keeps just the named top-level fields (the first of a repeated key, as the
+    index's `_id` is taken), with the codec options of every other read: sub-documents stay raw,
+    dates are aware; a missing field is simply absent."""
+    from archiverd.service.source import lean_document
+
+    when = dt.datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=dt.timezone.utc)
+    doc = {"_id": {"k": 1, "j": Int64(2)}, "big": [1.5] * 100, "meta": {"at": when}, "timestamp": when}
+    raw = bson.encode(doc)
+    lean = lean_document(raw, ("_id", "meta", "nothing"))
+    assert list(lean.keys()) == ["_id", "meta"]
+    assert isinstance(lean["_id"], RawBSONDocument) and bson.encode(lean["_id"]) == bson.encode(doc["_id"])
+    assert expiry.date_ms(lean, "meta.at") == (int(when.timestamp() * 1000), None)
+    assert expiry.date_ms(lean_document(raw, ("timestamp",)), "timestamp")[0] == int(when.timestamp() * 1000)
+    assert expiry.date_ms(lean_document(raw, ("nothing",)), "nothing") == (None, "date field missing")
+    twice = bson.encode(SON([("_id", 1), ("x", 0)]))[:-1] + b"\x10_id\x00\x02\x00\x00\x00\x00"
+    twice = len(twice).to_bytes(4, "little") + twice[4:]
+    assert lean_document(twice, ("_id",))["_id"] == 1

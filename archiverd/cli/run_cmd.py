@@ -20,13 +20,13 @@ def _dry_run(cfg: Config) -> int:
     cutoff = expiry.cutoff_ms(cfg)
     per_day: dict[str, list[int]] = {}
     skipped: dict[str, int] = {}
-    for doc, ms, reason in source.expired(cutoff):
+    for raw, _, ms, reason in source.expired(cutoff):
         if ms is None:
             skipped[reason or "not a date"] = skipped.get(reason or "not a date", 0) + 1
             continue
         day = per_day.setdefault(expiry.day_label(ms), [0, 0])
         day[0] += 1
-        day[1] += len(doc.raw)
+        day[1] += len(raw)
     counts = source.counts(expiry.watermark_ms(cfg), cutoff)
     click.echo(f"dry run: nothing is written or deleted. watermark {iso(expiry.watermark_ms(cfg))}; "
                f"complete days end before {iso(cutoff)}")

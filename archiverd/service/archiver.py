@@ -340,7 +340,7 @@ class Archiver:
         # allocator's per-thread arenas), over the 300 MB bound; the CPU stages overlap in the workers
         reading = self.source.expired(end, since=start)
         try:
-            for doc, ms, reason in self.meter.timed("read", reading):
+            for raw, _id, ms, reason in self.meter.timed("read", reading):
                 if self.stop.is_set():
                     stats.stopped = True
                     break
@@ -354,11 +354,10 @@ class Archiver:
                     entries = []
                     if self._retaken:
                         raise _Retaken
-                raw = bytes(doc.raw)
                 sha = hashlib.sha256(raw).hexdigest()
-                holder = sealed.holder(label, doc["_id"], sha)
+                holder = sealed.holder(label, _id, sha)
                 if holder is not None:
-                    again.setdefault(holder, []).append((doc["_id"], sha, len(raw)))
+                    again.setdefault(holder, []).append((_id, sha, len(raw)))
                     stats.already_sealed += 1
                     continue
                 if writer is None:
@@ -370,7 +369,7 @@ class Archiver:
                 except (ValueError, TypeError) as exc:  # cannot be encoded: it stays in MongoDB
                     stats.skip(f"cannot be archived: {exc}"[:120])
                     continue
-                entries.append((doc["_id"], sha, len(raw)))
+                entries.append((_id, sha, len(raw)))
                 stats.read += 1
                 stats.bytes_sealed += len(raw)
                 stats.per_day[label] = stats.per_day.get(label, 0) + 1
