@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import Any
 
 import zstandard
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
 from ..crypto import aead, envelope
 from ..crypto.keyring import Keyring, MasterKey
@@ -89,6 +88,8 @@ def decrypt_range(keys: SegmentKeys, number: int, offset: int, data: bytes) -> b
     """Bytes [offset, offset + len(data)) of block `number`'s plaintext, from the same bytes of its
     ciphertext, without the tag (GCM encrypts byte i with counter block nonce || 2 + i div 16).
     Unauthenticated: the caller checks the result against a digest from the sealed index."""
+    from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # (see crypto/aead.py)
+
     counter = _block_nonce(number) + (2 + offset // 16).to_bytes(4, "big")
     decryptor = Cipher(algorithms.AES(keys.block), modes.CTR(counter)).decryptor()
     skip = offset % 16

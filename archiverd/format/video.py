@@ -18,14 +18,15 @@ import fractions
 import threading
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
+from typing import TYPE_CHECKING, Any
 
-import av
-import av.logging
 import numpy as np
 
 from . import frame, mkv, qr
 from ..errors import SegmentError
 
+if TYPE_CHECKING:
+    import av
 CODEC = "ffv1"
 CODEC_ID = "V_FFV1"
 CONTAINER = "matroska"
@@ -36,12 +37,22 @@ GOP = 2
 OPTIONS = {"level": "3", "coder": "range_tab", "context": "1", "slices": "1", "slicecrc": "1"}
 APP = "archiverd"
 
-av.logging.set_level(av.logging.PANIC)  # damaged frames are reported by our own checks, not on stderr
 _local = threading.local()
 
 
+@lru_cache(maxsize=1)
+def _av() -> Any:
+    """PyAV, imported where frames are encoded or decoded: the worker processes, and readers that
+    decode in their own threads. The daemon's main process hands all of it to its workers and
+    so does not carry PyAV's 16 MB of RSS."""
+    import av
+    import av.logging
+    av.logging.set_level(av.logging.PANIC)  # damaged frames are reported by our own checks, not on stderr
+    return av
+
+
 def _encoder() -> av.CodecContext:
-    ctx = av.CodecContext.create(CODEC, "w")
+    ctx = _av().CodecContext.create(CODEC, "w")
     ctx.width = ctx.height = qr.SIZE
     ctx.pix_fmt = PIX_FMT
     ctx.time_base = fractions.Fraction(1, RATE)
@@ -67,7 +78,7 @@ def encode_gop(records: Sequence[bytes]) -> list[bytes]:
         ctx = _local.encoder = _encoder()
     packets: list[bytes] = []
     for record in records:
-        image = av.VideoFrame.from_ndarray(qr.encode(record), format=PIX_FMT)
+        image = _av().VideoFrame.from_ndarray(qr.encode(record), format=PIX_FMT)
         packets.extend(bytes(p) for p in ctx.encode(image))
     # a short GOP leaves the encoder mid-GOP: the next call starts a fresh one
     _local.dirty = len(records) != GOP
@@ -85,7 +96,7 @@ def _decoder(private: bytes) -> av.CodecContext:
     """A fresh FFV1 decoder on one thread: the worker processes and the random-read threads are the
     parallelism (one slice per frame leaves a decoder's own threads nothing to share, and starting
     them for every chunk cost 2-4 % of the decoding time)."""
-    ctx = av.CodecContext.create(CODEC, "r")
+    ctx = _av().CodecContext.create(CODEC, "r")
     ctx.extradata = private
     ctx.width = ctx.height = qr.SIZE
     ctx.thread_count = 1
@@ -117,6 +128,7 @@ def decode_packets(private: bytes, packets: Sequence[mkv.Packet]) -> list[tuple[
     """(frame number hint, image or None) per packet, decoding in order from the first (a fresh or
     keyframe-reset decoder). After a packet the decoder rejects, the rest up to the next keyframe
     are None (their state is lost)."""
+    av = _av()
     ctx = _reused_decoder(private) if packets and _keyframe(packets[0]) else _decoder(private)
     out: list[tuple[int, np.ndarray | None]] = []
     broken = odd = False

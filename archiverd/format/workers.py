@@ -49,6 +49,7 @@ from ..errors import WorkerError
 TASKS = {
     "encode": "archiverd.format.video:encode_gops",
     "decode": "archiverd.format.video:frames_of",
+    "codec_private": "archiverd.format.video:codec_private",
 }
 MAX_WORKERS = 256
 PIPE_BYTES = 1 << 20  # asked for each pipe; the kernel may give less (its pipe-max-size)
@@ -309,6 +310,16 @@ def shutdown() -> None:
         _pools.clear()
     for p in pools:
         p.close()
+
+
+def call(name: str, *args: Any, workers: int | None = None) -> Any:
+    """One task's result: from a worker process when there are several (what the task imports then
+    stays out of this process), else run here."""
+    count = workers or default_workers()
+    if count == 1:
+        return _resolve(name)(*args)
+    workers_pool = pool(count)
+    return workers_pool.result(workers_pool.submit(name, args, 0))
 
 
 class Ordered:

@@ -15,6 +15,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +38,12 @@ Upload = Callable[[durable.TempFile, dict[str, Any], bytes, bytes | None], None]
 
 def _utc_now() -> str:
     return dt.datetime.now(dt.timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@lru_cache(maxsize=None)
+def _codec_private(workers: int | None) -> bytes:
+    """FFV1's global header, from a worker when there are several: only they need PyAV."""
+    return cpu.call("codec_private", workers=workers)
 
 
 class FrameWriter:
@@ -66,7 +73,7 @@ class FrameWriter:
         self._encoder = cpu.Ordered("encode", workers)
         self.clusters: list[list[int]] = []
         self.temp = durable.TempFile(path.parent, path.name)
-        self._mkv = mkv.Writer(self.temp.write, codec_id=video.CODEC_ID, codec_private=video.codec_private(),
+        self._mkv = mkv.Writer(self.temp.write, codec_id=video.CODEC_ID, codec_private=_codec_private(workers),
                                width=qr.SIZE, height=qr.SIZE, frame_ms=video.FRAME_MS,
                                app=f"{video.APP} segment format {version}")
         self.closed = False
