@@ -16,6 +16,7 @@ malformed scans forward for the next Cluster ID.
 """
 from __future__ import annotations
 
+import array
 import struct
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -115,7 +116,10 @@ class Writer:
                  width: int, height: int, frame_ms: int, app: str) -> None:
         self._write = write
         self.frame_ms = frame_ms
-        self.clusters: list[tuple[int, int]] = []  # (segment-relative offset, first frame number)
+        # per cluster, for the Cues: segment-relative offset, first frame number (arrays: a list of
+        # tuples cost 96 bytes a cluster, a tenth of the seal's memory per document)
+        self._cue_offsets = array.array("q")
+        self._cue_frames = array.array("q")
         self.frames = 0
         ebml = element(EBML, uint(0x4286, 1) + uint(0x42F7, 1) + uint(0x42F2, 4) + uint(0x42F3, 8)
                        + element(0x4282, b"matroska") + uint(0x4287, 4) + uint(0x4285, 2))
@@ -157,7 +161,8 @@ class Writer:
             body += element(SIMPLE_BLOCK, head + packet)
         cluster = _CLUSTER_ID + size_vint(len(body), 4) + bytes(body)
         offset = self._length
-        self.clusters.append((offset - self._data_start, self.frames))
+        self._cue_offsets.append(offset - self._data_start)
+        self._cue_frames.append(self.frames)
         self._emit(cluster)
         self.frames += len(packets)
         return offset, len(cluster)
@@ -165,7 +170,7 @@ class Writer:
     def close(self) -> None:
         cues = b"".join(element(CUE_POINT, uint(CUE_TIME, first * self.frame_ms) + element(
             CUE_TRACK_POSITIONS, uint(CUE_TRACK, 1) + uint(CUE_CLUSTER_POSITION, rel)))
-            for rel, first in self.clusters)
+            for rel, first in zip(self._cue_offsets, self._cue_frames))
         cues_rel = self._length - self._data_start
         self._emit(element(CUES, cues))
         self._write(size_vint(self._length - self._data_start, 8), self._segment_size_at)
