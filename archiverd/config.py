@@ -52,7 +52,9 @@ class Config:
     archive_url: str | None = None
     batch_size: int = 200  # documents per read batch and per delete transaction
     batch_bytes: int = 16 << 20  # BSON bytes per delete transaction (it re-reads its documents)
-    segment_max_docs: int = 0  # 0: a day is one segment; else a part is sealed after this many documents
+    # a part is sealed after this many documents (0: a day is one segment, however large): the
+    # seal holds ~4.5 KB per document (index entries, vector codes), so this bounds its memory
+    segment_max_docs: int = 10_000
     day_grace_seconds: float = 300.0  # a day is archived once the watermark has passed its end by this
     block_bytes: int = 4 << 20
     parity_percent: float = 5.0  # Reed–Solomon parity frames, as a percentage of the data frames
