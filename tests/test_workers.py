@@ -154,3 +154,14 @@ def test_the_worker_count_defaults_to_the_cores_available(cfg):
     assert config.load(environ={}).workers == len(os.sched_getaffinity(0))
     assert config.load(environ={"ARCHIVERD_WORKERS": "3"}).workers == 3
     assert workers.Ordered("encode", 1).workers == 1
+
+
+def test_the_process_asks_glibc_for_two_arenas():
+    """The CLI bounds the C allocator's arenas before any thread starts (archiverd/memory.py): on
+    this glibc machine mallopt accepts it; a wrong parameter number would be refused (returns 0)."""
+    import ctypes
+
+    from archiverd import memory
+
+    assert memory.bound_arenas() is True
+    assert ctypes.CDLL(None).mallopt(-999, 1) == 0  # what a refusal looks like

@@ -7,7 +7,7 @@ import traceback
 
 import click
 
-from .. import config
+from .. import config, memory
 from ..crypto import keyring
 from ..crypto.keyring import Keyring
 from ..errors import ArchiverdError, ConfigError
@@ -51,6 +51,7 @@ def _keyring_from_environment() -> Keyring | None:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: run a command and turn every expected failure into one line and an exit code."""
+    memory.bound_arenas()  # before any thread starts
     encryption.use_keyring(_keyring_from_environment)
     try:
         code = cli.main(args=argv, prog_name="archiverd", standalone_mode=False)
