@@ -156,12 +156,27 @@ def test_the_worker_count_defaults_to_the_cores_available(cfg):
     assert workers.Ordered("encode", 1).workers == 1
 
 
-def test_the_process_asks_glibc_for_two_arenas():
-    """The CLI bounds the C allocator's arenas before any thread starts (archiverd/memory.py): on
-    this glibc machine mallopt accepts it; a wrong parameter number would be refused (returns 0)."""
-    import ctypes
 
-    from archiverd import memory
-
-    assert memory.bound_arenas() is True
-    assert ctypes.CDLL(None).mallopt(-999, 1) == 0  # what a refusal looks like
+@pytest.mark.parametrize("bound,arenas", [(None, 5), (2, 2)])
+def test_the_allocator_keeps_at_most_two_arenas_whatever_the_threads(bound, arenas):
+    """archiverd/memory.py, which the CLI calls before threads start: four threads that allocate
+    while alive get an arena each from glibc (5 with the main one), but 2 once bounded."""
+    code = f"""
+import ctypes, threading
+from archiverd import memory
+if {bound!r}:
+    assert memory.bound_arenas({bound!r})
+gate = threading.Barrier(5)
+def work():
+    keep = [bytearray(2000) for _ in range(1000)]
+    gate.wait(); gate.wait()
+threads = [threading.Thread(target=work) for _ in range(4)]
+for t in threads: t.start()
+gate.wait()
+ctypes.CDLL(None).malloc_stats()
+gate.wait()
+for t in threads: t.join()
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert sum(line.startswith("Arena ") for line in out.stderr.splitlines()) == arenas
