@@ -220,6 +220,27 @@ def test_change_stream_wakes_and_resumes_after_restart(cfg, collection):
         again.join(10)
 
 
+def test_change_events_carry_the_date_field_only(cfg, collection):
+    """The watcher needs each written document's date, not the document: an EAT experience is 85 KB,
+    and every write of the agents would otherwise be sent to the daemon a second time."""
+    source = Source(cfg)
+    with source.watch(None) as stream:
+        (_id,) = seed(collection, [(1, 300)], embeddings=True)
+        assert collection.update_one({"_id": _id}, {"$set": {"note": "x" * 1000}}).modified_count == 1
+        changes = []
+        deadline = time.monotonic() + 10
+        while len(changes) < 2 and time.monotonic() < deadline:
+            change = stream.try_next()
+            if change is not None:
+                changes.append(change)
+    assert [c["operationType"] for c in changes] == ["insert", "update"]
+    for change in changes:
+        assert set(change) == {"_id", "operationType", "fullDocument"}
+        assert list(change["fullDocument"]) == [cfg.date_field]
+        assert expiry.date_ms(change["fullDocument"], cfg.date_field)[0] is not None
+    assert len(bson.encode(changes[0])) < 1000
+
+
 def test_daemon_loop_archives_a_backfill_without_waiting_for_the_poll(cfg, collection):
     cfg = dataclasses.replace(cfg, poll_seconds=300)
     collection.database.create_collection(cfg.collection)  # the daemon refuses a namespace that does not exist
