@@ -7,6 +7,9 @@ waking) keeps several arenas' worth of freed memory resident. Measured on the da
 1,000 EAT documents (bench/RESULTS-e2e.md): main process peak RSS 194 MB with glibc's default, 165 MB
 with a single arena, the same speed. Two arenas keep two threads of C code (the restore's insert
 thread, search's fetch threads) from waiting on one lock.
+
+Between segments the freed memory is handed back (`release`): otherwise what one segment's seal
+freed stays resident, scattered between live objects, and the next segment's peak stacks on it.
 """
 from __future__ import annotations
 
@@ -26,3 +29,15 @@ def bound_arenas(count: int = ARENAS) -> bool:
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
     return bool(mallopt(_M_ARENA_MAX, count))
+
+
+def release() -> bool:
+    """Return the C heap's free pages to the system (glibc's malloc_trim); False where there is
+    no such call. Cheap (a walk of the free lists): called once per sealed segment."""
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return False
+    trim.argtypes = (ctypes.c_size_t,)
+    trim.restype = ctypes.c_int
+    return bool(trim(0))

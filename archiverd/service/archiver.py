@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ..store import derived, layout, durable, objects
-from .. import faults, log
+from .. import faults, log, memory
 from ..crypto import keyring
 from ..format import encryption, index
 from ..format.documents import fields_meta
@@ -351,7 +351,9 @@ class Archiver:
                 if writer is not None and self.cfg.segment_max_docs and writer.documents >= self.cfg.segment_max_docs:
                     full, writer = writer, None  # from here on the journal, not this frame, owns it
                     self._seal_and_delete(full, entries, stats)
+                    del full
                     entries = []
+                    memory.release()
                     if self._retaken:
                         raise _Retaken
                 sha = hashlib.sha256(raw).hexdigest()
@@ -382,6 +384,8 @@ class Archiver:
             if writer is not None and not stats.stopped:
                 full, writer = writer, None
                 self._seal_and_delete(full, entries, stats)
+                del full, entries
+                memory.release()
         finally:
             reading.close()
             if writer is not None:  # stopped or failed before sealing: abandon, nothing was deleted
