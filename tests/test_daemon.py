@@ -220,6 +220,20 @@ def test_change_stream_wakes_and_resumes_after_restart(cfg, collection):
         again.join(10)
 
 
+def test_reads_come_in_batches_of_about_4_mib(cfg, collection):
+    """200 EAT experiences would be a 17 MB batch (held twice while pymongo splits it): reads take
+    as many as fit in READ_BATCH_BYTES by the collection's average size; small documents keep
+    batch_size."""
+    from archiverd.service.source import READ_BATCH_BYTES
+
+    seed(collection, [(i, 300) for i in range(4)], embeddings=True)
+    average = sum(len(bson.encode(d)) for d in collection.find()) / 4
+    assert abs(Source(cfg).read_batch() - READ_BATCH_BYTES / average) <= 1
+    collection.delete_many({})
+    seed(collection, [(i, 300) for i in range(4)])
+    assert Source(cfg).read_batch() == cfg.batch_size
+
+
 def test_change_events_carry_the_date_field_only(cfg, collection):
     """The watcher needs each written document's date, not the document: an EAT experience is 85 KB,
     and every write of the agents would otherwise be sent to the daemon a second time."""

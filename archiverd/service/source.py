@@ -73,6 +73,7 @@ def lean_document(raw: bytes, names: Sequence[str]) -> RawBSONDocument:
     return RawBSONDocument(bsonpack.INT32.pack(len(body) + 5) + body + b"\0", RAW) if body else \
         RawBSONDocument(_EMPTY, RAW)
 _LEASE_MAX_TIME_MS = 5000
+READ_BATCH_BYTES = 4 << 20
 _PERMANENT_CODES = {13, 18, 8000}  # Unauthorized, AuthenticationFailed, Atlas AtlasError (auth)
 _NO_CHANGE_STREAMS = {40573, 40324, 136, 303}
 # SRV look-up failures that are an outage, not a misspelt name (NXDOMAIN stays a ConfigError)
@@ -172,6 +173,7 @@ class Source:
         db = self.client.get_database(cfg.database, codec_options=RAW)
         self.collection = db.get_collection(cfg.collection)
         self.leases = db.get_collection(LEASES, write_concern=WriteConcern("majority"))
+        self._average_bytes: int | None = None  # the collection's average document size, once asked
 
     def close(self) -> None:
         self.drop_session()
@@ -286,7 +288,7 @@ class Source:
                 after = expiry.bson_date(last[0])
                 query = {"$and": [query, {"$or": [{f: {"$gt": after}}, {f: after, "_id": {"$gt": last[1]}}]}]}
             cursor = (self.collection.find(query).sort([(f, 1), ("_id", 1)])
-                      .batch_size(self.cfg.batch_size).allow_disk_use(True))
+                      .batch_size(self.read_batch()).allow_disk_use(True))
             try:
                 for doc in cursor:
                     raw = bytes(doc.raw)  # (a memoryview in some replies)
@@ -306,6 +308,21 @@ class Source:
                 self.retrying("reconnect", lambda: self.client.admin.command("ping"))
             finally:
                 cursor.close()
+
+    def read_batch(self) -> int:
+        """Documents per read batch: `batch_size`, or fewer when the collection's documents are
+        large, so that a batch holds about READ_BATCH_BYTES (200 EAT experiences are 17 MB, held
+        twice while pymongo splits the reply). The average comes from `collStats` (in the `read`
+        role), asked once; without it, `batch_size`."""
+        if self._average_bytes is None:
+            try:
+                stats = self.collection.database.command("collStats", self.cfg.collection)
+                self._average_bytes = max(0, int(stats.get("avgObjSize") or 0))
+            except (pe.PyMongoError, TypeError, ValueError):
+                self._average_bytes = 0
+        if not self._average_bytes:
+            return self.cfg.batch_size
+        return max(1, min(self.cfg.batch_size, READ_BATCH_BYTES // self._average_bytes))
 
     def count(self, query: dict[str, Any]) -> int:
         return self.retrying("count", lambda: self.collection.count_documents(query))
@@ -371,7 +388,8 @@ class Source:
             tried.clear()
             self._check_lease(lease, session)
             current = {index.key_of(lean_document(raw, ("_id",))["_id"]): (hashlib.sha256(raw).hexdigest(), len(raw))
-                       for raw in (bytes(d.raw) for d in self.collection.find({"_id": {"$in": ids}}, session=session))}
+                       for raw in (bytes(d.raw) for d in self.collection.find(
+                           {"_id": {"$in": ids}}, session=session, batch_size=self.read_batch()))}
             out = DeleteOutcome()
             same = []
             for key, (_id, sha) in wanted.items():
