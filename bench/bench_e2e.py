@@ -20,7 +20,9 @@ the 90-day threshold (`--per-day` documents per day, so that a day is one segmen
 bench/e2e_cpu.py shows where the time goes (CPU of the command, its workers and the server).
 `--baseline DIR` also runs another checkout's archiverd (`git archive COMMIT | tar -x -C DIR`) in every
 comparison, alternating with this one: a before/after from one run on the same documents and server.
-`--big` adds 100,000 documents (one repetition; it needs ~20 GB of disk for the server's data).
+`--big` adds 100,000 documents (one repetition; it needs ~20 GB of disk for the server's data, and a
+server that streams query results: SecantusDB materializes them and was OOM-killed at 24 GB of RSS
+on 100,000 EAT documents -- bench/bench_daemon.py measures 100,000 a day at a time instead).
 Prints markdown tables and writes them, with the command line, to `--out`.
 """
 from __future__ import annotations
