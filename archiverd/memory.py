@@ -14,30 +14,31 @@ freed stays resident, scattered between live objects, and the next segment's pea
 from __future__ import annotations
 
 import ctypes
+from typing import Any
 
 ARENAS = 2
 _M_ARENA_MAX = -8  # glibc's mallopt parameter number
 
 
+def _libc(name: str, *argtypes: type) -> Any:
+    """The C library's function `name`, or None where there is no such function (not glibc)."""
+    try:
+        function = getattr(ctypes.CDLL(None), name)
+    except (OSError, AttributeError):
+        return None
+    function.argtypes, function.restype = argtypes, ctypes.c_int
+    return function
+
+
 def bound_arenas(count: int = ARENAS) -> bool:
     """Ask the C library for at most `count` arenas from now on (call it before threads start);
     False where the C library has no `mallopt` or refuses (not glibc): nothing changes there."""
-    try:
-        mallopt = ctypes.CDLL(None).mallopt
-    except (OSError, AttributeError):
-        return False
-    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
-    mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_ARENA_MAX, count))
+    mallopt = _libc("mallopt", ctypes.c_int, ctypes.c_int)
+    return mallopt is not None and bool(mallopt(_M_ARENA_MAX, count))
 
 
 def release() -> bool:
     """Return the C heap's free pages to the system (glibc's malloc_trim); False where there is
     no such call. Cheap (a walk of the free lists): called once per sealed segment."""
-    try:
-        trim = ctypes.CDLL(None).malloc_trim
-    except (OSError, AttributeError):
-        return False
-    trim.argtypes = (ctypes.c_size_t,)
-    trim.restype = ctypes.c_int
-    return bool(trim(0))
+    trim = _libc("malloc_trim", ctypes.c_size_t)
+    return trim is not None and bool(trim(0))

@@ -27,6 +27,7 @@ from ..errors import SegmentError
 
 if TYPE_CHECKING:
     import av
+
 CODEC = "ffv1"
 CODEC_ID = "V_FFV1"
 CONTAINER = "matroska"

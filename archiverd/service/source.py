@@ -47,10 +47,16 @@ from ..config import Config, redact
 from ..errors import ConfigError, DatabaseError
 
 T = TypeVar("T")
-_EMPTY = bson.encode({})
 LEASES = "archiverd_leases"
 RELEASED = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)  # expires_at of a released lease
 RAW = CodecOptions(document_class=RawBSONDocument, tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+_LEASE_MAX_TIME_MS = 5000
+READ_BATCH_BYTES = 4 << 20
+_PERMANENT_CODES = {13, 18, 8000}  # Unauthorized, AuthenticationFailed, Atlas AtlasError (auth)
+_NO_CHANGE_STREAMS = {40573, 40324, 136, 303}
+# SRV look-up failures that are an outage, not a misspelt name (NXDOMAIN stays a ConfigError)
+_DNS_UNREACHABLE = ("resolution lifetime expired", "nameservers failed", "timed out")
+FAIL_FAST_TIMEOUT_MS = 6000  # a person waits at most this for a server (+ start-up, even on a busy host: < 15 s)
 
 
 class Expired(NamedTuple):
@@ -70,15 +76,7 @@ def lean_document(raw: bytes, names: Sequence[str]) -> RawBSONDocument:
     memory of a whole server batch of 85 KB documents, and CPU for fields nobody reads."""
     elements = [bsonpack.top_level_element(raw, name.encode("utf-8", "surrogatepass")) for name in names]
     body = b"".join(e[4:-1] for e in elements if e is not None)
-    return RawBSONDocument(bsonpack.INT32.pack(len(body) + 5) + body + b"\0", RAW) if body else \
-        RawBSONDocument(_EMPTY, RAW)
-_LEASE_MAX_TIME_MS = 5000
-READ_BATCH_BYTES = 4 << 20
-_PERMANENT_CODES = {13, 18, 8000}  # Unauthorized, AuthenticationFailed, Atlas AtlasError (auth)
-_NO_CHANGE_STREAMS = {40573, 40324, 136, 303}
-# SRV look-up failures that are an outage, not a misspelt name (NXDOMAIN stays a ConfigError)
-_DNS_UNREACHABLE = ("resolution lifetime expired", "nameservers failed", "timed out")
-FAIL_FAST_TIMEOUT_MS = 6000  # a person waits at most this for a server (+ start-up, even on a busy host: < 15 s)
+    return RawBSONDocument(bsonpack.INT32.pack(len(body) + 5) + body + b"\0", RAW)
 
 
 def dead_local_owner(owner: str | None) -> bool:
