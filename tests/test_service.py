@@ -291,6 +291,40 @@ def test_documents_back_after_their_acknowledged_delete_are_not_sealed_twice(cfg
     assert sorted(_archived(cfg)) == sorted(d.raw for d in docs.values())
 
 
+@pytest.mark.parametrize("stop_at_batch, journaled", [(1, True), (3, False)])
+def test_a_stop_between_delete_batches_keeps_the_journal_and_after_the_last_batch_finishes_it(
+        cfg, collection, stop_at_batch, journaled):
+    """SIGTERM (the daemon's stop event) lets the current step finish: a stop between batches
+    leaves the rest journaled for the next run; a stop during the last batch still confirms the
+    deletes and drops the journal entry, so a graceful stop leaves nothing to recover."""
+    from archiverd import faults
+    from archiverd.service.state import State
+
+    cfg = dataclasses.replace(cfg, batch_size=4, segment_max_docs=0)
+    collection.insert_many([_raw(experience(i, when=dt.datetime.now(UTC) - dt.timedelta(days=150)))
+                            for i in range(12)])
+    daemon = Daemon(cfg)
+    batches = 0
+
+    def stop_there(point: str) -> None:
+        nonlocal batches
+        if point == "delete-batch":
+            batches += 1
+            if batches == stop_at_batch:
+                daemon.stop.set()
+
+    with faults.installed(stop_there):
+        code, stats = daemon.once()
+    assert batches == stop_at_batch and stats.sealed == 12
+    pending = State(cfg.collection_dir / "archiverd-state.json").pending
+    assert collection.count_documents({}) == 12 - 4 * stop_at_batch
+    assert bool(pending) == journaled, pending
+    if journaled:  # the next run finishes the journaled deletes
+        assert Daemon(cfg).once()[0] == 0
+        assert collection.count_documents({}) == 0
+        assert not State(cfg.collection_dir / "archiverd-state.json").pending
+
+
 def test_the_server_killed_right_after_a_commit(tmp_path):
     server = Server(tmp_path / "db").start()
     world = World(server.uri, tmp_path, ARCHIVERD_BATCH_SIZE="4", ARCHIVERD_RETRY_SECONDS="60",

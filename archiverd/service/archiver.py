@@ -313,7 +313,7 @@ class Archiver:
             outcome = self._delete(entries, rel)
             stats.recovered += outcome.deleted
             stats.bytes_deleted += outcome.bytes
-            if not self.stop.is_set():
+            if outcome.complete:
                 self.state.remove_pending(rel)
                 log.event("recovery.completed", segment=rel, deleted=outcome.deleted, changed=outcome.changed)
 
@@ -458,19 +458,23 @@ class Archiver:
         stats.changed += outcome.changed
         stats.gone += outcome.gone
         stats.bytes_deleted += outcome.bytes
-        if not self.stop.is_set():
+        if outcome.complete:
             self.state.remove_pending(rel, self.source.owner)
 
     def _delete(self, entries: list[Entry], rel: str) -> DeleteOutcome:
         """Guarded deletes in batches, a durability barrier, then a read that confirms them: a
         server that acknowledged a delete it then lost (an interrupted commit, a rollback) gets the
         delete again. Returns what happened; raises if unchanged documents are still there after
-        that (the journal entry stays)."""
-        total = self._delete_batches(entries, rel)
+        that (the journal entry stays). A stop interrupts it between batches; once every batch
+        has run, the barrier and the confirming read still run, so that a stop right after the
+        last batch does not leave the segment journaled (`complete` says whether it got there)."""
+        total, ran = self._delete_batches(entries, rel)
+        if not ran:
+            return total
         if total.deleted:
             self.source.durability_barrier(self._day)
-        for _ in range(3):
-            if self.stop.is_set():
+        for attempt in range(3):
+            if attempt and self.stop.is_set():  # a re-delete is a new step: leave it journaled
                 return total
             present = self.source.present([i for i, _, _ in entries])
             again = [e for e in entries if index.key_of(e[0]) in present]
@@ -478,7 +482,9 @@ class Archiver:
                 break
             log.warning("delete.not_durable", segment=rel, documents=len(again) - total.changed,
                         reason="acknowledged deletes are not visible; deleting again")
-            redo = self._delete_batches(again, rel)
+            redo, ran = self._delete_batches(again, rel)
+            if not ran:
+                return total
             total.deleted += redo.deleted
             total.bytes += redo.bytes
             total.changed = redo.changed
@@ -489,6 +495,7 @@ class Archiver:
             log.warning("delete.kept_changed", segment=rel, documents=total.changed,
                         reason="updated after it was read; stays in MongoDB and is archived again later")
         log.event("segment.deleted", segment=rel, deleted=total.deleted, changed=total.changed, gone=total.gone)
+        total.complete = True
         return total
 
     def _batches(self, entries: list[Entry]) -> Iterator[list[tuple[Any, str]]]:
@@ -505,13 +512,14 @@ class Archiver:
         if batch:
             yield batch
 
-    def _delete_batches(self, entries: list[Entry], rel: str) -> DeleteOutcome:
+    def _delete_batches(self, entries: list[Entry], rel: str) -> tuple[DeleteOutcome, bool]:
+        """(what the batches did, whether every batch ran: a stop is looked at between batches)."""
         total = DeleteOutcome()
         done = 0
         for batch in self._batches(entries):
             if self.stop.is_set():
                 log.event("delete.interrupted", segment=rel, remaining=len(entries) - done)
-                break
+                return total, False
             done += len(batch)
             try:
                 outcome = self.source.delete_unchanged(batch, self._day)
@@ -528,4 +536,4 @@ class Archiver:
             total.changed += outcome.changed
             total.gone += outcome.gone
             faults.hit("delete-batch")
-        return total
+        return total, True

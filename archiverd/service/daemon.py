@@ -12,7 +12,8 @@ completed cycle, so a restart replays what it missed; on a server without change
 says so once and polls.
 
 Signals: the first SIGTERM/SIGINT lets the current step finish safely (an unsealed segment is
-abandoned, a delete batch completes, pending deletes stay journaled), releases the lease and exits 0;
+abandoned, a delete batch completes -- after a segment's last one its deletes are still confirmed
+and its journal entry dropped -- and deletes not yet begun stay journaled), releases the lease and exits 0;
 a second one exits at once -- still safe, because nothing is deleted outside a committed, journaled
 segment. SIGHUP reloads the configuration file between cycles (settings that name what is archived
 and where -- server, database, collection, archive directory -- need a restart and are kept).

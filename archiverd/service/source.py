@@ -139,6 +139,7 @@ class DeleteOutcome:
     bytes: int = 0  # BSON bytes of the deleted documents
     changed: int = 0  # present but no longer the archived bytes: kept
     gone: int = 0  # already deleted by someone (or by us before a crash)
+    complete: bool = False  # every batch ran and a read confirmed it: the journal entry can go
 
 
 class Source:
