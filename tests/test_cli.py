@@ -142,3 +142,27 @@ def test_every_command_module_is_listed_and_loaded_only_when_it_runs():
              "print(sorted(m for m in ('av', 'pymongo', 'archiverd.cli.run_cmd') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def _every_command():
+    """(command path, click command) of archiverd and every command and subcommand under it."""
+    import click
+
+    from archiverd.cli import cli
+    ctx = click.Context(cli)
+    stack = [("archiverd", cli)]
+    while stack:
+        path, command = stack.pop()
+        yield path, command
+        if isinstance(command, click.Group):
+            stack += [(f"{path} {name}", command.get_command(ctx, name)) for name in command.list_commands(ctx)]
+
+
+def test_help_examples_keep_their_line_continuations():
+    """A lone backslash at the end of a docstring line joins it to the next one, so an example's
+    continuation vanished from --help (`... 2026/08/           --to ...`): the text after a run of
+    spaces inside a help line may only be a comment."""
+    import re
+    joined = [(path, line) for path, command in _every_command() for line in (command.help or "").splitlines()
+              if re.search(r"\S {4,}[^#\s]", line)]
+    assert joined == []
