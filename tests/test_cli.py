@@ -166,3 +166,12 @@ def test_help_examples_keep_their_line_continuations():
     joined = [(path, line) for path, command in _every_command() for line in (command.help or "").splitlines()
               if re.search(r"\S {4,}[^#\s]", line)]
     assert joined == []
+
+
+@pytest.mark.parametrize("group", [[], ["key"], ["hold"], ["catalog"]])
+def test_a_group_without_its_command_prints_its_help(group):
+    """`archiverd` or `archiverd key` alone is a usage mistake (exit 3) that shows what to type:
+    the group's help, not one "error:" line that wraps the whole help and then repeats the usage."""
+    proc = run(*group, check_code=3)
+    assert proc.stderr.startswith(f"Usage: {' '.join(['archiverd', *group])} [OPTIONS] COMMAND")
+    assert "\nCommands:\n" in proc.stderr and "archiverd: error" not in proc.stderr and proc.stdout == ""
