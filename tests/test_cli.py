@@ -38,6 +38,9 @@ def test_verify_ok_and_damaged(segment):
     assert out.startswith("OK") and f"{len(docs)} documents" in out
     report = json.loads(run("verify", "--json", path, check_code=0).stdout)
     assert report["ok"] and report["documents"] == len(docs)
+    idx = json.loads(index.path_for(path).read_text())  # every frame read is counted as data or parity
+    assert report["frames"] == idx["frames"] == report["data_frames"] + report["parity_frames"]
+    assert report["data_frames"] == idx["data_frames"] and report["parity_frames"] > 0
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10
     path.write_bytes(bytes(data))
