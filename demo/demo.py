@@ -3,11 +3,13 @@
 Starts SecantusDB (a separate process, data in a temp dir), seeds a few thousand EAT experiences
 spread over the last 150 days (with four 1536-d embeddings each), runs `archiverd run --once`, shows
 what was archived per day and `archiverd status`, restores one segment into a scratch collection and
-checks the documents are byte-for-byte the originals, then stops the server.
+checks the documents are byte-for-byte the originals, reads the archive in place (`get`, `find`,
+`search`), then stops the server.
 """
 from __future__ import annotations
 
 import hashlib
+import shlex
 import os
 import subprocess
 import sys
@@ -32,7 +34,7 @@ DOCS = int(os.environ.get("DEMO_DOCS", "2000"))
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
-    print(f"\n$ archiverd {' '.join(args)}", flush=True)
+    print(f"\n$ archiverd {shlex.join(args)}", flush=True)
     proc = subprocess.run([sys.executable, "-m", "archiverd", *args], env=env, text=True, capture_output=True)
     return proc
 
@@ -116,8 +118,26 @@ def run_demo(server: Server, tmp: Path) -> int:
           f"{'byte-for-byte identical to the originals' if identical else 'MISMATCH'}")
     verify = cli(env, "verify", str(segment))
     print(verify.stdout.strip())
+    reads = [verify] + read_back(env, next(iter(from_segment)))
     client.close()
-    return 0 if identical and verify.returncode == 0 else 1
+    print("\nnext: this server and archive are removed when the demo ends. `archiverd --help` lists every "
+          "command;\ndocs/guides/archiving.md installs and configures it against your own MongoDB.")
+    return 0 if identical and all(p.returncode == 0 for p in reads) else 1
+
+
+def read_back(env: dict[str, str], some_id: str) -> list[subprocess.CompletedProcess]:
+    """The archive read in place, with nothing restored: one document by _id, a query, a semantic search."""
+    get = cli(env, "get", some_id)
+    print(get.stdout[:150].rstrip() + " ...")
+    find = cli(env, "find", "--filter", '{"final_outcome": "failure"}', "--count")
+    print(f"{find.stdout.strip()} archived documents match")
+    search = cli(env, "search", "--field", "embeddings.output_summary_embedding", "--like", some_id, "-k", "3",
+                 "--projection", '{"timestamp": 1}')
+    print(search.stdout.strip())
+    for proc in (get, find, search):
+        if proc.returncode != 0:
+            print(proc.stderr.strip())
+    return [get, find, search]
 
 
 if __name__ == "__main__":

@@ -360,6 +360,8 @@ def test_search_like_an_archived_document_finds_it_first(built):
     lines = cli(built, "search", "--field", FIELD, "--like", str(_id), "-k", "3").stdout.splitlines()
     first = json.loads(lines[0])
     assert first["document"]["_id"] == {"$oid": str(_id)} and first["score"] > 0.999999
+    proc = cli(built, "search", "--field", "experience_id", "--like", str(_id), code=3)  # a string, not a vector
+    assert f"--like {_id}: its experience_id is not an embedding" in proc.stderr, proc.stderr
 
 
 def test_bad_search_arguments_are_clear_errors(built):

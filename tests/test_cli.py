@@ -38,6 +38,9 @@ def test_verify_ok_and_damaged(segment):
     assert out.startswith("OK") and f"{len(docs)} documents" in out
     report = json.loads(run("verify", "--json", path, check_code=0).stdout)
     assert report["ok"] and report["documents"] == len(docs)
+    idx = json.loads(index.path_for(path).read_text())  # every frame read is counted as data or parity
+    assert report["frames"] == idx["frames"] == report["data_frames"] + report["parity_frames"]
+    assert report["data_frames"] == idx["data_frames"] and report["parity_frames"] > 0
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0x10
     path.write_bytes(bytes(data))
@@ -142,3 +145,36 @@ def test_every_command_module_is_listed_and_loaded_only_when_it_runs():
              "print(sorted(m for m in ('av', 'pymongo', 'archiverd.cli.run_cmd') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def _every_command():
+    """(command path, click command) of archiverd and every command and subcommand under it."""
+    import click
+
+    from archiverd.cli import cli
+    ctx = click.Context(cli)
+    stack = [("archiverd", cli)]
+    while stack:
+        path, command = stack.pop()
+        yield path, command
+        if isinstance(command, click.Group):
+            stack += [(f"{path} {name}", command.get_command(ctx, name)) for name in command.list_commands(ctx)]
+
+
+def test_help_examples_keep_their_line_continuations():
+    """A lone backslash at the end of a docstring line joins it to the next one, so an example's
+    continuation vanished from --help (`... 2026/08/           --to ...`): the text after a run of
+    spaces inside a help line may only be a comment."""
+    import re
+    joined = [(path, line) for path, command in _every_command() for line in (command.help or "").splitlines()
+              if re.search(r"\S {4,}[^#\s]", line)]
+    assert joined == []
+
+
+@pytest.mark.parametrize("group", [[], ["key"], ["hold"], ["catalog"]])
+def test_a_group_without_its_command_prints_its_help(group):
+    """`archiverd` or `archiverd key` alone is a usage mistake (exit 3) that shows what to type:
+    the group's help, not one "error:" line that wraps the whole help and then repeats the usage."""
+    proc = run(*group, check_code=3)
+    assert proc.stderr.startswith(f"Usage: {' '.join(['archiverd', *group])} [OPTIONS] COMMAND")
+    assert "\nCommands:\n" in proc.stderr and "archiverd: error" not in proc.stderr and proc.stdout == ""

@@ -39,6 +39,8 @@ def test_run_once_status_and_restore_from_the_command_line(cfg, collection):
     assert "would archive and then delete 6 documents" in plan
     out = run(cfg, "run", "--once", code=0)
     assert "event=segment.sealed" in out.stderr and "event=cycle.done" in out.stderr
+    again = run(cfg, "run", "--once", code=0)  # cron's next run: the lease was released, not taken over
+    assert "event=cycle.done" in again.stderr and "lease.taken_over" not in again.stderr, again.stderr
     status = json.loads(run(cfg, "status", "--json", code=0).stdout)
     assert status["expired"] == 0 and status["segments"] == 6 and status["last_seal"]["documents"] == 1
     assert status["database"] == "reachable" and status["pending_deletes"] == []

@@ -158,7 +158,8 @@ def test_configuration_mistakes_are_one_line_and_exit_3(flags, env, message, tmp
     proc = cli("config", "--check", *flags, env={"ARCHIVERD_ARCHIVE_DIR": str(tmp_path), **env})
     assert proc.returncode == 3, (proc.returncode, proc.stdout, proc.stderr)
     if "is not usable" in message:  # the settings are valid; connecting with them is the failed check
-        assert "check mongodb: FAILED: MONGODB_URI" in proc.stdout and message in proc.stdout, proc.stdout
+        assert "check mongodb: FAILED: uri " in proc.stdout and message in proc.stdout, proc.stdout
+        assert "(from flag --uri)" in proc.stdout, proc.stdout  # where the bad value came from, as for every setting
         return
     assert message in proc.stderr and one_error_line(proc.stderr), proc.stderr
     assert "Http9secret" not in proc.stderr + proc.stdout

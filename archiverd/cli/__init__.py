@@ -14,6 +14,10 @@ from ..errors import ArchiverdError, ConfigError
 from ..format import encryption
 from ..redaction import redact
 
+# click >= 8.2 raises this for a group named without its command (`archiverd`, `archiverd key`);
+# click 8.1 printed the help and exited 0 instead
+_NO_COMMAND = getattr(click.exceptions, "NoArgsIsHelpError", ())
+
 # command name -> (module, attribute): a command's module, and what it imports (numpy, PyAV, pymongo...),
 # is loaded only when that command runs, which halves the start-up of every command (`--help` loads all)
 _COMMANDS = {name: (f"{name}_cmd", "command") for name in (
@@ -57,6 +61,9 @@ def main(argv: list[str] | None = None) -> None:
         code = cli.main(args=argv, prog_name="archiverd", standalone_mode=False)
     except click.exceptions.Exit as exc:
         code = exc.exit_code
+    except _NO_COMMAND as exc:  # the group's help, not an "error: Usage: <the whole help> -- Usage: ..." line
+        click.echo(exc.ctx.get_help(), err=True)
+        code = ConfigError.exit_code
     except click.ClickException as exc:  # one line, like every other error; a mistyped --uri is redacted
         usage = ""
         if isinstance(exc, click.UsageError) and exc.ctx is not None:

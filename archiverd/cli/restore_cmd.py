@@ -69,7 +69,7 @@ def command(cfg: Config, segments: tuple[str, ...], to: str, dry_run: bool, mete
       archiverd restore archives/evolving_agents_db/eat_agent_experiences/2026/08/01/*.mkv \\
           --to evolving_agents_db.eat_restored
       archiverd restore part-0001.mkv --to mongodb://localhost:27017/scratch.check --dry-run
-      archiverd restore s3://my-bucket/archives/evolving_agents_db/eat_agent_experiences/2026/08/ \
+      archiverd restore s3://my-bucket/archives/evolving_agents_db/eat_agent_experiences/2026/08/ \\
           --to evolving_agents_db.eat_restored
     """
     target = _target(cfg, to)

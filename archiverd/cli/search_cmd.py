@@ -13,6 +13,7 @@ from bson import json_util
 from ..config import Config
 from ..errors import ConfigError
 from ..format.documents import DECODE_OPTIONS, field_value
+from ..format.sidecar import MAX_DIM, MIN_DIM, as_vector
 from ..query.ids import parse_id
 from ..query.project import Projection
 from ._common import json_option, open_archive, parse_when, with_config
@@ -82,6 +83,9 @@ def command(cfg: Config, field: str, vector: str | None, like: str | None, k: in
             present, value = field_value(found, field)
             if not present:
                 raise ConfigError(f"--like {like}: that document has no {field}")
+            if as_vector(value) is None:
+                raise ConfigError(f"--like {like}: its {field} is not an embedding (an array of {MIN_DIM}.."
+                                  f"{MAX_DIM} finite numbers, not all zero)")
             query: Any = value
         else:
             query = parse_vector(vector or "")

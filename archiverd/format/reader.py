@@ -274,6 +274,8 @@ class SegmentScan:
                 accepted = self._accept(slot, decoded)
                 if accepted is None and not (self.geometry and self.geometry.parity_rows):
                     report.damaged_frames += 1
+                elif accepted is not None and accepted.kind == frame.PARITY:
+                    report.parity_frames += 1
                 for data_index, body in stripes.add(slot, accepted):
                     yield from self._feed(data_index, body)
             for data_index, body in stripes.close():

@@ -96,7 +96,7 @@ class Leases:
             self._same_archive(holder, day, expires)
         if owner and owner != self.source.owner and (dead or lapsed):
             self.end_session_of(owner)
-        if dead:
+        if dead and not (expires is not None and expires <= RELEASED):  # a clean release is no takeover
             log.event("lease.taken_over", owner=owner, day=day or "all",
                       reason="its process on this host no longer runs")
         lease = self.source.acquire_lease(take_from=owner if dead else None, day=day,

@@ -161,7 +161,7 @@ class Source:
                                                    appname="archiverd",
                                                    retryWrites=True, retryReads=True)
         except (pe.ConfigurationError, pe.InvalidURI, ValueError, TypeError) as exc:
-            message = redact(f"MONGODB_URI {redact(cfg.uri)!r} is not usable: {exc}")
+            message = redact(f"uri {redact(cfg.uri)!r} is not usable: {exc} (from {cfg.origins.get('uri', 'default')})")
             if any(s in str(exc) for s in _DNS_UNREACHABLE):  # mongodb+srv:// while DNS is down
                 raise DatabaseError(message) from None
             raise ConfigError(message) from None
