@@ -127,17 +127,33 @@ def test_dry_run_changes_nothing_and_a_missing_id_is_named(plain):
     assert "--reason" in run("erase", str(VICTIM), env=env, code=3).stderr  # required: a usage error
 
 
-def test_a_hold_blocks_erase_until_lifted(plain):
+@pytest.mark.parametrize("hold", [["--id", str(VICTIM)], ["--from", DAYS[0]], ["--from", "2025-01-01", "--to", DAYS[0]]],
+                         ids=["document", "its day", "days up to its day"])
+def test_a_hold_blocks_erase_until_lifted(plain, hold):
+    """A document hold, or a day hold on a day where a copy lies (the rewrite would remove that held
+    file), refuses the erase -- a dry run too -- and changes nothing."""
     cfg, env, _ = plain
-    run("hold", "add", "--id", str(VICTIM), "--reason", "litigation 7", env=env, code=0)
-    snapshot = {v: v.read_bytes() for v in layout.videos(cfg.collection_dir)}
-    proc = run("erase", str(VICTIM), "--reason", "GDPR", env=env, code=3)
-    assert "legal hold" in proc.stderr
-    assert {v: v.read_bytes() for v in layout.videos(cfg.collection_dir)} == snapshot
+    run("hold", "add", *hold, "--reason", "litigation 7", env=env, code=0)
+    snapshot = {v: v.read_bytes() for v in cfg.collection_dir.rglob("*") if v.is_file()}
+    for dry in ([], ["--dry-run"]):
+        proc = run("erase", str(VICTIM), "--reason", "GDPR", *dry, env=env, code=3)
+        assert "legal hold" in proc.stderr if hold[0] == "--id" else "under hold 1 (days" in proc.stderr
+        assert "nothing was erased" in proc.stderr
+    assert {v: v.read_bytes() for v in layout.videos(cfg.collection_dir)} == \
+        {v: b for v, b in snapshot.items() if v.suffix == ".mkv"}
+    assert all(v.exists() for v in snapshot)
     (held,) = json.loads(run("hold", "list", "--json", env=env, code=0).stdout)
     run("hold", "remove", str(held["id"]), "--reason", "case closed", env=env, code=0)
     run("erase", str(VICTIM), "--reason", "GDPR", env=env, code=0)
     assert not any(bson.decode(d)["_id"] == VICTIM for d in archived(cfg))
+
+
+def test_a_day_hold_elsewhere_does_not_block_erase(plain):
+    cfg, env, _ = plain
+    run("hold", "add", "--from", DAYS[1], "--reason", "another matter", env=env, code=0)
+    run("erase", str(VICTIM), "--reason", "GDPR", env=env, code=0)
+    assert not any(bson.decode(d)["_id"] == VICTIM for d in archived(cfg))
+    assert len(list(layout.videos(layout.day_dir(cfg.collection_dir, DAYS[1])))) == 1
 
 
 def test_erasing_every_document_of_a_segment_removes_it(plain):

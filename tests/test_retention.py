@@ -184,9 +184,9 @@ def test_hold_by_id_covers_every_value_the_text_may_mean(archive):
     hex_id = "66b1f0c2e4b0a1b2c3d4e5f6"
     hold = store.add_document([index.key_of(ObjectId(hex_id)), index.key_of(hex_id)], "r", audit.who("test"), None)
     assert len(hold.digests) == 2 and all(d.startswith("sha256:") for d in hold.digests)
-    assert store.holding(index.key_of(ObjectId(hex_id)), None) == [hold]
-    assert store.holding(index.key_of(hex_id), None) == [hold]
-    assert store.holding(index.key_of(ObjectId("66b1f0c2e4b0a1b2c3d4e5f7")), None) == []
+    assert holds.matching(store.list(), index.key_of(ObjectId(hex_id)), None) == [hold]
+    assert holds.matching(store.list(), index.key_of(hex_id), None) == [hold]
+    assert holds.matching(store.list(), index.key_of(ObjectId("66b1f0c2e4b0a1b2c3d4e5f7")), None) == []
 
 
 def test_prune_refuses_without_retention_and_keeps_journaled_segments(archive):

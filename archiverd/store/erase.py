@@ -75,7 +75,7 @@ def erase(cfg: Config, wanted: list[tuple[str, list[Any]]], reason: str, *, pend
     """Erase every archived copy of each `_id` in `wanted` ((text as given, the values it may mean:
     query.ids.parse_id)) from the collection's store (its archive directory or its object store;
     the audit log, holds, catalog and lock stay in the collection's local directory). Refuses,
-    changing nothing, while a document is held, a segment holding one is still journaled by the
+    changing nothing, while a document is held, a segment holding one lies in a held day or is still journaled by the
     daemon, cannot be read completely, or a video has no index (it may hold one)."""
     reason = " ".join(reason.split())
     if not reason:
@@ -104,9 +104,14 @@ def erase(cfg: Config, wanted: list[tuple[str, list[Any]]], reason: str, *, pend
         if journaled:
             raise SegmentError(f"segment {journaled[0]} is still being archived (its deletes are journaled): run "
                                "`archiverd run --once` or let the daemon finish, then erase")
-        held = [text for text, key in targets.items() if holds.Holds(directory).holding(key, ring)]
+        hold_list = holds.Holds(directory).list()
+        held = [text for text, key in targets.items() if holds.matching(hold_list, key, ring)]
         if held:
             raise ConfigError(f"{', '.join(held)} is under a legal hold (`archiverd hold list`): nothing was erased")
+        for rel in sorted(by_segment):
+            for hold in holds.days_holding(hold_list, rel):
+                raise ConfigError(f"{rel} holds a copy to erase and is under {hold.describe()} (`archiverd hold "
+                                  "list`): rewriting it would remove a held file; nothing was erased")
         scheme = audit.digest_scheme(ring)
         digests = sorted({audit.id_digest(key, scheme, ring) for key in targets.values()})
         for rel in sorted(by_segment):

@@ -9,7 +9,9 @@ state file:
                 "reason": "...", "created_at": "<ISO>", "by": {who}},
                {"id": 2, "kind": "document", "digests": ["sha256:<hex>", ...], "reason": "...", ...}]}
 
-A `days` hold covers every segment of the days from..to (inclusive, UTC days as in the layout). A
+A `days` hold covers every segment of the days from..to (inclusive, UTC days as in the layout):
+`prune` removes none of them and `erase` rewrites none of them (it refuses an erase with a copy
+there: the rewrite would remove the held file). A
 `document` hold covers one `_id`, named by digests only (store/audit.py: `id_digest`), one per
 value the typed `_id` may mean (`24 hex digits` is an ObjectId or a string: both are held); it
 blocks `erase` of that document and `prune` of every segment that holds it. A missing file is no
@@ -24,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import audit, durable
+from . import audit, durable, layout
 from ..crypto.keyring import Keyring
 from ..errors import ConfigError, StorageError
 
@@ -146,9 +148,11 @@ class Holds:
         audit.append(self.collection_dir, "hold.remove", who, hold=_without_by(removed), reason=reason)
         return removed
 
-    def holding(self, identity_key: str, ring: Keyring | None) -> list[Hold]:
-        """The document holds on the `_id` with this identity key (what `erase` must refuse)."""
-        return matching(self.list(), identity_key, ring)
+
+def days_holding(hold_list: list[Hold], segment: str) -> list[Hold]:
+    """The day holds covering the day of this segment (a path relative to the collection)."""
+    day = dt.date.fromisoformat(layout.day_of(segment))
+    return [h for h in hold_list if h.covers_day(day)]
 
 
 def _without_by(hold: Hold) -> dict[str, Any]:
