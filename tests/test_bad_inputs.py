@@ -20,6 +20,17 @@ from tests.test_cli_daemon import env_for
 
 
 LONG = "x" * 300
+
+
+def _nested(depth: int, inner: str = "1", wrap: str = '{"a":%s}') -> str:
+    """`inner` wrapped `depth` times (braces doubled for the rows' placeholders)."""
+    text = inner
+    for _ in range(depth):
+        text = wrap % text
+    return text.replace("{", "{{").replace("}", "}}")
+
+
+DEEP, DEEPER = _nested(500), _nested(50_000, "1", "[%s]")  # MongoDB refuses past 200 levels; json past ~1000
 # (args with {seg} {idx} {dir} {fifo} {tmp} placeholders, extra environment, exit code, text on stderr)
 ROWS = [
     # an infinite or huge threshold, everywhere a threshold is read
@@ -97,6 +108,16 @@ ROWS = [
     (["get", "--segment", "{seg}", "not{{json"], {}, 1, "not archived: not{json"),  # a bare string _id
     (["get", "--segment", "{seg}", '{{"$oid": "zz"}}'], {}, 3, "cannot parse the _id"),
     (["get", "--segment", "{seg}", '{{"$uuid": "nope"}}'], {}, 3, "cannot parse the _id"),
+    # JSON nested too deeply for a filter, projection, sort, _id or vector (a RecursionError was an
+    # internal error, in the parser or, past it, in the matcher and the identity keys)
+    (["find", "--filter", DEEP], {}, 3, "nested more than 200 levels"),
+    (["find", "--filter", DEEPER], {}, 3, "nested more than 200 levels"),
+    (["find", "--filter", _nested(500, '{"$gt":1}', '{"$not":%s}').join(['{{"a":', "}}"])], {}, 3, "nested more"),
+    (["find", "--filter", _nested(500, '{"b":1}', '{"$elemMatch":%s}').join(['{{"a":', "}}"])], {}, 3, "nested"),
+    (["export", "--filter", DEEPER, "{seg}"], {}, 3, "nested more than 200 levels"),
+    (["get", "--segment", "{seg}", DEEP], {}, 3, "cannot parse the _id"),
+    (["get", "--segment", "{seg}", DEEPER], {}, 3, "cannot parse the _id"),
+    (["search", "--field", "e", "--vector", "[1]", "--filter", DEEP], {}, 3, "nested more than 200 levels"),
     # a negative batch size and the other numbers of the configuration
     (["run", "--once"], {"ARCHIVERD_BATCH_SIZE": "-1"}, 3, "batch_size must be positive"),
     (["status"], {"ARCHIVERD_BATCH_SIZE": "0"}, 3, "batch_size must be positive"),
@@ -150,3 +171,21 @@ def test_bad_input(args, env, code, text, place, cfg, collection, tmp_path):
     assert text in proc.stderr + proc.stdout, (text, proc.stderr, proc.stdout)
     assert not (tmp_path / "relative").exists() and not any((tmp_path / "archives").iterdir())
     assert os.stat("/dev/null").st_mode & 0o777 == 0o666 and not os.path.isfile("/dev/null")
+
+
+@pytest.mark.parametrize("args, text", [
+    (["find", "--projection", DEEP], "nested more than 200 levels"),
+    (["find", "--sort", DEEP], "nested more than 200 levels"),
+    (["search", "--field", "e", "--vector", DEEPER], "nested too deeply"),
+    (["search", "--field", "e", "--vector", "[1]", "--projection", DEEP], "nested more than 200 levels"),
+])
+def test_options_read_after_the_archive_opens_refuse_deep_nesting_too(args, text, tmp_path):
+    env = {**os.environ, "ARCHIVERD_ARCHIVE_DIR": str(tmp_path / "archives")}
+    video = tmp_path / "archives" / "evolving_agents_db" / "eat_agent_experiences" / "2026" / "01" / "01" / "part-0001.mkv"
+    video.parent.mkdir(parents=True)
+    write_segment(video, [bson.encode({"_id": i, "e": [1.0] * 8}) for i in range(3)])
+    argv = [a.replace("{{", "{").replace("}}", "}") for a in args]
+    proc = subprocess.run([sys.executable, "-m", "archiverd", *argv], env=env, capture_output=True, text=True,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 3 and proc.stdout == "", (proc.returncode, proc.stdout, proc.stderr)
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("archiverd: error: ") and text in proc.stderr

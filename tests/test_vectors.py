@@ -409,3 +409,19 @@ def test_a_segment_is_either_indexed_or_unindexed(archive):
     _, segments, sidecars = archive
     with pytest.raises(ValueError, match="both indexed and unindexed"):
         Q.search([1.0] * DIM, FIELD, 10, sidecars, _fetcher(segments), unindexed={"s0": 2000})
+
+
+@pytest.mark.parametrize("scale", [1e300, 1e-310], ids=["near the largest double", "subnormal"])
+def test_a_query_or_stored_vector_of_extreme_magnitude_scores_like_its_direction(archive, scale):
+    """Squares of such values overflow to inf (or underflow to 0): the norm must not, or every score is NaN."""
+    x, segments, sidecars = archive
+    q = _unit_rows(np.random.default_rng(5), 1)[0]
+    plain = Q.search(q, FIELD, 10, sidecars, _fetcher(segments))
+    scaled = Q.search(q * scale, FIELD, 10, sidecars, _fetcher(segments))
+    assert [(h.segment, h.doc) for h in scaled] == [(h.segment, h.doc) for h in plain]
+    assert np.allclose([h.score for h in scaled], [h.score for h in plain], rtol=0, atol=1e-12)
+    assert abs(Q.cosine(q, x[0] * scale) - Q.cosine(q, x[0])) < 1e-12
+    extreme = Q.exact_search(q, [(i, (x[i] * scale).tolist()) for i in range(50)], 5)  # the stored side
+    usual = Q.exact_search(q, [(i, x[i].tolist()) for i in range(50)], 5)
+    assert [key for key, _ in extreme] == [key for key, _ in usual]
+    assert np.allclose([s for _, s in extreme], [s for _, s in usual], rtol=0, atol=1e-12)

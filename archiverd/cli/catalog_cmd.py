@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from ..config import Config
+from ..errors import SegmentError
 from ..store.catalog import Catalog
 from ._common import archive_dir_of, with_config
 
@@ -27,6 +28,8 @@ def rebuild(cfg: Config) -> int:
       archiverd catalog rebuild
     """
     where = archive_dir_of(cfg)
-    segments, documents = Catalog.rebuild_file(where)
+    segments, documents, unreadable = Catalog.rebuild_file(where)
     click.echo(f"catalog rebuilt: {segments} segments, {documents} documents ({where / Catalog.FILE})")
-    return 0
+    for segment in unreadable:
+        click.echo(f"not in it, its index does not load: {segment}", err=True)
+    return SegmentError.exit_code if unreadable else 0

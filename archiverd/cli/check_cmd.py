@@ -63,7 +63,8 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
     checked too: each segment's vector sidecar, and the catalog against the indexes.
 
     Per segment: ok, damaged (repairable), damaged (unrepairable: K documents), orphan,
-    missing video. Exit 0 only when everything is ok; 1 when only leftover temporary files or
+    missing video, unusable repaired copy (a `.repaired.` copy beside it that is not its repair:
+    another segment's files, or half a copy; no read uses it). Exit 0 only when everything is ok; 1 when only leftover temporary files or
     derived files needing a rebuild (nothing is lost) were found; 4 when any segment is not ok.
     Progress (by bytes): a bar on a terminal, lines with --progress; --statistics times the
     structure, checksum and decode phases.

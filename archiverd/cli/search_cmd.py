@@ -35,6 +35,8 @@ def parse_vector(text: str) -> list[float]:
         value = json.loads(stripped)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"--vector is not a JSON array: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        raise ConfigError("--vector is not a JSON array of numbers: it is nested too deeply") from None
     if not isinstance(value, list) or not value or not all(
             isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x) for x in value):
         raise ConfigError("--vector must be a non-empty JSON array of finite numbers")

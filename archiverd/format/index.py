@@ -44,9 +44,43 @@ def repaired_path(video: Path) -> Path:
 
 
 def preferred(video: Path) -> Path:
-    """The file to read for a segment: its repaired copy when one was written, else itself."""
+    """The file to read for a segment: its repaired copy when one was written for it, else itself."""
     repaired = repaired_path(video)
-    return repaired if ".repaired." not in video.name and path_for(repaired).exists() and repaired.exists() else video
+    if ".repaired." in video.name or not (path_for(repaired).exists() and repaired.exists()):
+        return video
+    return video if foreign_repair(video) else repaired
+
+
+def foreign_repair(video: Path) -> str | None:
+    """Why the repaired copy beside `video` does not stand in for it (None: it does). A copy stands
+    in only if its index loads, says it was repaired from this file, and holds this segment (the
+    segment id of the original's index, else of its video's header): a copy of another segment
+    under that name (a restore into the wrong directory, a hand copy) would otherwise hide the
+    original's documents from every read, and `erase` would remove the original after rewriting the
+    copy."""
+    repaired = repaired_path(video)
+    try:
+        copy = load(path_for(repaired), public_only=True)
+    except SegmentError as exc:
+        return f"{repaired.name}: {exc.message}"
+    came_from = copy.get("repaired_from")
+    if not isinstance(came_from, dict) or came_from.get("file") != video.name:
+        return f"{repaired.name} does not say it was repaired from {video.name}"
+    own = _segment_id(video)
+    if own is not None and copy["segment_id"] != own:
+        return f"{repaired.name} holds segment {copy['segment_id']}, not {video.name}'s {own}"
+    return None
+
+
+def _segment_id(video: Path) -> str | None:
+    """A segment's id from its index, else from its video's header; None if neither can be read."""
+    try:
+        return load(path_for(video), public_only=True)["segment_id"]
+    except SegmentError:
+        from .reader import read_header
+        header = read_header(video)
+        found = header.get("segment_id") if header else None
+        return found if isinstance(found, str) else None
 
 
 def id_json(value: Any) -> Any:

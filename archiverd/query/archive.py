@@ -134,6 +134,7 @@ class Archive:
             self.catalog.close()
             raise EncryptionKeyError(f"{len(self.catalog.locked)} segments of this archive are encrypted (e.g. "
                                      f"{self.catalog.locked[0]}): set ARCHIVERD_ENCRYPTION_KEY_FILE to read them")
+        self.catalog.refuse_partial()
         self._readers: dict[str, SegmentReader] = {}
         self._cache = _Cache(cache_bytes)
 

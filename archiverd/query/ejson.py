@@ -21,6 +21,7 @@ from ..errors import QueryError
 OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=dt.timezone.utc,
                                 uuid_representation=json_util.UuidRepresentation.STANDARD)
 _REGEX_FLAGS = set("imsux")
+MAX_DEPTH = 200  # MongoDB's limit on a BSON value's nesting (maxBSONDepth): no document is deeper
 
 
 def _hook(pairs: list[tuple[str, Any]]) -> Any:
@@ -37,9 +38,25 @@ def _hook(pairs: list[tuple[str, Any]]) -> Any:
 def loads(text: str, what: str = "value") -> Any:
     """Parse one Extended JSON value; QueryError naming `what` if it is not valid."""
     try:
-        return json.loads(text, object_pairs_hook=_hook)
+        value = json.loads(text, object_pairs_hook=_hook)
     except json.JSONDecodeError as exc:
         raise QueryError(f"{what} is not valid JSON: {exc.msg} at character {exc.pos}") from None
+    except RecursionError:
+        value = None
+    if value is None and text.strip() != "null" or _deeper_than(value, MAX_DEPTH):
+        # a filter, projection or _id MongoDB would refuse; the matcher and the identity keys recurse
+        raise QueryError(f"{what} is nested more than {MAX_DEPTH} levels deep")
+    return value
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether objects and arrays nest more than `limit` levels in `value` (without recursing)."""
+    level = [value]
+    for _ in range(limit + 1):
+        level = [v for x in level if isinstance(x, (dict, list)) for v in (x.values() if isinstance(x, dict) else x)]
+        if not level:
+            return False
+    return True
 
 
 def line(raw: bytes, canonical: bool) -> str:

@@ -49,7 +49,18 @@ def _probe(unit: np.ndarray, layout: Layout, quantiser: Quantiser) -> _Probe:
     return _Probe(np.concatenate((t2, t3)).astype(np.float32), float(math.sqrt(var)))
 
 def cosine(query: np.ndarray, vector: np.ndarray) -> float:
-    return float(np.dot(query, vector) / (np.linalg.norm(query) * np.linalg.norm(vector)))
+    return float(np.dot(_unit(query), _unit(vector)))
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    """A finite, non-zero `v` scaled to length 1. Values near 1e308 (or subnormal ones) square to
+    inf (or 0): such a vector is first scaled by its largest magnitude, else every score is NaN."""
+    with np.errstate(over="ignore", under="ignore"):
+        norm = math.sqrt(math.fsum((v * v).tolist()))
+    if not 0 < norm < math.inf:
+        v = v / np.max(np.abs(v))
+        norm = math.sqrt(math.fsum((v * v).tolist()))
+    return v / norm
 
 # --- searching -----------------------------------------------------------------------------------
 
@@ -119,7 +130,7 @@ def _unit_query(query: Any) -> np.ndarray:
         q = None
     if q is None:
         raise ValueError(f"the query must be a finite, non-zero array of {MIN_DIM}..{MAX_DIM} numbers")
-    return q / math.sqrt(math.fsum((q * q).tolist()))
+    return _unit(q)
 
 
 def search(query: Any, field_name: str, k: int, sidecars: Mapping[Hashable, Sidecar],

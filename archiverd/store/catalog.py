@@ -100,6 +100,7 @@ class Catalog:
         # with encryption configured, `_id`s and field values are kept as keyed digests
         self.scheme, self._hmac = encryption.catalog_key()
         self.locked: list[str] = []  # encrypted segments the last sync could not open (no key)
+        self.unreadable: list[str] = []  # committed segments whose index does not load ("path (why)")
         try:
             if memory:
                 self.db = sqlite3.connect(":memory:", isolation_level=None)
@@ -155,6 +156,17 @@ class Catalog:
         catalog.sync()
         return catalog
 
+    def refuse_partial(self) -> None:
+        """Raise (and close) when the last sync left committed segments out: an answer from this
+        catalog would silently miss their documents (a `get` "not archived", a short `export`, an
+        `erase` that leaves a copy behind)."""
+        if self.unreadable:
+            self.close()
+            raise SegmentError(f"{len(self.unreadable)} segments of this archive have an index that does not load "
+                               f"(e.g. {self.unreadable[0]}); nothing is answered without their documents: "
+                               "`archiverd check` names them (move such an index away, then `archiverd reindex` "
+                               "rebuilds it from the video)")
+
     def _check_version(self) -> None:
         for key, mine in (("schema", str(SCHEMA_VERSION)), ("digest", self.scheme)):
             row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
@@ -205,7 +217,9 @@ class Catalog:
                 for video in self.store.segments()}
 
     def sync(self) -> tuple[int, int]:
-        """Add new or changed segments, drop vanished ones. Returns (added, dropped)."""
+        """Add new or changed segments, drop vanished ones. Returns (added, dropped); `unreadable`
+        names the committed segments left out because their index does not load."""
+        self.unreadable = []
         if self.store is None:
             on_disk = self._on_disk()
             stamps = {path: (f.name, (st := f.stat()).st_size, st.st_mtime_ns) for path, f in on_disk.items()}
@@ -232,8 +246,9 @@ class Catalog:
             except EncryptionKeyError:
                 self.locked.append(path)
                 continue
-            except SegmentError:
-                continue  # an unreadable index is `check`'s business; the segment is not listed
+            except SegmentError as exc:  # not listed; readers refuse a partial answer (query/archive.py)
+                self.unreadable.append(f"{path} ({exc.message})")
+                continue
             added += 1
         return added, dropped
 
@@ -283,9 +298,10 @@ class Catalog:
             self.db.executemany("INSERT INTO fields VALUES(?,?,?,?)", [(seg_id, *f) for f in fields])
 
     @classmethod
-    def rebuild_file(cls, collection_dir: Path) -> tuple[int, int]:
+    def rebuild_file(cls, collection_dir: Path) -> tuple[int, int, list[str]]:
         """Make the catalog file again from the indexes, in a new file that then replaces the old one
-        (which may be damaged or foreign). Returns (segments, documents)."""
+        (which may be damaged or foreign). Returns (segments, documents, the segments left out
+        because their index does not load)."""
         collection_dir = Path(collection_dir)
         if not collection_dir.is_dir():
             raise StorageError(f"archive directory {collection_dir} does not exist")
@@ -298,6 +314,7 @@ class Catalog:
             try:
                 fresh.sync()
                 counts = fresh.db.execute("SELECT count(*), coalesce(sum(documents), 0) FROM segments").fetchone()
+                unreadable = fresh.unreadable
             finally:
                 fresh.close()
             durable.fsync_file(temp)
@@ -309,7 +326,7 @@ class Catalog:
             raise StorageError(f"cannot rebuild the catalog {target}: {exc}") from None
         finally:
             temp.unlink(missing_ok=True)
-        return counts[0], counts[1]
+        return counts[0], counts[1], unreadable
 
     # -- lookups ------------------------------------------------------------------------------------
 

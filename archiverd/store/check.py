@@ -34,6 +34,7 @@ from ..format.writer import file_sha256
 from ..progress import Meter
 
 OK, ORPHAN, MISSING_VIDEO, BAD_INDEX = "ok", "orphan", "missing video", "unreadable index"
+UNUSABLE_COPY = "unusable repaired copy"  # an intact segment beside a `.repaired.` copy no read uses
 
 
 @dataclass
@@ -133,6 +134,7 @@ def check(paths: Iterable[Path], *, read_data: bool = False, subset: float | Non
             progress(item)
     for video in videos:
         item = _check_one(video, video in chosen, result, meter)
+        _unusable_copy(video, item)
         meter.add(item.documents, sizes[video])
         if repair and (not item.ok or item.derived):
             _repair(video, item)
@@ -200,6 +202,19 @@ def _check_one(video: Path, read: bool, result: CheckResult, meter: Meter) -> Se
         item.status = report.status if report.status == REPAIRABLE else f"damaged (unrepairable: {report.lost} documents)"
     _check_derived(video, idx, item)
     return item
+
+
+def _unusable_copy(video: Path, item: SegmentCheck) -> None:
+    """A `.repaired.` copy beside a segment that does not stand in for it (another segment's files,
+    or half a copy) is reported, and makes an otherwise intact segment not ok (exit 4): no read uses
+    it, so it is someone's mistake to look at, and `check --repair` cannot write a copy beside it."""
+    copy = index.repaired_path(video)
+    if index.preferred(video) != video or not (copy.exists() or index.path_for(copy).exists()):
+        return
+    why = index.foreign_repair(video) if copy.exists() else f"{copy.name} is missing"
+    item.problems.append(f"{why or 'the repaired copy is incomplete'}: readers ignore it and read {video.name}")
+    if item.status == OK:
+        item.status = UNUSABLE_COPY
 
 
 def _checksums_only(target: Path, public: dict[str, Any], item: SegmentCheck, result: CheckResult) -> SegmentCheck:

@@ -138,6 +138,7 @@ def _plan(store: objects.Store, directory: Path, wanted: list[tuple[str, list[An
         if catalog.locked:
             raise ConfigError(f"{len(catalog.locked)} segments are encrypted and the key is not at hand: set "
                               "ARCHIVERD_ENCRYPTION_KEY_FILE (an erase must see every segment)")
+        catalog.refuse_partial()  # a segment whose index does not load may hold a copy
         for text, values in wanted:
             for value in values:
                 found = catalog.by_id(value)
