@@ -5,9 +5,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-import bson
 
-from .format.documents import DECODE_OPTIONS
+from .format.documents import decoded
 from .format.reader import stream_documents
 from .format.video import BytesSource
 from .format.writer import SegmentWriter
@@ -32,8 +31,10 @@ def decode_video_to_experiences(data: bytes) -> list[dict[str, Any]]:
     """Decode a video made by `encode_experiences_to_video` into documents, in the same order.
 
     Damage within what the parity repairs is repaired; anything more raises SegmentError naming
-    the frames and blocks that are lost.
+    the frames and blocks that are lost. A document holding a string that is not valid UTF-8 (MongoDB
+    keeps what a client sent) cannot become a dict of str: ArchiverdError names it, and
+    `archiverd.SegmentReader` gives its exact bytes.
     """
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"expected the video as bytes, got {type(data).__name__}")
-    return [bson.decode(raw, DECODE_OPTIONS) for raw in stream_documents(BytesSource(bytes(data)), "video")]
+    return [decoded(raw, f"document {n}") for n, raw in enumerate(stream_documents(BytesSource(bytes(data)), "video"))]

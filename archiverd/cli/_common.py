@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import click
 
@@ -20,7 +20,11 @@ from .. import config, log
 from ..crypto import keyring
 from ..format import encryption, workers
 from ..store import durable
+from ..errors import EXIT_WARNING
 from ..redaction import secrets_in
+
+if TYPE_CHECKING:
+    from ..query.ejson import Lines
 
 # command-line flag -> setting
 MONGO_FLAGS = {"uri": "--uri", "database": "--db", "collection": "--collection", "date_field": "--date-field",
@@ -141,3 +145,13 @@ def json_option(text: str | None, what: str) -> Any:
     """An Extended JSON option value (--filter, --projection, --sort), parsed with one-line errors."""
     from ..query.ejson import loads
     return None if text is None else loads(text, what)
+
+
+def lines_written(lines: Lines, code: int) -> int:
+    """The exit code of a command that printed documents: `code`, or 1 (a warning) for 0 when a
+    document could not be printed exactly (said on stderr)."""
+    note = lines.note()
+    if note is None:
+        return code
+    click.echo(f"archiverd: {note}", err=True)
+    return code or EXIT_WARNING

@@ -18,10 +18,10 @@ from ..query import ejson
 from ..query.archive import date_range
 from ..query.match import Filter
 from ..service.restore import newest_copies
-from ._common import json_option, open_archive, parse_when, with_config
+from ._common import json_option, lines_written, open_archive, parse_when, with_config
 
 
-def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out: IO[str],
+def _write(readers: list[SegmentReader], lines: ejson.Lines, newest_only: bool, out: IO[str],
            meter: progress.Meter, flt: Filter | None = None) -> tuple[int, int, list[str]]:
     """Write every document that verifies (and matches `flt`); returns (written, older copies
     seen, damage notes)."""
@@ -41,7 +41,7 @@ def _write(readers: list[SegmentReader], canonical: bool, newest_only: bool, out
                 if newest_only:
                     continue
             with meter.stage("write"):
-                out.write(ejson.line(raw, canonical) + "\n")
+                out.write(lines.line(raw) + "\n")
             count += 1
         report = reader.last_report
         if not report.ok:
@@ -123,13 +123,14 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
             readers = [archive.reader(info.path) for info in archive.segments(*when)]
             flt = Filter(archive.date_range(spec, *when))
     chosen = flt if (spec or when != (None, None)) else None
+    lines = ejson.Lines(canonical)
     if output is None:
-        count, older, damaged = _write(readers, canonical, newest_only, sys.stdout, meter, chosen)
+        count, older, damaged = _write(readers, lines, newest_only, sys.stdout, meter, chosen)
     else:
         tmp = output if _special(output) else output.with_name(f".{output.name}.tmp")
         try:
             with open(tmp, "w", encoding="utf-8") as out:
-                count, older, damaged = _write(readers, canonical, newest_only, out, meter, chosen)
+                count, older, damaged = _write(readers, lines, newest_only, out, meter, chosen)
             if tmp != output:
                 os.replace(tmp, output)
         except OSError as exc:
@@ -145,4 +146,4 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
     click.echo(f"exported {count} documents{note}", err=True)
     for line in damaged:
         click.echo(f"archiverd: damaged: {line}", err=True)
-    return SegmentError.exit_code if damaged else 0
+    return lines_written(lines, SegmentError.exit_code if damaged else 0)

@@ -8,7 +8,7 @@ import click
 from ..config import Config
 from ..errors import SegmentError
 from ..query import ejson
-from ._common import json_option, open_archive, parse_when, with_config
+from ._common import json_option, lines_written, open_archive, parse_when, with_config
 
 
 def parse_sort(text: str | None) -> Any:
@@ -60,6 +60,7 @@ def command(cfg: Config, filter_: str | None, start: str | None, end: str | None
         raise click.BadParameter("a filter is a JSON object", param_hint="--filter")
     damaged: list[str] = []
     count = 0
+    lines = ejson.Lines(canonical)
     with open_archive(cfg) as archive:
         if count_only and not sort and not limit:
             click.echo(archive.count(spec, parse_when(start, "--from"), parse_when(end, "--to"),
@@ -70,10 +71,10 @@ def command(cfg: Config, filter_: str | None, start: str | None, end: str | None
                                 limit=limit, raw=True, all_copies=all_copies, on_damage=damaged.append):
             count += 1
             if not count_only:
-                click.echo(ejson.line(raw, canonical))
+                click.echo(lines.line(raw))
     if count_only:
         click.echo(count)
-    return _damage(damaged)
+    return lines_written(lines, _damage(damaged))
 
 
 def _damage(damaged: list[str]) -> int:

@@ -13,7 +13,7 @@ from ..errors import EXIT_WARNING, ConfigError
 from ..query import ejson
 from ..query.ids import parse_id
 from ..store import objects
-from ._common import open_archive, with_config
+from ._common import lines_written, open_archive, with_config
 
 
 class _Output:
@@ -22,14 +22,14 @@ class _Output:
     def __init__(self, canonical: bool, as_bson: bool) -> None:
         if as_bson and sys.stdout.isatty():
             raise ConfigError("--bson writes binary BSON: redirect it to a file (archiverd get --bson ID > doc.bson)")
-        self.canonical, self.as_bson = canonical, as_bson
+        self.as_bson, self.lines = as_bson, ejson.Lines(canonical)
 
     def write(self, raw: bytes) -> None:
         if self.as_bson:
             sys.stdout.buffer.write(raw)
             sys.stdout.buffer.flush()
         else:
-            click.echo(ejson.line(raw, self.canonical))
+            click.echo(self.lines.line(raw))
 
 
 def _first_found(lookup: Any, text: str) -> list[bytes]:
@@ -63,7 +63,8 @@ def command(cfg: Config, ids: tuple[str, ...], by: tuple[str, str] | None, segme
     it is printed only after it matches its SHA-256. Of an _id archived more than once (it changed
     after it was archived and was archived again), the newest copy is printed.
 
-    Exit 0 when every ID was found; 1 when some were not (named on stderr); 4 when one is damaged
+    Exit 0 when every ID was found; 1 when some were not (named on stderr) or a string that is not
+    valid UTF-8 was printed with U+FFFD (--bson gives the exact bytes); 4 when one is damaged
     beyond repair.
 
     \b
@@ -112,6 +113,5 @@ def command(cfg: Config, ids: tuple[str, ...], by: tuple[str, str] | None, segme
                     out.write(raw)
     if missing:
         click.echo(f"archiverd: not archived: {', '.join(missing)}", err=True)
-        return EXIT_WARNING
-    return 0
+    return lines_written(out.lines, EXIT_WARNING if missing else 0)
 

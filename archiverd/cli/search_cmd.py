@@ -6,17 +6,16 @@ import math
 from pathlib import Path
 from typing import Any
 
-import bson
 import click
-from bson import json_util
 
 from ..config import Config
 from ..errors import ConfigError
-from ..format.documents import DECODE_OPTIONS, field_value
+from ..format.documents import field_value
 from ..format.sidecar import MAX_DIM, MIN_DIM, as_vector
+from ..query import ejson
 from ..query.ids import parse_id
 from ..query.project import Projection
-from ._common import json_option, open_archive, parse_when, with_config
+from ._common import json_option, lines_written, open_archive, parse_when, with_config
 
 MAX_VECTOR_FILE = 64 << 20
 
@@ -93,8 +92,7 @@ def command(cfg: Config, field: str, vector: str | None, like: str | None, k: in
             query = parse_vector(vector or "")
         hits = archive.search(query, field, k, start=parse_when(start, "--from"), end=parse_when(end, "--to"),
                               filter=spec, raw=True)
-    options = json_util.CANONICAL_JSON_OPTIONS if canonical else json_util.RELAXED_JSON_OPTIONS
+    lines = ejson.Lines(canonical)
     for hit in hits:
-        doc = bson.decode(shape.apply(hit.document), DECODE_OPTIONS)
-        click.echo(json_util.dumps({"score": hit.score, "document": doc}, json_options=options))
-    return 0
+        click.echo(lines.dumps({"score": hit.score, "document": lines.document(shape.apply(hit.document))}))
+    return lines_written(lines, 0)

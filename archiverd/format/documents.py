@@ -10,10 +10,13 @@ from bson.codec_options import CodecOptions, DatetimeConversion
 from bson.raw_bson import RawBSONDocument
 
 from . import bsonpack, index
+from ..errors import ArchiverdError
 
 MAX_DOCUMENT_BYTES = 16 << 20  # MongoDB's limit
 # Dates come back timezone-aware in UTC; dates outside Python's range come back as DatetimeMS.
 DECODE_OPTIONS: CodecOptions = CodecOptions(tz_aware=True, datetime_conversion=DatetimeConversion.DATETIME_AUTO)
+# MongoDB keeps the bytes a client sent, so a string may not be valid UTF-8; output shows it with U+FFFD.
+_SHOWN_OPTIONS: CodecOptions = DECODE_OPTIONS.with_options(unicode_decode_error_handler="replace")
 
 
 def to_bson(document: Any) -> bytes:
@@ -34,6 +37,26 @@ def to_bson(document: Any) -> bytes:
     if len(raw) > MAX_DOCUMENT_BYTES:
         raise ValueError(f"document of {len(raw)} bytes exceeds MongoDB's {MAX_DOCUMENT_BYTES}-byte limit")
     return raw
+
+
+def decoded(raw: bytes, what: str) -> dict[str, Any]:
+    """The document as a Python dict. A string that is not valid UTF-8 cannot be a Python str: that
+    is an error naming `what`, never a changed value (its exact bytes: `raw=True`, `SegmentReader`)."""
+    try:
+        return bson.decode(raw, DECODE_OPTIONS)
+    except bson.errors.InvalidBSON as exc:
+        raise ArchiverdError(f"{what} cannot be decoded into Python values ({exc}); it is archived intact: "
+                             "read its exact BSON bytes instead (raw=True, or iterate archiverd.SegmentReader)") from None
+
+
+def shown(raw: bytes) -> tuple[dict[str, Any], bool]:
+    """The document as Python values to print, and whether a string in it is not valid UTF-8 and is
+    shown with U+FFFD in place of its bad bytes (as mongoexport does; the archived bytes stay exact:
+    `get --bson`, `restore`)."""
+    try:
+        return bson.decode(raw, DECODE_OPTIONS), False
+    except bson.errors.InvalidBSON:
+        return bson.decode(raw, _SHOWN_OPTIONS), True
 
 
 def id_entry(raw: bytes) -> dict[str, Any]:

@@ -20,12 +20,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import bson
 import numpy as np
 
 from ..errors import ConfigError, EncryptionKeyError, SegmentError
 from ..format import blockcodec, encryption, index, records, sidecar
-from ..format.documents import DECODE_OPTIONS, field_value
+from ..format.documents import decoded, field_value
 from ..format.reader import SegmentReader, fetch_ranges
 from ..service.expiry import bson_date, to_ms
 from ..store import objects
@@ -157,7 +156,7 @@ class Archive:
         return self.catalog.segments(_date(start), _date(end))
 
     def _out(self, raw: bytes, as_raw: bool) -> Any:
-        return raw if as_raw else bson.decode(raw, DECODE_OPTIONS)
+        return raw if as_raw else decoded(raw, "an archived document")
 
     def _read(self, where: Location) -> bytes:
         return self._document(self.reader(where.segment), where.n)
@@ -186,7 +185,7 @@ class Archive:
         out, seen = [], set()
         for where in self.catalog.by_field(field, value):
             raw_doc = self._read(where)
-            key = index.key_of(bson.decode(raw_doc).get("_id")) if not all_copies else where
+            key = index.key_of(field_value(raw_doc, "_id")[1]) if not all_copies else where
             if key in seen:
                 continue
             seen.add(key)

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 from typing import Any
 
-import bson
 from bson import json_util
 from bson.errors import BSONError
 
@@ -59,8 +58,29 @@ def _deeper_than(value: Any, limit: int) -> bool:
     return True
 
 
-def line(raw: bytes, canonical: bool) -> str:
-    """One document's BSON as one line of relaxed (or canonical) Extended JSON, as mongoexport writes."""
-    from ..format.documents import DECODE_OPTIONS
-    options = json_util.CANONICAL_JSON_OPTIONS if canonical else json_util.RELAXED_JSON_OPTIONS
-    return json_util.dumps(bson.decode(raw, DECODE_OPTIONS), json_options=options)
+class Lines:
+    """Archived documents out as lines of relaxed (or canonical) Extended JSON, as mongoexport
+    writes them. JSON holds only Unicode: a string that is not valid UTF-8 is written with U+FFFD in
+    place of its bad bytes (as mongoexport does), and `note` says how many documents that changed."""
+
+    def __init__(self, canonical: bool) -> None:
+        self.options = json_util.CANONICAL_JSON_OPTIONS if canonical else json_util.RELAXED_JSON_OPTIONS
+        self.replaced = 0
+
+    def document(self, raw: bytes) -> dict[str, Any]:
+        from ..format.documents import shown
+        doc, replaced = shown(raw)
+        self.replaced += replaced
+        return doc
+
+    def dumps(self, value: Any) -> str:
+        return json_util.dumps(value, json_options=self.options)
+
+    def line(self, raw: bytes) -> str:
+        return self.dumps(self.document(raw))
+
+    def note(self) -> str | None:
+        if not self.replaced:
+            return None
+        return (f"{self.replaced} documents hold strings that are not valid UTF-8, written with U+FFFD in place "
+                "of the bad bytes (their archived bytes are exact: `archiverd get --bson ID`, `archiverd restore`)")
