@@ -49,7 +49,19 @@ def test_reindex_never_replaces_an_index(segment):
         rebuild.reindex(path)
     assert index.path_for(path).read_bytes() == before
     proc = run("reindex", path, check_code=0)  # the command rebuilds only what is missing or damaged
-    assert "nothing to do" in proc.stdout and index.path_for(path).read_bytes() == before
+    assert "nothing to rebuild" in proc.stdout and index.path_for(path).read_bytes() == before
+
+
+@pytest.mark.parametrize("change", ["cut", "emptied", "grown"])
+def test_reindex_does_not_call_a_video_of_another_size_good(segment, change):
+    """A video that is not the size its index records is not the sealed one: exit 4, nothing written."""
+    path, _, _ = segment
+    data = path.read_bytes()
+    path.write_bytes({"cut": data[:len(data) // 2], "emptied": b"", "grown": data + b"\0" * 100}[change])
+    files = {p: p.read_bytes() for p in path.parent.iterdir()}
+    proc = run("reindex", path, check_code=4)
+    assert "its index says" in proc.stderr and "nothing to rebuild" not in proc.stdout
+    assert {p: p.read_bytes() for p in path.parent.iterdir()} == files
 
 
 def test_reindex_rebuilds_a_lost_or_damaged_sidecar_bit_for_bit(segment, tmp_path):

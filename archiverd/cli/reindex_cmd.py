@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from ..errors import SegmentError
 from ..format import index, rebuild
 from ..format.reader import SegmentReader, segment_file
 from ..store import derived
@@ -21,7 +22,8 @@ def command(segments: tuple[Path, ...]) -> int:
     lost frames are rebuilt from parity, every document is checked against its block's SHA-256 and
     the stream's content digest, and only then is the index written -- with an exclusive create:
     an existing index is never replaced. The sidecar is rebuilt from the documents, bit for bit
-    what the seal wrote. Exit 4 if a video cannot be decoded completely.
+    what the seal wrote. Exit 4 if a video cannot be decoded completely, or is not the size its index
+    records.
 
     \b
     Examples:
@@ -36,8 +38,13 @@ def command(segments: tuple[Path, ...]) -> int:
             repaired = f", {rebuilt.report.repaired_frames} frames rebuilt from parity" if rebuilt.report.repaired_frames else ""
             done.append(f"index rebuilt: {rebuilt.index['documents']} documents{repaired} -> {rebuilt.path.name}{note}")
         reader = SegmentReader(path)
+        size = reader.path.stat().st_size
+        if size != reader.index["video"]["bytes"]:  # cut, grown or replaced: nothing here can rebuild that
+            raise SegmentError(f"the video is {size} bytes, its index says {reader.index['video']['bytes']}: "
+                               "it is not the video that was sealed; run `archiverd check` on it", reader.where)
         problem = derived.sidecar_problem(path, reader.index)
         if problem:
             done.append(f"vector sidecar rebuilt ({problem}) -> {derived.rebuild_sidecar(path).name}")
-        click.echo(f"{path}: " + ("; ".join(done) if done else "index and vector sidecar are good; nothing to do"))
+        click.echo(f"{path}: " + ("; ".join(done) if done else "index and vector sidecar present and consistent, video of the indexed size; "
+                                                   "nothing to rebuild (`archiverd verify` decodes the video)"))
     return 0
