@@ -11,7 +11,7 @@ import click
 
 from .. import progress
 from ..config import Config
-from ..errors import ConfigError, SegmentError, StorageError
+from ..errors import EXIT_WARNING, ConfigError, SegmentError, StorageError
 from ..format import index
 from ..format.reader import SegmentReader
 from ..query import ejson
@@ -22,9 +22,9 @@ from ._common import json_option, lines_written, open_archive, parse_when, with_
 
 
 def _write(readers: list[SegmentReader], lines: ejson.Lines, newest_only: bool, out: IO[str],
-           meter: progress.Meter, flt: Filter | None = None) -> tuple[int, int, list[str]]:
+           meter: progress.Meter, flt: Filter | None = None) -> tuple[int, int, list[tuple[str, bool]]]:
     """Write every document that verifies (and matches `flt`); returns (written, older copies
-    seen, damage notes)."""
+    seen, damage notes with whether documents were lost)."""
     meter.expect(documents=sum(r.index["documents"] for r in readers),
                  bytes=sum(e["bytes"] for r in readers for e in r.entries()))
     newest = newest_copies(readers)
@@ -46,8 +46,11 @@ def _write(readers: list[SegmentReader], lines: ejson.Lines, newest_only: bool, 
         report = reader.last_report
         if not report.ok:
             named = ", ".join(map(str, report.lost_documents[:10]))
-            damaged.append(f"{reader.path}: {report.status}; {report.lost} documents could not be recovered"
-                           + (f" (_ids: {named})" if named else ""))
+            lost = bool(report.lost or report.lost_blocks)
+            damaged.append((f"{reader.path}: {report.status}; " + (
+                f"{report.lost} documents could not be recovered" + (f" (_ids: {named})" if named else "") if lost
+                else "every document was recovered from parity and verified: `archiverd check --repair` writes a "
+                     "repaired copy"), lost))
     return count, older, damaged
 
 
@@ -96,7 +99,7 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
 
     Every document is checked against its index checksum as it is read. From a damaged segment,
     every document that verifies (after parity repair) is written; the others are named on stderr
-    and the exit code is 4. A document that changed after it was archived can be archived again;
+    and the exit code is 4 (1 when parity recovered every document). A document that changed after it was archived can be archived again;
     the newest copy is the one from the most recently sealed segment, and the summary says how many
     older copies there were. Progress: a bar on a terminal, lines with --progress; --statistics
     times decoding and writing.
@@ -144,6 +147,7 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
         note = (f"; {older} older copies of re-archived _ids {'skipped' if newest_only else 'included'} "
                 "(newest = most recently sealed segment" + ("" if newest_only else "; --newest-only drops them") + ")")
     click.echo(f"exported {count} documents{note}", err=True)
-    for line in damaged:
+    for line, _ in damaged:
         click.echo(f"archiverd: damaged: {line}", err=True)
-    return lines_written(lines, SegmentError.exit_code if damaged else 0)
+    code = SegmentError.exit_code if any(lost for _, lost in damaged) else EXIT_WARNING if damaged else 0
+    return lines_written(lines, code)

@@ -60,7 +60,8 @@ def command(cfg: Config, segments: tuple[str, ...], to: str, dry_run: bool, mete
     Existing _ids are reported and never overwritten. If an _id was archived more than once, only
     its newest copy is restored. Every document is checked against its index SHA-256 before it is
     inserted. From a damaged segment, every document that verifies (after parity repair) is
-    restored and the others are named: exit 4 with their count. Exit 1 if some _ids already existed.
+    restored and the others are named: exit 4 with their count. Exit 1 if some _ids already existed,
+    or a segment needed parity repair (named; every document was recovered).
     The target collection (and database) may not exist yet: restore creates them.
     Progress: a bar on a terminal, lines with --progress; --statistics times decoding and inserting.
 
@@ -80,11 +81,12 @@ def command(cfg: Config, segments: tuple[str, ...], to: str, dry_run: bool, mete
                f"existed (not overwritten); {stats.older_copies} older copies skipped", err=True)
     if stats.existing_ids:
         click.echo("existing _ids: " + json.dumps(stats.existing_ids), err=True)
+    for line in stats.damaged:
+        click.echo(f"archiverd: damaged: {line}" + ("" if stats.lost else "; every document was recovered from "
+                   "parity and verified: `archiverd check --repair` writes a repaired copy"), err=True)
     if stats.lost:
-        for line in stats.damaged:
-            click.echo(f"archiverd: damaged: {line}", err=True)
         click.echo(f"archiverd: error: {stats.lost} archived documents could not be recovered and were not "
                    "restored" + (f" (_ids: {json.dumps(stats.lost_ids, default=str)})" if stats.lost_ids else ""),
                    err=True)
         return SegmentError.exit_code
-    return 1 if stats.existing else 0
+    return 1 if stats.existing or stats.damaged else 0
