@@ -25,8 +25,8 @@ from bson.raw_bson import RawBSONDocument  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
 from archiverd import SegmentReader  # noqa: E402
-from archiverd.store import layout
-from archiverd.format import index
+from archiverd.store import layout  # noqa: E402
+from archiverd.format import index  # noqa: E402
 from bench.corpus import experiences  # noqa: E402
 from tests.mongo_server import Server  # noqa: E402
 

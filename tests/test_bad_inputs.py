@@ -127,6 +127,17 @@ ROWS = [
     (["status"], {"ARCHIVERD_PARITY_PERCENT": "-5"}, 3, "parity_percent must not be negative"),
     (["status"], {"ARCHIVERD_LEASE_SECONDS": "1e400"}, 3, "lease_seconds"),
     (["logs", "-n", "-5"], {}, 3, "not a number of lines"),
+    (["logs", "-n", "99999999999999999999"], {}, 3, "not a number of lines up to"),
+    (["list", "2026-13-45"], {}, 3, "is not a day or the start of one"),
+    (["list", "2026-02-30"], {}, 3, "is not a day or the start of one"),
+    # a range that is empty or reversed, and integers BSON cannot hold
+    (["find", "--from", "2026-08-05", "--to", "2026-08-01"], {}, 3, "is not before --to"),
+    (["export", "--from", "2026-08-01", "--to", "2026-08-01", "{seg}"], {}, 3, "the range is half-open"),
+    (["search", "--field", "e", "--vector", "[1,2,3,4,5,6,7,8]", "--from", "30d", "--to", "60d"], {}, 3,
+     "is not before --to"),
+    (["get", "--segment", "{seg}", '{{"$numberLong": "99999999999999999999"}}'], {}, 3, "out of range for a 64-bit integer"),
+    (["find", "--filter", '{{"n": {{"$numberInt": "2147483648"}}}}'], {}, 3, "out of range for a 32-bit integer"),
+    (["verify", "{tmp}/absent.mkv"], {}, 4, "not read"),
     (["check", "--read-data-subset", "200%"], {}, 3, "percentage"),
     # a relative archive directory (from the environment or a file: a flag is relative to the
     # current directory, as in every shell command -- and must then exist)

@@ -193,3 +193,7 @@ def test_without_a_log_file_logs_reads_the_journal(tmp_path):
     assert run("-n", "5", "-f", "--unit", "archiverd-eat") == "journalctl -u archiverd-eat --no-pager -o cat -n 5 -f"
     assert run("--since", "2026-11-25T10:00:00+01:00") == \
         "journalctl -u archiverd --no-pager -o cat -n all --since 2026-11-25 09:00:00 UTC"
+    said = subprocess.run([sys.executable, "-m", "archiverd", "logs"], env=env, capture_output=True, text=True,
+                          timeout=60).stderr  # journalctl -o cat prints nothing for an empty journal: say where
+    assert said.strip() == ("archiverd: no ARCHIVERD_LOG_FILE: reading journalctl -u archiverd (a command run by "
+                            "hand logs to its own stderr)")

@@ -425,3 +425,12 @@ def test_a_query_or_stored_vector_of_extreme_magnitude_scores_like_its_direction
     usual = Q.exact_search(q, [(i, x[i].tolist()) for i in range(50)], 5)
     assert [key for key, _ in extreme] == [key for key, _ in usual]
     assert np.allclose([s for _, s in extreme], [s for _, s in usual], rtol=0, atol=1e-12)
+
+
+def test_a_cosine_never_steps_past_one():
+    """A vector against itself scores at most 1, never 1.0000000000000002 (rounding in the dot product
+    of two unit vectors lands above 1 for about one vector in seven)."""
+    rng = np.random.default_rng(0)
+    vectors = [rng.standard_normal(1536).astype(np.float32).astype(np.float64) for _ in range(200)]
+    assert any(float(np.dot(Q._unit(v), Q._unit(v))) > 1 for v in vectors)  # what the bound is for
+    assert all(1 - 1e-12 < Q.cosine(v, v) <= 1.0 and -1.0 <= Q.cosine(v, -v) < -1 + 1e-12 for v in vectors)

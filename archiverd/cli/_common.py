@@ -141,6 +141,16 @@ def parse_when(text: str | None, option: str) -> Any:
                                  f"age (30d), not {text!r}") from None
 
 
+def parse_range(start: str | None, end: str | None) -> tuple[Any, Any]:
+    """--from and --to (parse_when) as a half-open range; an empty or reversed one is a usage
+    error, not a silent empty answer."""
+    lo, hi = parse_when(start, "--from"), parse_when(end, "--to")
+    if lo is not None and hi is not None and lo >= hi:
+        raise config.ConfigError(f"--from {start} is not before --to {end}: the range is half-open (--to is the "
+                                 "first moment left out; --from 2026-08-01 --to 2026-08-02 is the whole of 1 August)")
+    return lo, hi
+
+
 def json_option(text: str | None, what: str) -> Any:
     """An Extended JSON option value (--filter, --projection, --sort), parsed with one-line errors."""
     from ..query.ejson import loads

@@ -18,7 +18,7 @@ from ..query import ejson
 from ..query.archive import date_range
 from ..query.match import Filter
 from ..service.restore import newest_copies
-from ._common import json_option, lines_written, open_archive, parse_when, with_config
+from ._common import json_option, lines_written, open_archive, parse_range, with_config
 
 
 def _write(readers: list[SegmentReader], lines: ejson.Lines, newest_only: bool, out: IO[str],
@@ -114,7 +114,7 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
         check_output(output)
     elif meter.mode == progress.BAR and sys.stdout.isatty():
         meter.mode = progress.OFF  # the documents scrolling by on the same terminal are the progress
-    when = parse_when(start, "--from"), parse_when(end, "--to")
+    when = parse_range(start, end)
     spec = json_option(filter_, "--filter")
     if spec is not None and not isinstance(spec, dict):
         raise ConfigError("--filter must be a JSON object")

@@ -8,7 +8,7 @@ import click
 from ..config import Config
 from ..errors import SegmentError
 from ..query import ejson
-from ._common import json_option, lines_written, open_archive, parse_when, with_config
+from ._common import json_option, lines_written, open_archive, parse_range, with_config
 
 
 def parse_sort(text: str | None) -> Any:
@@ -61,12 +61,13 @@ def command(cfg: Config, filter_: str | None, start: str | None, end: str | None
     damaged: list[str] = []
     count = 0
     lines = ejson.Lines(canonical)
+    lo, hi = parse_range(start, end)
     with open_archive(cfg) as archive:
         if count_only and not sort and not limit:
-            click.echo(archive.count(spec, parse_when(start, "--from"), parse_when(end, "--to"),
+            click.echo(archive.count(spec, lo, hi,
                                      all_copies=all_copies, on_damage=damaged.append))
             return _damage(damaged)
-        for raw in archive.find(spec, parse_when(start, "--from"), parse_when(end, "--to"),
+        for raw in archive.find(spec, lo, hi,
                                 projection=json_option(projection, "--projection"), sort=parse_sort(sort),
                                 limit=limit, raw=True, all_copies=all_copies, on_damage=damaged.append):
             count += 1

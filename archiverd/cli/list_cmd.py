@@ -1,6 +1,7 @@
 """`archiverd list`: the days (or segments) of a collection's archive, with counts and sizes."""
 from __future__ import annotations
 
+import datetime as dt
 import difflib
 import json
 import re
@@ -18,10 +19,20 @@ _DAY_PREFIX = re.compile(r"^\d{4}(-\d{2}(-\d{2})?)?$|^out-of-range$")
 
 
 def _prefix(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str | None:
-    if value is not None and not _DAY_PREFIX.match(value):
+    if value is not None and not (_DAY_PREFIX.match(value) and (value == "out-of-range" or _a_calendar_prefix(value))):
         raise click.BadParameter(f"{value!r} is not a day or the start of one: 2026, 2026-08, 2026-08-01 "
                                  "(or out-of-range)")
     return value
+
+
+def _a_calendar_prefix(value: str) -> bool:
+    """2026, 2026-08 or 2026-08-01 naming a month and day that exist (not 2026-13 or 2026-02-30)."""
+    parts = value.split("-")
+    try:
+        dt.date(int(parts[0]), int(parts[1]) if len(parts) > 1 else 1, int(parts[2]) if len(parts) > 2 else 1)
+    except ValueError:
+        return False
+    return True
 
 
 def _check_namespace(cfg: Config) -> None:

@@ -24,6 +24,7 @@ _TS = re.compile(r'(?:^|\s|<\d>)ts=(\S+)|"ts":\s*"([^"]+)"')
 _BLOCK = 1 << 16
 DEFAULT_LINES = 50
 ALL = -1
+MAX_LINES = 10**9  # journalctl refuses larger counts with an error of its own
 
 
 def parse_since(text: str, now: dt.datetime | None = None) -> dt.datetime:
@@ -164,7 +165,11 @@ def _journalctl(lines: int, since: dt.datetime | None, follow: bool, unit: str) 
         argv += ["--since", since.astimezone(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")]
     if follow:
         argv.append("-f")
+    # journalctl -o cat prints nothing at all for a unit with no entries: say where we looked
+    click.echo(f"archiverd: no ARCHIVERD_LOG_FILE: reading journalctl -u {unit} (a command run by hand logs to "
+               "its own stderr)", err=True)
     sys.stdout.flush()
+    sys.stderr.flush()
     os.execv(exe, argv)
     return 0  # pragma: no cover - execv does not return
 
@@ -174,8 +179,8 @@ def _count(_ctx: click.Context, _param: click.Parameter, value: str | None) -> i
         return None
     if value == "all":
         return ALL
-    if not value.isdigit():
-        raise click.BadParameter(f"{value!r} is not a number of lines (or 'all')")
+    if not value.isdigit() or int(value) > MAX_LINES:
+        raise click.BadParameter(f"{value!r} is not a number of lines up to {MAX_LINES:,} (or 'all')")
     return int(value)
 
 

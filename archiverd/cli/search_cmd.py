@@ -15,7 +15,7 @@ from ..format.sidecar import MAX_DIM, MIN_DIM, as_vector
 from ..query import ejson
 from ..query.ids import parse_id
 from ..query.project import Projection
-from ._common import json_option, lines_written, open_archive, parse_when, with_config
+from ._common import json_option, lines_written, open_archive, parse_range, with_config
 
 MAX_VECTOR_FILE = 64 << 20
 
@@ -76,6 +76,7 @@ def command(cfg: Config, field: str, vector: str | None, like: str | None, k: in
     if spec is not None and not isinstance(spec, dict):
         raise ConfigError("--filter must be a JSON object")
     shape = Projection(json_option(projection, "--projection"))
+    lo, hi = parse_range(start, end)
     with open_archive(cfg) as archive:
         if like is not None:
             found = next((d for d in (archive.get(v, raw=True) for v in parse_id(like)) if d is not None), None)
@@ -90,7 +91,7 @@ def command(cfg: Config, field: str, vector: str | None, like: str | None, k: in
             query: Any = value
         else:
             query = parse_vector(vector or "")
-        hits = archive.search(query, field, k, start=parse_when(start, "--from"), end=parse_when(end, "--to"),
+        hits = archive.search(query, field, k, start=lo, end=hi,
                               filter=spec, raw=True)
     lines = ejson.Lines(canonical)
     for hit in hits:

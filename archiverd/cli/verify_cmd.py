@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from ..errors import SegmentError
-from ..format.reader import ScanReport
+from ..format.reader import NOT_READ, ScanReport
 from ..store import objects
 
 
@@ -52,7 +52,7 @@ def command(segments: tuple[str, ...], independent: bool, as_json: bool) -> int:
         try:
             found = [(r.where, r.verify(independent=independent)) for r in objects.readers_at(text)]
         except SegmentError as exc:
-            report = ScanReport(text)
+            report = ScanReport(text, status=NOT_READ)
             report.problem(str(exc))
             found = [(text, report)]
         for where, report in found:

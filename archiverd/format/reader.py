@@ -45,6 +45,7 @@ def _fetch_threads() -> ThreadPoolExecutor:
     return _fetch_pool[1]
 _MAX_LISTED = 50
 OK, REPAIRABLE, UNREPAIRABLE = "ok", "damaged (repairable)", "damaged (unrepairable)"
+NOT_READ = "not read"  # the segment could not be opened at all (no such file, no index, ...): nothing was decoded
 
 
 @dataclass

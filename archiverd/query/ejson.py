@@ -20,6 +20,7 @@ from ..errors import QueryError
 OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=dt.timezone.utc,
                                 uuid_representation=json_util.UuidRepresentation.STANDARD)
 _REGEX_FLAGS = set("imsux")
+_INT_BITS = {"$numberInt": 32, "$numberLong": 64}
 MAX_DEPTH = 200  # MongoDB's limit on a BSON value's nesting (maxBSONDepth): no document is deeper
 
 
@@ -29,9 +30,13 @@ def _hook(pairs: list[tuple[str, Any]]) -> Any:
     if "$regex" in fields and isinstance(options, str) and set(options) - _REGEX_FLAGS:
         raise QueryError(f"invalid flag in regex options: {sorted(set(options) - _REGEX_FLAGS)[0]}")
     try:
-        return json_util.object_pairs_hook(pairs, OPTIONS)
+        value = json_util.object_pairs_hook(pairs, OPTIONS)
     except (BSONError, TypeError, ValueError, KeyError, ArithmeticError) as exc:
         raise QueryError(f"bad Extended JSON {json.dumps(fields, default=str)[:80]}: {exc}") from None
+    for key, bits in _INT_BITS.items():  # json_util hands back any Python int: BSON has no such value
+        if len(fields) == 1 and key in fields and not -(1 << bits - 1) <= value < 1 << bits - 1:
+            raise QueryError(f"bad Extended JSON {json.dumps(fields)[:80]}: out of range for a {bits}-bit integer")
+    return value
 
 
 def loads(text: str, what: str = "value") -> Any:

@@ -49,7 +49,8 @@ def _probe(unit: np.ndarray, layout: Layout, quantiser: Quantiser) -> _Probe:
     return _Probe(np.concatenate((t2, t3)).astype(np.float32), float(math.sqrt(var)))
 
 def cosine(query: np.ndarray, vector: np.ndarray) -> float:
-    return float(np.dot(_unit(query), _unit(vector)))
+    """The cosine of the angle between them, within [-1, 1] (rounding can step just past: 1.0000000000000002)."""
+    return min(1.0, max(-1.0, float(np.dot(_unit(query), _unit(vector)))))
 
 
 def _unit(v: np.ndarray) -> np.ndarray:
