@@ -68,6 +68,9 @@ def test_list_per_day_and_per_segment(cfg, archive, text_docs):
                                                                                             "2026-08-02"]
     seg_text = run(cfg, "list", "2026-08-01", "--segments", code=0).stdout
     assert "2026/08/01/part-0002.mkv" in seg_text and "2026/08/02" not in seg_text
+    where = seg_text.splitlines()[-1].removeprefix("in ")  # the directory the names are relative to
+    assert run(cfg, "info", where + "2026/08/01/part-0002.mkv", code=0).stdout
+    assert "under the collection's directory" in run(cfg, "info", "2026/08/01/part-0002.mkv", code=4).stderr
 
 
 def test_list_reports_orphans_bad_indexes_and_repaired_copies(cfg, archive):

@@ -13,6 +13,7 @@ import click
 from .. import units
 from ..errors import EXIT_OK, SegmentError
 from ..format import index
+from ..format.reader import no_such_segment
 
 
 def _regular(path: Path, what: str) -> os.stat_result | None:
@@ -38,7 +39,7 @@ def summary(segment: Path, *, docs: bool = False) -> dict[str, Any]:
     video_st = _regular(original, "video")
     if _regular(index.path_for(original), "index") is None:
         if video_st is None:
-            raise SegmentError("no such segment file", str(segment))
+            raise no_such_segment(Path(segment))
         raise SegmentError("the index file is missing: this video is an orphan (`archiverd reindex` rebuilds "
                            "its index from the video)", str(original))
     reading = index.preferred(original)

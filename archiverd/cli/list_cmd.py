@@ -107,6 +107,8 @@ def command(cfg: Config, day: str | None, per_segment: bool, as_json: bool) -> i
         click.echo(f"total: {units.count(totals['segments'])} segments, {units.count(totals['documents'])} documents, "
                    f"{units.size(totals['bson_bytes'])} of BSON, {units.size(totals['bytes'])} on disk, "
                    f"{totals['days']} days")
+        if per_segment:  # the names above are relative to it; `verify`, `info`, `restore` take a path or URL
+            click.echo(f"in {where}/")
         for rel in inv.orphans:
             click.echo(f"orphan (a video without its index): {rel}", err=True)
         for rel, why in inv.unreadable.items():

@@ -891,6 +891,14 @@ def published_mismatch(path: Path, idx: Mapping[str, Any]) -> str | None:
     return None
 
 
+def no_such_segment(video: Path) -> SegmentError:
+    """The error for a segment that is not there; a relative DAY/PART name gets a hint (`list
+    --segments` and the log print names relative to the collection's directory)."""
+    hint = "" if video.is_absolute() or len(video.parts) < 4 else \
+        " (a name as `list --segments` prints it is under the collection's directory, which that list names)"
+    return SegmentError("no such segment file" + hint, str(video))
+
+
 def segment_file(path: Path | str) -> Path:
     """The video a SEGMENT argument names (the .mkv, or its .index.json), checked to be a regular
     file: SegmentError (exit 4) naming what it is instead -- missing, a directory, a device, a FIFO."""
@@ -902,7 +910,7 @@ def segment_file(path: Path | str) -> Path:
     try:
         st = video.stat()
     except FileNotFoundError:
-        raise SegmentError("no such segment file", str(video)) from None
+        raise no_such_segment(video) from None
     except OSError as exc:
         raise SegmentError(f"cannot read the segment: {exc.strerror or exc}", str(video)) from None
     if stat.S_ISDIR(st.st_mode):
