@@ -50,6 +50,22 @@ def test_fresh_collection_is_healthy_and_pending_days_add_up(cfg, collection):
     assert info["last_cycle"] is None and info["lease"] is None and info["segments"] == 0
 
 
+def test_a_date_field_no_document_has_is_a_warning_that_names_the_date_fields(cfg, collection):
+    """A misspelt --date-field archives nothing, forever: status says so (exit 1) and names the
+    fields of a document that do hold a date. One document with the field is enough to be quiet."""
+    import dataclasses
+    put(collection, [(i, 100) for i in range(3)])
+    typo = dataclasses.replace(cfg, date_field="timestmap")
+    info = collect(typo, stale_after=30 * DAY)
+    assert codes(info) == [1]
+    (problem,) = info["health"]["problems"]
+    assert "no document has the date field 'timestmap'" in problem["problem"] and "timestamp" in problem["problem"]
+    proc = run(cfg, "status", "--date-field", "timestmap", code=1)
+    assert "fields holding a date: timestamp" in proc.stdout + proc.stderr
+    collection.insert_one({"_id": "one", "timestmap": dt.datetime.now(dt.timezone.utc)})
+    assert collect(typo, stale_after=30 * DAY)["health"]["ok"]
+
+
 def test_documents_waiting_past_stale_after_are_unhealthy_until_archived(cfg, collection):
     put(collection, [(i, 100) for i in range(4)] + [(9, 90.001)])
     proc = run(cfg, "status")

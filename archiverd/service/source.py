@@ -344,6 +344,12 @@ class Source:
             },
         }
 
+    def date_fields_of_a_document(self) -> list[str]:
+        """The top-level fields of one document that hold a date (what a misspelt date field was
+        likely meant to be)."""
+        doc = self.retrying("sample", lambda: self.collection.find_one({}))
+        return [k for k, v in (doc or {}).items() if isinstance(v, dt.datetime)]
+
     def backlog(self, watermark: int) -> tuple[int, dt.datetime | None]:
         """Expired documents not archived yet: how many, and the date of the oldest."""
         f = self.cfg.date_field
