@@ -20,7 +20,7 @@ from archiverd.errors import EXIT_OK, EXIT_WARNING
 from archiverd.service.source import LeaseLost, Source
 from archiverd.service.state import State
 from bench.corpus import experience
-from tests.reliability import crash_cycle_at
+from tests.reliability import crash_cycle_at, wait_until
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -277,6 +277,44 @@ def test_daemon_loop_archives_a_backfill_without_waiting_for_the_poll(cfg, colle
         runner.join(30)
     assert not runner.is_alive()
     assert State(cfg.state_file).get("resume_token") is not None
+
+
+def _watcher_opened(daemon: Daemon) -> ChangeWatcher:
+    """The running daemon's change-stream thread, once its stream is open."""
+    def opened() -> ChangeWatcher | None:
+        return next((t for t in threading.enumerate()
+                     if isinstance(t, ChangeWatcher) and t.source is daemon.source and t.status == "active"), None)
+    watcher = wait_until(opened)
+    assert watcher is not None, "the daemon's change stream never opened"
+    return watcher
+
+
+def test_a_backfill_written_during_a_cycle_is_archived_without_waiting_for_the_poll(cfg, collection):
+    """Regression: the daemon cleared its wake event after each cycle, so the change stream's wake
+    for a document written while a cycle ran was lost and the document waited for the next poll.
+    Deterministic: the document is written inside the cycle (at its commit), in a day the cycle did
+    not list, and the watcher has seen it before the cycle goes on."""
+    cfg = dataclasses.replace(cfg, poll_seconds=300)
+    seed(collection, [(1, 200)])
+    daemon = Daemon(cfg)
+    seen: dict[str, bool] = {}
+
+    def backfill(point: str) -> None:
+        if point == "commit" and not seen:
+            _watcher_opened(daemon)
+            seed(collection, [(2, 300)])
+            seen["wake"] = daemon.wake.wait(60)
+
+    runner = threading.Thread(target=daemon.run)
+    with faults.installed(backfill):
+        runner.start()
+        try:
+            assert wait_until(lambda: seen and not remaining(collection), 60), (seen, remaining(collection))
+        finally:
+            daemon.stop.set()
+            daemon.wake.set()
+            runner.join(60)
+    assert seen == {"wake": True} and not runner.is_alive()
 
 
 def test_unreachable_server_is_retried_then_a_clear_error(cfg, tmp_path):

@@ -22,7 +22,7 @@ from archiverd.service.daemon import Daemon
 from archiverd.store import layout
 from bench.corpus import experience
 from tests.mongo_server import Server
-from tests.reliability import ROOT, World, crash_cycle_at, cycles_done, daemon_log, kill, wait_until
+from tests.reliability import ROOT, World, crash_cycle_at, cycles_done, daemon_log, kill, wait_stopped, wait_until
 
 UTC = dt.timezone.utc
 
@@ -256,6 +256,31 @@ def test_sigterm_releases_the_lease_sighup_reloads_and_a_second_sigterm_aborts(m
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(30)
         assert world.check().safe
+    finally:
+        world.close()
+
+
+def test_a_sigterm_during_a_cycle_is_not_slept_through(mongo_uri, tmp_path):
+    """Regression: the daemon cleared its wake event after each cycle, so a SIGTERM that arrived
+    while a cycle ran was slept through until the next poll (poll_seconds; systemd kills at
+    TimeoutStopSec). Deterministic: the daemon stops itself after its first delete batch and the
+    SIGTERM is queued while it is stopped, so it lands inside the cycle."""
+    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="30")
+    try:
+        world.seed(expired=6)  # three days of two: one delete batch each
+        daemon = world.start_daemon(ARCHIVERD_POLL_SECONDS="600", _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        try:
+            wait_stopped(daemon)
+            daemon.send_signal(signal.SIGTERM)
+            daemon.send_signal(signal.SIGCONT)
+            assert daemon.wait(60) == 0, daemon_log(daemon)  # not after a sleep of up to 600 s
+        finally:
+            kill(daemon)
+        log = daemon_log(daemon)
+        assert "event=daemon.stopping" in log and "event=daemon.stopped" in log, log
+        report = world.check()
+        assert report.safe and not report.pending and not report.temp_files, report
+        assert report.expired_left == 4  # stopped after its first day: the cycle was interrupted
     finally:
         world.close()
 
