@@ -265,12 +265,9 @@ def test_daemon_loop_archives_a_backfill_without_waiting_for_the_poll(cfg, colle
         deadline = time.monotonic() + 20
         while State(cfg.state_file).get("last_cycle") is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(1.5)  # let the change stream open
+        _watcher_opened(daemon)  # a document written before the stream opens makes no event
         seed(collection, [(7, 365)])
-        deadline = time.monotonic() + 20
-        while remaining(collection) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not remaining(collection)
+        assert wait_until(lambda: not remaining(collection), 60)  # not after poll_seconds (300)
     finally:
         daemon.stop.set()
         daemon.wake.set()
