@@ -4,6 +4,7 @@ MongoDB-wire server, with the invariants of tests/reliability.py (nothing lost, 
 without a verified seal, no version sealed twice) and one segment per day."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import signal
@@ -16,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from archiverd.service.lease import ARCHIVE_ID_FILE, archive_id
+from archiverd.service.source import LEASES
 from archiverd.service.state import State
 from archiverd.store import layout
-from tests.reliability import ROOT, World, wait_stopped
+from tests.reliability import ROOT, World, wait_stopped, wait_until
 
 SHARED = {"ARCHIVERD_SHARED_BACKLOG": "true", "ARCHIVERD_SEGMENT_MAX_DOCS": "0"}
 
@@ -34,6 +36,13 @@ def _days_taken(log_text: str) -> list[str]:
 
 def _parts_per_day(world: World) -> Counter:
     return Counter(layout.day_of(str(p.relative_to(world.collection_dir))) for p in layout.segments(world.collection_dir))
+
+
+def _live_leases(world: World, pid: int) -> list[str]:
+    """The leases process `pid` holds that have not lapsed (by their expires_at)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return [d["_id"] for d in world.client[world.database][LEASES].find()
+            if d["owner"].split(":")[1] == str(pid) and d["expires_at"] > now]
 
 
 def _seed_six_days(world: World, per_day: int = 4) -> None:
@@ -123,12 +132,14 @@ def test_a_paused_holder_loses_its_day_after_the_lease_expires(mongo_uri, tmp_pa
     try:
         world.seed(expired=9, days=100)  # three days of three
         world.seed(expired=9, days=100)  # six a day: two parts each
-        a = _start(world, _ARCHIVERD_CRASH_AT="commit@1:STOP")
+        # A's lease must still be live when the first run meets it (a 3 s one can lapse while that
+        # process starts on a loaded machine), then it is waited out
+        a = _start(world, ARCHIVERD_LEASE_SECONDS="30", _ARCHIVERD_CRASH_AT="commit@1:STOP")
         try:
             wait_stopped(a)
             first = world.cli("run", "--once")  # A's day is held (its lease is live): left to it
             assert first.returncode == 0 and "event=day.held" in first.stderr, first.stderr
-            time.sleep(3.5)  # A's lease lapses while it is paused
+            assert wait_until(lambda: not _live_leases(world, a.pid), 60)  # A's lease lapses while it is paused
             b = world.cli("run", "--once")
             assert b.returncode == 0, b.stderr
             assert "event=recovery.completed" in b.stderr
