@@ -53,7 +53,8 @@ def _seed_six_days(world: World, per_day: int = 4) -> None:
 def test_two_processes_split_the_backlog_by_day_and_status_shows_who_holds_what(mongo_uri, tmp_path):
     """A takes the oldest day and is paused there; B takes every other day; A resumes and finishes
     its own. Each day is sealed once, by one process, into one segment; everything is archived."""
-    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="60", **SHARED)
+    # A's day lease must outlive B's whole run on a loaded machine (it is not renewed while A is paused)
+    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="600", **SHARED)
     try:
         _seed_six_days(world)
         a = _start(world, _ARCHIVERD_CRASH_AT="day:taken@1:STOP")
