@@ -96,7 +96,10 @@ def test_a_day_whose_holder_is_killed_is_finished_by_a_running_daemon(mongo_uri,
     b = None
     try:
         _seed_six_days(world, per_day=8)
-        a = _start(world, _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        # A's day lease must still be live when B, a process still starting, first meets it (a 3 s
+        # one, not renewed while A is paused, could lapse first on a loaded machine: B would take the
+        # day over without ever finding it held); B takes it over once A is dead and it has lapsed
+        a = _start(world, ARCHIVERD_LEASE_SECONDS="30", _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
         wait_stopped(a)
         b = world.start_daemon()
         deadline = time.monotonic() + 120
