@@ -20,7 +20,7 @@ from archiverd.errors import EXIT_OK, EXIT_WARNING
 from archiverd.service.source import LeaseLost, Source
 from archiverd.service.state import State
 from bench.corpus import experience
-from tests.reliability import crash_cycle_at
+from tests.reliability import crash_cycle_at, wait_until
 
 NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
 
@@ -195,14 +195,13 @@ def test_change_stream_wakes_and_resumes_after_restart(cfg, collection):
     wake, stop = threading.Event(), threading.Event()
     watcher = ChangeWatcher(cfg, source, state, wake, stop)
     watcher.start()
-    deadline = time.monotonic() + 10
-    while watcher.status != "active" and time.monotonic() < deadline:
-        time.sleep(0.05)
+    # a document written before the stream opens makes no event (loaded-machine bound)
+    assert wait_until(lambda: watcher.status == "active"), watcher.status
     seed(collection, [(1, 5)])  # fresh: no wake
-    time.sleep(1.5)
+    time.sleep(1.5)  # a wrong wake would come within the watcher's 1 s await
     assert not wake.is_set()
     seed(collection, [(2, 300)])  # a backfill of an expired document: wake at once
-    assert wake.wait(10)
+    assert wake.wait(60)
     token = watcher.token
     stop.set()
     watcher.join(10)
@@ -214,7 +213,7 @@ def test_change_stream_wakes_and_resumes_after_restart(cfg, collection):
     assert again.token is not None
     again.start()
     try:
-        assert wake2.wait(10)
+        assert wake2.wait(60)
     finally:
         stop2.set()
         again.join(10)
@@ -242,7 +241,7 @@ def test_change_events_carry_the_date_field_only(cfg, collection):
         (_id,) = seed(collection, [(1, 300)], embeddings=True)
         assert collection.update_one({"_id": _id}, {"$set": {"note": "x" * 1000}}).modified_count == 1
         changes = []
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 60  # a loaded-machine bound: the loop ends with the second event
         while len(changes) < 2 and time.monotonic() < deadline:
             change = stream.try_next()
             if change is not None:
@@ -265,18 +264,53 @@ def test_daemon_loop_archives_a_backfill_without_waiting_for_the_poll(cfg, colle
         deadline = time.monotonic() + 20
         while State(cfg.state_file).get("last_cycle") is None and time.monotonic() < deadline:
             time.sleep(0.1)
-        time.sleep(1.5)  # let the change stream open
+        _watcher_opened(daemon)  # a document written before the stream opens makes no event
         seed(collection, [(7, 365)])
-        deadline = time.monotonic() + 20
-        while remaining(collection) and time.monotonic() < deadline:
-            time.sleep(0.2)
-        assert not remaining(collection)
+        assert wait_until(lambda: not remaining(collection), 60)  # not after poll_seconds (300)
     finally:
         daemon.stop.set()
         daemon.wake.set()
         runner.join(30)
     assert not runner.is_alive()
     assert State(cfg.state_file).get("resume_token") is not None
+
+
+def _watcher_opened(daemon: Daemon) -> ChangeWatcher:
+    """The running daemon's change-stream thread, once its stream is open."""
+    def opened() -> ChangeWatcher | None:
+        return next((t for t in threading.enumerate()
+                     if isinstance(t, ChangeWatcher) and t.source is daemon.source and t.status == "active"), None)
+    watcher = wait_until(opened)
+    assert watcher is not None, "the daemon's change stream never opened"
+    return watcher
+
+
+def test_a_backfill_written_during_a_cycle_is_archived_without_waiting_for_the_poll(cfg, collection):
+    """Regression: the daemon cleared its wake event after each cycle, so the change stream's wake
+    for a document written while a cycle ran was lost and the document waited for the next poll.
+    Deterministic: the document is written inside the cycle (at its commit), in a day the cycle did
+    not list, and the watcher has seen it before the cycle goes on."""
+    cfg = dataclasses.replace(cfg, poll_seconds=300)
+    seed(collection, [(1, 200)])
+    daemon = Daemon(cfg)
+    seen: dict[str, bool] = {}
+
+    def backfill(point: str) -> None:
+        if point == "commit" and not seen:
+            _watcher_opened(daemon)
+            seed(collection, [(2, 300)])
+            seen["wake"] = daemon.wake.wait(60)
+
+    runner = threading.Thread(target=daemon.run)
+    with faults.installed(backfill):
+        runner.start()
+        try:
+            assert wait_until(lambda: seen and not remaining(collection), 60), (seen, remaining(collection))
+        finally:
+            daemon.stop.set()
+            daemon.wake.set()
+            runner.join(60)
+    assert seen == {"wake": True} and not runner.is_alive()
 
 
 def test_unreachable_server_is_retried_then_a_clear_error(cfg, tmp_path):

@@ -4,6 +4,7 @@ MongoDB-wire server, with the invariants of tests/reliability.py (nothing lost, 
 without a verified seal, no version sealed twice) and one segment per day."""
 from __future__ import annotations
 
+import datetime as dt
 import json
 import re
 import signal
@@ -16,9 +17,10 @@ from pathlib import Path
 import pytest
 
 from archiverd.service.lease import ARCHIVE_ID_FILE, archive_id
+from archiverd.service.source import LEASES
 from archiverd.service.state import State
 from archiverd.store import layout
-from tests.reliability import ROOT, World, wait_stopped
+from tests.reliability import ROOT, World, wait_stopped, wait_until
 
 SHARED = {"ARCHIVERD_SHARED_BACKLOG": "true", "ARCHIVERD_SEGMENT_MAX_DOCS": "0"}
 
@@ -36,6 +38,13 @@ def _parts_per_day(world: World) -> Counter:
     return Counter(layout.day_of(str(p.relative_to(world.collection_dir))) for p in layout.segments(world.collection_dir))
 
 
+def _live_leases(world: World, pid: int) -> list[str]:
+    """The leases process `pid` holds that have not lapsed (by their expires_at)."""
+    now = dt.datetime.now(dt.timezone.utc)
+    return [d["_id"] for d in world.client[world.database][LEASES].find()
+            if d["owner"].split(":")[1] == str(pid) and d["expires_at"] > now]
+
+
 def _seed_six_days(world: World, per_day: int = 4) -> None:
     world.seed(expired=3 * per_day, fresh=2)
     world.seed(expired=3 * per_day, days=103)
@@ -44,7 +53,8 @@ def _seed_six_days(world: World, per_day: int = 4) -> None:
 def test_two_processes_split_the_backlog_by_day_and_status_shows_who_holds_what(mongo_uri, tmp_path):
     """A takes the oldest day and is paused there; B takes every other day; A resumes and finishes
     its own. Each day is sealed once, by one process, into one segment; everything is archived."""
-    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="60", **SHARED)
+    # A's day lease must outlive B's whole run on a loaded machine (it is not renewed while A is paused)
+    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="600", **SHARED)
     try:
         _seed_six_days(world)
         a = _start(world, _ARCHIVERD_CRASH_AT="day:taken@1:STOP")
@@ -86,7 +96,10 @@ def test_a_day_whose_holder_is_killed_is_finished_by_a_running_daemon(mongo_uri,
     b = None
     try:
         _seed_six_days(world, per_day=8)
-        a = _start(world, _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        # A's day lease must still be live when B, a process still starting, first meets it (a 3 s
+        # one, not renewed while A is paused, could lapse first on a loaded machine: B would take the
+        # day over without ever finding it held); B takes it over once A is dead and it has lapsed
+        a = _start(world, ARCHIVERD_LEASE_SECONDS="30", _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
         wait_stopped(a)
         b = world.start_daemon()
         deadline = time.monotonic() + 120
@@ -123,12 +136,14 @@ def test_a_paused_holder_loses_its_day_after_the_lease_expires(mongo_uri, tmp_pa
     try:
         world.seed(expired=9, days=100)  # three days of three
         world.seed(expired=9, days=100)  # six a day: two parts each
-        a = _start(world, _ARCHIVERD_CRASH_AT="commit@1:STOP")
+        # A's lease must still be live when the first run meets it (a 3 s one can lapse while that
+        # process starts on a loaded machine), then it is waited out
+        a = _start(world, ARCHIVERD_LEASE_SECONDS="30", _ARCHIVERD_CRASH_AT="commit@1:STOP")
         try:
             wait_stopped(a)
             first = world.cli("run", "--once")  # A's day is held (its lease is live): left to it
             assert first.returncode == 0 and "event=day.held" in first.stderr, first.stderr
-            time.sleep(3.5)  # A's lease lapses while it is paused
+            assert wait_until(lambda: not _live_leases(world, a.pid), 60)  # A's lease lapses while it is paused
             b = world.cli("run", "--once")
             assert b.returncode == 0, b.stderr
             assert "event=recovery.completed" in b.stderr

@@ -22,7 +22,7 @@ from archiverd.service.daemon import Daemon
 from archiverd.store import layout
 from bench.corpus import experience
 from tests.mongo_server import Server
-from tests.reliability import ROOT, World, crash_cycle_at, cycles_done, daemon_log, kill, wait_until
+from tests.reliability import ROOT, World, crash_cycle_at, cycles_done, daemon_log, kill, wait_stopped, wait_until
 
 UTC = dt.timezone.utc
 
@@ -228,7 +228,7 @@ def test_run_once_twice_in_a_row_both_succeed(mongo_uri, tmp_path):
         world.close()
 
 
-def test_sigterm_releases_the_lease_sighup_reloads_and_a_second_sigterm_aborts(mongo_uri, tmp_path):
+def test_sigterm_releases_the_lease_and_sighup_reloads(mongo_uri, tmp_path):
     conf = tmp_path / "archiverd.toml"
     conf.write_text("poll_seconds = 1\n")
     world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="60")
@@ -246,16 +246,67 @@ def test_sigterm_releases_the_lease_sighup_reloads_and_a_second_sigterm_aborts(m
         kill(daemon, signal.SIGTERM)
         assert daemon.returncode == 0 and "event=daemon.stopped" in daemon_log(daemon)
         assert world.cli("run", "--once").returncode == 0  # the lease was released at once
-        # a second SIGTERM while the first is being honoured: out at once, nothing deleted unsafely
-        world.seed(expired=40, embeddings_every=1)
-        daemon = world.start_daemon(ARCHIVERD_CONFIG=str(conf))
-        while "event=segment" not in daemon_log(daemon) and "event=lease" not in daemon_log(daemon) \
-                and time.monotonic() < deadline + 60:
-            time.sleep(0.05)
+    finally:
+        world.close()
+
+
+def test_a_second_sigterm_while_the_first_is_honoured_exits_at_once(tmp_path):
+    """The first SIGTERM lets the current step finish; a second one while it does exits at once,
+    safely. Deterministic: the daemon stops itself after its first delete batch, the server hangs,
+    the first SIGTERM is handled (logged) and the daemon is seen still waiting for the server to
+    finish its step; only then comes the second. (Two signals sent back to back may reach the
+    process as one.)"""
+    server = Server(tmp_path / "db").start()
+    world = World(server.uri, tmp_path, ARCHIVERD_LEASE_SECONDS="5", ARCHIVERD_RETRY_SECONDS="300",
+                  ARCHIVERD_BATCH_SIZE="2")
+    daemon = None
+    try:
+        world.seed(expired=12)  # four a day: two delete batches a segment
+        daemon = world.start_daemon(ARCHIVERD_POLL_SECONDS="600", _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        wait_stopped(daemon)
+        os.killpg(server.proc.pid, signal.SIGSTOP)  # the server hangs: the step cannot finish
         daemon.send_signal(signal.SIGTERM)
+        daemon.send_signal(signal.SIGCONT)
+        assert wait_until(lambda: "event=daemon.stopping" in daemon_log(daemon) or daemon.poll() is not None)
+        assert daemon.poll() is None and "event=daemon.stopped" not in daemon_log(daemon), daemon_log(daemon)
         daemon.send_signal(signal.SIGTERM)
-        daemon.wait(30)
+        assert daemon.wait(60) == 0  # not after the server's retry_seconds (300)
+        log = daemon_log(daemon)
+        assert "event=daemon.abort" in log and "event=daemon.stopped" not in log, log
+        os.killpg(server.proc.pid, signal.SIGCONT)
         assert world.check().safe
+        assert world.run_once().returncode == 0  # the next run finishes the journaled deletes
+        assert world.check().converged
+    finally:
+        if daemon is not None:
+            kill(daemon)
+        if server.proc is not None:
+            os.killpg(server.proc.pid, signal.SIGCONT)
+        world.client.close()
+        server.stop()
+
+
+def test_a_sigterm_during_a_cycle_is_not_slept_through(mongo_uri, tmp_path):
+    """Regression: the daemon cleared its wake event after each cycle, so a SIGTERM that arrived
+    while a cycle ran was slept through until the next poll (poll_seconds; systemd kills at
+    TimeoutStopSec). Deterministic: the daemon stops itself after its first delete batch and the
+    SIGTERM is queued while it is stopped, so it lands inside the cycle."""
+    world = World(mongo_uri, tmp_path, ARCHIVERD_LEASE_SECONDS="30")
+    try:
+        world.seed(expired=6)  # three days of two: one delete batch each
+        daemon = world.start_daemon(ARCHIVERD_POLL_SECONDS="600", _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        try:
+            wait_stopped(daemon)
+            daemon.send_signal(signal.SIGTERM)
+            daemon.send_signal(signal.SIGCONT)
+            assert daemon.wait(60) == 0, daemon_log(daemon)  # not after a sleep of up to 600 s
+        finally:
+            kill(daemon)
+        log = daemon_log(daemon)
+        assert "event=daemon.stopping" in log and "event=daemon.stopped" in log, log
+        report = world.check()
+        assert report.safe and not report.pending and not report.temp_files, report
+        assert report.expired_left == 4  # stopped after its first day: the cycle was interrupted
     finally:
         world.close()
 

@@ -124,13 +124,17 @@ def _follow(path: Path, f: IO[bytes]) -> None:
     the new one from its start; after a truncation (copytruncate) read again from the start."""
     from watchfiles import watch
 
-    pending = b""
+    pending = seen = b""
     inode = os.fstat(f.fileno()).st_ino
     for _ in _changes(watch, path):
+        if _truncated(f, seen):
+            f.seek(0)
+            pending = seen = b""
         while True:
             chunk = f.read(_BLOCK)
             if not chunk:
                 break
+            seen = (seen + chunk)[-_SEEN:]
             pending += chunk
             *lines, pending = pending.split(b"\n")
             if lines:
@@ -142,10 +146,21 @@ def _follow(path: Path, f: IO[bytes]) -> None:
         if st.st_ino != inode:
             f.close()
             f = open(path, "rb")
-            inode, pending = st.st_ino, b""
-        elif st.st_size < f.tell():
-            f.seek(0)
-            pending = b""
+            inode, pending, seen = st.st_ino, b"", b""
+
+
+_SEEN = 64  # bytes remembered before the read position, to recognise a truncated file that grew back
+
+
+def _truncated(f: IO[bytes], seen: bytes) -> bool:
+    """Was the file truncated since it was read up to f.tell() (copytruncate)? It is shorter than
+    that now -- or it has grown past it again before we looked, and the bytes just before that
+    position are no longer the ones read there (looking at the size alone would print the new
+    file's middle as if appended)."""
+    end = f.tell()
+    if os.fstat(f.fileno()).st_size < end:
+        return True
+    return bool(seen) and os.pread(f.fileno(), len(seen), end - len(seen)) != seen
 
 
 def _changes(watch, path: Path) -> Iterator[object]:  # type: ignore[no-untyped-def]

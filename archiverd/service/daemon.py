@@ -251,6 +251,9 @@ class Daemon:
         try:
             while not self.stop.is_set():
                 self.beat = time.monotonic()
+                # cleared before the cycle, not after it: a stop, a reload or an expired document
+                # that arrives while the cycle runs must end the sleep that follows it
+                self.wake.clear()
                 if self._reload_requested:
                     self._apply_reload()
                     watcher.cfg = self.cfg
@@ -285,8 +288,8 @@ class Daemon:
                     continue
                 finally:
                     renewer.stop()
-                self.wake.clear()
-                self.wake.wait(self._sleep_seconds(stats))
+                if not self.stop.is_set():
+                    self.wake.wait(self._sleep_seconds(stats))
         finally:
             if lease is not None:
                 self.leases.release(lease)
