@@ -254,9 +254,13 @@ class Catalog:
 
     def _drop(self, seg_id: int) -> None:
         with self._transaction():
-            self.db.execute("DELETE FROM docs WHERE segment=?", (seg_id,))
-            self.db.execute("DELETE FROM fields WHERE segment=?", (seg_id,))
-            self.db.execute("DELETE FROM segments WHERE id=?", (seg_id,))
+            self._forget(seg_id)
+
+    def _forget(self, seg_id: int) -> None:
+        """A segment's rows, all of them (inside a transaction)."""
+        self.db.execute("DELETE FROM docs WHERE segment=?", (seg_id,))
+        self.db.execute("DELETE FROM fields WHERE segment=?", (seg_id,))
+        self.db.execute("DELETE FROM segments WHERE id=?", (seg_id,))
 
     def add(self, path: str, idx: dict[str, Any], index_file: Path) -> None:
         """Record one segment (the daemon calls this right after a seal)."""
@@ -285,7 +289,10 @@ class Catalog:
             start = _date_ms(f"{day}T00:00:00+00:00")
             dates = [start, start + 86_399_999] if start is not None else []
         with self._transaction():
-            self.db.execute("DELETE FROM segments WHERE path=?", (path,))
+            # a segment recorded again (recovery after a crash, a changed index): its old rows go, all
+            # of them -- the id may come back to the new row, whose document rows would then collide
+            for (old,) in self.db.execute("SELECT id FROM segments WHERE path=?", (path,)).fetchall():
+                self._forget(old)
             cur = self.db.execute(
                 "INSERT INTO segments(path, day, segment_id, created_at, documents, video_bytes, index_file, "
                 "index_size, index_mtime, first_date, last_date, sealed, content_sha256) "
