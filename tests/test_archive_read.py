@@ -373,6 +373,8 @@ def test_bad_search_arguments_are_clear_errors(built):
         with pytest.raises(ConfigError):
             archive.search(np.ones(1536), FIELD, 0)
         assert archive.search(np.ones(1536), "embeddings.no_such_field", 5) == []
+    proc = cli(built, "search", "--field", "embeddings.no_such_field", "--vector", json.dumps([1.0] * 1536), code=1)
+    assert proc.stdout == "" and "no archived document has an embedding in embeddings.no_such_field" in proc.stderr
     for args in (["--vector", "[1, 2, \"x\"]"], ["--vector", "nofile.json"], [],
                  ["--vector", "[1]", "--like", "x"], ["--vector", "[NaN]"]):
         proc = cli(built, "search", "--field", FIELD, *args, code=3)

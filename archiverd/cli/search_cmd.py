@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..config import Config
-from ..errors import ConfigError
+from ..errors import EXIT_WARNING, ConfigError
 from ..format.documents import field_value
 from ..format.sidecar import MAX_DIM, MIN_DIM, as_vector
 from ..query import ejson
@@ -93,6 +93,10 @@ def command(cfg: Config, field: str, vector: str | None, like: str | None, k: in
             query = parse_vector(vector or "")
         hits = archive.search(query, field, k, start=lo, end=hi,
                               filter=spec, raw=True)
+    if not hits:  # most often a misspelt --field: say so, as `get` does for an _id it does not find
+        click.echo(f"archiverd: no archived document{' in that range or filter' if spec or lo or hi else ''} has an "
+                   f"embedding in {field}", err=True)
+        return EXIT_WARNING
     lines = ejson.Lines(canonical)
     for hit in hits:
         click.echo(lines.dumps({"score": hit.score, "document": lines.document(shape.apply(hit.document))}))
