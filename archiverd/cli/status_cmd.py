@@ -10,7 +10,7 @@ can run it. The first rule that applies decides:
 | 5 | the archive directory is missing or not a directory, or the state file cannot be read |
 | 4 | a video without its index (orphan), an index that does not load, or a segment set aside by recovery |
 | 2 | the last cycle failed; or no cycle completed for longer than --stale-after while no live process holds the lease or a day's lease (a long cycle is not a stale one); or documents of a complete day have waited longer than --stale-after since their day became archivable |
-| 1 | deletes of a journaled segment or a temporary file left by an interrupted cycle (no live process holds the lease or a day's lease; the next cycle finishes or removes them); encryption on and a master key never exported (or its file unusable, or an unfinished rotation) |
+| 1 | deletes of a journaled segment or a temporary file left by an interrupted cycle (no live process holds the lease or a day's lease; the next cycle finishes or removes them); encryption on and a master key never exported (or its file unusable, or an unfinished rotation); no document has the date field (a misspelt one archives nothing) |
 | 0 | none of these |
 
 Every problem found is listed (`health.problems` in --json), not only the one that set the code.
@@ -411,7 +411,7 @@ def command(cfg: Config, as_json: bool, stale_after: float) -> int:
       2  the last cycle failed; no cycle for --stale-after (none running); documents
          of a complete day waiting longer than --stale-after
       1  unfinished deletes or temporary files of an interrupted cycle (nobody holds the
-         lease); a master key that was never exported
+         lease); a master key that was never exported; no document has the date field
       0  healthy
 
     \b
