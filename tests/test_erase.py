@@ -211,3 +211,24 @@ def test_erase_in_an_encrypted_archive_stays_encrypted(mongo_uri, tmp_path):
         encryption.use_keyring(None)
     run("get", str(VICTIM), env=env, code=1)
     run("check", "--read-data", env=env, code=0)
+
+
+def test_erase_in_out_of_range(tmp_path):
+    """A document dated outside years 1..9999 lies in `out-of-range/`, which has no day: the day-hold
+    check must not take its name for one (it raised ValueError: an internal error, nothing erased).
+    A day hold does not cover it; a document hold still does."""
+    root = tmp_path / "archives"
+    env = {"ARCHIVERD_ARCHIVE_DIR": str(root)}
+    cfg = config.load(environ=env)
+    far = bson.DatetimeMS(400_000_000_000_000)  # year ~14645
+    raws = [bson.encode({"_id": ObjectId(f"{n:024x}"), "timestamp": far, "user_query": NEEDLE if n == 5 else "q"})
+            for n in range(8)]
+    video = layout.day_dir(cfg.collection_dir, "out-of-range") / "part-0001.mkv"
+    video.parent.mkdir(parents=True)
+    write_segment(video, raws)
+    run("hold", "add", "--from", "2025-01-01", "--to", "9999-12-31", "--reason", "every day", env=env, code=0)
+    run("erase", "--dry-run", str(VICTIM), "--reason", "GDPR", env=env, code=0)
+    run("erase", str(VICTIM), "--reason", "GDPR", env=env, code=0)
+    assert sorted(archived(cfg)) == sorted(r for r in raws if VICTIM.binary not in r)
+    run("hold", "add", "--id", str(ObjectId(f"{6:024x}")), "--reason", "litigation", env=env, code=0)
+    assert "legal hold" in run("erase", str(ObjectId(f"{6:024x}")), "--reason", "GDPR", env=env, code=3).stderr

@@ -150,8 +150,12 @@ class Holds:
 
 
 def days_holding(hold_list: list[Hold], segment: str) -> list[Hold]:
-    """The day holds covering the day of this segment (a path relative to the collection)."""
-    day = dt.date.fromisoformat(layout.day_of(segment))
+    """The day holds covering the day of this segment (a path relative to the collection); none for
+    a segment in `out-of-range/`, which has no day (prune never removes it either)."""
+    try:
+        day = dt.date.fromisoformat(layout.day_of(segment))
+    except ValueError:
+        return []
     return [h for h in hold_list if h.covers_day(day)]
 
 
