@@ -260,9 +260,8 @@ def test_a_day_hold_added_while_an_erase_runs_is_never_broken(plain):
         assert erase.wait(timeout=300) == 0, erase.stderr.read()
         assert hold.wait(timeout=60) == 0, hold.stderr.read()
     finally:
-        for proc in (erase,):
-            if proc.poll() is None:
-                proc.kill()
+        if erase.poll() is None:
+            erase.kill()
     records = [(r["event"], r.get("phase")) for r in audit.read(cfg.collection_dir)[0]]
     added = records.index(("hold.add", None))
     removed = [n for n, r in enumerate(records) if r[0] == "erase"]
