@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections import Counter
@@ -211,3 +212,57 @@ def test_erase_in_an_encrypted_archive_stays_encrypted(mongo_uri, tmp_path):
         encryption.use_keyring(None)
     run("get", str(VICTIM), env=env, code=1)
     run("check", "--read-data", env=env, code=0)
+
+
+def test_erase_in_out_of_range(tmp_path):
+    """A document dated outside years 1..9999 lies in `out-of-range/`, which has no day: the day-hold
+    check must not take its name for one (it raised ValueError: an internal error, nothing erased).
+    A day hold does not cover it; a document hold still does."""
+    root = tmp_path / "archives"
+    env = {"ARCHIVERD_ARCHIVE_DIR": str(root)}
+    cfg = config.load(environ=env)
+    far = bson.DatetimeMS(400_000_000_000_000)  # year ~14645
+    raws = [bson.encode({"_id": ObjectId(f"{n:024x}"), "timestamp": far, "user_query": NEEDLE if n == 5 else "q"})
+            for n in range(8)]
+    video = layout.day_dir(cfg.collection_dir, "out-of-range") / "part-0001.mkv"
+    video.parent.mkdir(parents=True)
+    write_segment(video, raws)
+    run("hold", "add", "--from", "2025-01-01", "--to", "9999-12-31", "--reason", "every day", env=env, code=0)
+    run("erase", "--dry-run", str(VICTIM), "--reason", "GDPR", env=env, code=0)
+    run("erase", str(VICTIM), "--reason", "GDPR", env=env, code=0)
+    assert sorted(archived(cfg)) == sorted(r for r in raws if VICTIM.binary not in r)
+    run("hold", "add", "--id", str(ObjectId(f"{6:024x}")), "--reason", "litigation", env=env, code=0)
+    assert "legal hold" in run("erase", str(ObjectId(f"{6:024x}")), "--reason", "GDPR", env=env, code=3).stderr
+
+
+def test_a_day_hold_added_while_an_erase_runs_is_never_broken(plain):
+    """`hold add` returns only when no running erase (or prune) can still remove a file it covers:
+    it waits for the removal lock. It changed the holds file under its own lock only, so a hold
+    added while an erase was rewriting (after the erase had looked at the holds) was reported added
+    -- and then the erase removed the held segment."""
+    from tests.reliability import proc_state, wait_stopped
+
+    cfg, env, _ = plain
+    erase = subprocess.Popen([sys.executable, "-m", "archiverd", "erase", str(VICTIM), "--reason", "GDPR"],
+                             env={**os.environ, **env, "_ARCHIVERD_CRASH_AT": "erase:rewritten@1:STOP"},
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_stopped(erase)  # the holds were looked at, part 1's replacement is committed
+        hold = subprocess.Popen([sys.executable, "-m", "archiverd", "hold", "add", "--from", DAYS[0],
+                                 "--reason", "litigation 7"], env={**os.environ, **env},
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            hold.wait(timeout=10)  # the old code added it at once; a waiting one is let through below
+        except subprocess.TimeoutExpired:
+            pass
+        assert proc_state(erase.pid) == "T"
+        os.kill(erase.pid, signal.SIGCONT)
+        assert erase.wait(timeout=300) == 0, erase.stderr.read()
+        assert hold.wait(timeout=60) == 0, hold.stderr.read()
+    finally:
+        if erase.poll() is None:
+            erase.kill()
+    records = [(r["event"], r.get("phase")) for r in audit.read(cfg.collection_dir)[0]]
+    added = records.index(("hold.add", None))
+    removed = [n for n, r in enumerate(records) if r[0] == "erase"]
+    assert removed and max(removed) < added, records  # nothing removed once the hold was in place

@@ -46,7 +46,6 @@ from ..format.reader import SegmentReader, SegmentScan
 from ..format.writer import SegmentWriter
 from .catalog import Catalog
 
-LOCK = ".archiverd-prune.lock"  # one removal at a time: prune and erase share it
 
 
 @dataclass
@@ -86,7 +85,7 @@ def erase(cfg: Config, wanted: list[tuple[str, list[Any]]], reason: str, *, pend
         raise ConfigError(f"no archive of {cfg.namespace} under {cfg.archive_dir}")
     ring = keyring.from_config(cfg)
     durable.ensure_dir(directory)
-    lock = contextlib.nullcontext() if dry_run else durable.exclusive_lock(directory / LOCK)
+    lock = contextlib.nullcontext() if dry_run else durable.exclusive_lock(directory / holds.REMOVALS_LOCK)
     with lock:
         who, run = audit.who(command), uuid.uuid4().hex
         if not dry_run:

@@ -2,7 +2,8 @@
 
 `archiverd-holds.json` in the collection's archive directory, mode 0600, changed only under an
 exclusive lock (`.archiverd-holds.lock`) by a read-modify-write and an atomic replace, like the
-state file:
+state file; adding a hold first waits for a running prune or erase (their lock), which read the
+holds when they began:
 
     {"format": "archiverd-holds", "version": 1, "next_id": 3,
      "holds": [{"id": 1, "kind": "days", "from": "2025-01-01", "to": "2025-03-31",
@@ -34,6 +35,9 @@ FILE_NAME = "archiverd-holds.json"
 FORMAT = "archiverd-holds"
 VERSION = 1
 DAYS, DOCUMENT = "days", "document"
+# held by prune and erase for their whole run (one removal at a time), and taken by `add`: a hold
+# is in place only once no removal that looked at the holds before it can still remove a file
+REMOVALS_LOCK = ".archiverd-prune.lock"
 
 
 @dataclass(frozen=True)
@@ -120,7 +124,9 @@ class Holds:
             data["next_id"] += 1
             data["holds"].append(hold.as_json())
             return hold
-        hold = self._change(add)
+        durable.ensure_dir(self.collection_dir)
+        with durable.exclusive_lock(self.collection_dir / REMOVALS_LOCK):  # waits for a running prune or erase
+            hold = self._change(add)
         audit.append(self.collection_dir, "hold.add", who, hold=_without_by(hold))
         return hold
 
@@ -150,8 +156,12 @@ class Holds:
 
 
 def days_holding(hold_list: list[Hold], segment: str) -> list[Hold]:
-    """The day holds covering the day of this segment (a path relative to the collection)."""
-    day = dt.date.fromisoformat(layout.day_of(segment))
+    """The day holds covering the day of this segment (a path relative to the collection); none for
+    a segment in `out-of-range/`, which has no day (prune never removes it either)."""
+    try:
+        day = dt.date.fromisoformat(layout.day_of(segment))
+    except ValueError:
+        return []
     return [h for h in hold_list if h.covers_day(day)]
 
 

@@ -219,7 +219,7 @@ def prune(cfg: Config, *, pending: Iterable[str], retention_days: int | None = N
         return PruneResult(days, last_prunable_day(days, now), dry_run)
     if not dry_run:
         durable.ensure_dir(cfg.collection_dir)
-    lock = contextlib.nullcontext() if dry_run else durable.exclusive_lock(cfg.collection_dir / ".archiverd-prune.lock")
+    lock = contextlib.nullcontext() if dry_run else durable.exclusive_lock(cfg.collection_dir / holds.REMOVALS_LOCK)
     with lock:  # one prune at a time; a dry run creates nothing, not even the lock file
         hold_list = holds.Holds(cfg.collection_dir).list()
         needs_key = any(audit.scheme_of(d) != audit.PLAIN for h in hold_list for d in h.digests)
