@@ -39,3 +39,27 @@ def test_a_segment_recorded_again_keeps_exactly_its_own_rows(tmp_path):
         assert db.execute("SELECT COUNT(*) FROM docs WHERE segment NOT IN (SELECT id FROM segments)").fetchone()[0] == 0
         assert db.execute("SELECT COUNT(*) FROM fields WHERE segment NOT IN (SELECT id FROM segments)").fetchone()[0] == 0
         assert [w.n for w in catalog.by_id(12)] == [2]
+
+
+def test_a_drop_by_a_process_with_an_older_view_never_takes_another_segments_rows(tmp_path):
+    """Process A drops a vanished newest segment and records a new one, which SQLite gives the same
+    id; process B, which listed the catalog before, then drops the vanished segment too. B's drop
+    goes by the segment's path, so the new segment keeps its rows."""
+    source = {"db": "d", "collection": "c", "date_field": "timestamp"}
+    first = layout.day_dir(tmp_path, DAYS[0]) / "part-0001.mkv"
+    gone = layout.day_dir(tmp_path, DAYS[1]) / "part-0001.mkv"
+    for n, video in enumerate((first, gone)):
+        video.parent.mkdir(parents=True)
+        write_segment(video, _docs(DAYS[n], 10 * n), source=source)
+    with Catalog.for_reading(tmp_path) as a, Catalog.for_reading(tmp_path) as b:
+        old_id = a.db.execute("SELECT id FROM segments WHERE path=?", (gone.relative_to(tmp_path).as_posix(),)).fetchone()[0]
+        for f in gone.parent.iterdir():
+            f.unlink()
+        new = layout.day_dir(tmp_path, DAYS[1]) / "part-0002.mkv"
+        write_segment(new, _docs(DAYS[1], 20), source=source)
+        a.sync()
+        assert a.db.execute("SELECT path FROM segments WHERE id=?", (old_id,)).fetchone()[0] == \
+            new.relative_to(tmp_path).as_posix()  # the id came back to the new segment
+        b._drop(gone.relative_to(tmp_path).as_posix())  # what b's sync does with its older listing
+        assert [w.n for w in a.by_id(21)] == [1]
+        assert a.db.execute("SELECT COUNT(*) FROM docs").fetchone()[0] == 8

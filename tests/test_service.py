@@ -413,3 +413,28 @@ def test_the_expiry_scan_reads_only_the_id_and_the_date_of_a_document():
     twice = bson.encode(SON([("_id", 1), ("x", 0)]))[:-1] + b"\x10_id\x00\x02\x00\x00\x00\x00"
     twice = len(twice).to_bytes(4, "little") + twice[4:]
     assert lean_document(twice, ("_id",))["_id"] == 1
+
+
+def test_a_document_whose_id_cannot_be_decoded_stays_and_names_why(tmp_path):
+    """MongoDB keeps the bytes a client sent: an `_id` string that is not valid UTF-8 cannot be
+    decoded, indexed or deleted by its `_id`. The expiry scan hands it back as staying, with the
+    reason (the cycle skips it and goes on), and the writer refuses it with a ValueError (what the
+    cycle already treats as "cannot be archived") -- not pymongo's InvalidBSON, which stopped every
+    cycle at that day."""
+    from archiverd.format.writer import SegmentWriter
+    from archiverd.service.source import expired_of
+
+    when = dt.datetime(2026, 1, 2, tzinfo=dt.timezone.utc)
+    body = b"\x02_id\x00" + (4).to_bytes(4, "little") + b"\xff\xfe\x80\x00" + bson.encode({"timestamp": when})[4:-1]
+    bad = (len(body) + 5).to_bytes(4, "little") + body + b"\x00"
+    cutoff = int(dt.datetime(2026, 6, 1, tzinfo=dt.timezone.utc).timestamp() * 1000)
+    found = expired_of(bad, "timestamp", cutoff)
+    assert found.raw == bad and found.ms is None and found.id is None
+    assert found.reason.startswith("_id or date cannot be read")
+    good = bson.encode({"_id": 7, "timestamp": when})
+    assert expired_of(good, "timestamp", cutoff)[1:] == (7, int(when.timestamp() * 1000), None)
+    writer = SegmentWriter(tmp_path / "part-0001.mkv")
+    with pytest.raises(ValueError, match="_id cannot be decoded"):
+        writer.append(bad, {})
+    writer.append(good, {})
+    writer.abort()

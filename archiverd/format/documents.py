@@ -65,7 +65,10 @@ def id_entry(raw: bytes) -> dict[str, Any]:
     element = bsonpack.top_level_element(raw, b"_id")
     if element is None:
         return {}
-    return {"_id": index.id_json(bson.decode(element, DECODE_OPTIONS)["_id"])}
+    try:
+        return {"_id": index.id_json(bson.decode(element, DECODE_OPTIONS)["_id"])}
+    except bson.errors.InvalidBSON as exc:  # e.g. a string that is not valid UTF-8
+        raise ValueError(f"the document's _id cannot be decoded: {exc}") from None
 
 
 def date_meta(raw: bytes, date_field: str | None) -> dict[str, Any]:

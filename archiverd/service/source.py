@@ -69,6 +69,21 @@ class Expired(NamedTuple):
     reason: str | None
 
 
+def expired_of(raw: bytes, date_field: str, cutoff: int) -> Expired:
+    """What the expiry query's match `raw` is: its `_id` and date, or the reason it stays -- also
+    when they cannot be read (an `_id` string that is not valid UTF-8: MongoDB keeps what a client
+    sent, and such a document could not be deleted by its `_id` anyway)."""
+    try:
+        lean = lean_document(raw, ("_id", date_field.partition(".")[0]))
+        ms, reason = expiry.date_ms(lean, date_field)
+        _id = lean.get("_id")
+    except bson.errors.BSONError as exc:
+        return Expired(raw, None, None, f"_id or date cannot be read: {exc}"[:120])
+    if ms is not None and ms >= cutoff:
+        ms, reason = None, "date field is an array or path matched by an older element"
+    return Expired(raw, _id, ms, reason)
+
+
 def lean_document(raw: bytes, names: Sequence[str]) -> RawBSONDocument:
     """Only the top-level fields `names` of the document `raw` (the first of each, as the index
     takes the `_id`), as a raw document of its own. Reading one field of a RawBSONDocument decodes
@@ -279,7 +294,6 @@ class Source:
         after a transient failure or a lost cursor from the last document accepted (sort key
         (date, _id))."""
         f = self.cfg.date_field
-        fields = ("_id", f.partition(".")[0])
         last: tuple[int, Any] | None = None
         while True:
             query = self.expired_filter(cutoff, since)
@@ -290,14 +304,10 @@ class Source:
                       .batch_size(self.read_batch()).allow_disk_use(True))
             try:
                 for doc in cursor:
-                    raw = bytes(doc.raw)  # (a memoryview in some replies)
-                    lean = lean_document(raw, fields)
-                    ms, reason = expiry.date_ms(lean, f)
-                    if ms is not None and ms >= cutoff:
-                        ms, reason = None, "date field is an array or path matched by an older element"
-                    if ms is not None:
-                        last = (ms, lean["_id"])
-                    yield Expired(raw, lean["_id"], ms, reason)
+                    found = expired_of(bytes(doc.raw), f, cutoff)  # (a memoryview in some replies)
+                    if found.ms is not None:
+                        last = (found.ms, found.id)
+                    yield found
                 return
             except pe.PyMongoError as exc:
                 # a lost cursor (server restarted, failover) is resumed like a network error

@@ -222,22 +222,28 @@ class Catalog:
         self.unreadable = []
         if self.store is None:
             on_disk = self._on_disk()
-            stamps = {path: (f.name, (st := f.stat()).st_size, st.st_mtime_ns) for path, f in on_disk.items()}
+            stamps = {}
+            for path, f in on_disk.items():
+                try:
+                    st = f.stat()
+                except FileNotFoundError:  # removed since the listing (a prune or erase): vanished
+                    continue
+                stamps[path] = (f.name, st.st_size, st.st_mtime_ns)
         else:
             stamps = self._in_store()
         known = {path: (seg_id, file, size, mtime) for seg_id, path, file, size, mtime in
                  self.db.execute("SELECT id, path, index_file, index_size, index_mtime FROM segments")}
         added = dropped = 0
-        for path, (seg_id, _, _, _) in known.items():
+        for path in known:
             if path not in stamps:
-                self._drop(seg_id)
+                self._drop(path)
                 dropped += 1
         for path, stamp in stamps.items():
             old = known.get(path)
             if old is not None and old[1:] == stamp:
                 continue
             if old is not None:
-                self._drop(old[0])
+                self._drop(path)
             try:
                 if self.store is None:
                     self.add(path, index.load(on_disk[path]), on_disk[path])
@@ -252,15 +258,18 @@ class Catalog:
             added += 1
         return added, dropped
 
-    def _drop(self, seg_id: int) -> None:
+    def _drop(self, path: str) -> None:
         with self._transaction():
-            self._forget(seg_id)
+            self._forget(path)
 
-    def _forget(self, seg_id: int) -> None:
-        """A segment's rows, all of them (inside a transaction)."""
-        self.db.execute("DELETE FROM docs WHERE segment=?", (seg_id,))
-        self.db.execute("DELETE FROM fields WHERE segment=?", (seg_id,))
-        self.db.execute("DELETE FROM segments WHERE id=?", (seg_id,))
+    def _forget(self, path: str) -> None:
+        """All the rows of the segment at `path` (inside a transaction). By path, looked up inside
+        the transaction: an id read earlier may since belong to another segment (another process
+        dropped this one and SQLite handed its id to the next)."""
+        for (seg_id,) in self.db.execute("SELECT id FROM segments WHERE path=?", (path,)).fetchall():
+            self.db.execute("DELETE FROM docs WHERE segment=?", (seg_id,))
+            self.db.execute("DELETE FROM fields WHERE segment=?", (seg_id,))
+            self.db.execute("DELETE FROM segments WHERE id=?", (seg_id,))
 
     def add(self, path: str, idx: dict[str, Any], index_file: Path) -> None:
         """Record one segment (the daemon calls this right after a seal)."""
@@ -291,8 +300,7 @@ class Catalog:
         with self._transaction():
             # a segment recorded again (recovery after a crash, a changed index): its old rows go, all
             # of them -- the id may come back to the new row, whose document rows would then collide
-            for (old,) in self.db.execute("SELECT id FROM segments WHERE path=?", (path,)).fetchall():
-                self._forget(old)
+            self._forget(path)
             cur = self.db.execute(
                 "INSERT INTO segments(path, day, segment_id, created_at, documents, video_bytes, index_file, "
                 "index_size, index_mtime, first_date, last_date, sealed, content_sha256) "
