@@ -8,6 +8,7 @@ row states the behaviour wanted), so fixing them turns the row green and the mar
 """
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -156,7 +157,7 @@ ROWS = [
 
 @pytest.fixture
 def place(cfg, collection, tmp_path):
-    collection.insert_one({"_id": "undated"})  # the collection exists; nothing is due
+    collection.insert_one({"_id": "fresh", "timestamp": dt.datetime.now(dt.timezone.utc)})  # it exists; nothing is due
     seg = tmp_path / "seg" / "part-0001.mkv"
     seg.parent.mkdir()
     write_segment(seg, [bson.encode({"_id": i, "t": "x" * 50}) for i in range(3)], source={"db": "d", "collection": "c"})

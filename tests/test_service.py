@@ -286,6 +286,40 @@ def test_a_second_sigterm_while_the_first_is_honoured_exits_at_once(tmp_path):
         server.stop()
 
 
+def test_one_sigterm_against_a_hung_server_ends_well_within_systemds_stop_timeout(tmp_path):
+    """A graceful stop waits for the current step, but not for retry_seconds of an outage: from the
+    stop on, retries share STOP_RETRY_SECONDS, so the daemon is gone well before systemd's
+    TimeoutStopSec (120 s) would SIGKILL it -- safely, its deletes journaled for the next run."""
+    from archiverd.service.source import STOP_RETRY_SECONDS
+    server = Server(tmp_path / "db").start()
+    world = World(server.uri, tmp_path, ARCHIVERD_LEASE_SECONDS="5", ARCHIVERD_RETRY_SECONDS="300",
+                  ARCHIVERD_BATCH_SIZE="2", ARCHIVERD_SERVER_TIMEOUT_MS="3000")
+    daemon = None
+    try:
+        world.seed(expired=12)
+        daemon = world.start_daemon(ARCHIVERD_POLL_SECONDS="600", _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
+        wait_stopped(daemon)
+        os.killpg(server.proc.pid, signal.SIGSTOP)  # the server hangs: the step cannot finish
+        started = time.monotonic()
+        daemon.send_signal(signal.SIGTERM)
+        daemon.send_signal(signal.SIGCONT)
+        daemon.wait(100)
+        took = time.monotonic() - started
+        log = daemon_log(daemon)
+        assert took < STOP_RETRY_SECONDS + 60 and "event=daemon.abort" not in log, (took, log)
+        os.killpg(server.proc.pid, signal.SIGCONT)
+        assert world.check().safe
+        assert world.run_once().returncode == 0  # the next run finishes the journaled deletes
+        assert world.check().converged
+    finally:
+        if daemon is not None:
+            kill(daemon)
+        if server.proc is not None:
+            os.killpg(server.proc.pid, signal.SIGCONT)
+        world.client.close()
+        server.stop()
+
+
 def test_a_sigterm_during_a_cycle_is_not_slept_through(mongo_uri, tmp_path):
     """Regression: the daemon cleared its wake event after each cycle, so a SIGTERM that arrived
     while a cycle ran was slept through until the next poll (poll_seconds; systemd kills at

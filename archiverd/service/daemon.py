@@ -127,6 +127,7 @@ class Daemon:
         self.wake = threading.Event()
         self.state = State(cfg.state_file)
         self.source = Source(cfg)
+        self.source.stopping = self.stop
         self.beat = time.monotonic()  # last sign of progress, for the systemd watchdog
 
         def on_progress(n: int) -> None:

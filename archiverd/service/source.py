@@ -57,6 +57,7 @@ _NO_CHANGE_STREAMS = {40573, 40324, 136, 303}
 # SRV look-up failures that are an outage, not a misspelt name (NXDOMAIN stays a ConfigError)
 _DNS_UNREACHABLE = ("resolution lifetime expired", "nameservers failed", "timed out")
 FAIL_FAST_TIMEOUT_MS = 6000  # a person waits at most this for a server (+ start-up, even on a busy host: < 15 s)
+STOP_RETRY_SECONDS = 20.0  # once stopping, transient failures are retried this long in all, not retry_seconds
 
 
 class Expired(NamedTuple):
@@ -166,6 +167,10 @@ class Source:
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         timeout = min(cfg.server_timeout_ms, FAIL_FAST_TIMEOUT_MS) if cfg.fail_fast else cfg.server_timeout_ms
         self.retry_seconds = 0.0 if cfg.fail_fast else cfg.retry_seconds
+        # the daemon's stop event: a graceful stop against a dead server must end well within systemd's
+        # TimeoutStopSec (120 s), so from the stop on, retries share STOP_RETRY_SECONDS
+        self.stopping: threading.Event | None = None
+        self._stop_seen: float | None = None
         try:
             self.client: MongoClient = MongoClient(cfg.uri, document_class=RawBSONDocument, tz_aware=True,
                                                    datetime_conversion=DatetimeConversion.DATETIME_AUTO,
@@ -215,10 +220,19 @@ class Source:
 
         for attempt in Retrying(retry=retry_if_exception(retry), reraise=True,
                                 wait=wait_exponential(multiplier=0.5, max=15),
-                                stop=lambda _: time.monotonic() >= end, before_sleep=before_sleep):
+                                stop=lambda _: time.monotonic() >= self.retry_end(end), before_sleep=before_sleep):
             with attempt:
                 return fn()
         raise AssertionError("unreachable")  # pragma: no cover - Retrying either returns or raises
+
+    def retry_end(self, end: float) -> float:
+        """`end`, or -- once the daemon is stopping -- STOP_RETRY_SECONDS after the stop was first
+        seen, if sooner (a stop during an outage gives up what is left: the journal keeps it)."""
+        if self.stopping is None or not self.stopping.is_set():
+            return end
+        if self._stop_seen is None:
+            self._stop_seen = time.monotonic()
+        return min(end, self._stop_seen + STOP_RETRY_SECONDS)
 
     def _mapped(self, what: str, exc: pe.PyMongoError) -> DatabaseError:
         """A driver error as the DatabaseError a user can act on."""
