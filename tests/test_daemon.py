@@ -10,6 +10,7 @@ import time
 import bson
 import pytest
 from bson.raw_bson import RawBSONDocument
+from pymongo import WriteConcern
 
 from archiverd import SegmentReader, config, faults
 from archiverd.store import layout
@@ -147,6 +148,33 @@ def test_restore_round_trip_is_byte_exact(cfg, collection):
     assert {d["_id"]: d.raw for d in restored.find()} == old
     again = restore(segments, Source(target))  # insert-only: nothing overwritten
     assert again.inserted == 0 and again.existing == len(old)
+
+
+def test_a_lost_delete_is_found_by_identity_even_when_a_kept_document_vanished(cfg, collection):
+    """The read that confirms a segment's deletes compares identities, not counts: one document
+    kept because it changed, then deleted by a client, must not let another whose acknowledged
+    delete the server lost pass for deleted (the journal entry was dropped with it still there)."""
+    original = seed(collection, [(i, 150) for i in range(6)])
+    changed, lost = sorted(original)[2], sorted(original)[4]
+    batches = []
+
+    def fault(point: str) -> None:
+        if point == "before-seal":  # read and sealed as it was; changed before its delete
+            collection.update_one({"_id": changed}, {"$set": {"final_outcome": "edited later"}})
+        if point == "delete-batch" and "delete-batch" not in batches:  # the batch committed: the server "loses" one
+            durable = collection.with_options(write_concern=WriteConcern("majority", j=True))  # delete,
+            durable.insert_one(RawBSONDocument(original[lost]))  # a client deletes the changed one
+            durable.delete_one({"_id": changed})
+        batches.append(point)
+
+    state = State(cfg.state_file)
+    source = Source(cfg)
+    lease = source.acquire_lease()
+    with faults.installed(fault):
+        stats = Archiver(cfg, source, state).run_cycle(lease)
+    source.release_lease(lease)
+    assert stats.changed == 1 and stats.deleted == 6  # five, and the lost one again
+    assert remaining(collection) == set() and not state.pending and batches.count("delete-batch") == 2
 
 
 def test_second_daemon_is_blocked_by_the_lease(cfg, collection):

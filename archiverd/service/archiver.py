@@ -477,17 +477,22 @@ class Archiver:
             if attempt and self.stop.is_set():  # a re-delete is a new step: leave it journaled
                 return total
             present = self.source.present([i for i, _, _ in entries])
-            again = [e for e in entries if index.key_of(e[0]) in present]
-            if len(again) <= total.changed:  # only the documents kept because they changed
+            # by identity, not by count: a kept (changed) document someone deleted meanwhile must
+            # not let one whose acknowledged delete was lost pass for done
+            again = [e for e in entries if (key := index.key_of(e[0])) in present and key not in total.kept]
+            if not again:
                 break
-            log.warning("delete.not_durable", segment=rel, documents=len(again) - total.changed,
+            log.warning("delete.not_durable", segment=rel, documents=len(again),
                         reason="acknowledged deletes are not visible; deleting again")
             redo, ran = self._delete_batches(again, rel)
             if not ran:
                 return total
             total.deleted += redo.deleted
             total.bytes += redo.bytes
-            total.changed = redo.changed
+            total.changed += redo.changed
+            total.kept |= redo.kept
+            if redo.deleted:
+                self.source.durability_barrier(self._day)
         else:
             raise DatabaseError(f"{rel}: deletes are acknowledged but do not stay deleted; the segment stays "
                                 "journaled and is retried")
@@ -534,6 +539,7 @@ class Archiver:
             total.deleted += outcome.deleted
             total.bytes += outcome.bytes
             total.changed += outcome.changed
+            total.kept |= outcome.kept
             total.gone += outcome.gone
             faults.hit("delete-batch")
         return total, True

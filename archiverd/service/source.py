@@ -28,7 +28,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple, TypeVar
 
 import bson
@@ -154,6 +154,7 @@ class DeleteOutcome:
     deleted: int = 0
     bytes: int = 0  # BSON bytes of the deleted documents
     changed: int = 0  # present but no longer the archived bytes: kept
+    kept: set[str] = field(default_factory=set)  # their identity keys
     gone: int = 0  # already deleted by someone (or by us before a crash)
     complete: bool = False  # every batch ran and a read confirmed it: the journal entry can go
 
@@ -434,6 +435,7 @@ class Source:
                     out.bytes += found[1]
                 else:
                     out.changed += 1
+                    out.kept.add(key)
             if same:
                 result = self.collection.delete_many({"_id": {"$in": same}}, session=session)
                 if result.deleted_count != len(same):  # cannot happen under snapshot isolation
