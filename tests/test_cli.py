@@ -82,7 +82,7 @@ def test_export_of_damaged_segment_writes_what_verifies_and_names_the_rest(segme
     idx_path.write_text(json.dumps(idx))
     out = tmp_path / "out.jsonl"
     proc = run("export", "--canonical", "-o", out, path, check_code=4)
-    assert "1 documents could not be recovered" in proc.stderr and idx["docs"][3]["_id"]["$oid"] in proc.stderr
+    assert "1 document could not be recovered" in proc.stderr and idx["docs"][3]["_id"]["$oid"] in proc.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == len(docs) - 1
     decoded = [json_util.loads(line, json_options=json_util.CANONICAL_JSON_OPTIONS) for line in lines[:5]]
@@ -136,7 +136,7 @@ def test_export_says_which_copy_is_newest(tmp_path):
     time.sleep(0.01)  # sealing order (created_at, ms) decides, not names or arguments
     write_segment(newer, [v2])
     proc = run("export", newer, older, check_code=0)  # argument order does not decide: sealing order does
-    assert len(proc.stdout.splitlines()) == 3 and "1 older copies of re-archived _ids included" in proc.stderr
+    assert len(proc.stdout.splitlines()) == 3 and "1 older copy of re-archived _ids included" in proc.stderr
     proc = run("export", "--newest-only", older, newer, check_code=0)
     docs = [json_util.loads(line) for line in proc.stdout.splitlines()]
     assert [d["_id"] for d in docs] == ["exp-2", "exp-1"] and docs[1]["final_outcome"] == "edited later"

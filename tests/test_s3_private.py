@@ -377,7 +377,7 @@ def test_prune_and_erase_run_from_the_command_line_on_a_bucket(s3, tmp_path):
     assert done.returncode == 0 and "removed 2 segments" in done.stdout, done.stdout + done.stderr
     assert store.segments() == [f"{recent.replace('-', '/')}/part-0001.mkv"]
     erased = cli("erase", str(ObjectId(f"{13:024x}")), "--reason", "GDPR", env=env)
-    assert erased.returncode == 0 and "erased 1 archived copies of 1 documents" in erased.stdout, erased.stderr
+    assert erased.returncode == 0 and "erased 1 archived copy of 1 document" in erased.stdout, erased.stderr
     assert len(archived(store)) == 5
 
 

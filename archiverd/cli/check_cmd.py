@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .. import progress
+from .. import progress, units
 from ..config import Config
 from ..errors import ConfigError, EXIT_WARNING, SegmentError, StorageError
 from ..store import objects
@@ -35,9 +35,9 @@ def _line(item: SegmentCheck) -> None:
     where = item.path
     if item.ok:
         how = "read" if item.read else "checksum"
-        click.echo(f"ok                            {where} ({item.documents} documents, {how})")
+        click.echo(f"ok                            {where} ({units.plural(item.documents, 'document')}, {how})")
     else:
-        click.echo(f"{item.status:<30}{where}" + (f" ({item.lost} documents lost)" if item.lost else ""))
+        click.echo(f"{item.status:<30}{where}" + (f" ({units.plural(item.lost, 'document')} lost)" if item.lost else ""))
         for problem in item.problems[:10]:
             click.echo(f"    - {problem}")
     for warning in item.warnings:
@@ -122,7 +122,7 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
             click.echo(f"catalog: {problem}" + (" (rebuilt)" if result.catalog_rebuilt else ""))
         s = result.summary()
         mb = s["bytes_read"] / 1e6
-        click.echo(f"checked {s['segments']} segments in {s['seconds']:.1f} s ({mb:.1f} MB read); "
+        click.echo(f"checked {units.plural(s['segments'], 'segment')} in {s['seconds']:.1f} s ({mb:.1f} MB read); "
                    + ", ".join(f"{n} {status}" for status, n in sorted(s["by_status"].items())))
     if not result.ok:
         return SegmentError.exit_code

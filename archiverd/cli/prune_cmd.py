@@ -5,6 +5,7 @@ import json
 
 import click
 
+from .. import units
 from ..config import Config
 from ..errors import EXIT_WARNING
 from ..service.state import State
@@ -56,12 +57,14 @@ def command(cfg: Config, dry_run: bool, keep_days: int | None, reason: str | Non
         for s in result.segments:
             rel = s.video.as_posix()
             if s.removable:
-                docs = "?" if s.documents is None else s.documents
-                click.echo(f"{verb:<13} {rel} ({docs} documents, {len(s.files)} files, {s.bytes:,} bytes)")
+                docs = "? documents" if s.documents is None else units.plural(s.documents, "document")
+                click.echo(f"{verb:<13} {rel} ({docs}, {units.plural(len(s.files), 'file')}, "
+                           f"{units.plural(s.bytes, 'byte')})")
             else:
                 click.echo(f"{'kept':<13} {rel}: {'; '.join(s.held_by) or s.skipped}")
         summary = result.summary()
         click.echo(f"retention {result.retention_days} days (days through {result.last_day}): {verb} "
-                   f"{summary['segments_removed']} segments ({summary['bytes_removed']:,} bytes), kept "
+                   f"{units.plural(summary['segments_removed'], 'segment')} "
+                   f"({units.plural(summary['bytes_removed'], 'byte')}), kept "
                    f"{summary['segments_kept']}")
     return EXIT_WARNING if result.kept else 0
