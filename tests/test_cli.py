@@ -194,3 +194,31 @@ def test_a_group_without_its_command_prints_its_help(group):
     proc = run(*group, check_code=3)
     assert proc.stderr.startswith(f"Usage: {' '.join(['archiverd', *group])} [OPTIONS] COMMAND")
     assert "\nCommands:\n" in proc.stderr and "archiverd: error" not in proc.stderr and proc.stdout == ""
+
+
+# options the README lists once, below its command table, instead of in each row
+_SHARED_OPTIONS = {"--help", "-h", "--config", "--uri", "--db", "--collection", "--date-field", "--older-than",
+                   "--archive-dir", "--progress", "--no-progress", "--progress-interval", "--statistics"}
+
+
+def test_the_readme_command_table_agrees_with_each_commands_options():
+    """The table is what a newcomer reads instead of --help: each row names every option of its
+    command (a group's row: of its subcommands), and none that the command does not take."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    rows = {m[1]: m[0] for m in re.findall(r"^(\| `archiverd (\w+).*\|)$", section, re.M)}
+    options: dict[str, list[tuple[str, ...]]] = {}
+    for path, command in _every_command():
+        words = path.split()
+        if len(words) > 1 and not command.hidden:
+            options.setdefault(words[1], []).extend(
+                tuple(p.opts + p.secondary_opts) for p in command.params if p.param_type_name == "option")
+    assert sorted(rows) == sorted(options)
+    for name, row in rows.items():
+        named = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-zA-Z])(?![\w-])", row))
+        takes = {o for opts in options[name] for o in opts}
+        assert named - takes - _SHARED_OPTIONS == set(), (name, "the row names options the command lacks")
+        unnamed = [opts for opts in options[name] if not (set(opts) & (named | _SHARED_OPTIONS))]
+        assert unnamed == [], (name, "options missing from the row")

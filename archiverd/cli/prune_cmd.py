@@ -13,6 +13,16 @@ from ..store import retention
 from ._common import with_config
 
 
+def _kept(kept: list[retention.SegmentPlan]) -> str:
+    """What the summary's kept count is: segments past retention that stay, and why (each is named above)."""
+    if not kept:
+        return "nothing kept back"
+    held = sum(1 for s in kept if s.held_by)
+    why = ", ".join(f"{n} {what}" for n, what in ((held, "under a hold"),
+                                                  (len(kept) - held, "journaled or not checkable")) if n)
+    return f"kept {units.plural(len(kept), 'segment')} past retention ({why})"
+
+
 @click.command("prune")
 @click.option("--dry-run", is_flag=True, help="Show what would be removed and what is kept; change nothing.")
 @click.option("--keep-days", "keep_days", type=click.IntRange(1, 36_500), metavar="N",
@@ -65,6 +75,5 @@ def command(cfg: Config, dry_run: bool, keep_days: int | None, reason: str | Non
         summary = result.summary()
         click.echo(f"retention {result.retention_days} days (days through {result.last_day}): {verb} "
                    f"{units.plural(summary['segments_removed'], 'segment')} "
-                   f"({units.plural(summary['bytes_removed'], 'byte')}), kept "
-                   f"{summary['segments_kept']}")
+                   f"({units.plural(summary['bytes_removed'], 'byte')}), {_kept(result.kept)}")
     return EXIT_WARNING if result.kept else 0

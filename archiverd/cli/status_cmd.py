@@ -371,7 +371,7 @@ def _human(info: dict[str, Any]) -> list[str]:
     row("retention", (f"{info['retention_days']:g} days" if info["retention_days"] else "keep forever")
         + (f"; {units.plural(info['holds'], 'legal hold')}" if info["holds"] else "")
         + (f"; last prune (through {prune.get('through_day')}) removed "
-           f"{units.plural(prune.get('segments_removed', 0), 'segment')}, kept {prune.get('segments_kept', 0)}"
+           f"{units.plural(prune.get('segments_removed', 0), 'segment')}, kept {prune.get('segments_kept', 0)} held or journaled"
            if prune else ""))
     error = info["last_error"]
     row("last error", f"{error.get('at')}: {error.get('error')}" if error else "none")
