@@ -303,7 +303,7 @@ def _human(info: dict[str, Any]) -> list[str]:
         row("database", info["database"])
     else:
         oldest = info["oldest_expired"]
-        row("backlog", f"{units.count(info['expired'])} expired documents not archived yet: "
+        row("backlog", f"{units.plural(info['expired'], 'expired document')} not archived yet: "
                        f"{units.count(info['ready'])} in complete days, {units.count(info['waiting'])} waiting for "
                        f"their day to end" + (f"; oldest {oldest} ({units.age(info['oldest_expired_age_seconds'])} "
                                               "past its expiry)" if oldest else ""))
