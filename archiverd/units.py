@@ -1,4 +1,5 @@
-"""Sizes, counts and durations as a person reads them (`status`, `list`, `info`, progress lines).
+"""Sizes, counts and durations as a person reads them (`status`, `list`, `info`, progress lines,
+the summary line of each command).
 
 Machine output (`--json`) never goes through here: it carries plain numbers and ISO times.
 """
@@ -22,6 +23,12 @@ def size(n: float | None) -> str:
 
 def count(n: int) -> str:
     return f"{n:,}"
+
+
+def plural(n: int, noun: str, nouns: str | None = None) -> str:
+    """A count and its noun, as one-line summaries say it: 1 document, 0 documents, 1,234 segments,
+    1 older copy (`nouns` for a plural that is not noun + s)."""
+    return f"{count(n)} {noun if n == 1 else nouns or noun + 's'}"
 
 
 def age(seconds: float | None) -> str:

@@ -24,7 +24,7 @@ import bson  # noqa: E402
 from bson.raw_bson import RawBSONDocument  # noqa: E402
 from pymongo import MongoClient  # noqa: E402
 
-from archiverd import SegmentReader  # noqa: E402
+from archiverd import SegmentReader, units  # noqa: E402
 from archiverd.store import layout  # noqa: E402
 from archiverd.format import index  # noqa: E402
 from bench.corpus import experiences  # noqa: E402
@@ -85,7 +85,7 @@ def run_demo(server: Server, tmp: Path) -> int:
         print(run.stderr)
         return run.returncode
     sealed = [line for line in run.stderr.splitlines() if "event=segment.sealed" in line]
-    print(f"{len(sealed)} segments sealed, e.g.\n  {sealed[0]}\n  ...\n  {sealed[-1]}")
+    print(f"{units.plural(len(sealed), 'segment')} sealed, e.g.\n  {sealed[0]}\n  ...\n  {sealed[-1]}")
 
     collection_dir = tmp / "archives" / "evolving_agents_db" / "eat_agent_experiences"
     print(f"\narchived per day (first and last 5 of {len(list(layout.segments(collection_dir)))}):")
@@ -102,7 +102,8 @@ def run_demo(server: Server, tmp: Path) -> int:
     print("\n".join(rows[:5] + ["  ..."] + rows[-5:]))
     print(f"  {archived_docs} documents, {archived_bson / 1e6:.1f} MB of BSON -> {video_bytes / 1e6:.1f} MB of video "
           f"({archived_bson / video_bytes:.1f}x smaller), {archived_docs / seconds:.0f} documents/s including "
-          f"seal, verify and delete")
+          f"seal, verify and delete\n  (here a day holds ~{units.plural(round(archived_docs / len(rows)), 'document')}"
+          f", one small segment each; the README's daemon rates are for days of 10,000: bench/bench_daemon.py)")
 
     status = cli(env, "status")
     print(status.stdout.rstrip())
@@ -114,7 +115,7 @@ def run_demo(server: Server, tmp: Path) -> int:
     from_segment = {str(RawBSONDocument(raw)["_id"]): raw for raw in SegmentReader(segment)}
     identical = (restored == from_segment and
                  all(hashlib.sha256(raw).hexdigest() == originals[_id] for _id, raw in restored.items()))
-    print(f"restored {len(restored)} documents from {segment.relative_to(collection_dir)}: "
+    print(f"restored {units.plural(len(restored), 'document')} from {segment.relative_to(collection_dir)}: "
           f"{'byte-for-byte identical to the originals' if identical else 'MISMATCH'}")
     verify = cli(env, "verify", str(segment))
     print(verify.stdout.strip())

@@ -36,7 +36,26 @@ def test_an_intact_archive_is_ok(archive):
     assert all(s["read"] for s in result["segments"]) and result["summary"]["documents_read"] == 96
     result = _check("--read-data-subset", "34%", root, code=0)
     assert sum(s["read"] for s in result["segments"]) == 1
-    assert run("check", root, check_code=0).stdout.count("ok ") == 3
+    assert run("check", "-v", root, check_code=0).stdout.count("ok ") == 3
+
+
+def test_the_default_output_names_problems_only_and_verbose_lists_every_segment(archive):
+    root, (flipped, second, third) = archive
+    quiet = run("check", root, check_code=0).stdout.splitlines()
+    assert len(quiet) == 1 and quiet[0].startswith("checked 3 segments in ") and quiet[0].endswith("; 3 ok"), quiet
+    for flag in ("-v", "--verbose"):
+        listed = run("check", flag, root, check_code=0).stdout.splitlines()
+        assert len(listed) == 4 and [line.split()[0] for line in listed[:3]] == ["ok"] * 3, listed
+        assert listed[3].startswith("checked 3 segments in ") and listed[3].endswith("; 3 ok")
+    data = bytearray(flipped.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    flipped.write_bytes(bytes(data))
+    quiet = run("check", root, check_code=4).stdout
+    assert quiet.startswith(f"{'damaged (repairable)':<30}{flipped}\n"), quiet
+    assert str(second) not in quiet and str(third) not in quiet and "ok " not in quiet
+    assert quiet.splitlines()[-1].endswith("; 1 damaged (repairable), 2 ok")
+    listed = run("check", "-v", root, check_code=4).stdout
+    assert all(str(path) in listed for path in (flipped, second, third))
 
 
 def test_each_kind_of_trouble_has_its_status(archive):

@@ -82,7 +82,7 @@ def test_export_of_damaged_segment_writes_what_verifies_and_names_the_rest(segme
     idx_path.write_text(json.dumps(idx))
     out = tmp_path / "out.jsonl"
     proc = run("export", "--canonical", "-o", out, path, check_code=4)
-    assert "1 documents could not be recovered" in proc.stderr and idx["docs"][3]["_id"]["$oid"] in proc.stderr
+    assert "1 document could not be recovered" in proc.stderr and idx["docs"][3]["_id"]["$oid"] in proc.stderr
     lines = out.read_text().splitlines()
     assert len(lines) == len(docs) - 1
     decoded = [json_util.loads(line, json_options=json_util.CANONICAL_JSON_OPTIONS) for line in lines[:5]]
@@ -136,7 +136,7 @@ def test_export_says_which_copy_is_newest(tmp_path):
     time.sleep(0.01)  # sealing order (created_at, ms) decides, not names or arguments
     write_segment(newer, [v2])
     proc = run("export", newer, older, check_code=0)  # argument order does not decide: sealing order does
-    assert len(proc.stdout.splitlines()) == 3 and "1 older copies of re-archived _ids included" in proc.stderr
+    assert len(proc.stdout.splitlines()) == 3 and "1 older copy of re-archived _ids included" in proc.stderr
     proc = run("export", "--newest-only", older, newer, check_code=0)
     docs = [json_util.loads(line) for line in proc.stdout.splitlines()]
     assert [d["_id"] for d in docs] == ["exp-2", "exp-1"] and docs[1]["final_outcome"] == "edited later"
@@ -194,3 +194,31 @@ def test_a_group_without_its_command_prints_its_help(group):
     proc = run(*group, check_code=3)
     assert proc.stderr.startswith(f"Usage: {' '.join(['archiverd', *group])} [OPTIONS] COMMAND")
     assert "\nCommands:\n" in proc.stderr and "archiverd: error" not in proc.stderr and proc.stdout == ""
+
+
+# options the README lists once, below its command table, instead of in each row
+_SHARED_OPTIONS = {"--help", "-h", "--config", "--uri", "--db", "--collection", "--date-field", "--older-than",
+                   "--archive-dir", "--progress", "--no-progress", "--progress-interval", "--statistics"}
+
+
+def test_the_readme_command_table_agrees_with_each_commands_options():
+    """The table is what a newcomer reads instead of --help: each row names every option of its
+    command (a group's row: of its subcommands), and none that the command does not take."""
+    import re
+    from pathlib import Path
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = readme.split("\n## Commands\n", 1)[1].split("\n## ", 1)[0]
+    rows = {m[1]: m[0] for m in re.findall(r"^(\| `archiverd (\w+).*\|)$", section, re.M)}
+    options: dict[str, list[tuple[str, ...]]] = {}
+    for path, command in _every_command():
+        words = path.split()
+        if len(words) > 1 and not command.hidden:
+            options.setdefault(words[1], []).extend(
+                tuple(p.opts + p.secondary_opts) for p in command.params if p.param_type_name == "option")
+    assert sorted(rows) == sorted(options)
+    for name, row in rows.items():
+        named = set(re.findall(r"(?<![\w-])(--[a-z][\w-]*|-[a-zA-Z])(?![\w-])", row))
+        takes = {o for opts in options[name] for o in opts}
+        assert named - takes - _SHARED_OPTIONS == set(), (name, "the row names options the command lacks")
+        unnamed = [opts for opts in options[name] if not (set(opts) & (named | _SHARED_OPTIONS))]
+        assert unnamed == [], (name, "options missing from the row")

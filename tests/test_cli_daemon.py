@@ -50,7 +50,7 @@ def test_run_once_status_and_restore_from_the_command_line(cfg, collection):
     restored = {d["_id"]: d.raw for d in collection.database["restored"].find()}
     assert restored == old
     proc = run(cfg, "restore", segments[0], "--to", f"{cfg.database}.restored", code=1)
-    assert "1 _ids already existed (not overwritten)" in proc.stderr
+    assert "1 _id already existed (not overwritten)" in proc.stderr
 
 
 def test_credentials_never_reach_logs_or_output(cfg, tmp_path):

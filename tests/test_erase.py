@@ -89,7 +89,7 @@ def test_erase_rewrites_every_copy_and_keeps_every_other_document_byte_exact(pla
     assert str(VICTIM).encode() in disk_bytes(cfg)  # the plain index names it
 
     out = run("erase", str(VICTIM), "--reason", "GDPR request 2026-114", env=env, code=0).stdout
-    assert "erased 2 archived copies of 1 documents from 2 segments" in out, out
+    assert "erased 2 archived copies of 1 document from 2 segments" in out, out
 
     kept = [d for d in docs if bson.decode(d)["_id"] != VICTIM]
     assert Counter(archived(cfg)) == Counter(kept)  # every other document, byte-exact; the victim nowhere

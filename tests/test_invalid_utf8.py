@@ -65,7 +65,7 @@ def test_json_output_shows_u_fffd_says_so_and_exits_1(archive, args):
     _cfg, env, video = archive
     proc = _run(env, *args, *([str(video)] if args[0] == "export" else []))
     assert proc.returncode == 1, proc.stderr
-    assert b"1 documents hold strings that are not valid UTF-8" in proc.stderr
+    assert b"1 document with strings that are not valid UTF-8" in proc.stderr
     docs = [json.loads(line) for line in proc.stdout.decode("utf-8").splitlines()]
     docs = [d.get("document", d) for d in docs]  # search wraps each document with its score
     assert sorted(d["note"] for d in docs) == ["fine", "\ufffd\ufffd\ufffd"]

@@ -62,7 +62,10 @@ def test_list_per_day_and_per_segment(cfg, archive, text_docs):
         assert row["bytes"] == _segment_bytes(video)  # with its sidecar
         assert row["documents"] == sum(1 for _ in SegmentReader(video))  # the index agrees with the video
     text = run(cfg, "list", code=0).stdout
-    assert "2026-08-01" in text and "total: 4 segments, 21 documents" in text
+    assert "2026-08-01" in text and "total: 4 segments, 21 documents" in text and text.splitlines()[-1].endswith(
+        ", 3 days")
+    one = run(cfg, "list", "2026-09-30", code=0).stdout.splitlines()[-1]  # a count of one reads in the singular
+    assert one.startswith("total: 1 segment, 1 document, ") and one.endswith(" on disk, 1 day"), one
     narrowed = json.loads(run(cfg, "list", "2026-08", "--json", code=0).stdout)
     assert narrowed["totals"]["documents"] == 20 and [d["day"] for d in narrowed["days"]] == ["2026-08-01",
                                                                                             "2026-08-02"]

@@ -239,7 +239,7 @@ def _on_a_terminal(args: list[str], env: dict[str, str]) -> tuple[int, str]:
 
 def test_a_terminal_gets_a_bar_that_other_output_clears(segments, tmp_path):
     env = _no_config_env() | {"COLUMNS": "120"}
-    code, screen = _on_a_terminal(["check", *map(str, segments)], env)
+    code, screen = _on_a_terminal(["check", "-v", *map(str, segments)], env)
     assert code == 0, screen
     assert "\r\x1b[Kchecking [" in screen and "archiverd: progress:" not in screen
     for line in screen.split("\r\n"):

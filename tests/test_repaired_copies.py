@@ -94,7 +94,7 @@ def test_erase_beside_a_foreign_repaired_copy_keeps_the_originals_documents(two_
     plant(videos, tmp_path)
     victim = bson.decode(docs[1][0])["_id"]  # in day 1, and in the foreign copy beside day 0
     out = run("erase", str(victim), "--reason", "r", env=env, code=0).stdout
-    assert "from 1 segments" in out and "2025/01/10" not in out, out
+    assert "from 1 segment" in out and "2025/01/10" not in out, out
     assert videos[0].exists() and list(SegmentReader(videos[0])) == docs[0]  # day 0: untouched, every document
     kept = [raw for video in layout.videos(cfg.collection_dir) if index.path_for(video).exists()
             for raw in SegmentReader(video)]

@@ -17,6 +17,7 @@ from bson import ObjectId
 from archiverd import SegmentReader, config, write_segment
 from archiverd.errors import ConfigError
 from archiverd.format import index
+from archiverd.service.state import State
 from archiverd.store import audit, check, holds, layout, retention
 
 NOW = dt.datetime.now(dt.timezone.utc)
@@ -147,7 +148,8 @@ def test_prune_removes_whole_old_segments_and_audits_without_ids(archive):
             "part-0001.index.json" if "0001" in begin["segment"] else "part-0002.index.json",
             *[f"part-000{1 if '0001' in begin['segment'] else 2}.{s}" for s in ("vectors", "mkv")]]
     assert_no_ids_or_content(cfg, docs)
-    assert run("prune", env=env, check_code=0).stdout.count("removed 0 segments") == 1  # nothing left to do
+    again = run("prune", env=env, check_code=0).stdout  # nothing left to do
+    assert again.count("removed 0 segments") == 1 and again.rstrip().endswith("(0 bytes), nothing kept back")
 
 
 def test_holds_block_prune_until_lifted(archive):
@@ -161,6 +163,7 @@ def test_holds_block_prune_until_lifted(archive):
     assert "hold 1 (days 2020-03-01 to 2020-03-01: case 17)" in listed and "case 18" in listed
     out = run("prune", env=env, check_code=1).stdout  # something kept back: exit 1
     assert out.count("kept") >= 3 and "case 17" in out and "case 18" in out
+    assert out.splitlines()[-1].endswith(" bytes), kept 3 segments past retention (3 under a hold)"), out
     assert segments_left(cfg) == {"2020/03/01/part-0001.mkv", "2020/03/01/part-0002.mkv", "2021/07/15/part-0001.mkv",
                                   f"{RECENT.replace('-', '/')}/part-0001.mkv"}
     for rel in segments_left(cfg):  # what is kept is whole
@@ -198,6 +201,10 @@ def test_prune_refuses_without_retention_and_keeps_journaled_segments(archive):
     kept = [s for s in result.kept]
     assert [s.video.name for s in kept] == ["part-0001.mkv"] and "journaled" in kept[0].skipped
     assert segments_left(cfg) == {"2020/03/02/part-0001.mkv", f"{RECENT.replace('-', '/')}/part-0001.mkv"}
+    State(cfg.state_file).add_pending("2020/03/02/part-0001.mkv")  # as a cycle's unfinished deletes leave it
+    out = run("prune", env=env, check_code=1).stdout
+    assert out.splitlines()[-1].endswith("(0 bytes), kept 1 segment past retention (1 journaled or not checkable)")
+    State(cfg.state_file).remove_pending("2020/03/02/part-0001.mkv")
     out = run("prune", "--keep-days", "3650", "--reason", "asked by DPO", env=env_off, check_code=0).stdout
     assert "removed 0 segments" in out  # 2020 is not ten years old
     result = retention.prune(cfg, pending=[])

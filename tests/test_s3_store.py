@@ -327,7 +327,7 @@ def test_check_and_status_read_the_bucket_and_what_needs_a_directory_says_so(mon
         world.seed(6)
         assert world.cli("run", "--once").returncode == 0
         store = objects.open_url(f"{s3}/{world.database}/eat_agent_experiences")
-        check = world.cli("check", "--read-data")
+        check = world.cli("check", "--read-data", "-v")
         assert check.returncode == 0 and check.stdout.count("(2 documents, read)") == 3, check.stdout + check.stderr
         status = world.cli("status")
         assert status.returncode == 0 and "in store" in status.stdout and "3 segments" in status.stdout, status.stdout

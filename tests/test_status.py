@@ -70,7 +70,7 @@ def test_documents_waiting_past_stale_after_are_unhealthy_until_archived(cfg, co
     put(collection, [(i, 100) for i in range(4)] + [(9, 90.001)])
     proc = run(cfg, "status")
     assert proc.returncode == 2, proc.stdout
-    assert "4 documents of 1 complete days are not archived" in proc.stdout
+    assert "4 documents of 1 complete day not archived" in proc.stdout
     assert run(cfg, "status", "--stale-after", "30d").returncode == 0  # became archivable ~10 days ago
     run(cfg, "run", "--once", code=0)
     status = json.loads(run(cfg, "status", "--json", code=0).stdout)
@@ -89,7 +89,7 @@ def test_documents_waiting_past_stale_after_are_unhealthy_until_archived(cfg, co
     assert status["last_seal"]["documents"] == 4
     text = run(cfg, "status", code=0).stdout
     assert "health:" in text and "ok" in text.splitlines()[0]
-    assert "1 segments, 4 documents" in text and "4 documents sealed" in text
+    assert "1 segment, 4 documents" in text and "4 documents sealed" in text
 
 
 def test_a_failed_or_stale_cycle_is_unhealthy(cfg, collection):

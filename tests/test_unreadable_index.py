@@ -71,7 +71,7 @@ def test_reads_of_the_whole_archive_refuse_rather_than_leave_a_segment_out(archi
         assert proc.stdout == "", args  # not a partial answer
         assert proc.stderr.count("\n") == 1
     proc = run("catalog", "rebuild", env=env, code=4)
-    assert "catalog rebuilt: 1 segments, 3 documents" in proc.stdout and "2025/01/10/part-0001.mkv" in proc.stderr
+    assert "catalog rebuilt: 1 segment, 3 documents" in proc.stdout and "2025/01/10/part-0001.mkv" in proc.stderr
     assert _files(cfg) == before
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from .. import units
 from ..config import Config
 from ..errors import SegmentError
 from ..store.catalog import Catalog
@@ -29,7 +30,8 @@ def rebuild(cfg: Config) -> int:
     """
     where = archive_dir_of(cfg)
     segments, documents, unreadable = Catalog.rebuild_file(where)
-    click.echo(f"catalog rebuilt: {segments} segments, {documents} documents ({where / Catalog.FILE})")
+    click.echo(f"catalog rebuilt: {units.plural(segments, 'segment')}, {units.plural(documents, 'document')} "
+               f"({where / Catalog.FILE})")
     for segment in unreadable:
         click.echo(f"not in it, its index does not load: {segment}", err=True)
     return SegmentError.exit_code if unreadable else 0

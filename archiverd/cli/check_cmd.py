@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from .. import progress
+from .. import progress, units
 from ..config import Config
 from ..errors import ConfigError, EXIT_WARNING, SegmentError, StorageError
 from ..store import objects
@@ -24,13 +24,20 @@ def _percent(text: str | None) -> float | None:
     return float(m.group(1))
 
 
+def _noteworthy(item: SegmentCheck) -> bool:
+    """A segment the default output names: not ok, or with a warning, a derived problem or a repair.
+    Like borg and restic, an intact segment is only counted in the summary (60 `ok` lines hide the one
+    that matters); --verbose lists it too."""
+    return not item.ok or bool(item.warnings or item.derived or item.repaired)
+
+
 def _line(item: SegmentCheck) -> None:
     where = item.path
     if item.ok:
         how = "read" if item.read else "checksum"
-        click.echo(f"ok                            {where} ({item.documents} documents, {how})")
+        click.echo(f"ok                            {where} ({units.plural(item.documents, 'document')}, {how})")
     else:
-        click.echo(f"{item.status:<30}{where}" + (f" ({item.lost} documents lost)" if item.lost else ""))
+        click.echo(f"{item.status:<30}{where}" + (f" ({units.plural(item.lost, 'document')} lost)" if item.lost else ""))
         for problem in item.problems[:10]:
             click.echo(f"    - {problem}")
     for warning in item.warnings:
@@ -48,11 +55,13 @@ def _line(item: SegmentCheck) -> None:
 @click.option("--repair", is_flag=True,
               help="Write a verified repaired copy beside each repairable segment, rebuild missing indexes and "
                    "damaged derived files (sidecars, catalog). Never deletes or modifies a sealed file.")
+@click.option("-v", "--verbose", is_flag=True, help="List every segment, the intact ones too (default: only "
+              "segments with a problem, a warning or a repair, then the summary).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON (a `segments` list and a summary).")
 @progress.options("checking")
 @with_config
 def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str | None, repair: bool,
-            as_json: bool, meter: progress.Meter) -> int:
+            verbose: bool, as_json: bool, meter: progress.Meter) -> int:
     """Check PATHS (segment files or directories; default: this collection's archive, in its
     directory or, with ARCHIVERD_ARCHIVE_URL, in its object store).
 
@@ -62,27 +71,34 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
     A segment whose checksum fails is always decoded, so that it is classified. Derived files are
     checked too: each segment's vector sidecar, and the catalog against the indexes.
 
-    Per segment: ok, damaged (repairable), damaged (unrepairable: K documents), orphan,
-    missing video, unusable repaired copy (a `.repaired.` copy beside it that is not its repair:
-    another segment's files, or half a copy; no read uses it). Exit 0 only when everything is ok; 1 when only leftover temporary files or
+    Prints each segment that is not ok or has a warning (with what was found), then a summary that
+    counts the segments by status; --verbose lists every segment. The statuses: ok, damaged
+    (repairable), damaged (unrepairable: K documents), orphan, missing video, unusable repaired copy
+    (a `.repaired.` copy beside it that is not its repair: another segment's files, or half a copy;
+    no read uses it). Exit 0 only when everything is ok; 1 when only leftover temporary files or
     derived files needing a rebuild (nothing is lost) were found; 4 when any segment is not ok.
     Progress (by bytes): a bar on a terminal, lines with --progress; --statistics times the
     structure, checksum and decode phases.
 
     \b
     Examples:
-      archiverd check                              # checksums of the whole archive
+      archiverd check                              # checksums of the whole archive; problems and a summary
+      archiverd check -v                           # the same, one line per segment
       archiverd check --read-data-subset 10%       # and a full decode of a random tenth (weekly timer)
       archiverd check --read-data --json archives/evolving_agents_db/eat_agent_experiences/2026/08
       archiverd check --repair 2026/08/01/part-0003.mkv
     """
     share = _percent(subset)
+
+    def show(item: SegmentCheck) -> None:
+        if not as_json and (verbose or _noteworthy(item)):
+            _line(item)
     if cfg.archive_url is not None and not paths:
         if repair:
             raise ConfigError(f"--repair writes beside segments in an archive directory; nothing is repaired in "
                               f"the object store {cfg.archive_url}")
         result = check_store(objects.for_collection(cfg), read_data=read_data, subset=share,
-                             progress=None if as_json else _line, meter=meter)
+                             progress=show, meter=meter)
     else:
         if not paths and not cfg.archive_dir.is_dir():
             raise StorageError(f"archive directory {cfg.archive_dir} does not exist or is not a directory: fix "
@@ -95,7 +111,7 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
             if not path.exists():
                 raise SegmentError("no such segment file or directory", str(path))
         result = check(targets, read_data=read_data, subset=share, repair=repair,
-                       progress=None if as_json else _line, meter=meter)
+                       progress=show, meter=meter)
     meter.close()
     if as_json:
         click.echo(json.dumps(result.as_dict(), indent=1, default=str))
@@ -106,7 +122,7 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
             click.echo(f"catalog: {problem}" + (" (rebuilt)" if result.catalog_rebuilt else ""))
         s = result.summary()
         mb = s["bytes_read"] / 1e6
-        click.echo(f"checked {s['segments']} segments in {s['seconds']:.1f} s ({mb:.1f} MB read); "
+        click.echo(f"checked {units.plural(s['segments'], 'segment')} in {s['seconds']:.1f} s ({mb:.1f} MB read); "
                    + ", ".join(f"{n} {status}" for status, n in sorted(s["by_status"].items())))
     if not result.ok:
         return SegmentError.exit_code

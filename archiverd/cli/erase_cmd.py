@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import click
 
+from .. import units
 from ..config import Config
 from ..errors import EXIT_WARNING
 from ..query.ids import parse_id
@@ -50,9 +51,10 @@ def command(cfg: Config, ids: tuple[str, ...], reason: str, dry_run: bool) -> in
             after = " (every document erased: segment removed)"
         else:
             after = f" -> {r.replacement}" + (" (written by an interrupted erase)" if r.reused else "")
-        click.echo(f"{verb} {r.segment}: {r.erased} of {r.documents} documents erased{after}")
-    click.echo(f"{'would erase' if dry_run else 'erased'} {result.copies} archived copies of {len(result.found)} "
-               f"documents from {len(result.rewrites)} segments")
+        click.echo(f"{verb} {r.segment}: {r.erased} of {units.plural(r.documents, 'document')} erased{after}")
+    click.echo(f"{'would erase' if dry_run else 'erased'} "
+               f"{units.plural(result.copies, 'archived copy', 'archived copies')} of "
+               f"{units.plural(len(result.found), 'document')} from {units.plural(len(result.rewrites), 'segment')}")
     if result.missing:
         click.echo(f"archiverd: not archived: {', '.join(result.missing)}", err=True)
         return EXIT_WARNING

@@ -9,7 +9,7 @@ from typing import IO
 
 import click
 
-from .. import progress
+from .. import progress, units
 from ..config import Config
 from ..errors import EXIT_WARNING, ConfigError, SegmentError, StorageError
 from ..format import index
@@ -48,7 +48,8 @@ def _write(readers: list[SegmentReader], lines: ejson.Lines, newest_only: bool, 
             named = ", ".join(map(str, report.lost_documents[:10]))
             lost = bool(report.lost or report.lost_blocks)
             damaged.append((f"{reader.path}: {report.status}; " + (
-                f"{report.lost} documents could not be recovered" + (f" (_ids: {named})" if named else "") if lost
+                f"{units.plural(report.lost, 'document')} could not be recovered"
+                + (f" (_ids: {named})" if named else "") if lost
                 else "every document was recovered from parity and verified: `archiverd check --repair` writes a "
                      "repaired copy"), lost))
     return count, older, damaged
@@ -144,9 +145,10 @@ def command(cfg: Config, segments: tuple[Path, ...], fmt: str, canonical: bool, 
     meter.close()
     note = ""
     if older:
-        note = (f"; {older} older copies of re-archived _ids {'skipped' if newest_only else 'included'} "
+        note = (f"; {units.plural(older, 'older copy', 'older copies')} of re-archived _ids "
+                f"{'skipped' if newest_only else 'included'} "
                 "(newest = most recently sealed segment" + ("" if newest_only else "; --newest-only drops them") + ")")
-    click.echo(f"exported {count} documents{note}", err=True)
+    click.echo(f"exported {units.plural(count, 'document')}{note}", err=True)
     for line, _ in damaged:
         click.echo(f"archiverd: damaged: {line}", err=True)
     code = SegmentError.exit_code if any(lost for _, lost in damaged) else EXIT_WARNING if damaged else 0

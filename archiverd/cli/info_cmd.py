@@ -89,7 +89,7 @@ def _lines(info: dict[str, Any]) -> list[str]:
                         + (f", {units.count(info['bytes_per_document'])} B per document" if info["documents"] else "")
                         + ratio))
     out.append(("frames", f"{info['frames']}: {info['data_frames']} data, {info['parity_frames']} parity; "
-                          f"{info['blocks']} blocks"))
+                          f"{units.plural(info['blocks'], 'block')}"))
     out.append(("format", f"version {info['format_version']}; {info['codec']}; QR {info['qr']}; {info['compression']}"))
     p = info["parity"]
     if p:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import click
 
+from .. import units
 from ..config import Config
 from ..crypto import envelope, keyring, paper, rotation
 from ..errors import EXIT_WARNING, ArchiverdError, ConfigError, EncryptionKeyError, SegmentError, StorageError
@@ -183,7 +184,7 @@ def rotate(cfg: Config) -> int:
     store = objects.open_url(cfg.archive_url) if cfg.archive_url is not None else None
     report = rotation.rotate(path, cfg.archive_dir, store=store)
     what = "resumed the rotation to" if report.resumed else "new active key"
-    click.echo(f"{what} {report.new_key}: {report.rewrapped} segment key files re-wrapped, "
+    click.echo(f"{what} {report.new_key}: {units.plural(report.rewrapped, 'segment key file')} re-wrapped, "
                f"{report.current} already under it")
     for problem in report.failed:
         click.echo(f"  not re-wrapped: {problem}", err=True)
@@ -230,9 +231,10 @@ def list_(cfg: Config, as_json: bool) -> int:
     else:
         for row in rows:
             click.echo(f"{row['id']}  {row['state']:<8}  created {row['created_at']}  "
-                       f"{'exported' if row['exported'] else 'NEVER EXPORTED'}  {row['segments']} segments")
+                       f"{'exported' if row['exported'] else 'NEVER EXPORTED'}  {units.plural(row['segments'], 'segment')}")
         if counts["unreadable"]:
-            click.echo(f"{counts['unreadable']} segment key files could not be read (`archiverd check` names them)")
+            click.echo(f"{units.plural(counts['unreadable'], 'segment key file')} could not be read "
+                       "(`archiverd check` names them)")
         if warning:
             click.echo(f"warning: {warning}", err=True)
     return 1 if warning else 0

@@ -104,9 +104,9 @@ def command(cfg: Config, day: str | None, per_segment: bool, as_json: bool) -> i
             for d in inv.days():
                 click.echo(f"{d.day:<12} {d.segments:>8} {units.count(d.documents):>12} "
                            f"{units.size(d.bson_bytes):>9} {units.size(d.bytes):>9}")
-        click.echo(f"total: {units.count(totals['segments'])} segments, {units.count(totals['documents'])} documents, "
+        click.echo(f"total: {units.plural(totals['segments'], 'segment')}, {units.plural(totals['documents'], 'document')}, "
                    f"{units.size(totals['bson_bytes'])} of BSON, {units.size(totals['bytes'])} on disk, "
-                   f"{totals['days']} days")
+                   f"{units.plural(totals['days'], 'day')}")
         if per_segment:  # the names above are relative to it; `verify`, `info`, `restore` take a path or URL
             click.echo(f"in {where}/")
         for rel in inv.orphans:

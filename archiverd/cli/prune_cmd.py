@@ -5,11 +5,22 @@ import json
 
 import click
 
+from .. import units
 from ..config import Config
 from ..errors import EXIT_WARNING
 from ..service.state import State
 from ..store import retention
 from ._common import with_config
+
+
+def _kept(kept: list[retention.SegmentPlan]) -> str:
+    """What the summary's kept count is: segments past retention that stay, and why (each is named above)."""
+    if not kept:
+        return "nothing kept back"
+    held = sum(1 for s in kept if s.held_by)
+    why = ", ".join(f"{n} {what}" for n, what in ((held, "under a hold"),
+                                                  (len(kept) - held, "journaled or not checkable")) if n)
+    return f"kept {units.plural(len(kept), 'segment')} past retention ({why})"
 
 
 @click.command("prune")
@@ -56,12 +67,13 @@ def command(cfg: Config, dry_run: bool, keep_days: int | None, reason: str | Non
         for s in result.segments:
             rel = s.video.as_posix()
             if s.removable:
-                docs = "?" if s.documents is None else s.documents
-                click.echo(f"{verb:<13} {rel} ({docs} documents, {len(s.files)} files, {s.bytes:,} bytes)")
+                docs = "? documents" if s.documents is None else units.plural(s.documents, "document")
+                click.echo(f"{verb:<13} {rel} ({docs}, {units.plural(len(s.files), 'file')}, "
+                           f"{units.plural(s.bytes, 'byte')})")
             else:
                 click.echo(f"{'kept':<13} {rel}: {'; '.join(s.held_by) or s.skipped}")
         summary = result.summary()
         click.echo(f"retention {result.retention_days} days (days through {result.last_day}): {verb} "
-                   f"{summary['segments_removed']} segments ({summary['bytes_removed']:,} bytes), kept "
-                   f"{summary['segments_kept']}")
+                   f"{units.plural(summary['segments_removed'], 'segment')} "
+                   f"({units.plural(summary['bytes_removed'], 'byte')}), {_kept(result.kept)}")
     return EXIT_WARNING if result.kept else 0

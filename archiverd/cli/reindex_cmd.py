@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from .. import units
 from ..errors import SegmentError
 from ..format import index, rebuild
 from ..format.reader import SegmentReader, segment_file
@@ -35,8 +36,10 @@ def command(segments: tuple[Path, ...]) -> int:
         if not index.path_for(path).exists():
             rebuilt = rebuild.reindex(path)
             note = "" if rebuilt.identical else f" ({'; '.join(rebuilt.report.warnings)})"
-            repaired = f", {rebuilt.report.repaired_frames} frames rebuilt from parity" if rebuilt.report.repaired_frames else ""
-            done.append(f"index rebuilt: {rebuilt.index['documents']} documents{repaired} -> {rebuilt.path.name}{note}")
+            frames = rebuilt.report.repaired_frames
+            repaired = f", {units.plural(frames, 'frame')} rebuilt from parity" if frames else ""
+            documents = units.plural(rebuilt.index['documents'], 'document')
+            done.append(f"index rebuilt: {documents}{repaired} -> {rebuilt.path.name}{note}")
         reader = SegmentReader(path)
         size = reader.path.stat().st_size
         if size != reader.index["video"]["bytes"]:  # cut, grown or replaced: nothing here can rebuild that

@@ -7,7 +7,7 @@ import re
 
 import click
 
-from .. import config, progress, redaction
+from .. import config, progress, redaction, units
 from ..config import Config
 from ..errors import ConfigError, SegmentError
 from ..service.restore import restore
@@ -77,8 +77,9 @@ def command(cfg: Config, segments: tuple[str, ...], to: str, dry_run: bool, mete
     stats = restore(segments, Source(target), dry_run=dry_run, meter=meter)
     meter.close()
     verb = "would insert" if dry_run else "inserted"
-    click.echo(f"{verb} {stats.inserted} documents into {target.namespace}; {stats.existing} _ids already "
-               f"existed (not overwritten); {stats.older_copies} older copies skipped", err=True)
+    click.echo(f"{verb} {units.plural(stats.inserted, 'document')} into {target.namespace}; "
+               f"{units.plural(stats.existing, '_id')} already existed (not overwritten); "
+               f"{units.plural(stats.older_copies, 'older copy', 'older copies')} skipped", err=True)
     if stats.existing_ids:
         click.echo("existing _ids: " + json.dumps(stats.existing_ids), err=True)
     for line in stats.damaged:

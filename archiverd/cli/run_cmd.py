@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .. import progress
+from .. import progress, units
 from ..errors import ArchiverdError, ConfigError
 from ..service import expiry
 from ..service.archiver import iso
@@ -36,8 +36,8 @@ def _dry_run(cfg: Config) -> int:
     total = sum(n for n, _ in per_day.values())
     click.echo(f"{'total':<12} {total:>10} {sum(s for _, s in per_day.values()):>14,}")
     waiting = counts["expired"] - counts["ready"]
-    click.echo(f"would archive and then delete {total} documents, one segment per day; {waiting} expired documents "
-               f"wait for their day to end (+{cfg.day_grace_seconds:g} s)")
+    click.echo(f"would archive and then delete {units.plural(total, 'document')}, one segment per day; waiting for "
+               f"their day to end (+{cfg.day_grace_seconds:g} s): {units.plural(waiting, 'expired document')}")
     never = {**counts["skipped"], **skipped}
     click.echo("never touched: " + (", ".join(f"{n} {reason}" for reason, n in never.items() if n) or "none"))
     return 0
@@ -85,7 +85,8 @@ def command(cfg: Config, once: bool, dry_run: bool, meter: progress.Meter) -> in
     meter.close()
     if stats is not None:
         s = stats.summary()
-        click.echo(f"archived {s['sealed']} documents into {s['segments']} segments over {s['days']} days, deleted "
+        click.echo(f"archived {units.plural(s['sealed'], 'document')} into {units.plural(s['segments'], 'segment')} over "
+                   f"{units.plural(s['days'], 'day')}, deleted "
                    f"{s['deleted']}, kept {s['changed']} changed since read, recovered {s['recovered']}, "
                    f"{s['seconds']:.1f} s", err=True)
     return code

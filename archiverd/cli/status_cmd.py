@@ -233,8 +233,9 @@ def _database(cfg: Config, info: dict[str, Any], health: _Health, now_ms: int, s
     info["pending_days"] = pending
     late = [d for d in pending if d["complete"] and d["overdue_seconds"] > stale_after]
     if late:
-        health.add(FAILED, f"{units.count(sum(d['documents'] for d in late))} documents of {len(late)} complete "
-                           f"days are not archived {units.age(late[0]['overdue_seconds'])} after their day "
+        health.add(FAILED, f"{units.plural(sum(d['documents'] for d in late), 'document')} of "
+                           f"{units.plural(len(late), 'complete day')} not archived "
+                           f"{units.age(late[0]['overdue_seconds'])} after their day "
                            f"became archivable (--stale-after {units.age(stale_after)})")
     now = dt.datetime.fromtimestamp(now_ms / 1000, dt.timezone.utc)
     info["lease"] = _lease(holder, now)
@@ -302,7 +303,7 @@ def _human(info: dict[str, Any]) -> list[str]:
         row("database", info["database"])
     else:
         oldest = info["oldest_expired"]
-        row("backlog", f"{units.count(info['expired'])} expired documents not archived yet: "
+        row("backlog", f"{units.plural(info['expired'], 'expired document')} not archived yet: "
                        f"{units.count(info['ready'])} in complete days, {units.count(info['waiting'])} waiting for "
                        f"their day to end" + (f"; oldest {oldest} ({units.age(info['oldest_expired_age_seconds'])} "
                                               "past its expiry)" if oldest else ""))
@@ -319,20 +320,21 @@ def _human(info: dict[str, Any]) -> list[str]:
     else:
         when = (f"{cycle['finished_at']} ({units.age(cycle['age_seconds'])} ago)" if cycle.get("finished_at")
                 else "time not recorded")
-        row("last cycle", f"{when}, {cycle.get('seconds', 0):.1f} s: {units.count(cycle.get('sealed', 0))} documents "
-                          f"sealed ({units.size(cycle.get('bytes_sealed', 0))} BSON) into {cycle.get('segments', 0)} "
-                          f"segments, {units.count(cycle.get('deleted', 0))} deleted "
+        row("last cycle", f"{when}, {cycle.get('seconds', 0):.1f} s: {units.plural(cycle.get('sealed', 0), 'document')} "
+                          f"sealed ({units.size(cycle.get('bytes_sealed', 0))} BSON) into "
+                          f"{units.plural(cycle.get('segments', 0), 'segment')}, "
+                          f"{units.count(cycle.get('deleted', 0))} deleted "
                           f"({units.size(cycle.get('bytes_deleted', 0))}), {cycle.get('changed', 0)} kept (changed)")
     seal = info["last_seal"]
-    row("last seal", f"{seal['segment']}: {units.count(seal['documents'])} documents, {units.size(seal['bytes'])}, "
+    row("last seal", f"{seal['segment']}: {units.plural(seal['documents'], 'document')}, {units.size(seal['bytes'])}, "
                      f"at {seal['at']}" if seal else "none yet")
-    days = f"{units.count(info['days_on_disk'])} days" + (
+    days = units.plural(info['days_on_disk'], 'day') + (
         f" ({info['first_day']} .. {info['last_day']})" if info["first_day"] else "")
     if info.get("archive_url"):
-        row("in store", f"{units.count(info['segments'])} segments, {days} in {info['archive_url']}")
+        row("in store", f"{units.plural(info['segments'], 'segment')}, {days} in {info['archive_url']}")
     else:
-        row("on disk", f"{units.count(info['segments'])} segments, {units.count(info['documents_on_disk'])} "
-                       f"documents, {units.size(info['bytes_on_disk'])}, {days}")
+        row("on disk", f"{units.plural(info['segments'], 'segment')}, "
+                       f"{units.plural(info['documents_on_disk'], 'document')}, {units.size(info['bytes_on_disk'])}, {days}")
     lease = info.get("lease")
     if info["database"] == "reachable":
         if lease is None:
@@ -367,8 +369,10 @@ def _human(info: dict[str, Any]) -> list[str]:
     row("encryption", info["encryption"] + (f"; WARNING: {info['key_warning']}" if info["key_warning"] else ""))
     prune = info["last_prune"]
     row("retention", (f"{info['retention_days']:g} days" if info["retention_days"] else "keep forever")
-        + (f"; {info['holds']} legal holds" if info["holds"] else "")
-        + (f"; last prune (through {prune.get('through_day')}) removed {prune.get('segments_removed', 0)} segments, kept {prune.get('segments_kept', 0)}" if prune else ""))
+        + (f"; {units.plural(info['holds'], 'legal hold')}" if info["holds"] else "")
+        + (f"; last prune (through {prune.get('through_day')}) removed "
+           f"{units.plural(prune.get('segments_removed', 0), 'segment')}, kept {prune.get('segments_kept', 0)} held or journaled"
+           if prune else ""))
     error = info["last_error"]
     row("last error", f"{error.get('at')}: {error.get('error')}" if error else "none")
     for key, label in (("pending_deletes", "journal"), ("orphans", "orphans"), ("temporaries", "temporary")):

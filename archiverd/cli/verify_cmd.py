@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from .. import units
 from ..errors import SegmentError
 from ..format.reader import NOT_READ, ScanReport
 from ..store import objects
@@ -15,11 +16,11 @@ def show(path: Path | str, report: ScanReport) -> None:
     """One segment's outcome for a person: OK on stdout, anything else with its problems on stderr."""
     if report.ok:
         extra = f" ({'; '.join(report.warnings)})" if report.warnings else ""
-        click.echo(f"OK      {path}: {report.documents} documents, {report.frames} frames, "
+        click.echo(f"OK      {path}: {units.plural(report.documents, 'document')}, {units.plural(report.frames, 'frame')}, "
                    f"{report.seconds:.2f} s{extra}")
         return
-    lost = f", {report.lost} documents lost" if report.lost else ""
-    repaired = f", {report.repaired_frames} frames rebuilt from parity" if report.repaired_frames else ""
+    lost = f", {units.plural(report.lost, 'document')} lost" if report.lost else ""
+    repaired = f", {units.plural(report.repaired_frames, 'frame')} rebuilt from parity" if report.repaired_frames else ""
     click.echo(f"FAILED  {path}: {report.status}{lost}{repaired}", err=True)
     for problem in report.problems:
         click.echo(f"  - {problem}", err=True)

@@ -15,6 +15,7 @@ from typing import Any
 from bson import json_util
 from bson.errors import BSONError
 
+from .. import units
 from ..errors import QueryError
 
 OPTIONS = json_util.JSONOptions(tz_aware=True, tzinfo=dt.timezone.utc,
@@ -87,5 +88,5 @@ class Lines:
     def note(self) -> str | None:
         if not self.replaced:
             return None
-        return (f"{self.replaced} documents hold strings that are not valid UTF-8, written with U+FFFD in place "
-                "of the bad bytes (their archived bytes are exact: `archiverd get --bson ID`, `archiverd restore`)")
+        return (f"{units.plural(self.replaced, 'document')} with strings that are not valid UTF-8, written with U+FFFD "
+                "in place of the bad bytes (their archived bytes are exact: `archiverd get --bson ID`, `archiverd restore`)")

@@ -37,7 +37,7 @@ import threading
 import time
 from typing import Any, Callable
 
-from .. import log
+from .. import log, units
 from . import notify
 from . import expiry
 from .archiver import Archiver, CycleStats
@@ -280,7 +280,7 @@ class Daemon:
                                       self.state.get("resume_token"))
                     log.event("cycle.done", **stats.summary())
                     self.metrics.cycle_done(self.source, stats)
-                    notify.notify(f"STATUS=archived {stats.sealed} documents in the last cycle")
+                    notify.notify(f"STATUS=archived {units.plural(stats.sealed, 'document')} in the last cycle")
                     retention.after_cycle(self.cfg, self.state)  # only with ARCHIVERD_RETENTION_DAYS set
                 except Exception as exc:  # noqa: BLE001 - the daemon reports and carries on
                     self._record_error(exc)

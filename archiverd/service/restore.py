@@ -16,6 +16,7 @@ from typing import Any
 from bson.raw_bson import RawBSONDocument
 from pymongo import errors as pe
 
+from .. import units
 from ..format import index
 from ..format.reader import SegmentReader
 from ..progress import Meter
@@ -84,7 +85,7 @@ def _account(reader: SegmentReader, stats: RestoreStats) -> None:
     """A damaged segment's lost documents, once it has been read."""
     report = reader.last_report
     if not report.ok:
-        stats.damaged.append(f"{reader.where}: {report.status}, {report.lost} documents lost")
+        stats.damaged.append(f"{reader.where}: {report.status}, {units.plural(report.lost, 'document')} lost")
         stats.lost += report.lost
         stats.lost_ids.extend(report.lost_documents[:20 - len(stats.lost_ids)])
 
