@@ -131,9 +131,14 @@ def _follow(path: Path, f: IO[bytes]) -> None:
             f.seek(0)
             pending = seen = b""
         while True:
+            start = f.tell()
             chunk = f.read(_BLOCK)
             if not chunk:
                 break
+            if seen and os.pread(f.fileno(), len(seen), start - len(seen)) != seen:
+                f.seek(0)  # truncated (and grown again) while this was read: the chunk is the new
+                pending = seen = b""  # file's middle, not an append
+                continue
             seen = (seen + chunk)[-_SEEN:]
             pending += chunk
             *lines, pending = pending.split(b"\n")
