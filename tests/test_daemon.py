@@ -101,6 +101,17 @@ def test_segment_max_docs_rolls_parts(cfg, collection):
                                                                        "part-0003.mkv"]
 
 
+def _cycle_with(cfg, fault):
+    """One cycle under the collection's lease with `fault` at every fault point: (stats, state)."""
+    state = State(cfg.state_file)
+    source = Source(cfg)
+    lease = source.acquire_lease()
+    with faults.installed(fault):
+        stats = Archiver(cfg, source, state).run_cycle(lease)
+    source.release_lease(lease)
+    return stats, state
+
+
 def test_update_between_read_and_delete_keeps_the_document(cfg, collection):
     original = seed(collection, [(i, 150) for i in range(6)])
     victim = sorted(original)[2]
@@ -109,12 +120,7 @@ def test_update_between_read_and_delete_keeps_the_document(cfg, collection):
         if point == "before-seal":  # after every document was read, before anything is deleted
             collection.update_one({"_id": victim}, {"$set": {"final_outcome": "edited later"}})
 
-    state = State(cfg.state_file)
-    source = Source(cfg)
-    lease = source.acquire_lease()
-    with faults.installed(fault):
-        stats = Archiver(cfg, source, state).run_cycle(lease)
-    source.release_lease(lease)
+    stats, _ = _cycle_with(cfg, fault)
     assert stats.sealed == 6 and stats.deleted == 5 and stats.changed == 1
     assert remaining(collection) == {victim}
     # the next cycle archives the document again, in its new state, in a new part
@@ -167,12 +173,7 @@ def test_a_lost_delete_is_found_by_identity_even_when_a_kept_document_vanished(c
             durable.delete_one({"_id": changed})
         batches.append(point)
 
-    state = State(cfg.state_file)
-    source = Source(cfg)
-    lease = source.acquire_lease()
-    with faults.installed(fault):
-        stats = Archiver(cfg, source, state).run_cycle(lease)
-    source.release_lease(lease)
+    stats, state = _cycle_with(cfg, fault)
     assert stats.changed == 1 and stats.deleted == 6  # five, and the lost one again
     assert remaining(collection) == set() and not state.pending and batches.count("delete-batch") == 2
 

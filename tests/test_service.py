@@ -2,6 +2,7 @@
 documents that never stop it or get deleted, distinct `_id`s kept distinct, signals and the lease."""
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import os
@@ -250,21 +251,40 @@ def test_sigterm_releases_the_lease_and_sighup_reloads(mongo_uri, tmp_path):
         world.close()
 
 
-def test_a_second_sigterm_while_the_first_is_honoured_exits_at_once(tmp_path):
-    """The first SIGTERM lets the current step finish; a second one while it does exits at once,
-    safely. Deterministic: the daemon stops itself after its first delete batch, the server hangs,
-    the first SIGTERM is handled (logged) and the daemon is seen still waiting for the server to
-    finish its step; only then comes the second. (Two signals sent back to back may reach the
-    process as one.)"""
+@contextlib.contextmanager
+def _a_daemon_in_a_delete_on_a_hung_server(tmp_path):
+    """A daemon that stopped itself after its first delete batch (of two a segment), with its
+    server then hung (SIGSTOP): the current step cannot finish. Once the block has dealt with the
+    daemon, the server resumes; the archive must be safe, and converge after the next run."""
     server = Server(tmp_path / "db").start()
     world = World(server.uri, tmp_path, ARCHIVERD_LEASE_SECONDS="5", ARCHIVERD_RETRY_SECONDS="300",
-                  ARCHIVERD_BATCH_SIZE="2")
+                  ARCHIVERD_BATCH_SIZE="2", ARCHIVERD_SERVER_TIMEOUT_MS="3000")
     daemon = None
     try:
         world.seed(expired=12)  # four a day: two delete batches a segment
         daemon = world.start_daemon(ARCHIVERD_POLL_SECONDS="600", _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
         wait_stopped(daemon)
-        os.killpg(server.proc.pid, signal.SIGSTOP)  # the server hangs: the step cannot finish
+        os.killpg(server.proc.pid, signal.SIGSTOP)
+        yield daemon
+        os.killpg(server.proc.pid, signal.SIGCONT)
+        assert world.check().safe
+        assert world.run_once().returncode == 0  # the next run finishes the journaled deletes
+        assert world.check().converged
+    finally:
+        if daemon is not None:
+            kill(daemon)
+        if server.proc is not None:
+            os.killpg(server.proc.pid, signal.SIGCONT)
+        world.client.close()
+        server.stop()
+
+
+def test_a_second_sigterm_while_the_first_is_honoured_exits_at_once(tmp_path):
+    """The first SIGTERM lets the current step finish; a second one while it does exits at once,
+    safely. Deterministic: the first SIGTERM is handled (logged) and the daemon is seen still
+    waiting for the hung server to finish its step; only then comes the second. (Two signals sent
+    back to back may reach the process as one.)"""
+    with _a_daemon_in_a_delete_on_a_hung_server(tmp_path) as daemon:
         daemon.send_signal(signal.SIGTERM)
         daemon.send_signal(signal.SIGCONT)
         assert wait_until(lambda: "event=daemon.stopping" in daemon_log(daemon) or daemon.poll() is not None)
@@ -273,17 +293,6 @@ def test_a_second_sigterm_while_the_first_is_honoured_exits_at_once(tmp_path):
         assert daemon.wait(60) == 0  # not after the server's retry_seconds (300)
         log = daemon_log(daemon)
         assert "event=daemon.abort" in log and "event=daemon.stopped" not in log, log
-        os.killpg(server.proc.pid, signal.SIGCONT)
-        assert world.check().safe
-        assert world.run_once().returncode == 0  # the next run finishes the journaled deletes
-        assert world.check().converged
-    finally:
-        if daemon is not None:
-            kill(daemon)
-        if server.proc is not None:
-            os.killpg(server.proc.pid, signal.SIGCONT)
-        world.client.close()
-        server.stop()
 
 
 def test_one_sigterm_against_a_hung_server_ends_well_within_systemds_stop_timeout(tmp_path):
@@ -291,15 +300,7 @@ def test_one_sigterm_against_a_hung_server_ends_well_within_systemds_stop_timeou
     stop on, retries share STOP_RETRY_SECONDS, so the daemon is gone well before systemd's
     TimeoutStopSec (120 s) would SIGKILL it -- safely, its deletes journaled for the next run."""
     from archiverd.service.source import STOP_RETRY_SECONDS
-    server = Server(tmp_path / "db").start()
-    world = World(server.uri, tmp_path, ARCHIVERD_LEASE_SECONDS="5", ARCHIVERD_RETRY_SECONDS="300",
-                  ARCHIVERD_BATCH_SIZE="2", ARCHIVERD_SERVER_TIMEOUT_MS="3000")
-    daemon = None
-    try:
-        world.seed(expired=12)
-        daemon = world.start_daemon(ARCHIVERD_POLL_SECONDS="600", _ARCHIVERD_CRASH_AT="delete-batch@1:STOP")
-        wait_stopped(daemon)
-        os.killpg(server.proc.pid, signal.SIGSTOP)  # the server hangs: the step cannot finish
+    with _a_daemon_in_a_delete_on_a_hung_server(tmp_path) as daemon:
         started = time.monotonic()
         daemon.send_signal(signal.SIGTERM)
         daemon.send_signal(signal.SIGCONT)
@@ -307,17 +308,6 @@ def test_one_sigterm_against_a_hung_server_ends_well_within_systemds_stop_timeou
         took = time.monotonic() - started
         log = daemon_log(daemon)
         assert took < STOP_RETRY_SECONDS + 60 and "event=daemon.abort" not in log, (took, log)
-        os.killpg(server.proc.pid, signal.SIGCONT)
-        assert world.check().safe
-        assert world.run_once().returncode == 0  # the next run finishes the journaled deletes
-        assert world.check().converged
-    finally:
-        if daemon is not None:
-            kill(daemon)
-        if server.proc is not None:
-            os.killpg(server.proc.pid, signal.SIGCONT)
-        world.client.close()
-        server.stop()
 
 
 def test_a_sigterm_during_a_cycle_is_not_slept_through(mongo_uri, tmp_path):
