@@ -93,6 +93,7 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
     def show(item: SegmentCheck) -> None:
         if not as_json and (verbose or _noteworthy(item)):
             _line(item)
+
     if cfg.archive_url is not None and not paths:
         if repair:
             raise ConfigError(f"--repair writes beside segments in an archive directory; nothing is repaired in "

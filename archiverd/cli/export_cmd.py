@@ -13,7 +13,7 @@ from .. import progress, units
 from ..config import Config
 from ..errors import EXIT_WARNING, ConfigError, SegmentError, StorageError
 from ..format import index
-from ..format.reader import SegmentReader
+from ..format.reader import RECOVERED, SegmentReader
 from ..query import ejson
 from ..query.archive import date_range
 from ..query.match import Filter
@@ -45,13 +45,12 @@ def _write(readers: list[SegmentReader], lines: ejson.Lines, newest_only: bool, 
             count += 1
         report = reader.last_report
         if not report.ok:
-            named = ", ".join(map(str, report.lost_documents[:10]))
             lost = bool(report.lost or report.lost_blocks)
-            damaged.append((f"{reader.path}: {report.status}; " + (
-                f"{units.plural(report.lost, 'document')} could not be recovered"
-                + (f" (_ids: {named})" if named else "") if lost
-                else "every document was recovered from parity and verified: `archiverd check --repair` writes a "
-                     "repaired copy"), lost))
+            what = RECOVERED
+            if lost:
+                named = ", ".join(map(str, report.lost_documents[:10]))
+                what = f"{units.plural(report.lost, 'document')} could not be recovered" + (f" (_ids: {named})" if named else "")
+            damaged.append((f"{reader.path}: {report.status}; {what}", lost))
     return count, older, damaged
 
 

@@ -127,7 +127,7 @@ def _follow(path: Path, f: IO[bytes]) -> None:
     pending = seen = b""
     inode = os.fstat(f.fileno()).st_ino
     for _ in _changes(watch, path):
-        if _truncated(f, seen):
+        if _truncated(f, seen, f.tell()):
             f.seek(0)
             pending = seen = b""
         while True:
@@ -135,9 +135,9 @@ def _follow(path: Path, f: IO[bytes]) -> None:
             chunk = f.read(_BLOCK)
             if not chunk:
                 break
-            if seen and os.pread(f.fileno(), len(seen), start - len(seen)) != seen:
-                f.seek(0)  # truncated (and grown again) while this was read: the chunk is the new
-                pending = seen = b""  # file's middle, not an append
+            if _truncated(f, seen, start):  # while this was read: the chunk is the new file's middle
+                f.seek(0)
+                pending = seen = b""
                 continue
             seen = (seen + chunk)[-_SEEN:]
             pending += chunk
@@ -157,12 +157,11 @@ def _follow(path: Path, f: IO[bytes]) -> None:
 _SEEN = 64  # bytes remembered before the read position, to recognise a truncated file that grew back
 
 
-def _truncated(f: IO[bytes], seen: bytes) -> bool:
-    """Was the file truncated since it was read up to f.tell() (copytruncate)? It is shorter than
-    that now -- or it has grown past it again before we looked, and the bytes just before that
-    position are no longer the ones read there (looking at the size alone would print the new
-    file's middle as if appended)."""
-    end = f.tell()
+def _truncated(f: IO[bytes], seen: bytes, end: int) -> bool:
+    """Was the file truncated since it was read up to `end` (copytruncate)? It is shorter than
+    that now -- or it has grown past it again, and the bytes just before that position are no
+    longer the ones read there (looking at the size alone would print the new file's middle as if
+    appended)."""
     if os.fstat(f.fileno()).st_size < end:
         return True
     return bool(seen) and os.pread(f.fileno(), len(seen), end - len(seen)) != seen

@@ -10,6 +10,7 @@ import click
 from .. import config, progress, redaction, units
 from ..config import Config
 from ..errors import ConfigError, SegmentError
+from ..format.reader import RECOVERED
 from ..service.restore import restore
 from ..service.source import Source
 from ._common import with_config
@@ -83,8 +84,7 @@ def command(cfg: Config, segments: tuple[str, ...], to: str, dry_run: bool, mete
     if stats.existing_ids:
         click.echo("existing _ids: " + json.dumps(stats.existing_ids), err=True)
     for line in stats.damaged:
-        click.echo(f"archiverd: damaged: {line}" + ("" if stats.lost else "; every document was recovered from "
-                   "parity and verified: `archiverd check --repair` writes a repaired copy"), err=True)
+        click.echo(f"archiverd: damaged: {line}" + ("" if stats.lost else f"; {RECOVERED}"), err=True)
     if stats.lost:
         click.echo(f"archiverd: error: {stats.lost} archived documents could not be recovered and were not "
                    "restored" + (f" (_ids: {json.dumps(stats.lost_ids, default=str)})" if stats.lost_ids else ""),

@@ -208,8 +208,8 @@ def _database(cfg: Config, info: dict[str, Any], health: _Health, now_ms: int, s
     try:
         source.require_namespace()  # a misspelt name is a usage error (exit 3), not "unreachable"
         counts = source.counts(wm, cutoff)
-        missing = counts["skipped"]["date field missing"]
-        if missing and missing == source.count({}):  # a misspelt date field: nothing is ever archived
+        # no document has the date field (a misspelt one): nothing is ever archived
+        if counts["skipped"]["date field missing"] and not source.any_has(cfg.date_field):
             dates = [f for f in source.date_fields_of_a_document() if f != cfg.date_field]
             health.add(EXIT_WARNING, f"no document has the date field {cfg.date_field!r}, so none is ever archived"
                                      + (f" (fields holding a date: {', '.join(dates)})" if dates else ""))

@@ -46,6 +46,8 @@ def _fetch_threads() -> ThreadPoolExecutor:
 _MAX_LISTED = 50
 OK, REPAIRABLE, UNREPAIRABLE = "ok", "damaged (repairable)", "damaged (unrepairable)"
 NOT_READ = "not read"  # the segment could not be opened at all (no such file, no index, ...): nothing was decoded
+# what a reader says of a segment that needed parity repair and lost nothing
+RECOVERED = "every document was recovered from parity and verified: `archiverd check --repair` writes a repaired copy"
 
 
 @dataclass

@@ -489,7 +489,6 @@ class Archiver:
                 return total
             total.deleted += redo.deleted
             total.bytes += redo.bytes
-            total.changed += redo.changed
             total.kept |= redo.kept
             if redo.deleted:
                 self.source.durability_barrier(self._day)
@@ -538,7 +537,6 @@ class Archiver:
                 outcome = self.source.delete_unchanged(batch, self._day)
             total.deleted += outcome.deleted
             total.bytes += outcome.bytes
-            total.changed += outcome.changed
             total.kept |= outcome.kept
             total.gone += outcome.gone
             faults.hit("delete-batch")

@@ -153,10 +153,14 @@ class Lease:
 class DeleteOutcome:
     deleted: int = 0
     bytes: int = 0  # BSON bytes of the deleted documents
-    changed: int = 0  # present but no longer the archived bytes: kept
-    kept: set[str] = field(default_factory=set)  # their identity keys
+    kept: set[str] = field(default_factory=set)  # identity keys of those present but no longer the archived bytes
     gone: int = 0  # already deleted by someone (or by us before a crash)
     complete: bool = False  # every batch ran and a read confirmed it: the journal entry can go
+
+    @property
+    def changed(self) -> int:
+        """Documents kept because they changed after they were read."""
+        return len(self.kept)
 
 
 class Source:
@@ -369,6 +373,12 @@ class Source:
             },
         }
 
+    def any_has(self, name: str) -> bool:
+        """Whether some document has the field `name` (one look-up, served by an index on it; not a
+        count of the whole collection)."""
+        return self.retrying("look up a field", lambda: self.collection.find_one(
+            {name: {"$exists": True}}, projection={"_id": 1})) is not None
+
     def date_fields_of_a_document(self) -> list[str]:
         """The top-level fields of one document that hold a date (what a misspelt date field was
         likely meant to be)."""
@@ -434,7 +444,6 @@ class Source:
                     tried[key] = found[1]
                     out.bytes += found[1]
                 else:
-                    out.changed += 1
                     out.kept.add(key)
             if same:
                 result = self.collection.delete_many({"_id": {"$in": same}}, session=session)
