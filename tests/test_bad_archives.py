@@ -7,10 +7,13 @@ import random
 import shutil
 from pathlib import Path
 
+import bson
 import pytest
 
+import archiverd
 from archiverd import SegmentError, SegmentReader, verify_video, write_segment
 from archiverd.format import frame, index, sidecar
+from archiverd.format.documents import DECODE_OPTIONS
 from archiverd.format.reader import REPAIRABLE, UNREPAIRABLE, LocalFile
 from archiverd.store import durable
 from tests.reliability import CORRUPTIONS, corrupt, frame_records, rewrite_frames, write_frames
@@ -286,3 +289,59 @@ def test_every_kind_of_damage_restores_only_verified_documents(segment, tmp_path
         assert len(restored) == len(docs)
     source.collection.drop()
     source.close()
+
+
+# --- a read for the documents leaves intact parity frames undecoded ------------------------------
+
+def _scan(data, **kwargs):
+    from archiverd.format.reader import SegmentScan
+    from archiverd.format.video import BytesSource
+    scan = SegmentScan(BytesSource(data), "video", check_parity=False, workers=1, **kwargs)
+    return [raw for _, _, raw in scan.documents()], scan.report
+
+
+def test_a_read_decodes_no_parity_frame_of_an_intact_segment_and_verify_decodes_every_one(segment):
+    path, docs = segment
+    idx = json.loads(index.path_for(path).read_text())
+    parity_frames = idx["frames"] - idx["data_frames"]
+    got, report = _salvage(path)
+    assert got == docs and report.ok and report.status == "ok", report.problems
+    assert report.parity_frames == 0 and report.unread_frames == parity_frames > 0
+    assert report.frames == idx["data_frames"]
+    full = SegmentReader(path).verify()
+    assert full.ok and full.unread_frames == 0 and full.parity_frames == parity_frames
+    # without an index (the public API's case) the frame flagged last tells where the parity begins
+    got, report = _scan(path.read_bytes())
+    assert got == docs and report.ok, report.problems
+    assert parity_frames - 2 * 2 <= report.unread_frames <= parity_frames  # a cluster may mix data and parity
+
+
+def _forge_last_cluster_timestamp(data: bytearray, frame_number: int) -> None:
+    """Make the last cluster claim to start at `frame_number` (same byte length): a container that
+    lies about where the frames are, so that a reader guessing from it guesses wrong."""
+    from archiverd.format import video
+    from archiverd.format.video import BytesSource
+    last = video.VideoReader(BytesSource(bytes(data)), "video").clusters()[-1].offset
+    at = last + 8  # Cluster ID (4 bytes) and its 4-byte size, then the Timestamp element
+    assert data[at] == 0xE7 and data[at + 1] & 0x80
+    width = data[at + 1] & 0x7F
+    data[at + 2:at + 2 + width] = (frame_number * 40).to_bytes(width, "big")
+
+
+@pytest.mark.parametrize("damage", [False, True])
+def test_a_container_that_lies_about_frame_numbers_costs_a_read_time_never_a_document(segment, damage):
+    """With the last cluster's timestamp forged, the reader's guess of where the parity frames
+    begin is wrong: it leaves data frames unread. It must read them (and the parity, to repair a
+    damaged data frame among them) before it lets their stripe go."""
+    path, docs = segment
+    idx = json.loads(index.path_for(path).read_text())
+    data = bytearray(path.read_bytes())
+    _forge_last_cluster_timestamp(data, 4)
+    if damage:  # a data frame in the part the wrong guess skips
+        offset, length = idx["video"]["clusters"][len(idx["video"]["clusters"]) // 2]
+        data[offset + length // 2] ^= 0x10
+    got, report = _scan(bytes(data))
+    assert got == docs and report.lost == 0, report.problems
+    assert report.unread_frames == 0 and report.frames == idx["frames"]
+    assert report.repaired_frames > 0 if damage else report.repaired_frames == 0
+    assert archiverd.decode_video_to_experiences(bytes(data)) == [bson.decode(d, DECODE_OPTIONS) for d in docs]

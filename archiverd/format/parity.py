@@ -123,6 +123,18 @@ class Geometry:
             want += 1
         return want
 
+    def tail_parity_at_least(self, positions: int, gop: int) -> int:
+        """A lower bound on the parity frames of a last stripe that spans `positions` frames, from
+        its length alone: `tail_parity_rows` gives it at least max(2 GOPs, the setting's share of its
+        data) parity frames, and its data are the positions less its parity. A reader that has not
+        seen the stripe's parity frames uses it to leave them undecoded."""
+        if not self.parity_rows:
+            return 0
+        least = 0
+        while least < positions and least < max(2 * gop, round((positions - least) * self.parity_rows / self.rows)):
+            least += 1
+        return least
+
 
 def _worst_window(count: int, columns: int, parity_rows: int, gop: int) -> int:
     """Most frames of one group inside any `gop` consecutive positions of a stripe."""

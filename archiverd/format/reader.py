@@ -8,6 +8,12 @@ one (length, SHA-256, `_id`, block), and in any case against its block's SHA-256
 content digest. A document is yielded only when its bytes verify; what could not be recovered is
 listed by block and, with an index, by document. Damage is described in `ScanReport.problems`,
 naming frames and stream offsets.
+
+A verify decodes and checks every frame. A read for the documents (restore, export, the public API)
+does not decode the parity frames of a stripe whose data frames are all intact (5 % of the frames at
+the default redundancy): it leaves them unread where the index, the frame flagged last, or the
+video's length shows they are parity, and decodes them after all before it lets a stripe go that
+lacks a data frame or whose shape its data frames do not give.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import json
 import os
 import stat
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -66,6 +73,7 @@ class ScanReport:
     damaged_frames: int = 0  # unreadable, missing or foreign frames
     repaired_frames: int = 0  # data frames rebuilt from parity
     qr_corrected_frames: int = 0  # frames that needed the standard reader's error correction
+    unread_frames: int = 0  # parity frames a read did not decode: the data they protect was intact
     lost_blocks: list[int] = field(default_factory=list)
     lost_documents: list[Any] = field(default_factory=list)  # index entries' _ids (or document numbers)
     seconds: float = 0.0
@@ -101,24 +109,48 @@ def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
 
 
 def decoded_frames(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef], *, independent: bool = False,
-                   workers: int | None = None) -> Iterator[tuple[int, frame.Frame | None, bool]]:
+                   workers: int | None = None,
+                   skip: Callable[[int], int] | None = None) -> Iterator[tuple[int, frame.Frame | None, bool]]:
     """(slot in file order, frame or None, QR error correction used) for every frame of `refs`. The
     clusters are read here, through this source (the seal's own descriptor), and decoded on worker
-    processes a bounded number of bytes ahead of the consumer."""
+    processes a bounded number of bytes ahead of the consumer. `skip(i)`, asked as cluster i is
+    reached: the number of frames it holds when it need not be read at all (0: read it); its frames
+    keep their slots but are not yielded."""
     decoder = workers_mod.Ordered("decode", workers)
+    gaps: deque[int] = deque()  # frames skipped before each task, in the order the tasks were put
     slot = 0
-    try:
-        for start in range(0, len(refs), _CHUNK_CLUSTERS):
-            clusters = [reader.source.read(r.offset, r.length) for r in refs[start:start + _CHUNK_CLUSTERS]]
-            for chunk in decoder.put(reader.private, reader.frame_ticks, clusters, independent,
-                                     size=sum(map(len, clusters))):
-                for decoded, corrected in chunk:
-                    yield slot, decoded, corrected
-                    slot += 1
-        for chunk in decoder.finish():
+    run: list[mkv.ClusterRef] = []
+    skipped = 0
+
+    def submit() -> Iterator[Any]:
+        nonlocal run, skipped
+        clusters = [reader.source.read(r.offset, r.length) for r in run]
+        gaps.append(skipped)
+        run, skipped = [], 0
+        return decoder.put(reader.private, reader.frame_ticks, clusters, independent, size=sum(map(len, clusters)))
+
+    def emit(chunks: Iterator[Any]) -> Iterator[tuple[int, frame.Frame | None, bool]]:
+        nonlocal slot
+        for chunk in chunks:
+            slot += gaps.popleft()
             for decoded, corrected in chunk:
                 yield slot, decoded, corrected
                 slot += 1
+
+    try:
+        for i, ref in enumerate(refs):
+            frames = skip(i) if skip is not None else 0
+            if frames:
+                if run:
+                    yield from emit(submit())
+                skipped += frames
+                continue
+            run.append(ref)
+            if len(run) == _CHUNK_CLUSTERS:
+                yield from emit(submit())
+        if run:
+            yield from emit(submit())
+        yield from emit(decoder.finish())
     finally:
         decoder.close()
 
@@ -131,8 +163,12 @@ class SegmentScan:
 
     def __init__(self, source: mkv.Source, where: str, idx: Mapping[str, Any] | None = None, *,
                  independent: bool = False, workers: int | None = None,
-                 on_data: Callable[[int, bytes | None], None] | None = None, sealing: bool = False) -> None:
+                 on_data: Callable[[int, bytes | None], None] | None = None, sealing: bool = False,
+                 check_parity: bool = True) -> None:
         self.source = source
+        # `check_parity` False: a read for the documents, which decodes a parity frame only where its
+        # stripe needs it (a verify decodes and checks every frame)
+        self.check_parity = check_parity
         # `idx` is the index being sealed: the file's SHA-256 is taken into it by this scan's one
         # pass over the file, not compared (a hash computed just before would be the same read twice)
         self.sealing = sealing
@@ -156,6 +192,10 @@ class SegmentScan:
         self._seen_positions = _Positions()
         self._shift = 0  # position - file slot of the last frame (0 in an intact file)
         self._stream: _Stream | None = None
+        self._reader: video.VideoReader | None = None
+        self._refs: list[mkv.ClusterRef] = []
+        self._unread: list[tuple[int, int, mkv.ClusterRef]] = []  # (first position, frames, cluster) not decoded
+        self._last_position: int | None = None  # where the frame flagged last was seen
 
     def _p(self, message: str) -> None:
         self.report.problem(f"{Path(self.where).name}: {message}")
@@ -215,12 +255,13 @@ class SegmentScan:
     def _cluster_refs(self, reader: video.VideoReader, exact: bool) -> list[mkv.ClusterRef]:
         listed = (self.idx or {}).get("video", {}).get("clusters")
         if exact and listed:
-            return [mkv.ClusterRef(offset, length) for offset, length in listed]
+            gop = self.idx["video"]["gop"] if self.idx else video.GOP
+            return [mkv.ClusterRef(offset, length, i * gop) for i, (offset, length) in enumerate(listed)]
         return reader.clusters()
 
     # -- phase 2: frames -> data bodies, stripe by stripe -------------------------------------------
 
-    def _accept(self, slot: int, decoded: frame.Frame | None) -> frame.Frame | None:
+    def _accept(self, slot: int, decoded: frame.Frame | None, unread: bool = False) -> frame.Frame | None:
         """Check one frame's identity; None if it cannot be used."""
         if decoded is None:
             self._p(f"frame {slot}: unreadable (QR does not decode, or its CRC fails)")
@@ -245,12 +286,85 @@ class SegmentScan:
                 f"frames {slot + self._shift}..{decoded.position - 1} missing"
             self._p(f"frame {slot}: carries position {decoded.position} ({kind})")
             self._shift = shift
-        if not self._seen_positions.add(decoded.position):
+        if not self._seen_positions.add(decoded.position) and not unread:  # an unread cluster's were marked
             return None
         if self.geometry is None and decoded.version >= 2:
             self.geometry = parity.Geometry(decoded.rows, decoded.parity_rows) if decoded.parity_rows \
                 else parity.Geometry(parity.DEFAULT_DATA_ROWS, 0)
+        if decoded.last:
+            self._last_position = decoded.position
         return decoded
+
+    def _take(self, slot: int, decoded: frame.Frame | None, corrected: bool,
+              unread: bool = False) -> frame.Frame | None:
+        """Count one decoded frame into the report and check it (`_accept`)."""
+        report = self.report
+        report.frames += 1
+        report.qr_corrected_frames += corrected
+        accepted = self._accept(slot, decoded, unread)
+        if accepted is None and not (self.geometry and self.geometry.parity_rows):
+            report.damaged_frames += 1
+        elif accepted is not None and accepted.kind == frame.PARITY:
+            report.parity_frames += 1
+        return accepted
+
+    # -- parity frames a read leaves alone ----------------------------------------------------------
+
+    def _parity_only(self, i: int) -> int:
+        """The number of frames of cluster i when all of them are parity frames that this read need
+        not decode (0: decode it). Only while the file reads as written, and only where its stripe's
+        shape says so (the index, the frame flagged last, or at least the parity its length implies);
+        a wrong guess costs a late decode (`read_unread`), never a frame."""
+        g, refs = self.geometry, self._refs
+        if self.check_parity or g is None or not g.parity_rows or self._shift or self.report.problems:
+            return 0
+        first = refs[i].first_frame
+        # where the next cluster starts: the last one's end only from the index (of a file as sealed)
+        following = refs[i + 1].first_frame if i + 1 < len(refs) else \
+            self.idx["frames"] if self.idx is not None and refs[i].first_frame is not None else None
+        if first is None or following is None or not 0 < following - first <= video.GOP:
+            return 0
+        parity_from = self._first_parity(first // g.stripe_positions, g)
+        if parity_from is None or first < parity_from:
+            return 0
+        for position in range(first, following):
+            self._seen_positions.add(position)
+        self._unread.append((first, following - first, refs[i]))
+        self.report.unread_frames += following - first
+        return following - first
+
+    def _first_parity(self, stripe: int, g: parity.Geometry) -> int | None:
+        """A position from which on stripe `stripe` surely holds parity frames only, or None."""
+        start = g.stripe_start(stripe)
+        full = start + g.data_per_stripe
+        if self.idx is not None and self.idx.get("data_frames") is not None:
+            return min(full, start + max(0, self.idx["data_frames"] - stripe * g.data_per_stripe))
+        if self._last_position is not None:
+            last_stripe = self._last_position // g.stripe_positions
+            return self._last_position + 1 if stripe == last_stripe else full if stripe < last_stripe else None
+        last_frame = self._refs[-1].first_frame if self._refs else None
+        if last_frame is not None and last_frame // g.stripe_positions == stripe:
+            positions = last_frame + 1 - start  # at least: the last cluster holds one frame or more
+            return min(full, start + positions - g.tail_parity_at_least(positions, video.GOP) + 1)
+        return full
+
+    def read_unread(self, end: int) -> list[tuple[int, frame.Frame | None]]:
+        """Decode the clusters left unread below position `end` now: (slot, checked frame) of each
+        frame (a stripe that needs its parity, or whose shape its data frames do not give)."""
+        due = [u for u in self._unread if u[0] < end]
+        self._unread = [u for u in self._unread if u[0] >= end]
+        out = []
+        assert self._reader is not None
+        for first, frames, ref in due:
+            decoded = _decode_chunk(self._reader, [ref], self.independent)
+            self.report.unread_frames -= frames
+            for k, (found, corrected) in enumerate(decoded):
+                out.append((first + k, self._take(first + k, found, corrected, unread=True)))
+        return out
+
+    def unread_positions(self, start: int, end: int) -> set[int]:
+        """Positions in [start, end) of clusters left unread (not missing: not needed)."""
+        return {p for first, frames, _ in self._unread for p in range(first, first + frames) if start <= p < end}
 
     def documents(self) -> Iterator[tuple[int | None, int, bytes]]:
         """(document number or None, block number, BSON bytes) of every document that verifies."""
@@ -270,15 +384,10 @@ class SegmentScan:
                         f"({'truncated' if declared > self.source.size else 'bytes appended'})")
             self._stream = _Stream(self)
             stripes = _Stripes(self)
-            for slot, decoded, corrected in decoded_frames(reader, self._cluster_refs(reader, exact),
-                                                           independent=self.independent, workers=self.workers):
-                report.frames += 1
-                report.qr_corrected_frames += corrected
-                accepted = self._accept(slot, decoded)
-                if accepted is None and not (self.geometry and self.geometry.parity_rows):
-                    report.damaged_frames += 1
-                elif accepted is not None and accepted.kind == frame.PARITY:
-                    report.parity_frames += 1
+            self._reader, self._refs = reader, self._cluster_refs(reader, exact)
+            for slot, decoded, corrected in decoded_frames(reader, self._refs, independent=self.independent,
+                                                           workers=self.workers, skip=self._parity_only):
+                accepted = self._take(slot, decoded, corrected)
                 for data_index, body in stripes.add(slot, accepted):
                     yield from self._feed(data_index, body)
             for data_index, body in stripes.close():
@@ -326,8 +435,8 @@ class SegmentScan:
         if idx is None:
             return
         report.expected_documents = idx["documents"]
-        if report.frames != idx["frames"]:
-            self._p(f"video has {report.frames} frames, index says {idx['frames']}")
+        if report.frames + report.unread_frames != idx["frames"]:
+            self._p(f"video has {report.frames + report.unread_frames} frames, index says {idx['frames']}")
         stream = self._stream
         if stream is not None and stream.header and stream.header.get("segment_id") != idx["segment_id"]:
             self._p(f"segment header names segment {stream.header.get('segment_id')}")
@@ -381,13 +490,16 @@ class _Stripes:
         g = self.scan.geometry
         return g if g is not None and g.parity_rows else None
 
-    def add(self, slot: int, decoded: frame.Frame | None) -> Iterator[tuple[int, bytes | None]]:
-        g = self._geometry()
+    def _keep(self, slot: int, decoded: frame.Frame | None) -> None:
         if decoded is not None:
             if decoded.position < self.closed_before:
                 self.scan._p(f"frame {slot}: position {decoded.position} belongs to a stripe already read")
             else:
                 self.frames[decoded.position] = decoded
+
+    def add(self, slot: int, decoded: frame.Frame | None) -> Iterator[tuple[int, bytes | None]]:
+        g = self._geometry()
+        self._keep(slot, decoded)
         if g is None:
             if self.scan.geometry is not None or self.scan.version == 1:  # no parity: release in order
                 yield from self._release_through(slot)
@@ -419,6 +531,9 @@ class _Stripes:
         start = g.stripe_start(self.stripe)
         first_data = self.stripe * g.data_per_stripe
         end = g.stripe_start(self.stripe + 1)
+        if self.scan._unread and not self._whole(start, first_data, g, final):
+            for slot, decoded in self.scan.read_unread(end):
+                self._keep(slot, decoded)
         mine = {p: self.frames.pop(p) for p in [p for p in self.frames if p < end]}
         count, rows = self._stripe_shape(mine, start, first_data, g, final)
         data: dict[int, bytes] = {}
@@ -436,7 +551,8 @@ class _Stripes:
                 if f.last:
                     self.scan._last_data = first_data + offset
         expected = count + rows * g.columns(count) if count else 0
-        missing = [start + o for o in range(expected) if start + o not in mine]
+        unread = self.scan.unread_positions(start, end)
+        missing = [start + o for o in range(expected) if start + o not in mine and start + o not in unread]
         if missing:
             self.scan.report.damaged_frames += len(missing)
             self.scan._p(f"stripe {self.stripe}: {len(missing)} of {expected} frames missing or damaged "
@@ -454,6 +570,20 @@ class _Stripes:
             if self.scan._last_data is not None and data_index > self.scan._last_data:
                 break
             yield data_index, data.get(i)
+
+    def _whole(self, start: int, first_data: int, g: parity.Geometry, final: bool) -> bool:
+        """Whether the stripe's data frames are all here and its shape is known without its parity
+        frames (from the index, the frame flagged last, or, before the end, a full stripe)."""
+        idx, last = self.scan.idx, self.scan._last_position
+        if idx is not None and idx.get("data_frames") is not None:
+            count = max(0, min(g.data_per_stripe, idx["data_frames"] - first_data))
+        elif last is not None and start <= last < start + g.stripe_positions:
+            count = last - start + 1
+        elif not final and last is None:
+            count = g.data_per_stripe
+        else:
+            return False
+        return all(start + o in self.frames and self.frames[start + o].kind != frame.PARITY for o in range(count))
 
     def _stripe_shape(self, mine: dict[int, frame.Frame], start: int, first_data: int, g: parity.Geometry,
                       final: bool) -> tuple[int, int]:
@@ -871,7 +1001,7 @@ def verify_video(path: Path, idx: Mapping[str, Any] | None, *, independent: bool
 def stream_documents(source: mkv.Source, where: str) -> Iterator[bytes]:
     """Every document of a video from the stream alone (no index); raises unless it is all intact
     (parity repairs count as intact: the repaired documents verify against their block digests)."""
-    scan = SegmentScan(source, where)
+    scan = SegmentScan(source, where, check_parity=False)
     yield from (raw for _, _, raw in scan.documents())
     report = scan.report
     if report.status == UNREPAIRABLE or report.lost or report.lost_blocks:
@@ -951,7 +1081,7 @@ class SegmentReader:
 
     def __iter__(self) -> Iterator[bytes]:
         """Every document's exact BSON bytes in order; raises SegmentError if any is unrecoverable."""
-        scan, source = self.scan()
+        scan, source = self.scan(check_parity=False)
         with source:
             for _, _, raw in scan.documents():
                 yield raw
@@ -961,7 +1091,7 @@ class SegmentReader:
 
     def salvage(self) -> Iterator[tuple[int | None, bytes]]:
         """Every document that verifies, with its number; see `self.last_report` afterwards."""
-        scan, source = self.scan()
+        scan, source = self.scan(check_parity=False)
         self.last_report = scan.report
         with source:
             for n, _, raw in scan.documents():
