@@ -196,6 +196,7 @@ class SegmentScan:
         self._refs: list[mkv.ClusterRef] = []
         self._unread: list[tuple[int, int, mkv.ClusterRef]] = []  # (first position, frames, cluster) not decoded
         self._last_position: int | None = None  # where the frame flagged last was seen
+        self._tail_parity: int | None = None  # where the video's length says the last stripe's parity begins
 
     def _p(self, message: str) -> None:
         self.report.problem(f"{Path(self.where).name}: {message}")
@@ -344,8 +345,10 @@ class SegmentScan:
             return self._last_position + 1 if stripe == last_stripe else full if stripe < last_stripe else None
         last_frame = self._refs[-1].first_frame if self._refs else None
         if last_frame is not None and last_frame // g.stripe_positions == stripe:
-            positions = last_frame + 1 - start  # at least: the last cluster holds one frame or more
-            return min(full, start + positions - g.tail_parity_at_least(positions, video.GOP) + 1)
+            if self._tail_parity is None:  # once: it is asked for every cluster of the last stripe
+                positions = last_frame + 1 - start  # at least: the last cluster holds one frame or more
+                self._tail_parity = min(full, start + positions - g.tail_parity_at_least(positions, video.GOP) + 1)
+            return self._tail_parity
         return full
 
     def read_unread(self, end: int) -> list[tuple[int, frame.Frame | None]]:
