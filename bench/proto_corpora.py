@@ -84,7 +84,7 @@ def main() -> None:
     raw = [bson.encode(d) for d in dec]
     video, fl = len(encode_experiences_to_video(raw)), floor(raw)
     old, new = payload(raw, default), payload(as_f32, default) + len(arrays)
-    print(f"| idea | corpus | payload / floor | archive / floor |\n|---|---|---|---|")
+    print("| idea | corpus | payload / floor | archive / floor |\n|---|---|---|---|")
     print(f"| dec: {rebuilt}/{len(arrays)} arrays rebuilt exactly | man+f32dec | {old / fl:.3f} -> {new / fl:.3f} | "
           f"{video / fl:.3f} -> {video * new / old / fl:.3f} |", flush=True)
 
