@@ -10,11 +10,12 @@ archive directory uses: `2026/08/01/part-0001.mkv`, `part-0001.index.json`, ...)
 | `listing(prefix)` | yes | {} (every name under `prefix` with its size) |
 | `read(name, limit)` | yes | SegmentError("... is missing") |
 | `open(name)` | yes | SegmentError("no such segment file") |
-| `put_new(name, data, sha256)` | no: a second call raises ObjectExists | creates it |
+| `put_new(name, data, sha256)` | no: a second call raises ObjectExists (S3: not for the same bytes) | creates it |
 | `remove(name)` | yes | 0 (versions removed; prune and erase only) |
 
 `put_new` never replaces an object: it fails with ObjectExists when the name is taken (a conditional
-put on S3, an exclusive link locally). It returns only once the object is confirmed complete with
+put on S3, an exclusive link locally; on S3 a name holding exactly these bytes is the upload's own:
+boto3 sends a PUT again when its answer was lost). It returns only once the object is confirmed complete with
 exactly the SHA-256 given (S3: the size and checksum the store reports, and a read-back by ranged
 GETs; locally: the file re-read by its name). Only `prune` and `erase` remove sealed objects
 (`remove`: every version of it, in a versioned bucket), when a person or a configured retention

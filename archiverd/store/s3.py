@@ -5,7 +5,8 @@ AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/config and creden
 roles); it is imported only when an s3:// archive is used (`pip install archiverd[s3]`).
 
 - `put_new` sends `If-None-Match: *`: the store refuses the put when the name exists (HTTP 412), so
-  two instances can never both own a name. A store that does not implement conditional puts
+  two instances can never both own a name. A name found holding exactly the bytes being put is this
+  upload's own (an attempt the store took whose answer was lost, sent again by boto3's retry). A store that does not implement conditional puts
   (HTTP 501) gets a HEAD first, then the put: safe under the daemon's lease, which is checked right
   before the seal's first upload.
 - Every put carries the object's SHA-256 (`x-amz-checksum-sha256`): S3 rejects a body that does not
@@ -211,7 +212,11 @@ class S3Store(Store):
             except ClientError as exc:
                 code = _code(exc)
                 if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                    raise ObjectExists(f"refusing to overwrite sealed object {self.where(name)}") from None
+                    # taken -- perhaps by this very upload: the store took an attempt whose answer was
+                    # lost, and boto3 sent it again. Exactly the verified bytes are this seal's own.
+                    if self._differs(name, size, sha256) is not None:
+                        raise ObjectExists(f"refusing to overwrite sealed object {self.where(name)}") from None
+                    return
                 if code in ("NotImplemented", "501") and conditional:
                     conditional = {}  # no conditional puts here: check, then put (under the lease)
                     if self._head(name) is not None:
@@ -223,17 +228,25 @@ class S3Store(Store):
                 raise self._fail("upload", name, exc) from None
             except BotoCoreError as exc:
                 raise self._fail("upload", name, exc) from None
-        head = self._head(name)
-        if head is None or int(head["ContentLength"]) != size:
-            found = "is missing" if head is None else f"has {head['ContentLength']} bytes, not {size}"
-            raise StorageError(f"{self.where(name)} {found} after its upload; nothing is deleted against it")
-        reported = _hex(head.get("ChecksumSHA256"))
-        with S3Object(self, name, size) as source:  # read back: not every S3-API store checks what it received
-            stored = sha256_of(source)
-        if stored != sha256 or reported not in (None, sha256):
-            raise StorageError(f"{self.where(name)}: the store holds other bytes than were verified "
-                               "(SHA-256 differs); nothing is deleted against it")
+        problem = self._differs(name, size, sha256)
+        if problem is not None:
+            raise StorageError(f"{self.where(name)}: {problem} after its upload; nothing is deleted against it")
 
+    def _differs(self, name: str, size: int, sha256: str) -> str | None:
+        """None if the object holds exactly `size` bytes with `sha256` -- the size and checksum its
+        HEAD reports, then a read-back by ranged GETs (not every S3-API store checks what it
+        received) -- else what differs."""
+        head = self._head(name)
+        if head is None:
+            return "it is missing"
+        if int(head["ContentLength"]) != size:
+            return f"it has {head['ContentLength']} bytes, not {size}"
+        if _hex(head.get("ChecksumSHA256")) not in (None, sha256):
+            return "the store holds other bytes than were verified (its SHA-256 differs)"
+        with S3Object(self, name, size) as source:
+            if sha256_of(source) != sha256:
+                return "the store holds other bytes than were verified (SHA-256 differs)"
+        return None
 
     # -- removal (prune and erase only) ------------------------------------------------------------
 

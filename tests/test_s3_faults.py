@@ -1,0 +1,74 @@
+"""An S3-API store that misbehaves on the wire (store/s3.py): a fault-injecting proxy process
+(tests/s3_proxy.py) between archiverd and the test server (moto, tests/s3_server.py) loses the answer
+to a PUT that landed, serves fewer bytes than a ranged GET asked for, cuts a body short, or answers
+with errors. Nothing is deleted from MongoDB unless every object is confirmed; nothing published is
+replaced; a reader never takes a store failure for damage, nor returns a partial answer."""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import bson
+import pytest
+from bson.raw_bson import RawBSONDocument
+
+from archiverd.format import index
+from archiverd.service.daemon import Daemon
+from archiverd.service.state import State
+from archiverd.store import objects
+from bench.corpus import experience
+from tests.s3_proxy import S3Proxy
+
+NOW = dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+@pytest.fixture
+def proxy(s3, s3_server, tmp_path, monkeypatch):
+    """The proxy in front of the test's bucket: archiverd (and boto3 in this process) talk to it."""
+    started = S3Proxy(s3_server.port, tmp_path).start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", started.endpoint)
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def pcfg(cfg, s3, proxy):
+    return dataclasses.replace(cfg, archive_url=s3, segment_max_docs=0)
+
+
+def _seed(collection, n: int) -> dict[str, bytes]:
+    docs = [RawBSONDocument(bson.encode(experience(i, when=NOW - dt.timedelta(days=120)))) for i in range(n)]
+    collection.insert_many(docs)
+    return {index.key_of(d["_id"]): d.raw for d in docs}
+
+
+def _in_db(collection) -> set[str]:
+    return {index.key_of(d["_id"]) for d in collection.find({}, projection={"_id": 1})}
+
+
+def _archived(store: objects.Store) -> dict[str, bytes]:
+    out = {}
+    for name in store.segments():
+        reader = store.reader(name)
+        assert reader.verify().ok, name
+        out.update((index.id_key(e["_id"]), raw) for e, raw in zip(reader.entries(), reader))
+    return out
+
+
+def test_a_put_that_landed_but_whose_answer_was_lost_is_confirmed_not_refused(pcfg, collection, proxy):
+    """The store took the PUT, the answer never arrived, boto3 sent it again: the conditional retry
+    finds the name taken -- by these very bytes. That is this seal's own object, confirmed like any
+    upload, not another instance's: the seal goes on, nothing is left orphaned."""
+    docs = _seed(collection, 5)
+    proxy.rules({"method": "PUT", "key": r"part-0001\.mkv$", "action": "drop", "times": 1},
+                {"method": "PUT", "key": r"part-0001\.index\.json$", "action": "drop", "times": 1})
+    assert Daemon(pcfg).once()[0] == 0
+    puts = [r["path"].rsplit("/", 1)[-1] for r in proxy.requests() if r["method"] == "PUT"]
+    assert puts.count("part-0001.mkv") == 2 and puts.count("part-0001.index.json") == 2  # each sent again
+    store = objects.for_collection(pcfg)
+    assert store.orphans() == [] and len(store.segments()) == 1
+    assert _archived(store) == docs and _in_db(collection) == set()
+    assert State(pcfg.state_file).pending == []
