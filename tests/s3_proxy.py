@@ -20,7 +20,8 @@ names a request header that must be present. Actions:
   asked, or an object cut short behind the reader's back);
 * `cut`: forward, then send the headers as received and only half the body, and close;
 * `flip`: forward, then flip one bit in the middle of the body (same length);
-* `delay`: sleep `seconds`, then forward.
+* `delay`: sleep `seconds`, then forward;
+* `whole`: forward without the Range header (a store that ignores it: the whole object, HTTP 200).
 
 Every request is appended to RULES_FILE + ".log" as one JSON line (method, path, query, action).
 """
@@ -75,6 +76,7 @@ class _Rules:
 def handler(upstream: int, rules: _Rules) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        action = "pass"
 
         def log_message(self, *_: Any) -> None:
             pass
@@ -94,7 +96,8 @@ def handler(upstream: int, rules: _Rules) -> type[BaseHTTPRequestHandler]:
 
         def _forward(self, body: bytes) -> tuple[int, str, list[tuple[str, str]], bytes]:
             conn = http.client.HTTPConnection("127.0.0.1", upstream, timeout=60)
-            headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP}
+            drop = HOP | ({"range"} if self.action == "whole" else set())
+            headers = {k: v for k, v in self.headers.items() if k.lower() not in drop}
             if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                 headers["Content-Length"] = str(len(body))
             conn.request(self.command, self.path, body=body if body or self.command in ("PUT", "POST") else None,
@@ -121,7 +124,7 @@ def handler(upstream: int, rules: _Rules) -> type[BaseHTTPRequestHandler]:
             url = urlsplit(self.path)
             body = self._body()
             rule = rules.match(self.command, url.path, url.query, self.headers)
-            action = rule["action"] if rule else "pass"
+            action = self.action = rule["action"] if rule else "pass"
             rules.log({"method": self.command, "path": url.path, "query": url.query, "action": action,
                        "range": self.headers.get("Range"), "length": len(body),
                        "headers": dict(self.headers) if self.command == "PUT" else None})

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import hashlib
 import os
 import subprocess
 import sys
@@ -72,3 +73,40 @@ def test_a_put_that_landed_but_whose_answer_was_lost_is_confirmed_not_refused(pc
     assert store.orphans() == [] and len(store.segments()) == 1
     assert _archived(store) == docs and _in_db(collection) == set()
     assert State(pcfg.state_file).pending == []
+
+
+# -- reading: a ranged GET must give exactly the bytes asked for ------------------------------------
+
+@pytest.mark.parametrize("action", ["short", "whole"])
+def test_a_ranged_get_answered_with_other_bytes_than_asked_is_a_store_error(s3, proxy, action):
+    """Fewer bytes than the range (consistent headers: no transport error), or the whole object
+    from its start (a store that ignores Range): never handed to the reader as those bytes."""
+    from archiverd.errors import StorageError
+    store = objects.open_url(s3)
+    data = os.urandom(300_000)
+    store.put_new("v.mkv", data, hashlib.sha256(data).hexdigest())
+    proxy.rules({"method": "GET", "key": r"/v\.mkv$", "action": action, "keep": 100})
+    with store.open("v.mkv") as source, pytest.raises(StorageError, match="bytes"):
+        got = source.read(1000, 5000)
+        assert got == data[1000:6000], f"{len(got)} bytes, {'not ' if got != data[1000:6000] else ''}the ones asked for"
+
+
+def test_a_store_that_serves_fewer_bytes_during_recovery_fails_the_cycle_and_sets_nothing_aside(pcfg, collection,
+                                                                                                  proxy):
+    """A committed segment whose deletes a crash interrupted is verified by ranged GETs before they
+    are finished. A store failing those reads must fail the cycle (exit 5; the next one retries) --
+    not set a sound segment aside as damaged and seal its documents a second time."""
+    from archiverd.errors import StorageError
+    from tests.reliability import crash_cycle_at
+    docs = _seed(collection, 5)
+    crash_cycle_at(pcfg, "commit")  # sealed and committed, nothing deleted yet
+    store = objects.for_collection(pcfg)
+    (segment,) = store.segments()
+    proxy.rules({"method": "GET", "key": r"part-0001\.mkv$", "action": "short", "keep": 1000})
+    with pytest.raises(StorageError, match="ranged GET"):
+        Daemon(pcfg).once()
+    assert State(pcfg.state_file).get("set_aside") in (None, {}) and store.segments() == [segment]
+    assert _in_db(collection) == set(docs)
+    proxy.rules()  # the store is well again
+    assert Daemon(pcfg).once()[0] == 0
+    assert store.segments() == [segment] and _archived(store) == docs and _in_db(collection) == set()

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
 from typing import Any
 
@@ -168,13 +169,23 @@ class S3Store(Store):
             raise self._fail("read", name, exc) from None
 
     def range(self, name: str, offset: int, length: int) -> bytes:
-        """Bytes [offset, offset + length) of the object (fewer at its end)."""
+        """Bytes [offset, offset + length) of the object (fewer at its end). The answer must be
+        that range, whole: a store (or a proxy) that sends fewer bytes, or ignores the range and
+        sends the object from its start, fails the read (StorageError), never hands other bytes on."""
         if length <= 0:
             return b""
         got = self._call("read", name, "get_object", Key=self.key(name), Range=f"bytes={offset}-{offset + length - 1}")
         if got is None:
             raise SegmentError("no such segment file", self.where(name))
-        return self._body(name, got)
+        data = self._body(name, got)
+        sent = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", str(got.get("ContentRange") or ""))
+        expected = None if sent is None else min(length, int(sent[3]) - offset)
+        if sent is None or int(sent[1]) != offset or len(data) != expected:
+            what = f"bytes {offset}-{offset + length - 1}" if sent is None else \
+                f"{expected} bytes from offset {offset}"
+            raise StorageError(f"cannot read {self.where(name)}: the store answered a ranged GET for {what} with "
+                               f"{len(data)} bytes ({got.get('ContentRange') or 'no Content-Range'})")
+        return data
 
     def open(self, name: str) -> S3Object:
         size = self._sizes.get(name)
