@@ -308,6 +308,36 @@ def test_an_instance_that_lost_its_lease_uploads_nothing(s3cfg, collection):
     assert State(s3cfg.state_file).pending == []
 
 
+@pytest.mark.parametrize("point", ["seal:video-uploaded", "seal:key-uploaded"])
+def test_a_holder_that_loses_its_day_while_uploading_commits_nothing(s3cfg, collection, tmp_path, point):
+    """The fencing check before the first PUT is not enough in a bucket: the video's upload and
+    read-back take long (a paused process, a slow link), and meanwhile the day's lease may lapse and
+    be taken by another process, which seals the same documents under the next part. The index --
+    the commit point -- goes up only while the day is still this process's: a stale holder leaves
+    an uncommitted upload (an orphan the day's holder drops), never a second committed copy."""
+    from archiverd.crypto import keyring
+    if point == "seal:key-uploaded":  # an encrypted segment: video, key file, then index
+        key_file = tmp_path / "master.key"
+        keyring.create(key_file, keyring.Keyring([keyring.MasterKey.generate()]))
+        s3cfg = dataclasses.replace(s3cfg, encryption_key_file=key_file)
+    docs = _seed(collection, 5)
+    source = Source(s3cfg)
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+
+    def taken_over(at: str) -> None:
+        if at == point:  # another process takes the day meanwhile
+            source.leases.update_many({"_id": {"$regex": r"\$"}}, {"$set": {"owner": "other-host:1:x",
+                                                                            "expires_at": future},
+                                                                   "$inc": {"token": 1}})
+
+    with faults.installed(taken_over):
+        stats = Archiver(s3cfg, source, State(s3cfg.state_file)).run_cycle(None)
+    assert stats.days_lost == 1 and stats.deleted == 0
+    store = _bucket_store(s3cfg)
+    assert store.segments() == []  # nothing committed by a process that no longer held the day
+    assert _in_db(collection) == set(docs)
+
+
 def test_the_staging_directory_is_swept_of_unpublished_temporaries_only(s3cfg, collection):
     day = s3cfg.collection_dir / "2026" / "08" / "01"
     day.mkdir(parents=True)

@@ -299,26 +299,36 @@ class LocalStore(Store):
 
 
 def upload_segment(store: Store, video: str, temp: Readable, idx: dict[str, Any], index_bytes: bytes,
-                   key_file: bytes | None) -> None:
+                   key_file: bytes | None, fence: Callable[[], None] | None = None) -> None:
     """The seal into a store: the verified video, then an encrypted segment's key file, then the
     index (the commit point), each one confirmed complete with its SHA-256 before the next goes up.
     A crash or a failure anywhere before the index is up leaves the segment uncommitted: no delete
-    is made against it (docs/ARCHITECTURE.md, "Sealing to object storage")."""
+    is made against it (docs/ARCHITECTURE.md, "Sealing to object storage"). `fence` (the daemon's
+    lease check, which raises when the day is no longer this process's) runs again before each
+    object after the video: the video's upload and read-back take long, and a process that lost
+    its day meanwhile must not commit a second copy of documents the day's new holder seals."""
     store.put_new(video, temp, idx["video"]["sha256"])
     faults.hit("seal:video-uploaded")
     if key_file is not None:
+        if fence is not None:
+            fence()
         name = envelope.path_for(Path(video)).as_posix()
         store.put_new(name, key_file, hashlib.sha256(key_file).hexdigest())
         faults.hit("seal:key-uploaded")
+    if fence is not None:
+        fence()
     store.put_new(index_name(video), index_bytes, hashlib.sha256(index_bytes).hexdigest())
     faults.hit("seal:uploaded")
 
 
-def uploader(store: Store, video: str) -> Callable[[Readable, dict[str, Any], bytes, bytes | None], None] | None:
-    """What the writer's seal calls instead of publishing locally (None: the local directory)."""
+def uploader(store: Store, video: str, fence: Callable[[], None] | None = None
+             ) -> Callable[[Readable, dict[str, Any], bytes, bytes | None], None] | None:
+    """What the writer's seal calls instead of publishing locally (None: the local directory);
+    `fence` as in `upload_segment`."""
     if store.local:
         return None
-    return lambda temp, idx, index_bytes, key_file: upload_segment(store, video, temp, idx, index_bytes, key_file)
+    return lambda temp, idx, index_bytes, key_file: upload_segment(store, video, temp, idx, index_bytes, key_file,
+                                                                   fence)
 
 
 def parse_url(url: str) -> tuple[str, str]:
