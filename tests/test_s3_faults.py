@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -110,3 +111,19 @@ def test_a_store_that_serves_fewer_bytes_during_recovery_fails_the_cycle_and_set
     proxy.rules()  # the store is well again
     assert Daemon(pcfg).once()[0] == 0
     assert store.segments() == [segment] and _archived(store) == docs and _in_db(collection) == set()
+
+
+def test_an_object_read_whole_is_checked_against_the_sha256_the_store_recorded(s3, proxy):
+    """An index, a key file or a sidecar is read with one GET. A bit flipped on the way (a store
+    without TLS, a bad proxy) must not be parsed as a valid index with one `_id` or SHA-256 changed
+    (a wrong catalog, a sound segment set aside as damaged): the SHA-256 the store recorded at the
+    upload (which `put_new` confirmed) is asked for, and the bytes must match it."""
+    from archiverd.errors import StorageError
+    store = objects.open_url(s3)
+    idx = json.dumps({"docs": [{"_id": {"$oid": f"{n:024x}"}, "sha256": hashlib.sha256(bytes([n])).hexdigest()}
+                               for n in range(50)]}).encode()
+    store.put_new("2026/08/01/part-0001.index.json", idx, hashlib.sha256(idx).hexdigest())
+    proxy.rules({"method": "GET", "key": r"index\.json$", "action": "flip"})
+    with pytest.raises(StorageError, match="checksum"):
+        got = store.read("2026/08/01/part-0001.index.json", 1 << 20)
+        assert got == idx, "other bytes than were stored, handed on as the index"

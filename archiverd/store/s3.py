@@ -18,6 +18,9 @@ roles); it is imported only when an s3:// archive is used (`pip install archiver
   version id and lists again to confirm none is left: in a versioned bucket a plain DELETE would
   only hide the object. Credentials that may not do so get RemovalRefused (exit 7), never a
   removal reported done.
+- An object read whole (an index, a key file, a sidecar) is checked against the SHA-256 the store
+  recorded at its upload; a ranged GET must bring exactly the range asked for (the video's frames
+  and documents carry their own checksums).
 - Reads are ranged GETs, a few hundred KB at a time around what the reader asks for (the reader
   asks for clusters by their byte ranges, from the index), growing up to 8 MiB while the reads
   follow one another (a full scan): nothing downloads a whole video unless the whole video is
@@ -153,7 +156,10 @@ class S3Store(Store):
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def read(self, name: str, limit: int) -> bytes:
-        got = self._call("read", name, "get_object", Key=self.key(name))
+        """The whole object, checked against the SHA-256 the store recorded at its upload (where
+        the store reports it; botocore compares as the body is read): an index, a key file or a
+        sidecar has no checksum of its own, and a bit changed on the way must not be parsed."""
+        got = self._call("read", name, "get_object", Key=self.key(name), ChecksumMode="ENABLED")
         if got is None:
             raise SegmentError("is missing", self.where(name))
         if int(got["ContentLength"]) > limit:
