@@ -127,3 +127,34 @@ def test_an_object_read_whole_is_checked_against_the_sha256_the_store_recorded(s
     with pytest.raises(StorageError, match="checksum"):
         got = store.read("2026/08/01/part-0001.index.json", 1 << 20)
         assert got == idx, "other bytes than were stored, handed on as the index"
+
+
+# -- a store without conditional puts or the versions API ---------------------------------------------
+
+def test_a_store_without_conditional_puts_gets_a_head_first_and_still_never_an_overwrite(s3, proxy):
+    """HTTP 501 to `If-None-Match: *`: the name is looked up, then put plainly (under the lease);
+    a name that exists is refused all the same, its object untouched."""
+    from archiverd.store.objects import ObjectExists
+    store = objects.open_url(s3)
+    proxy.rules({"method": "PUT", "header": "If-None-Match", "action": "status", "status": 501,
+                 "code": "NotImplemented"})
+    first = os.urandom(20_000)
+    store.put_new("2026/08/01/part-0001.mkv", first, hashlib.sha256(first).hexdigest())
+    with pytest.raises(ObjectExists, match="refusing to overwrite"):
+        store.put_new("2026/08/01/part-0001.mkv", b"other bytes", hashlib.sha256(b"other bytes").hexdigest())
+    with store.open("2026/08/01/part-0001.mkv") as source:
+        assert source.read(0, len(first)) == first
+    puts = [(r["action"], "If-None-Match" in r["headers"]) for r in proxy.requests()
+            if r["method"] == "PUT" and r["path"].endswith(".mkv")]
+    assert puts == [("status", True), ("pass", False), ("status", True)]  # 501, then plain; the second: no PUT
+
+
+def test_a_store_without_the_versions_api_removes_with_one_delete_and_confirms_it(s3, proxy):
+    store = objects.open_url(s3)
+    store.put_new("2026/08/01/part-0001.mkv", b"x" * 100, hashlib.sha256(b"x" * 100).hexdigest())
+    proxy.rules({"method": "GET", "query": "versions", "action": "status", "status": 501, "code": "NotImplemented"})
+    assert store.remove("2026/08/01/part-0001.mkv") == 1
+    assert store.names() == []
+    asked = [(r["method"], r["action"], r["query"]) for r in proxy.requests() if r["method"] in ("GET", "DELETE")]
+    assert ("GET", "status") in [(m, a) for m, a, q in asked if "versions" in q]  # the store said 501
+    assert [q for m, _, q in asked if m == "DELETE"] == [""]  # then one plain DELETE, no version id
