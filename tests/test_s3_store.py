@@ -338,6 +338,27 @@ def test_a_holder_that_loses_its_day_while_uploading_commits_nothing(s3cfg, coll
     assert _in_db(collection) == set(docs)
 
 
+def test_a_process_sealing_into_another_store_is_refused_a_day_left_unfinished(s3cfg, collection):
+    """Processes sharing a backlog must share its store as well as its archive directory (the state
+    file): a process whose ARCHIVERD_ARCHIVE_URL differs (a typo on one host, or one host without
+    it) would not find the segment a dead holder committed, drop its journal entry and seal the
+    documents a second time, elsewhere -- an archive split between two stores that `get`, `find`
+    and `export` each see only half of. Refused with exit 3, as another archive directory is;
+    once the day is finished, as with directories, the other store is no obstacle."""
+    from archiverd.service.lease import SharedArchiveError
+    docs = _seed(collection, 5)
+    crash_cycle_at(s3cfg, "commit")  # committed into the bucket, nothing deleted: the day is unfinished
+    for other in (dataclasses.replace(s3cfg, archive_url=s3cfg.archive_url + "-elsewhere"),
+                  dataclasses.replace(s3cfg, archive_url=None)):  # same archive directory, another store
+        with pytest.raises(SharedArchiveError, match="must share one archive"):
+            Daemon(other).once()
+    store = _bucket_store(s3cfg)
+    assert _in_db(collection) == set(docs) and len(store.segments()) == 1
+    assert Daemon(s3cfg).once()[0] == 0  # the store's own process finishes the day
+    assert sorted(k for k, _ in _archived(store)) == sorted(docs) and _in_db(collection) == set()
+    assert Daemon(dataclasses.replace(s3cfg, archive_url=None)).once()[0] == 0
+
+
 def test_the_staging_directory_is_swept_of_unpublished_temporaries_only(s3cfg, collection):
     day = s3cfg.collection_dir / "2026" / "08" / "01"
     day.mkdir(parents=True)
