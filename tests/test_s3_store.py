@@ -8,8 +8,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import bson
 import pytest
@@ -27,7 +29,7 @@ from archiverd.service.state import State
 from archiverd.store import objects
 from archiverd.store.objects import LocalStore, ObjectExists
 from bench.corpus import experience
-from tests.reliability import World, crash_cycle_at
+from tests.reliability import ROOT, World, crash_cycle_at, wait_stopped
 from tests.s3_server import S3Server
 
 
@@ -336,6 +338,36 @@ def test_a_holder_that_loses_its_day_while_uploading_commits_nothing(s3cfg, coll
     store = _bucket_store(s3cfg)
     assert store.segments() == []  # nothing committed by a process that no longer held the day
     assert _in_db(collection) == set(docs)
+
+
+def test_a_holder_paused_during_its_upload_and_resumed_after_another_sealed_the_day_commits_nothing(
+        mongo_uri, tmp_path, s3):
+    """Real processes: A is paused (SIGSTOP) right after its video is uploaded; its day lease lapses;
+    B takes the day, sees A's uploaded video, seals the day under the next part and deletes. A
+    resumes: its fencing check before the index finds the day no longer its own, so A commits
+    nothing -- every document is in exactly one committed segment, B's."""
+    world = World(mongo_uri, tmp_path, ARCHIVERD_ARCHIVE_URL=s3, ARCHIVERD_SHARED_BACKLOG="true",
+                  ARCHIVERD_SEGMENT_MAX_DOCS="0", ARCHIVERD_LEASE_SECONDS="3")
+    try:
+        world.seed(expired=6)
+        a = subprocess.Popen([sys.executable, "-m", "archiverd", "run", "--once"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True,
+                             env=world.env(_ARCHIVERD_CRASH_AT="seal:video-uploaded@1:STOP"))
+        try:
+            wait_stopped(a)
+            time.sleep(3.5)  # A's day lease lapses (its renewer is paused with it)
+            b = world.cli("run", "--once")
+            assert b.returncode == 0 and "event=recovery.orphan_uploaded" in b.stderr, b.stderr
+        finally:
+            a.send_signal(signal.SIGCONT)
+            _, a_err = a.communicate(timeout=120)
+        assert a.returncode == 1 and "event=day.lost" in a_err and "segment.sealed" not in a_err, a_err
+        store = objects.open_url(f"{s3}/{world.database}/eat_agent_experiences")
+        keys = [k for k, _ in _archived(store)]
+        assert len(keys) == len(set(keys)) == 6 and world.coll.count_documents({}) == 0
+        assert len(store.orphans()) == 1 and len(store.segments()) == 3  # A's video, never committed
+    finally:
+        world.close()
 
 
 def test_a_process_sealing_into_another_store_is_refused_a_day_left_unfinished(s3cfg, collection):
