@@ -60,6 +60,8 @@ def test_every_store_keeps_the_same_contract(store):
         assert source.size == len(data)
         assert source.read(123_456, 1000) == data[123_456:124_456]
         assert source.read(len(data) - 10, 100) == data[-10:]
+    with store.open("2026/08/01/part-0001.mkv") as source:
+        assert source.read(len(data), 100) == b""  # at its end, as a file reads
     assert store.read("2026/08/01/part-0001.index.json", 100) == b"{}"
     with pytest.raises(SegmentError, match="larger than"):
         store.read("2026/08/01/part-0001.mkv", 100)

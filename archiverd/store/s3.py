@@ -353,6 +353,8 @@ class S3Object:
 
     def read(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.size - offset))
+        if length == 0:  # at (or past) its end: nothing, as a file reads; the store would answer 416
+            return b""
         sequential, self._end = offset == self._end, offset + length
         head = self.store._heads.get(self.name, b"")
         if offset + length <= len(head):
