@@ -158,3 +158,23 @@ def test_a_store_without_the_versions_api_removes_with_one_delete_and_confirms_i
     asked = [(r["method"], r["action"], r["query"]) for r in proxy.requests() if r["method"] in ("GET", "DELETE")]
     assert ("GET", "status") in [(m, a) for m, a, q in asked if "versions" in q]  # the store said 501
     assert [q for m, _, q in asked if m == "DELETE"] == [""]  # then one plain DELETE, no version id
+
+
+# -- credentials that lack a permission ------------------------------------------------------------
+
+@pytest.mark.parametrize("denied, message", [
+    ({"method": "PUT"}, "cannot upload .*: access denied"),  # read-only credentials
+    ({"method": "GET", "query": "list-type"}, "cannot list .*: access denied"),  # no s3:ListBucket
+])
+def test_credentials_without_a_permission_fail_the_cycle_with_one_clear_error_and_delete_nothing(
+        pcfg, collection, proxy, denied, message):
+    from archiverd.errors import StorageError
+    docs = _seed(collection, 4)
+    proxy.rules({**denied, "action": "status", "status": 403, "code": "AccessDenied"})
+    with pytest.raises(StorageError, match=message) as caught:
+        Daemon(pcfg).once()
+    assert "\n" not in str(caught.value) and caught.value.exit_code == 5
+    assert _in_db(collection) == set(docs) and State(pcfg.state_file).pending == []
+    assert not [p for p in pcfg.archive_dir.rglob("*") if p.is_file() and "part-" in p.name]
+    proxy.rules()
+    assert Daemon(pcfg).once()[0] == 0 and _archived(objects.for_collection(pcfg)) == docs
