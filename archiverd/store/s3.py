@@ -6,9 +6,10 @@ roles); it is imported only when an s3:// archive is used (`pip install archiver
 
 - `put_new` sends `If-None-Match: *`: the store refuses the put when the name exists (HTTP 412), so
   two instances can never both own a name. A name found holding exactly the bytes being put is this
-  upload's own (an attempt the store took whose answer was lost, sent again by boto3's retry). A store that does not implement conditional puts
-  (HTTP 501) gets a HEAD first, then the put: safe under the daemon's lease, which is checked right
-  before the seal's first upload.
+  upload's own (an attempt the store took whose answer was lost, sent again by boto3's retry). A
+  store that does not implement conditional puts (HTTP 501) gets a HEAD first, then the put: safe
+  under the daemon's lease, which is checked before each of the seal's uploads (not against a
+  holder paused between its check and its put past the lease: only a conditional put is).
 - Every put carries the object's SHA-256 (`x-amz-checksum-sha256`): S3 rejects a body that does not
   match it. After the put, a HEAD must report the size (and that SHA-256, where the store reports
   checksums), and the object is read back by ranged GETs and hashed: not every S3-API store checks
