@@ -20,7 +20,6 @@ names a request header that must be present. Actions:
   asked, or an object cut short behind the reader's back);
 * `cut`: forward, then send the headers as received and only half the body, and close;
 * `flip`: forward, then flip one bit in the middle of the body (same length);
-* `delay`: sleep `seconds`, then forward;
 * `whole`: forward without the Range header (a store that ignores it: the whole object, HTTP 200).
 
 Every request is appended to RULES_FILE + ".log" as one JSON line (method, path, query, action).
@@ -134,8 +133,6 @@ def handler(upstream: int, rules: _Rules) -> type[BaseHTTPRequestHandler]:
                        f"<Message>injected by tests/s3_proxy.py</Message></Error>").encode()
                 self._send(int(rule["status"]), code, [("Content-Type", "application/xml")], xml)
                 return
-            if action == "delay":
-                time.sleep(float(rule["seconds"]))
             status, reason, headers, data = self._forward(body)
             if action == "drop":
                 self.close_connection = True

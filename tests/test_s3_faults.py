@@ -78,10 +78,11 @@ def test_a_put_that_landed_but_whose_answer_was_lost_is_confirmed_not_refused(pc
 
 # -- reading: a ranged GET must give exactly the bytes asked for ------------------------------------
 
-@pytest.mark.parametrize("action", ["short", "whole"])
+@pytest.mark.parametrize("action", ["short", "whole", "cut"])
 def test_a_ranged_get_answered_with_other_bytes_than_asked_is_a_store_error(s3, proxy, action):
-    """Fewer bytes than the range (consistent headers: no transport error), or the whole object
-    from its start (a store that ignores Range): never handed to the reader as those bytes."""
+    """Fewer bytes than the range (consistent headers: no transport error), the whole object from
+    its start (a store that ignores Range), or a body cut short of its Content-Length: never handed
+    to the reader as those bytes."""
     from archiverd.errors import StorageError
     store = objects.open_url(s3)
     data = os.urandom(300_000)
