@@ -8,8 +8,10 @@ import datetime as dt
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import bson
 import pytest
@@ -27,7 +29,7 @@ from archiverd.service.state import State
 from archiverd.store import objects
 from archiverd.store.objects import LocalStore, ObjectExists
 from bench.corpus import experience
-from tests.reliability import World, crash_cycle_at
+from tests.reliability import ROOT, World, crash_cycle_at, wait_stopped
 from tests.s3_server import S3Server
 
 
@@ -58,6 +60,8 @@ def test_every_store_keeps_the_same_contract(store):
         assert source.size == len(data)
         assert source.read(123_456, 1000) == data[123_456:124_456]
         assert source.read(len(data) - 10, 100) == data[-10:]
+    with store.open("2026/08/01/part-0001.mkv") as source:
+        assert source.read(len(data), 100) == b""  # at its end, as a file reads
     assert store.read("2026/08/01/part-0001.index.json", 100) == b"{}"
     with pytest.raises(SegmentError, match="larger than"):
         store.read("2026/08/01/part-0001.mkv", 100)
@@ -306,6 +310,87 @@ def test_an_instance_that_lost_its_lease_uploads_nothing(s3cfg, collection):
         Archiver(s3cfg, source, State(s3cfg.state_file)).run_cycle(lease)
     assert _bucket_store(s3cfg).names() == [] and _in_db(collection) == set(docs)
     assert State(s3cfg.state_file).pending == []
+
+
+@pytest.mark.parametrize("point", ["seal:video-uploaded", "seal:key-uploaded"])
+def test_a_holder_that_loses_its_day_while_uploading_commits_nothing(s3cfg, collection, tmp_path, point):
+    """The fencing check before the first PUT is not enough in a bucket: the video's upload and
+    read-back take long (a paused process, a slow link), and meanwhile the day's lease may lapse and
+    be taken by another process, which seals the same documents under the next part. The index --
+    the commit point -- goes up only while the day is still this process's: a stale holder leaves
+    an uncommitted upload (an orphan the day's holder drops), never a second committed copy."""
+    from archiverd.crypto import keyring
+    if point == "seal:key-uploaded":  # an encrypted segment: video, key file, then index
+        key_file = tmp_path / "master.key"
+        keyring.create(key_file, keyring.Keyring([keyring.MasterKey.generate()]))
+        s3cfg = dataclasses.replace(s3cfg, encryption_key_file=key_file)
+    docs = _seed(collection, 5)
+    source = Source(s3cfg)
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+
+    def taken_over(at: str) -> None:
+        if at == point:  # another process takes the day meanwhile
+            source.leases.update_many({"_id": {"$regex": r"\$"}}, {"$set": {"owner": "other-host:1:x",
+                                                                            "expires_at": future},
+                                                                   "$inc": {"token": 1}})
+
+    with faults.installed(taken_over):
+        stats = Archiver(s3cfg, source, State(s3cfg.state_file)).run_cycle(None)
+    assert stats.days_lost == 1 and stats.deleted == 0
+    store = _bucket_store(s3cfg)
+    assert store.segments() == []  # nothing committed by a process that no longer held the day
+    assert _in_db(collection) == set(docs)
+
+
+def test_a_holder_paused_during_its_upload_and_resumed_after_another_sealed_the_day_commits_nothing(
+        mongo_uri, tmp_path, s3):
+    """Real processes: A is paused (SIGSTOP) right after its video is uploaded; its day lease lapses;
+    B takes the day, sees A's uploaded video, seals the day under the next part and deletes. A
+    resumes: its fencing check before the index finds the day no longer its own, so A commits
+    nothing -- every document is in exactly one committed segment, B's."""
+    world = World(mongo_uri, tmp_path, ARCHIVERD_ARCHIVE_URL=s3, ARCHIVERD_SHARED_BACKLOG="true",
+                  ARCHIVERD_SEGMENT_MAX_DOCS="0", ARCHIVERD_LEASE_SECONDS="3")
+    try:
+        world.seed(expired=6)
+        a = subprocess.Popen([sys.executable, "-m", "archiverd", "run", "--once"], cwd=ROOT, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.PIPE, text=True,
+                             env=world.env(_ARCHIVERD_CRASH_AT="seal:video-uploaded@1:STOP"))
+        try:
+            wait_stopped(a)
+            time.sleep(3.5)  # A's day lease lapses (its renewer is paused with it)
+            b = world.cli("run", "--once")
+            assert b.returncode == 0 and "event=recovery.orphan_uploaded" in b.stderr, b.stderr
+        finally:
+            a.send_signal(signal.SIGCONT)
+            _, a_err = a.communicate(timeout=120)
+        assert a.returncode == 1 and "event=day.lost" in a_err and "segment.sealed" not in a_err, a_err
+        store = objects.open_url(f"{s3}/{world.database}/eat_agent_experiences")
+        keys = [k for k, _ in _archived(store)]
+        assert len(keys) == len(set(keys)) == 6 and world.coll.count_documents({}) == 0
+        assert len(store.orphans()) == 1 and len(store.segments()) == 3  # A's video, never committed
+    finally:
+        world.close()
+
+
+def test_a_process_sealing_into_another_store_is_refused_a_day_left_unfinished(s3cfg, collection):
+    """Processes sharing a backlog must share its store as well as its archive directory (the state
+    file): a process whose ARCHIVERD_ARCHIVE_URL differs (a typo on one host, or one host without
+    it) would not find the segment a dead holder committed, drop its journal entry and seal the
+    documents a second time, elsewhere -- an archive split between two stores that `get`, `find`
+    and `export` each see only half of. Refused with exit 3, as another archive directory is;
+    once the day is finished, as with directories, the other store is no obstacle."""
+    from archiverd.service.lease import SharedArchiveError
+    docs = _seed(collection, 5)
+    crash_cycle_at(s3cfg, "commit")  # committed into the bucket, nothing deleted: the day is unfinished
+    for other in (dataclasses.replace(s3cfg, archive_url=s3cfg.archive_url + "-elsewhere"),
+                  dataclasses.replace(s3cfg, archive_url=None)):  # same archive directory, another store
+        with pytest.raises(SharedArchiveError, match="must share one archive"):
+            Daemon(other).once()
+    store = _bucket_store(s3cfg)
+    assert _in_db(collection) == set(docs) and len(store.segments()) == 1
+    assert Daemon(s3cfg).once()[0] == 0  # the store's own process finishes the day
+    assert sorted(k for k, _ in _archived(store)) == sorted(docs) and _in_db(collection) == set()
+    assert Daemon(dataclasses.replace(s3cfg, archive_url=None)).once()[0] == 0
 
 
 def test_the_staging_directory_is_swept_of_unpublished_temporaries_only(s3cfg, collection):

@@ -433,7 +433,8 @@ class Archiver:
         try:
             # fencing: a process whose day (or collection) lease is gone or superseded publishes nothing
             with self.meter.stage("seal"):
-                idx = writer.seal(verify=True, before_publish=self._fence, upload=objects.uploader(self.store, rel))
+                idx = writer.seal(verify=True, before_publish=self._fence,
+                                  upload=objects.uploader(self.store, rel, self._fence))
         except BaseException:
             try:
                 published = self.store.exists(rel)

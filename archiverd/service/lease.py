@@ -20,10 +20,11 @@ transactional command arrives).
 directory (on one host, or a network file system with working locks on many): the journal that lets
 a day's next holder finish what a dead holder began, the part numbers of a day and the check for
 documents already sealed all live there. Each archive directory has an identity (a random id in
-`archiverd-archive-id`, created once); every lease records its holder's. A process refuses
-(SharedArchiveError, exit 3) to take a lease that a process of another archive directory holds, or
-left unfinished (lapsed, or released with journal entries): its documents may already be sealed
-there, and would be sealed twice.
+`archiverd-archive-id`, created once); every lease records its holder's, and the object store its
+holder seals into (ARCHIVERD_ARCHIVE_URL), if any. A process refuses (SharedArchiveError, exit 3)
+to take a lease that a process of another archive directory, or of another store, holds, or left
+unfinished (lapsed, or released with journal entries): its documents may already be sealed there,
+and would be sealed twice.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from typing import Any
 from .. import log
 from ..errors import ArchiverdError, ConfigError, StorageError
 from ..format import index
-from ..store import durable, layout
+from ..store import durable, layout, objects
 from .source import RELEASED, Lease, Source, dead_local_owner
 from .state import State
 
@@ -76,6 +77,10 @@ class Leases:
         self.source = source
         self.state = state
         self._archive: str | None = None
+        cfg = source.cfg
+        # the store sealed files go to, when it is not the archive directory (whose path may differ
+        # between hosts that mount it: the directory is known by its id)
+        self.store = objects.for_collection(cfg).url if cfg.archive_url is not None else ""
 
     @property
     def archive(self) -> str:
@@ -100,30 +105,34 @@ class Leases:
             log.event("lease.taken_over", owner=owner, day=day or "all",
                       reason="its process on this host no longer runs")
         lease = self.source.acquire_lease(take_from=owner if dead else None, day=day,
-                                          where={"archive": self.archive,
+                                          where={"archive": self.archive, "store": self.store,
                                                  "archive_dir": str(self.source.cfg.collection_dir)})
         if lease is None and not owner:  # taken by someone else between the read and the write
             holder = self.source.lease_holder(day) or {}
         return lease, holder
 
     def _same_archive(self, holder: dict[str, Any], day: str | None, expires: dt.datetime | None) -> None:
-        """Refuse a lease whose holder writes to another archive directory while that holder may
-        have work of it there: it holds it, or left it without a clean release (a journal entry
-        there may name a sealed segment of the day). A clean release with nothing journaled (and
-        a lease from before archives had identities) is no obstacle."""
-        other = holder.get("archive")
+        """Refuse a lease whose holder writes to another archive directory, or seals into another
+        store, while that holder may have work of it there: it holds it, or left it without a clean
+        release (a journal entry there may name a sealed segment of the day). A clean release with
+        nothing journaled (and a lease from before archives had identities) is no obstacle."""
+        other, other_store = holder.get("archive"), holder.get("store")
         released = expires is not None and expires <= RELEASED
-        if other is None or other == self.archive or (released and not holder.get("unfinished")):
+        if ((other is None or other == self.archive) and (other_store is None or other_store == self.store)) \
+                or (released and not holder.get("unfinished")):
             return
         what = f"day {day}" if day is not None else "the collection's backlog"
         how = ("holds it now" if expires is not None and expires > dt.datetime.now(dt.timezone.utc)
                else "left it unfinished" + (f" ({holder['unfinished']} journaled segments)"
                                            if holder.get("unfinished") else " (its lease lapsed)"))
+        def sealing(store: str | None) -> str:
+            return f" sealing into {store}" if store else ""
         raise SharedArchiveError(
             f"{what} of {self.source.cfg.namespace}: {holder.get('owner')} {how} with archive directory "
-            f"{holder.get('archive_dir')} (id {other}), not this one ({self.source.cfg.collection_dir}, id "
-            f"{self.archive}). Processes sharing a backlog must share one archive directory; let a "
-            "process using that directory finish its work (docs/guides/scale-out.md)")
+            f"{holder.get('archive_dir')} (id {other}){sealing(other_store)}, not this one "
+            f"({self.source.cfg.collection_dir}, id {self.archive}{sealing(self.store)}). Processes sharing a "
+            "backlog must share one archive directory and one ARCHIVERD_ARCHIVE_URL; let a process using "
+            "that directory finish its work (docs/guides/scale-out.md)")
 
     def finished_since(self, holder: dict[str, Any], when: dt.datetime) -> bool:
         """Whether another process released this lease (as found before taking it) cleanly after

@@ -10,11 +10,12 @@ archive directory uses: `2026/08/01/part-0001.mkv`, `part-0001.index.json`, ...)
 | `listing(prefix)` | yes | {} (every name under `prefix` with its size) |
 | `read(name, limit)` | yes | SegmentError("... is missing") |
 | `open(name)` | yes | SegmentError("no such segment file") |
-| `put_new(name, data, sha256)` | no: a second call raises ObjectExists | creates it |
+| `put_new(name, data, sha256)` | no: a second call raises ObjectExists (S3: not for the same bytes) | creates it |
 | `remove(name)` | yes | 0 (versions removed; prune and erase only) |
 
 `put_new` never replaces an object: it fails with ObjectExists when the name is taken (a conditional
-put on S3, an exclusive link locally). It returns only once the object is confirmed complete with
+put on S3, an exclusive link locally; on S3 a name holding exactly these bytes is the upload's own:
+boto3 sends a PUT again when its answer was lost). It returns only once the object is confirmed complete with
 exactly the SHA-256 given (S3: the size and checksum the store reports, and a read-back by ranged
 GETs; locally: the file re-read by its name). Only `prune` and `erase` remove sealed objects
 (`remove`: every version of it, in a versioned bucket), when a person or a configured retention
@@ -298,26 +299,36 @@ class LocalStore(Store):
 
 
 def upload_segment(store: Store, video: str, temp: Readable, idx: dict[str, Any], index_bytes: bytes,
-                   key_file: bytes | None) -> None:
+                   key_file: bytes | None, fence: Callable[[], None] | None = None) -> None:
     """The seal into a store: the verified video, then an encrypted segment's key file, then the
     index (the commit point), each one confirmed complete with its SHA-256 before the next goes up.
     A crash or a failure anywhere before the index is up leaves the segment uncommitted: no delete
-    is made against it (docs/ARCHITECTURE.md, "Sealing to object storage")."""
+    is made against it (docs/ARCHITECTURE.md, "Sealing to object storage"). `fence` (the daemon's
+    lease check, which raises when the day is no longer this process's) runs again before each
+    object after the video: the video's upload and read-back take long, and a process that lost
+    its day meanwhile must not commit a second copy of documents the day's new holder seals."""
     store.put_new(video, temp, idx["video"]["sha256"])
     faults.hit("seal:video-uploaded")
     if key_file is not None:
+        if fence is not None:
+            fence()
         name = envelope.path_for(Path(video)).as_posix()
         store.put_new(name, key_file, hashlib.sha256(key_file).hexdigest())
         faults.hit("seal:key-uploaded")
+    if fence is not None:
+        fence()
     store.put_new(index_name(video), index_bytes, hashlib.sha256(index_bytes).hexdigest())
     faults.hit("seal:uploaded")
 
 
-def uploader(store: Store, video: str) -> Callable[[Readable, dict[str, Any], bytes, bytes | None], None] | None:
-    """What the writer's seal calls instead of publishing locally (None: the local directory)."""
+def uploader(store: Store, video: str, fence: Callable[[], None] | None = None
+             ) -> Callable[[Readable, dict[str, Any], bytes, bytes | None], None] | None:
+    """What the writer's seal calls instead of publishing locally (None: the local directory);
+    `fence` as in `upload_segment`."""
     if store.local:
         return None
-    return lambda temp, idx, index_bytes, key_file: upload_segment(store, video, temp, idx, index_bytes, key_file)
+    return lambda temp, idx, index_bytes, key_file: upload_segment(store, video, temp, idx, index_bytes, key_file,
+                                                                   fence)
 
 
 def parse_url(url: str) -> tuple[str, str]:

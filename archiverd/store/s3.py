@@ -5,9 +5,11 @@ AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE, ~/.aws/config and creden
 roles); it is imported only when an s3:// archive is used (`pip install archiverd[s3]`).
 
 - `put_new` sends `If-None-Match: *`: the store refuses the put when the name exists (HTTP 412), so
-  two instances can never both own a name. A store that does not implement conditional puts
-  (HTTP 501) gets a HEAD first, then the put: safe under the daemon's lease, which is checked right
-  before the seal's first upload.
+  two instances can never both own a name. A name found holding exactly the bytes being put is this
+  upload's own (an attempt the store took whose answer was lost, sent again by boto3's retry). A
+  store that does not implement conditional puts (HTTP 501) gets a HEAD first, then the put: safe
+  under the daemon's lease, which is checked before each of the seal's uploads (not against a
+  holder paused between its check and its put past the lease: only a conditional put is).
 - Every put carries the object's SHA-256 (`x-amz-checksum-sha256`): S3 rejects a body that does not
   match it. After the put, a HEAD must report the size (and that SHA-256, where the store reports
   checksums), and the object is read back by ranged GETs and hashed: not every S3-API store checks
@@ -17,6 +19,9 @@ roles); it is imported only when an s3:// archive is used (`pip install archiver
   version id and lists again to confirm none is left: in a versioned bucket a plain DELETE would
   only hide the object. Credentials that may not do so get RemovalRefused (exit 7), never a
   removal reported done.
+- An object read whole (an index, a key file, a sidecar) is checked against the SHA-256 the store
+  recorded at its upload; a ranged GET must bring exactly the range asked for (the video's frames
+  and documents carry their own checksums).
 - Reads are ranged GETs, a few hundred KB at a time around what the reader asks for (the reader
   asks for clusters by their byte ranges, from the index), growing up to 8 MiB while the reads
   follow one another (a full scan): nothing downloads a whole video unless the whole video is
@@ -26,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import re
 import threading
 from typing import Any
 
@@ -151,7 +157,10 @@ class S3Store(Store):
             token = {"ContinuationToken": page["NextContinuationToken"]}
 
     def read(self, name: str, limit: int) -> bytes:
-        got = self._call("read", name, "get_object", Key=self.key(name))
+        """The whole object, checked against the SHA-256 the store recorded at its upload (where
+        the store reports it; botocore compares as the body is read): an index, a key file or a
+        sidecar has no checksum of its own, and a bit changed on the way must not be parsed."""
+        got = self._call("read", name, "get_object", Key=self.key(name), ChecksumMode="ENABLED")
         if got is None:
             raise SegmentError("is missing", self.where(name))
         if int(got["ContentLength"]) > limit:
@@ -167,13 +176,23 @@ class S3Store(Store):
             raise self._fail("read", name, exc) from None
 
     def range(self, name: str, offset: int, length: int) -> bytes:
-        """Bytes [offset, offset + length) of the object (fewer at its end)."""
+        """Bytes [offset, offset + length) of the object (fewer at its end). The answer must be
+        that range, whole: a store (or a proxy) that sends fewer bytes, or ignores the range and
+        sends the object from its start, fails the read (StorageError), never hands other bytes on."""
         if length <= 0:
             return b""
         got = self._call("read", name, "get_object", Key=self.key(name), Range=f"bytes={offset}-{offset + length - 1}")
         if got is None:
             raise SegmentError("no such segment file", self.where(name))
-        return self._body(name, got)
+        data = self._body(name, got)
+        sent = re.fullmatch(r"bytes (\d+)-(\d+)/(\d+)", str(got.get("ContentRange") or ""))
+        expected = None if sent is None else min(length, int(sent[3]) - offset)
+        if sent is None or int(sent[1]) != offset or len(data) != expected:
+            what = f"bytes {offset}-{offset + length - 1}" if sent is None else \
+                f"{expected} bytes from offset {offset}"
+            raise StorageError(f"cannot read {self.where(name)}: the store answered a ranged GET for {what} with "
+                               f"{len(data)} bytes ({got.get('ContentRange') or 'no Content-Range'})")
+        return data
 
     def open(self, name: str) -> S3Object:
         size = self._sizes.get(name)
@@ -211,7 +230,11 @@ class S3Store(Store):
             except ClientError as exc:
                 code = _code(exc)
                 if code in ("PreconditionFailed", "412", "ConditionalRequestConflict", "409"):
-                    raise ObjectExists(f"refusing to overwrite sealed object {self.where(name)}") from None
+                    # taken -- perhaps by this very upload: the store took an attempt whose answer was
+                    # lost, and boto3 sent it again. Exactly the verified bytes are this seal's own.
+                    if self._differs(name, size, sha256) is not None:
+                        raise ObjectExists(f"refusing to overwrite sealed object {self.where(name)}") from None
+                    return
                 if code in ("NotImplemented", "501") and conditional:
                     conditional = {}  # no conditional puts here: check, then put (under the lease)
                     if self._head(name) is not None:
@@ -223,17 +246,25 @@ class S3Store(Store):
                 raise self._fail("upload", name, exc) from None
             except BotoCoreError as exc:
                 raise self._fail("upload", name, exc) from None
-        head = self._head(name)
-        if head is None or int(head["ContentLength"]) != size:
-            found = "is missing" if head is None else f"has {head['ContentLength']} bytes, not {size}"
-            raise StorageError(f"{self.where(name)} {found} after its upload; nothing is deleted against it")
-        reported = _hex(head.get("ChecksumSHA256"))
-        with S3Object(self, name, size) as source:  # read back: not every S3-API store checks what it received
-            stored = sha256_of(source)
-        if stored != sha256 or reported not in (None, sha256):
-            raise StorageError(f"{self.where(name)}: the store holds other bytes than were verified "
-                               "(SHA-256 differs); nothing is deleted against it")
+        problem = self._differs(name, size, sha256)
+        if problem is not None:
+            raise StorageError(f"{self.where(name)}: {problem} after its upload; nothing is deleted against it")
 
+    def _differs(self, name: str, size: int, sha256: str) -> str | None:
+        """None if the object holds exactly `size` bytes with `sha256` -- the size and checksum its
+        HEAD reports, then a read-back by ranged GETs (not every S3-API store checks what it
+        received) -- else what differs."""
+        head = self._head(name)
+        if head is None:
+            return "it is missing"
+        if int(head["ContentLength"]) != size:
+            return f"it has {head['ContentLength']} bytes, not {size}"
+        if _hex(head.get("ChecksumSHA256")) not in (None, sha256):
+            return "the store holds other bytes than were verified (its SHA-256 differs)"
+        with S3Object(self, name, size) as source:
+            if sha256_of(source) != sha256:
+                return "the store holds other bytes than were verified (SHA-256 differs)"
+        return None
 
     # -- removal (prune and erase only) ------------------------------------------------------------
 
@@ -323,6 +354,8 @@ class S3Object:
 
     def read(self, offset: int, length: int) -> bytes:
         length = max(0, min(length, self.size - offset))
+        if length == 0:  # at (or past) its end: nothing, as a file reads; the store would answer 416
+            return b""
         sequential, self._end = offset == self._end, offset + length
         head = self.store._heads.get(self.name, b"")
         if offset + length <= len(head):
