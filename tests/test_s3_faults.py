@@ -10,8 +10,6 @@ import datetime as dt
 import hashlib
 import json
 import os
-import subprocess
-import sys
 
 import bson
 import pytest
