@@ -345,3 +345,17 @@ def test_a_container_that_lies_about_frame_numbers_costs_a_read_time_never_a_doc
     assert report.unread_frames == 0 and report.frames == idx["frames"]
     assert report.repaired_frames > 0 if damage else report.repaired_frames == 0
     assert archiverd.decode_video_to_experiences(bytes(data)) == [bson.decode(d, DECODE_OPTIONS) for d in docs]
+
+
+def test_a_file_cut_while_its_checksum_is_read_is_damage_not_a_hang(segment):
+    """The source's size was taken before the file was cut: the SHA-256 pass gets no bytes where it
+    expected some. That is named, not looped on forever."""
+    path, docs = segment
+    with LocalFile(path) as source:
+        idx = json.loads(index.path_for(path).read_text())
+        os.truncate(path, idx["video"]["bytes"] // 2)
+        from archiverd.format.reader import SegmentScan
+        scan = SegmentScan(source, str(path), idx)
+        got = [raw for _, _, raw in scan.documents()]
+    assert "while it was read" in " ".join(scan.report.problems)
+    assert not scan.report.ok and got == docs[:len(got)]

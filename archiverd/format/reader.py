@@ -243,6 +243,9 @@ class SegmentScan:
         pos = 0
         while pos < self.source.size:
             chunk = self.source.read(pos, 1 << 20)
+            if not chunk:  # cut while it is read (a file truncated under us)
+                self._p(f"video ended at byte {pos} of {self.source.size} while it was read")
+                return False
             h.update(chunk)
             pos += len(chunk)
         if self.sealing:
