@@ -402,3 +402,26 @@ def test_restore_takes_the_newest_copy_of_a_re_archived_document(cfg, collection
     stats = restore([newer, older], Source(cfg))
     assert (stats.inserted, stats.older_copies) == (1, 1)
     assert collection.find_one({"_id": "exp-1"}).raw == v2
+
+
+def test_a_holder_that_loses_its_lease_after_publishing_the_video_commits_nothing(cfg, collection):
+    """Between the video's link and the index's (the commit point) the seal re-reads the video by
+    its name; a paused process can lose its lease meanwhile, and another then seals the same
+    documents. The index goes in only while the lease is still this process's: a stale holder
+    leaves an orphan video (kept and reported, as after a crash there), never a committed copy."""
+    original = seed(collection, [(i, 150) for i in range(4)])
+    source = Source(cfg)
+    lease = source.acquire_lease()
+    future = dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1)
+
+    def taken_over(point: str) -> None:
+        if point == "seal:video-published":
+            source.leases.update_many({"_id": {"$regex": r"\$"}},  # the day's lease
+                                      {"$set": {"owner": "other-host:1:x", "expires_at": future}, "$inc": {"token": 1}})
+
+    with faults.installed(taken_over):
+        stats = Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
+    assert stats.days_lost == 1 and stats.deleted == 0
+    assert list(layout.segments(cfg.collection_dir)) == []  # no index: nothing committed
+    assert list(cfg.collection_dir.rglob("*.mkv"))  # the orphan video stays
+    assert remaining(collection) == set(original)

@@ -334,8 +334,8 @@ class SegmentWriter:
     def seal(self, *, verify: bool = True, before_publish: Callable[[], None] | None = None,
              upload: Upload | None = None) -> dict[str, Any]:
         """Finish, sync, read everything back through the same descriptor and compare, then publish
-        video and index. `before_publish` runs right before the first name appears (the daemon
-        checks its lease there and raises to stop); `upload` publishes into an object store instead
+        video and index. `before_publish` runs right before the first name appears and again right
+        before the commit point (the daemon checks its lease there and raises to stop); `upload` publishes into an object store instead
         of beside the temporary file (store/objects.py). Returns the index; on any failure nothing
         is published and the temporary files go away."""
         key_file = None if self.wrapped_key is None else \
@@ -435,6 +435,8 @@ def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: 
         if problem:  # not the verified bytes: leave an orphan video, commit nothing, delete nothing
             raise SegmentError(f"published video differs from what was verified ({problem}); not committed",
                                str(path))
+        if before_publish is not None:  # again: the lease may have been lost while the video was re-read
+            before_publish()
         if key_file is not None:
             durable.write_new(*key_file)
             step("key-written")
