@@ -34,6 +34,9 @@ def _nested(depth: int, inner: str = "1", wrap: str = '{"a":%s}') -> str:
 DEEP, DEEPER = _nested(500), _nested(50_000, "1", "[%s]")  # MongoDB refuses past 200 levels; json past ~1000
 # (args with {seg} {idx} {dir} {fifo} {tmp} placeholders, extra environment, exit code, text on stderr)
 ROWS = [
+    # an s3:// URL where a command reads local files (a Path would make it a missing `s3:/...` file)
+    *[([cmd, "s3://bucket/db/coll/2026/01/01/part-0001.mkv"], {}, 3, "this command reads local files")
+      for cmd in ("info", "reindex", "export", "check")],
     # an infinite or huge threshold, everywhere a threshold is read
     (["status", "--older-than", "inf"], {}, 3, "is not a duration"),
     (["run", "--once", "--older-than", "1e400d"], {}, 3, "is not a duration"),

@@ -11,6 +11,7 @@ from .. import progress, units
 from ..config import Config
 from ..errors import ConfigError, EXIT_WARNING, SegmentError, StorageError
 from ..store import objects
+from ..format.reader import refuse_url
 from ..store.check import SegmentCheck, check, check_store
 from ._common import with_config
 
@@ -94,6 +95,8 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
         if not as_json and (verbose or _noteworthy(item)):
             _line(item)
 
+    for path in paths:
+        refuse_url(path)
     if cfg.archive_url is not None and not paths:
         if repair:
             raise ConfigError(f"--repair writes beside segments in an archive directory; nothing is repaired in "

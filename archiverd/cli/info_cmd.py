@@ -13,7 +13,7 @@ import click
 from .. import units
 from ..errors import EXIT_OK, SegmentError
 from ..format import index
-from ..format.reader import no_such_segment
+from ..format.reader import no_such_segment, refuse_url
 
 
 def _regular(path: Path, what: str) -> os.stat_result | None:
@@ -35,6 +35,7 @@ def _regular(path: Path, what: str) -> os.stat_result | None:
 def summary(segment: Path, *, docs: bool = False) -> dict[str, Any]:
     """Everything `info` shows (with `docs`, every document's index entry); SegmentError when there
     is no loadable index to show."""
+    refuse_url(segment)
     original = index.named_video(segment)
     video_st = _regular(original, "video")
     if _regular(index.path_for(original), "index") is None:

@@ -35,7 +35,7 @@ import numpy as np
 from . import blockcodec, frame, index, mkv, parity, records, video, workers as workers_mod
 from . import encryption as enc
 from .documents import id_entry
-from ..errors import EncryptionKeyError, SegmentError
+from ..errors import ConfigError, EncryptionKeyError, SegmentError
 
 _CHUNK_CLUSTERS = 8  # clusters per unit of parallel decoding
 _FETCH_THREADS = 2
@@ -1037,10 +1037,21 @@ def no_such_segment(video: Path) -> SegmentError:
     return SegmentError("no such segment file" + hint, str(video))
 
 
+def refuse_url(path: Path | str) -> None:
+    """A command that reads local files was given an s3:// URL (which a Path would mangle into
+    `s3:/...` and then call a missing file): say so, exit 3."""
+    text = str(path)
+    if text.startswith("s3:/"):
+        url = text if text.startswith("s3://") else "s3://" + text[len("s3:/"):]
+        raise ConfigError(f"{url}: this command reads local files; `verify`, `get` and `restore` take s3:// URLs, and with "
+                          "ARCHIVERD_ARCHIVE_URL set `check`, `list`, `find`, `export` and `search` read the bucket")
+
+
 def segment_file(path: Path | str) -> Path:
     """The video a SEGMENT argument names (the .mkv, or its .index.json), checked to be a regular
     file: SegmentError (exit 4) naming what it is instead -- missing, a directory, a device, a FIFO."""
     named = Path(path)
+    refuse_url(path)
     if str(path) in ("", "."):
         raise SegmentError("is a directory, not a segment file (an empty path names the current directory)",
                            str(path))
