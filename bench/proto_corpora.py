@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -88,6 +89,19 @@ def main() -> None:
     print(f"| dec: {rebuilt}/{len(arrays)} arrays rebuilt exactly | man+f32dec | {old / fl:.3f} -> {new / fl:.3f} | "
           f"{video / fl:.3f} -> {video * new / old / fl:.3f} |", flush=True)
 
+    def estimate(idea: str, rows: tuple[str, ...], variants: dict[str, Any]) -> None:
+        """One table row per corpus: payload and archive / floor now, then under each variant
+        (a name -> payload(docs) function); the archive is estimated as scaling with the payload."""
+        for row in rows:
+            style, _, emb = row.partition("+")
+            docs = [bson.encode(d) for d in corpus(style, args.docs, embeddings=emb or None)]
+            video, fl = len(encode_experiences_to_video(docs)), floor(docs)
+            old = payload(docs, default)
+            cells = [f"{name}: {(new := fn(docs)) / fl:.3f} / {video * new / old / fl:.3f}"
+                     for name, fn in variants.items()]
+            print(f"| {idea} (payload / archive) | {row} | {old / fl:.3f} / {video / fl:.3f} -> " + ", ".join(cells)
+                  + " |", flush=True)
+
     # 2. PPMd for the text stream
     if args.ppmd:
         sys.path.insert(0, args.ppmd)
@@ -96,31 +110,12 @@ def main() -> None:
         def ppmd(order: int, mem: int):
             return lambda raw: pyppmd.compress(raw, max_order=order, mem_size=mem << 20) if raw else b""
 
-        for row in ("man", "intl", "llm", "logs", "short", "long", "man+f32", "llm+f32", "long+f32"):
-            style, _, emb = row.partition("+")
-            docs = [bson.encode(d) for d in corpus(style, args.docs, embeddings=emb or None)]
-            video, fl = len(encode_experiences_to_video(docs)), floor(docs)
-            old = payload(docs, default)
-            cells = []
-            for order in (6, 8):
-                new = payload(docs, default, ppmd(order, 256))
-                cells.append(f"o{order}: {new / fl:.3f} / {video * new / old / fl:.3f}")
-            print(f"| ppmd (payload / archive) | {row} | {old / fl:.3f} / {video / fl:.3f} -> " + ", ".join(cells) + " |",
-                  flush=True)
+        estimate("ppmd", ("man", "intl", "llm", "logs", "short", "long", "man+f32", "llm+f32", "long+f32"),
+                 {f"o{order}": (lambda docs, order=order: payload(docs, default, ppmd(order, 256))) for order in (6, 8)})
 
     # 3. bigger blocks
-    for row in ("long", "man+f32", "llm+f32", "long+f32"):
-        style, _, emb = row.partition("+")
-        docs = [bson.encode(d) for d in corpus(style, args.docs, embeddings=emb or None)]
-        video, fl = len(encode_experiences_to_video(docs)), floor(docs)
-        old = payload(docs, default)
-        cells = []
-        for mib in (16, 24):
-            new = payload(docs, mib << 20)
-            cells.append(f"{mib} MiB: {new / fl:.3f} / {video * new / old / fl:.3f}")
-        print(f"| blocks (payload / archive) | {row} | 4 MiB: {old / fl:.3f} / {video / fl:.3f}, " + ", ".join(cells) + " |",
-              flush=True)
-
+    estimate("blocks", ("long", "man+f32", "llm+f32", "long+f32"),
+             {f"{mib} MiB": (lambda docs, mib=mib: payload(docs, mib << 20)) for mib in (16, 24)})
 
 if __name__ == "__main__":
     main()

@@ -43,21 +43,27 @@ class Server:
         return self
 
     def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc is not None and self.proc.poll() is not None:
-                raise RuntimeError(f"secantusd-py exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("secantusd-py did not open its port")
+        wait_listening(self.proc, self.port, "secantusd-py", timeout)
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         """Stop it and wait for the process to be gone (its storage may then be reused)."""
         stop_group(self.proc, sig)
         self.proc = None
+
+
+def wait_listening(proc: subprocess.Popen | None, port: int, name: str, timeout: float = 60) -> None:
+    """Wait until a server process accepts connections on `port`; RuntimeError if it exits first
+    or does not within `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"{name} exited with {proc.returncode}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{name} did not open its port")
 
 
 def stop_group(proc: subprocess.Popen | None, sig: int = signal.SIGTERM) -> None:

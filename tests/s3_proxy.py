@@ -33,7 +33,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -187,14 +186,9 @@ class S3Proxy:
         self.proc = subprocess.Popen([sys.executable, "-m", "tests.s3_proxy", str(self.port), str(self.upstream),
                                       str(self.rules_file)], cwd=Path(__file__).resolve().parents[1],
                                      start_new_session=True)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("the S3 proxy did not open its port")
+        from tests.mongo_server import wait_listening
+        wait_listening(self.proc, self.port, "the S3 proxy", 30)
+        return self
 
     def stop(self) -> None:
         from tests.mongo_server import stop_group

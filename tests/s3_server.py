@@ -7,13 +7,11 @@ S3 store relies on; it does not check a sent SHA-256 against the body (real S3 d
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-from tests.mongo_server import free_port, stop_group
+from tests.mongo_server import free_port, stop_group, wait_listening
 
 
 class S3Server:
@@ -34,16 +32,8 @@ class S3Server:
         exe = shutil.which("moto_server") or str(Path(sys.executable).with_name("moto_server"))
         self.proc = subprocess.Popen([exe, "-H", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"moto_server exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("moto_server did not open its port")
+        wait_listening(self.proc, self.port, "moto_server")
+        return self
 
     def stop(self) -> None:
         stop_group(self.proc)
