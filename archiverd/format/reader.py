@@ -109,30 +109,42 @@ def _decode_chunk(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef],
 
 
 def decoded_frames(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef], *, independent: bool = False,
-                   workers: int | None = None,
-                   skip: Callable[[int], int] | None = None) -> Iterator[tuple[int, frame.Frame | None, bool]]:
+                   workers: int | None = None, skip: Callable[[int], int] | None = None,
+                   leave: Callable[[int, int, int], bool] | None = None
+                   ) -> Iterator[tuple[int, frame.Frame | None, bool]]:
     """(slot in file order, frame or None, QR error correction used) for every frame of `refs`. The
     clusters are read here, through this source (the seal's own descriptor), and decoded on worker
     processes a bounded number of bytes ahead of the consumer. `skip(i)`, asked as cluster i is
-    reached: the number of frames it holds when it need not be read at all (0: read it); its frames
-    keep their slots but are not yielded."""
+    reached (ahead of the frames before it): the number of frames it holds when it need not be read
+    (0: read it). `leave(i, slot, frames)`, asked when its turn comes in file order: True, it stays
+    unread (its frames keep their slots but are not yielded); False, it is decoded there after all."""
     decoder = workers_mod.Ordered("decode", workers)
-    gaps: deque[int] = deque()  # frames skipped before each task, in the order the tasks were put
+    gaps: deque[list[tuple[int, int]]] = deque()  # (cluster, frames) skipped before each task, in order
     slot = 0
     run: list[mkv.ClusterRef] = []
-    skipped = 0
+    skipped: list[tuple[int, int]] = []
 
     def submit() -> Iterator[Any]:
         nonlocal run, skipped
         clusters = [reader.source.read(r.offset, r.length) for r in run]
         gaps.append(skipped)
-        run, skipped = [], 0
+        run, skipped = [], []
         return decoder.put(reader.private, reader.frame_ticks, clusters, independent, size=sum(map(len, clusters)))
+
+    def passed(clusters: list[tuple[int, int]]) -> Iterator[tuple[int, frame.Frame | None, bool]]:
+        nonlocal slot
+        for i, frames in clusters:
+            if leave is None or leave(i, slot, frames):
+                slot += frames
+                continue
+            for decoded, corrected in _decode_chunk(reader, [refs[i]], independent):
+                yield slot, decoded, corrected
+                slot += 1
 
     def emit(chunks: Iterator[Any]) -> Iterator[tuple[int, frame.Frame | None, bool]]:
         nonlocal slot
         for chunk in chunks:
-            slot += gaps.popleft()
+            yield from passed(gaps.popleft())
             for decoded, corrected in chunk:
                 yield slot, decoded, corrected
                 slot += 1
@@ -143,7 +155,7 @@ def decoded_frames(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef], *,
             if frames:
                 if run:
                     yield from emit(submit())
-                skipped += frames
+                skipped.append((i, frames))
                 continue
             run.append(ref)
             if len(run) == _CHUNK_CLUSTERS:
@@ -151,6 +163,7 @@ def decoded_frames(reader: video.VideoReader, refs: Sequence[mkv.ClusterRef], *,
         if run:
             yield from emit(submit())
         yield from emit(decoder.finish())
+        yield from passed(skipped)
     finally:
         decoder.close()
 
@@ -197,6 +210,7 @@ class SegmentScan:
         self._unread: list[tuple[int, int, mkv.ClusterRef]] = []  # (first position, frames, cluster) not decoded
         self._last_position: int | None = None  # where the frame flagged last was seen
         self._tail_parity: int | None = None  # where the video's length says the last stripe's parity begins
+        self._timestamps_wrong = False  # a cluster's timestamp named another slot than it is at
 
     def _p(self, message: str) -> None:
         self.report.problem(f"{Path(self.where).name}: {message}")
@@ -320,7 +334,8 @@ class SegmentScan:
         shape says so (the index, the frame flagged last, or at least the parity its length implies);
         a wrong guess costs a late decode (`read_unread`), never a frame."""
         g, refs = self.geometry, self._refs
-        if self.check_parity or g is None or not g.parity_rows or self._shift or self.report.problems:
+        if self.check_parity or g is None or not g.parity_rows or self._shift or self.report.problems \
+                or self._timestamps_wrong:
             return 0
         first = refs[i].first_frame
         # where the next cluster starts: the last one's end only from the index (of a file as sealed)
@@ -331,11 +346,22 @@ class SegmentScan:
         parity_from = self._first_parity(first // g.stripe_positions, g)
         if parity_from is None or first < parity_from:
             return 0
-        for position in range(first, following):
-            self._seen_positions.add(position)
-        self._unread.append((first, following - first, refs[i]))
-        self.report.unread_frames += following - first
         return following - first
+
+    def _leave_unread(self, i: int, slot: int, frames: int) -> bool:
+        """Whether cluster i, skipped ahead (`_parity_only`), stays unread now that its turn has come
+        in file order: only if its timestamp names the slot it is at (a file whose timestamps do not
+        count its frames is read whole from here on) and nothing read before it changed the answer."""
+        if self._refs[i].first_frame != slot:
+            self._timestamps_wrong = True
+            return False
+        if self._parity_only(i) != frames:
+            return False
+        for position in range(slot, slot + frames):
+            self._seen_positions.add(position)
+        self._unread.append((slot, frames, self._refs[i]))
+        self.report.unread_frames += frames
+        return True
 
     def _first_parity(self, stripe: int, g: parity.Geometry) -> int | None:
         """A position from which on stripe `stripe` surely holds parity frames only, or None."""
@@ -392,7 +418,8 @@ class SegmentScan:
             stripes = _Stripes(self)
             self._reader, self._refs = reader, self._cluster_refs(reader, exact)
             for slot, decoded, corrected in decoded_frames(reader, self._refs, independent=self.independent,
-                                                           workers=self.workers, skip=self._parity_only):
+                                                           workers=self.workers, skip=self._parity_only,
+                                                           leave=self._leave_unread):
                 accepted = self._take(slot, decoded, corrected)
                 for data_index, body in stripes.add(slot, accepted):
                     yield from self._feed(data_index, body)
@@ -558,6 +585,7 @@ class _Stripes:
                     self.scan._last_data = first_data + offset
         expected = count + rows * g.columns(count) if count else 0
         unread = self.scan.unread_positions(start, end)
+        self.scan._unread = [u for u in self.scan._unread if u[0] >= end]  # not needed: the stripe was whole
         missing = [start + o for o in range(expected) if start + o not in mine and start + o not in unread]
         if missing:
             self.scan.report.damaged_frames += len(missing)
@@ -643,7 +671,7 @@ class _Stripes:
             if self.frames:
                 yield from self._release_through(max(self.frames))
             return
-        while self.frames or (self.scan.idx is not None and
+        while self.frames or self.scan._unread or (self.scan.idx is not None and
                               self.stripe * g.data_per_stripe < self.scan.idx.get("data_frames", 0)):
             yield from self._release_stripe(final=True)
 
