@@ -13,7 +13,9 @@ A verify decodes and checks every frame. A read for the documents (restore, expo
 does not decode the parity frames of a stripe whose data frames are all intact (5 % of the frames at
 the default redundancy): it leaves them unread where the index, the frame flagged last, or the
 video's length shows they are parity, and decodes them after all before it lets a stripe go that
-lacks a data frame or whose shape its data frames do not give.
+lacks a data frame or whose shape its data frames do not give. With an index it skips only in a file
+whose SHA-256 is the index's, so what it leaves unread is as sealed; damage in parity frames that a
+read did not need is for `verify` and `check` to report, not for restore or export.
 """
 from __future__ import annotations
 
