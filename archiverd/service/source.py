@@ -379,6 +379,12 @@ class Source:
         return self.retrying("look up a field", lambda: self.collection.find_one(
             {name: {"$exists": True}}, projection={"_id": 1})) is not None
 
+    def date_index(self) -> str | None:
+        """The name of an index whose first key is the date field, or None: without one, every
+        day's read scans the whole collection (`config --check` warns, as pt-archiver does)."""
+        indexes = self.retrying("list indexes", lambda: list(self.collection.list_indexes()))
+        return next((ix["name"] for ix in indexes if next(iter(ix["key"]), None) == self.cfg.date_field), None)
+
     def date_fields_of_a_document(self) -> list[str]:
         """The top-level fields of one document that hold a date (what a misspelt date field was
         likely meant to be)."""
