@@ -71,7 +71,7 @@ def test_documents_waiting_past_stale_after_are_unhealthy_until_archived(cfg, co
     proc = run(cfg, "status")
     assert proc.returncode == 2, proc.stdout
     assert "4 documents of 1 complete day not archived" in proc.stdout
-    assert proc.stdout.splitlines()[0].split() == ["health:", "failing", "(exit", "2)"]
+    assert proc.stdout.splitlines()[0].split() == ["health:", "error", "(exit", "2)"]
     assert run(cfg, "status", "--stale-after", "30d").returncode == 0  # became archivable ~10 days ago
     run(cfg, "run", "--once", code=0)
     status = json.loads(run(cfg, "status", "--json", code=0).stdout)

@@ -38,8 +38,9 @@ DEFAULT_STALE_AFTER = "2d"  # as the ArchiverdNoSuccessfulCycle alert (docs/guid
 FAILED = ArchiverdError.exit_code  # the service is failing
 _ORDER = [DatabaseError.exit_code, StorageError.exit_code, SegmentError.exit_code, FAILED, EXIT_WARNING]
 # the health line names the kind of problem, not only its code (the codes of the README's table)
-HEALTH_WORDS = {EXIT_WARNING: "warning", FAILED: "failing", ConfigError.exit_code: "configuration",
-                SegmentError.exit_code: "damage", StorageError.exit_code: "storage", DatabaseError.exit_code: "database"}
+HEALTH_WORDS = {EXIT_WARNING: "warning", FAILED: "error", ConfigError.exit_code: "configuration",
+                SegmentError.exit_code: "damaged segment", StorageError.exit_code: "storage",
+                DatabaseError.exit_code: "database"}
 PENDING_SHOWN = 5  # pending days listed at each end; a first catch-up can have years of them
 
 
