@@ -19,8 +19,9 @@ TEST_JOBS ?= 2
 test: setup
 	$(PY) -m pytest -q -n $(TEST_JOBS)
 
+# `make demo KEEP=1` leaves the server and the archive running, to try every command on them
 demo: setup
-	$(PY) demo/demo.py
+	$(PY) demo/demo.py $(if $(KEEP),--keep)
 
 bench: setup
 	$(PY) bench/bench_format.py

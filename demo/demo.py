@@ -4,13 +4,15 @@ Starts SecantusDB (a separate process, data in a temp dir), seeds a few thousand
 spread over the last 150 days (with four 1536-d embeddings each), runs `archiverd run --once`, shows
 what was archived per day and `archiverd status`, restores one segment into a scratch collection and
 checks the documents are byte-for-byte the originals, reads the archive in place (`get`, `find`,
-`search`), then stops the server.
+`search`), then stops the server -- or, with --keep, leaves the server and the archive for you to
+try every command on (`make demo KEEP=1`).
 """
 from __future__ import annotations
 
+import argparse
 import hashlib
-import shlex
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -40,21 +42,66 @@ def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
 
 
 def main() -> int:
-    with tempfile.TemporaryDirectory(prefix="archiverd-demo-") as tmp:
-        server = Server(Path(tmp) / "secantus")
-        print(f"starting an embedded MongoDB-wire server (SecantusDB) on 127.0.0.1:{server.port}, data in {tmp}")
-        server.start()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--keep", action="store_true",
+                        help="leave the server running and the archive in place, and print how to use and stop them")
+    args = parser.parse_args()
+    if args.keep:
+        tmp = Path(tempfile.mkdtemp(prefix="archiverd-demo-"))
+        server = start(tmp)
         try:
-            return run_demo(server, Path(tmp))
+            code = run_demo(server, tmp, keep=True)
+        except BaseException:
+            server.stop()
+            raise
+        print(kept(server, tmp))
+        return code
+    with tempfile.TemporaryDirectory(prefix="archiverd-demo-") as name:
+        server = start(Path(name))
+        try:
+            return run_demo(server, Path(name), keep=False)
         finally:
             server.stop()
             print("\nserver stopped; temporary data removed")
 
 
-def run_demo(server: Server, tmp: Path) -> int:
+def start(tmp: Path) -> Server:
+    server = Server(tmp / "secantus")
+    print(f"starting an embedded MongoDB-wire server (SecantusDB) on 127.0.0.1:{server.port}, data in {tmp}")
+    return server.start()
+
+
+def settings(server: Server, tmp: Path) -> dict[str, str]:
+    """The demo's settings, as the environment variables a person would export."""
+    return {"MONGODB_URI": server.uri, "MONGODB_DATABASE_NAME": "evolving_agents_db",
+            "ARCHIVERD_ARCHIVE_DIR": str(tmp / "archives"), "ARCHIVE_THRESHOLD_DAYS": "90"}
+
+
+def archiverd_exe() -> str:
+    """The installed command, as a person in this directory types it (make demo does not activate the venv)."""
+    exe = Path(sys.executable).with_name("archiverd")
+    return os.path.relpath(exe) if exe.is_relative_to(Path.cwd()) else str(exe)
+
+
+def kept(server: Server, tmp: Path) -> str:
+    """What --keep leaves behind, the commands to try on it, and how to remove it."""
+    assert server.proc is not None
+    exports = " ".join(f"{k}={shlex.quote(v)}" for k, v in settings(server, tmp).items())
+    tries = ["status", "run --dry-run"]
+    segment = next(layout.segments(tmp / "archives" / "evolving_agents_db" / "eat_agent_experiences"), None)
+    if segment is not None:
+        day = "-".join(segment.parts[-4:-1])
+        tries += ["list --segments " + day[:7], f"info {shlex.quote(str(segment))}", "check --read-data-subset 10%",
+                  f"export --from {day} --to {day}T23:59:59Z -o day.jsonl"]
+    return (f"\nkept: the server (process group {server.proc.pid}) and the archive in {tmp}. In this shell:\n"
+            f"  export {exports}\n" + "".join(f"  {archiverd_exe()} {t}\n" for t in tries) +
+            f"and every command of docs/guides/archiving.md. To remove them:\n"
+            f"  kill -- -{server.proc.pid}; rm -rf {shlex.quote(str(tmp))}")
+
+
+def run_demo(server: Server, tmp: Path, keep: bool) -> int:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("ARCHIVERD_", "MONGODB_", "ARCHIVE_"))}
-    env.update({"MONGODB_URI": server.uri, "MONGODB_DATABASE_NAME": "evolving_agents_db",
-                "ARCHIVERD_ARCHIVE_DIR": str(tmp / "archives"), "ARCHIVE_THRESHOLD_DAYS": "90"})
+    env.update(settings(server, tmp))
     (tmp / "archives").mkdir()
     client = MongoClient(server.uri, document_class=RawBSONDocument)
     coll = client.evolving_agents_db.eat_agent_experiences
@@ -74,18 +121,23 @@ def run_demo(server: Server, tmp: Path) -> int:
     total_bson = sum(len(d.raw) for d in coll.find())
     print(f"seeded {DOCS} EAT experiences over the last 150 days ({total_bson / 1e6:.0f} MB of BSON) "
           f"in {time.perf_counter() - started:.1f} s")
+    coll.create_index("timestamp")
+    print("created the index on timestamp that docs/guides/archiving.md recommends: each day's read uses it "
+          "(without it,\nevery day archived scans the whole collection; `archiverd config --check` warns)")
 
     plan = cli(env, "run", "--dry-run")
     print("\n".join(plan.stdout.splitlines()[-2:]))
 
     t = time.perf_counter()
-    run = cli(env, "run", "--once")
+    run = cli(env, "run", "--once", "--statistics")
     seconds = time.perf_counter() - t
     if run.returncode != 0:
         print(run.stderr)
         return run.returncode
     sealed = [line for line in run.stderr.splitlines() if "event=segment.sealed" in line]
     print(f"{units.plural(len(sealed), 'segment')} sealed, e.g.\n  {sealed[0]}\n  ...\n  {sealed[-1]}")
+    statistics = run.stderr[run.stderr.index("statistics:"):].rstrip()
+    print(statistics)
 
     collection_dir = tmp / "archives" / "evolving_agents_db" / "eat_agent_experiences"
     print(f"\narchived per day (first and last 5 of {len(list(layout.segments(collection_dir)))}):")
@@ -99,11 +151,11 @@ def run_demo(server: Server, tmp: Path) -> int:
         archived_bson += sum(d["bytes"] for d in idx["docs"])
         video_bytes += idx["video"]["bytes"]
         archived_docs += idx["documents"]
+    on_disk = sum(f.stat().st_size for f in collection_dir.rglob("*") if f.is_file())
     print("\n".join(rows[:5] + ["  ..."] + rows[-5:]))
     print(f"  {archived_docs} documents, {archived_bson / 1e6:.1f} MB of BSON -> {video_bytes / 1e6:.1f} MB of video "
-          f"({archived_bson / video_bytes:.1f}x smaller), {archived_docs / seconds:.0f} documents/s including "
-          f"seal, verify and delete\n  (here a day holds ~{units.plural(round(archived_docs / len(rows)), 'document')}"
-          f", one small segment each; the README's daemon rates are for days of 10,000: bench/bench_daemon.py)")
+          f"({archived_bson / video_bytes:.1f}x smaller; {on_disk / 1e6:.1f} MB on disk with the indexes and vector "
+          f"sidecars),\n  {archived_docs / seconds:.0f} documents/s including seal, verify and delete")
 
     status = cli(env, "status")
     print(status.stdout.rstrip())
@@ -121,8 +173,10 @@ def run_demo(server: Server, tmp: Path) -> int:
     print(verify.stdout.strip())
     reads = [verify] + read_back(env, next(iter(from_segment)))
     client.close()
-    print("\nnext: this server and archive are removed when the demo ends. `archiverd --help` lists every "
-          "command;\ndocs/guides/archiving.md installs and configures it against your own MongoDB.")
+    if not keep:
+        print(f"\nnext: `make demo KEEP=1` leaves the server and the archive running to try every command on (this "
+              f"run removes them).\n`{archiverd_exe()} --help` lists the commands; docs/guides/archiving.md installs and "
+              "configures archiverd\nagainst your own MongoDB.")
     return 0 if identical and all(p.returncode == 0 for p in reads) else 1
 
 

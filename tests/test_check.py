@@ -1,6 +1,7 @@
 """`archiverd check` over a real archive directory: statuses, JSON, exit codes, --repair."""
 import json
 import os
+import re
 import shutil
 
 import pytest
@@ -37,6 +38,11 @@ def test_an_intact_archive_is_ok(archive):
     result = _check("--read-data-subset", "34%", root, code=0)
     assert sum(s["read"] for s in result["segments"]) == 1
     assert run("check", "-v", root, check_code=0).stdout.count("ok ") == 3
+    # the summary line says how much was decoded, so that a sampled check visibly did decode
+    assert "MB read, checksums only); 3 ok" in run("check", root, check_code=0).stdout
+    assert "MB read, 3 decoded in full, 96 documents); 3 ok" in run("check", "--read-data", root, check_code=0).stdout
+    sampled = run("check", "--read-data-subset", "34%", root, check_code=0).stdout
+    assert re.search(r"MB read, 1 decoded in full, \d+ documents\); 3 ok", sampled), sampled
 
 
 def test_the_default_output_names_problems_only_and_verbose_lists_every_segment(archive):

@@ -83,6 +83,27 @@ def test_documents_without_a_date_are_never_touched(cfg, collection):
         "date field is not a date": 2}
 
 
+def test_a_days_read_matches_dates_only_and_is_served_by_an_index_on_the_date_field(cfg, collection):
+    """A range of dates matches dates only (type bracketing), so the day's query carries no `$type`
+    clause: with one, the test server ignored the index and scanned the whole collection for each
+    day (the demo spent 40 of its 51 s there)."""
+    old = dt.datetime(2001, 1, 1)
+    collection.insert_many([{"_id": "string", "timestamp": "2001-01-01"}, {"_id": "number", "timestamp": 0},
+                            {"_id": "timestamp", "timestamp": bson.Timestamp(1, 1)}, {"_id": "null", "timestamp": None},
+                            {"_id": "min", "timestamp": bson.MinKey()}, {"_id": "array", "timestamp": [old, "x"]}])
+    dated = seed(collection, [(1, 200), (2, 100)])
+    collection.create_index("timestamp")
+    source = Source(cfg)
+    cutoff = expiry.cutoff_ms(cfg)
+    found = list(source.expired(cutoff, since=0))
+    assert {f.id for f in found if f.ms is not None} == set(dated)
+    assert {f.id for f in found if f.ms is None} == {"array"}  # matched through the array, then kept (its reason)
+    plan = repr(bson.decode(bson.encode(collection.find(source.expired_filter(cutoff, since=0)).explain()
+                                        ["queryPlanner"]["winningPlan"])))
+    assert "IXSCAN" in plan and "COLLSCAN" not in plan, plan
+    source.close()
+
+
 def test_a_day_split_over_two_parts(cfg, collection):
     first = seed(collection, [(i, 100.5) for i in range(5)])
     Daemon(cfg).once()

@@ -136,6 +136,8 @@ def test_info_from_the_index_and_inspect_is_the_same_command(cfg, text_docs):
     assert with_docs["docs"] == idx["docs"]
     text = run(cfg, "info", path, code=0).stdout
     assert "30 (" in text and "parity:" in text and "size as sealed" in text
+    first, last = (json.dumps(index.id_json(bson.decode(d)["_id"])) for d in (docs[0], docs[-1]))
+    assert f"_ids:       first {first}, last {last}\n" in text  # archive order, not a range
     assert "inspect" not in run(cfg, "--help").stdout  # one command, listed once
 
 

@@ -71,6 +71,7 @@ def test_documents_waiting_past_stale_after_are_unhealthy_until_archived(cfg, co
     proc = run(cfg, "status")
     assert proc.returncode == 2, proc.stdout
     assert "4 documents of 1 complete day not archived" in proc.stdout
+    assert proc.stdout.splitlines()[0].split() == ["health:", "error", "(exit", "2)"]
     assert run(cfg, "status", "--stale-after", "30d").returncode == 0  # became archivable ~10 days ago
     run(cfg, "run", "--once", code=0)
     status = json.loads(run(cfg, "status", "--json", code=0).stdout)
@@ -86,6 +87,8 @@ def test_documents_waiting_past_stale_after_are_unhealthy_until_archived(cfg, co
     assert status["first_day"] == status["last_day"] == "-".join(segments[0].parent.relative_to(
         cfg.collection_dir).parts)
     assert status["lease"]["state"] == "released" and status["lease"]["token"] == 1
+    # a released lease has no expiry (its stored marker is the epoch: not "expires in -56 years")
+    assert status["lease"]["expires_at"] is None and status["lease"]["expires_in_seconds"] is None
     assert status["last_seal"]["documents"] == 4
     text = run(cfg, "status", code=0).stdout
     assert "health:" in text and "ok" in text.splitlines()[0]
@@ -206,3 +209,19 @@ def test_status_does_not_create_anything(cfg, collection):
     assert not any(cfg.archive_dir.iterdir())
     assert set(collection.database.list_collection_names()) == {"eat_agent_experiences"}
 
+
+
+def test_a_long_backlog_lists_its_first_and_last_days_and_counts_the_rest(cfg, collection):
+    """A first catch-up can have years of pending days: the text shows five at each end (the JSON
+    and `run --dry-run` every one), so that the rest of status stays on the screen."""
+    put(collection, [(i, 100 + i) for i in range(14)])
+    info = collect(cfg, stale_after=365 * DAY)
+    assert len(info["pending_days"]) == 14
+    text = run(cfg, "status", "--stale-after", "365d", code=0).stdout
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith(" " * 16 + "20")]
+    days = [d["day"] for d in info["pending_days"]]
+    assert listed == days[:5] + days[-5:]
+    assert "... 4 more days (`archiverd run --dry-run` or `status --json` lists every day)" in text
+    collection.delete_many({"timestamp": {"$lt": dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=108.5)}})
+    text = run(cfg, "status", "--stale-after", "365d", code=0).stdout
+    assert "more day" not in text and sum(line.startswith(" " * 16 + "20") for line in text.splitlines()) == 9

@@ -126,7 +126,11 @@ def command(cfg: Config, paths: tuple[Path, ...], read_data: bool, subset: str |
             click.echo(f"catalog: {problem}" + (" (rebuilt)" if result.catalog_rebuilt else ""))
         s = result.summary()
         mb = s["bytes_read"] / 1e6
-        click.echo(f"checked {units.plural(s['segments'], 'segment')} in {s['seconds']:.1f} s ({mb:.1f} MB read); "
+        decoded = sum(1 for seg in result.segments if seg.read)
+        what = (f"{decoded} decoded in full, {units.plural(s['documents_read'], 'document')}" if decoded
+                else "checksums only")  # says whether --read-data-subset did decode something
+        click.echo(f"checked {units.plural(s['segments'], 'segment')} in {s['seconds']:.1f} s ({mb:.1f} MB read, "
+                   f"{what}); "
                    + ", ".join(f"{n} {status}" for status, n in sorted(s["by_status"].items())))
     if not result.ok:
         return SegmentError.exit_code

@@ -3,13 +3,13 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any
+from typing import Any, Callable
 
 import click
 
 from .. import config
 from ..config import Config
-from ..errors import ArchiverdError, StorageError
+from ..errors import ArchiverdError, DatabaseError, StorageError
 from ..service.source import Source
 from ..store import objects
 from ._common import with_config
@@ -19,9 +19,9 @@ def _checks(cfg: Config) -> list[dict[str, Any]]:
     """Each check: what, ok, detail, and the exit code a failure maps to."""
     results = []
 
-    def add(what: str, problem: ArchiverdError | None, detail: str) -> None:
+    def add(what: str, problem: ArchiverdError | None, detail: str, *, warning: bool = False) -> None:
         results.append({"check": what, "ok": problem is None, "detail": str(problem) if problem else detail,
-                        "exit_code": problem.exit_code if problem else 0})
+                        "exit_code": problem.exit_code if problem else 0, "warning": warning})
 
     root = cfg.archive_dir
     if not root.exists():
@@ -55,6 +55,7 @@ def _checks(cfg: Config) -> list[dict[str, Any]]:
         stage = "namespace"
         source.require_namespace()
         add("namespace", None, f"{cfg.namespace} exists")
+        _date_index(source, cfg, add)
     except ArchiverdError as exc:
         add(stage, exc, "")
     finally:
@@ -63,11 +64,31 @@ def _checks(cfg: Config) -> list[dict[str, Any]]:
     return results
 
 
+def _date_index(source: Source, cfg: Config, add: Callable[..., None]) -> None:
+    """A warning, not a failure: archiving works without the index, but each day it reads scans
+    the whole collection (a first catch-up of N days: N scans)."""
+    f = cfg.date_field
+    create = f"db.{cfg.collection}.createIndex({{{json.dumps(f)}: 1}})"
+    try:
+        name = source.date_index()
+    except DatabaseError as exc:
+        add("date_index", None, f"could not list the indexes ({exc}); the role needs the listIndexes action to "
+                                f"check; without an index on {f!r} each day's read scans the whole collection: "
+                                f"{create}", warning=True)
+        return
+    if name is None:
+        add("date_index", None, f"no index starts with {f!r}: each day's read scans the whole collection; create "
+                                f"one: {create}", warning=True)
+    else:
+        add("date_index", None, f"index {name} starts with {f!r}")
+
+
 @click.command("config")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option("--check", is_flag=True,
               help="Also check that the archive directory is writable and that MongoDB, the database and "
-                   "the collection can be reached (gives up within 15 s).")
+                   "the collection can be reached (gives up within 15 s); warns when no index starts with the "
+                   "date field.")
 @with_config
 def command(cfg: Config, as_json: bool, check: bool) -> int:
     """Print the effective settings and where each one came from; passwords are never shown.
@@ -98,6 +119,7 @@ def command(cfg: Config, as_json: bool, check: bool) -> int:
         for key, value, origin in shown:
             click.echo(f"{key:<{width}}  {value:<{vwidth}}  {origin}")
         for r in results:
-            click.echo(f"check {r['check']}: {'ok' if r['ok'] else 'FAILED'}: {r['detail']}")
+            verdict = "FAILED" if not r["ok"] else "WARNING" if r["warning"] else "ok"
+            click.echo(f"check {r['check']}: {verdict}: {r['detail']}")
     failed = [r for r in results if not r["ok"]]
     return failed[0]["exit_code"] if failed else 0

@@ -84,7 +84,8 @@ def _lines(info: dict[str, Any]) -> list[str]:
     dated = f", dated {info['first_date']} .. {info['last_date']}" if info["first_date"] else ""
     out.append(("documents", f"{units.count(info['documents'])} ({units.size(info['bson_bytes'])} of BSON){dated}"))
     if info["documents"]:
-        out.append(("_ids", f"{json.dumps(info['first_id'])} .. {json.dumps(info['last_id'])}"))
+        # in the order archived (by date), not a range: _ids need not sort with their dates
+        out.append(("_ids", f"first {json.dumps(info['first_id'])}, last {json.dumps(info['last_id'])}"))
     ratio = f", {info['bson_bytes'] / info['video_bytes']:.2f} bytes of BSON per video byte" if info["video_bytes"] else ""
     out.append(("size", f"{units.size(info['video_bytes'])} video + {units.size(info['index_bytes'])} index"
                         + (f", {units.count(info['bytes_per_document'])} B per document" if info["documents"] else "")

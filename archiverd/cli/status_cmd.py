@@ -37,6 +37,11 @@ from ._common import with_config
 DEFAULT_STALE_AFTER = "2d"  # as the ArchiverdNoSuccessfulCycle alert (docs/guides/alerts.yml)
 FAILED = ArchiverdError.exit_code  # the service is failing
 _ORDER = [DatabaseError.exit_code, StorageError.exit_code, SegmentError.exit_code, FAILED, EXIT_WARNING]
+# the health line names the kind of problem, not only its code (the codes of the README's table)
+HEALTH_WORDS = {EXIT_WARNING: "warning", FAILED: "error", ConfigError.exit_code: "configuration",
+                SegmentError.exit_code: "damaged segment", StorageError.exit_code: "storage",
+                DatabaseError.exit_code: "database"}
+PENDING_SHOWN = 5  # pending days listed at each end; a first catch-up can have years of them
 
 
 def _when(value: Any) -> dt.datetime | None:
@@ -178,6 +183,8 @@ def _lease(holder: dict[str, Any] | None, now: dt.datetime) -> dict[str, Any] | 
         state = "held"
     else:
         state = "expired"
+    if state == "released":
+        expires = None  # a released lease's expiry is a marker (the epoch), not a time: no -56 years
     return {"owner": holder.get("owner"), "token": holder.get("token"), "state": state,
             "renewed_at": renewed.isoformat() if renewed else None,
             "renewed_seconds_ago": _seconds_since(renewed, now),
@@ -292,7 +299,7 @@ def _human(info: dict[str, Any]) -> list[str]:
         out.append(f"{key + ':':<16}{text}")
 
     health = info["health"]
-    row("health", "ok" if health["ok"] else f"exit {health['exit_code']}")
+    row("health", "ok" if health["ok"] else f"{HEALTH_WORDS.get(health['exit_code'], 'error')} (exit {health['exit_code']})")
     for p in health["problems"]:
         out.append(f"{'':<16}- [{p['exit_code']}] {p['problem']}")
     row("collection", f"{info['namespace']} on {info['server']} (date field {info['date_field']!r}, "
@@ -307,7 +314,13 @@ def _human(info: dict[str, Any]) -> list[str]:
                        f"{units.count(info['ready'])} in complete days, {units.count(info['waiting'])} waiting for "
                        f"their day to end" + (f"; oldest {oldest} ({units.age(info['oldest_expired_age_seconds'])} "
                                               "past its expiry)" if oldest else ""))
-        for d in info["pending_days"]:
+        pending = info["pending_days"]
+        shown = pending if len(pending) <= 2 * PENDING_SHOWN + 1 else pending[:PENDING_SHOWN] + [None] + pending[-PENDING_SHOWN:]
+        for d in shown:
+            if d is None:
+                out.append(f"{'':<16}... {units.plural(len(pending) - 2 * PENDING_SHOWN, 'more day')} "
+                           "(`archiverd run --dry-run` or `status --json` lists every day)")
+                continue
             when = ("complete: archived at the next cycle" + (f" (became archivable {units.age(d['overdue_seconds'])}"
                                                                " ago)" if d["overdue_seconds"] >= 60 else "")
                     if d["complete"] else f"archivable from {d['archivable_at']}")

@@ -299,9 +299,11 @@ class Source:
 
     def expired_filter(self, cutoff: int, since: int | None = None) -> dict[str, Any]:
         """Documents whose date field holds a BSON date before `cutoff` (ms) -- and at or after
-        `since`, if given. MongoDB also matches arrays holding such a date and paths through arrays:
-        `expired` checks each document."""
-        dates: dict[str, Any] = {"$lt": expiry.bson_date(_clamp(cutoff)), "$type": "date"}
+        `since`, if given. A range of dates matches dates only (MongoDB's type bracketing), so no
+        `$type` clause: with one, the test server ignored the index on the date field and scanned
+        the whole collection for each day. MongoDB also matches arrays holding such a date and
+        paths through arrays: `expired` checks each document."""
+        dates: dict[str, Any] = {"$lt": expiry.bson_date(_clamp(cutoff))}
         if since is not None:
             dates["$gte"] = expiry.bson_date(_clamp(since))
         return {self.cfg.date_field: dates}
@@ -378,6 +380,12 @@ class Source:
         count of the whole collection)."""
         return self.retrying("look up a field", lambda: self.collection.find_one(
             {name: {"$exists": True}}, projection={"_id": 1})) is not None
+
+    def date_index(self) -> str | None:
+        """The name of an index whose first key is the date field, or None: without one, every
+        day's read scans the whole collection (`config --check` warns, as pt-archiver does)."""
+        indexes = self.retrying("list indexes", lambda: list(self.collection.list_indexes()))
+        return next((ix["name"] for ix in indexes if next(iter(ix["key"]), None) == self.cfg.date_field), None)
 
     def date_fields_of_a_document(self) -> list[str]:
         """The top-level fields of one document that hold a date (what a misspelt date field was
