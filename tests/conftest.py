@@ -198,3 +198,18 @@ def installed(tmp_path_factory) -> Path:
                          text=True, timeout=900)
     assert pip.returncode == 0, pip.stderr
     return venv
+
+
+@pytest.fixture
+def golden_key(tmp_path):
+    """The v3 vector's master key: a published test key (bytes 0..31), never a real one."""
+    import shutil
+
+    from archiverd.crypto import keyring
+    from archiverd.format import encryption
+    key_file = tmp_path / "master.key"
+    shutil.copyfile(Path(__file__).parent / "golden" / "v3-master.key", key_file)
+    key_file.chmod(0o600)
+    encryption.use_keyring(keyring.load(key_file))
+    yield
+    encryption.use_keyring(None)

@@ -8,15 +8,13 @@ version number and new golden files beside these. (The files are compared by wha
 not re-encoded: compressed bytes may differ between versions of bzip2, xz, zstd and FFV1.)
 """
 import hashlib
-import shutil
 from pathlib import Path
 
 import pytest
 
 from archiverd import SegmentReader
-from archiverd.crypto import keyring
 from archiverd.errors import EncryptionKeyError
-from archiverd.format import encryption, frame, qr
+from archiverd.format import frame, qr
 from archiverd.format.reader import LocalFile, stream_documents
 
 GOLDEN = Path(__file__).parent / "golden"
@@ -83,17 +81,6 @@ def test_v2_golden_multi_block_segment_layout():
     assert reader.get("golden-2") == _documents("v2-multi-block.bson")[3]
     first, last = idx["blocks"][-1]["frames"]
     assert first <= last < idx["frames"]  # an inclusive range of positions
-
-
-@pytest.fixture
-def golden_key(tmp_path):
-    """The v3 vector's master key: a published test key (bytes 0..31), never a real one."""
-    key_file = tmp_path / "master.key"
-    shutil.copyfile(GOLDEN / "v3-master.key", key_file)
-    key_file.chmod(0o600)
-    encryption.use_keyring(keyring.load(key_file))
-    yield
-    encryption.use_keyring(None)
 
 
 def test_v3_golden_encrypted_segment_reads_byte_exact_with_its_key(golden_key):

@@ -5,7 +5,6 @@ cluster timestamps that lie, with and without the index, with one and two decodi
 import copy
 import hashlib
 import json
-import shutil
 from pathlib import Path
 
 import bson
@@ -13,8 +12,7 @@ import pytest
 
 import archiverd
 from archiverd import SegmentReader, write_segment
-from archiverd.crypto import keyring
-from archiverd.format import encryption, index, parity, video
+from archiverd.format import index, parity, video
 from archiverd.format.documents import DECODE_OPTIONS
 from archiverd.format.reader import SegmentScan
 from archiverd.format.video import BytesSource
@@ -205,16 +203,6 @@ def test_no_parity_and_format_1_have_nothing_to_leave_unread(tmp_path, text_docs
     got, report = _scan(v1, json.loads((GOLDEN / "v1-every-type.index.json").read_text()), lazy=True)
     full, _ = _scan(v1, lazy=False)
     assert got == full and report.ok and report.unread_frames == 0
-
-
-@pytest.fixture
-def golden_key(tmp_path):
-    key_file = tmp_path / "master.key"
-    shutil.copyfile(GOLDEN / "v3-master.key", key_file)
-    key_file.chmod(0o600)
-    encryption.use_keyring(keyring.load(key_file))
-    yield
-    encryption.use_keyring(None)
 
 
 def test_an_encrypted_segment_reads_lazily_as_it_reads_fully(golden_key):
