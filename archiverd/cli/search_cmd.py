@@ -10,6 +10,7 @@ import click
 
 from ..config import Config
 from ..errors import EXIT_WARNING, ConfigError
+from ..format.bsonpack import top_level_element
 from ..format.documents import field_value
 from ..format.sidecar import MAX_DIM, MIN_DIM, as_vector
 from ..query import ejson
@@ -46,7 +47,8 @@ def parse_vector(text: str) -> list[float]:
 @click.option("--field", required=True, metavar="PATH",
               help="The embedding field to search, e.g. embeddings.output_summary_embedding.")
 @click.option("--vector", metavar="JSON|FILE", help="The query vector: a JSON array, or a file holding one.")
-@click.option("--like", metavar="ID", help="Use the FIELD embedding of this archived document (_id) as the query.")
+@click.option("--like", metavar="ID", help="Use the FIELD embedding of this archived document (_id) as the query "
+              "(the document itself is left out of the results).")
 @click.option("-k", "k", type=click.IntRange(1, 10_000), default=10, show_default=True, help="How many results.")
 @click.option("--from", "start", metavar="WHEN", help="Only documents dated at or after WHEN.")
 @click.option("--to", "end", metavar="WHEN", help="Only documents dated before WHEN.")
@@ -91,8 +93,11 @@ def command(cfg: Config, field: str, vector: str | None, like: str | None, k: in
             query: Any = value
         else:
             query = parse_vector(vector or "")
-        hits = archive.search(query, field, k, start=lo, end=hi,
-                              filter=spec, raw=True)
+        # as Elasticsearch's more_like_this: the document asked about is not one of its own results
+        itself = None if like is None else top_level_element(bytes(found), b"_id")
+        hits = archive.search(query, field, k + (itself is not None), start=lo, end=hi, filter=spec, raw=True)
+        if itself is not None:
+            hits = [h for h in hits if top_level_element(bytes(h.document), b"_id") != itself][:k]
     if not hits:  # most often a misspelt --field: say so, as `get` does for an _id it does not find
         click.echo(f"archiverd: no archived document{' in that range or filter' if spec or lo or hi else ''} has an "
                    f"embedding in {field}", err=True)
