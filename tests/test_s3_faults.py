@@ -177,3 +177,22 @@ def test_credentials_without_a_permission_fail_the_cycle_with_one_clear_error_an
     assert not [p for p in pcfg.archive_dir.rglob("*") if p.is_file() and "part-" in p.name]
     proxy.rules()
     assert Daemon(pcfg).once()[0] == 0 and _archived(objects.for_collection(pcfg)) == docs
+
+
+def test_a_hung_store_cannot_hold_a_stopping_daemon_past_systemds_stop_timeout():
+    """A store that accepts a connection and never answers holds one call for at most its attempts
+    x (connect + read timeout); with the 20 s a stop gives MongoDB retries, that must end within the
+    shipped unit's TimeoutStopSec, or systemd SIGKILLs a daemon it asked to stop (safe, but not a
+    clean stop). The earlier setting (max_attempts 3, i.e. 4 attempts, of 120 s) allowed 500 s."""
+    import re
+    from pathlib import Path
+
+    from archiverd.service.source import STOP_RETRY_SECONDS
+    from archiverd.store import s3
+    unit = (Path(__file__).resolve().parents[1] / "systemd" / "archiverd.service").read_text()
+    stop_timeout = int(re.search(r"^TimeoutStopSec=(\d+)$", unit, re.M).group(1))
+    client = s3._client()
+    cfg = client.meta.config
+    assert (cfg.connect_timeout, cfg.read_timeout) == (s3.CONNECT_TIMEOUT, s3.READ_TIMEOUT)
+    assert cfg.retries["total_max_attempts"] == s3.ATTEMPTS  # botocore's max_attempts counts retries only
+    assert s3.ATTEMPTS * (s3.CONNECT_TIMEOUT + s3.READ_TIMEOUT) + STOP_RETRY_SECONDS < stop_timeout

@@ -45,15 +45,21 @@ SEQUENTIAL_MAX = 8 << 20  # the furthest a sequential scan fetches ahead in one 
 HEAD_BYTES = 64 << 10  # the first bytes of an object read from its start are kept (video.HEAD_PROBE_BYTES)
 
 
+# attempts in all (the first and its retries); seconds to connect; seconds without a byte from the store
+ATTEMPTS, CONNECT_TIMEOUT, READ_TIMEOUT = 3, 5, 25
+
+
 def _client() -> Any:
     try:
         import boto3
         from botocore.config import Config as BotoConfig
     except ImportError:
         raise ConfigError("an s3:// archive needs boto3: pip install 'archiverd[s3]'") from None
-    # few retries and short connect timeouts: a seal that cannot upload fails and is retried by the next cycle
-    return boto3.client("s3", config=BotoConfig(retries={"max_attempts": 3, "mode": "standard"},
-                                                connect_timeout=5, read_timeout=120,
+    # few retries and short timeouts: a seal that cannot upload fails and is retried by the next cycle,
+    # and a store that hangs holds a call for at most ATTEMPTS x (CONNECT + READ) seconds, within
+    # systemd's TimeoutStopSec (120 s) for a daemon asked to stop (a stop lets the step finish)
+    return boto3.client("s3", config=BotoConfig(retries={"total_max_attempts": ATTEMPTS, "mode": "standard"},
+                                                connect_timeout=CONNECT_TIMEOUT, read_timeout=READ_TIMEOUT,
                                                 request_checksum_calculation="when_required",
                                                 response_checksum_validation="when_required"))
 
