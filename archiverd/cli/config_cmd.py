@@ -77,8 +77,9 @@ def _date_index(source: Source, cfg: Config, add: Callable[..., None]) -> None:
                                 f"{create}", warning=True)
         return
     if name is None:
-        add("date_index", None, f"no index starts with {f!r}: each day's read scans the whole collection; create "
-                                f"one: {create}", warning=True)
+        add("date_index", None, f"no index the day's read can use starts with {f!r} (hidden, partial and "
+                                f"hashed ones cannot): each day's read scans the whole collection; create one: "
+                                f"{create}", warning=True)
     else:
         add("date_index", None, f"index {name} starts with {f!r}")
 
@@ -87,8 +88,8 @@ def _date_index(source: Source, cfg: Config, add: Callable[..., None]) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
 @click.option("--check", is_flag=True,
               help="Also check that the archive directory is writable and that MongoDB, the database and "
-                   "the collection can be reached (gives up within 15 s); warns when no index starts with the "
-                   "date field.")
+                   "the collection can be reached (gives up within 15 s); warns when no index the day's read "
+                   "can use starts with the date field.")
 @with_config
 def command(cfg: Config, as_json: bool, check: bool) -> int:
     """Print the effective settings and where each one came from; passwords are never shown.

@@ -382,10 +382,12 @@ class Source:
             {name: {"$exists": True}}, projection={"_id": 1})) is not None
 
     def date_index(self) -> str | None:
-        """The name of an index whose first key is the date field, or None: without one, every
-        day's read scans the whole collection (`config --check` warns, as pt-archiver does)."""
+        """The name of an index the day's read can use -- its first key the date field in B-tree
+        order (1 or -1: not hashed, 2d, 2dsphere), not hidden, not partial (a partial index serves
+        only queries that imply its filter) -- or None: without one, every day's read scans the
+        whole collection (`config --check` warns, as pt-archiver does)."""
         indexes = self.retrying("list indexes", lambda: list(self.collection.list_indexes()))
-        return next((ix["name"] for ix in indexes if next(iter(ix["key"]), None) == self.cfg.date_field), None)
+        return next((ix["name"] for ix in indexes if _serves_ranges_of(ix, self.cfg.date_field)), None)
 
     def date_fields_of_a_document(self) -> list[str]:
         """The top-level fields of one document that hold a date (what a misspelt date field was
@@ -721,6 +723,13 @@ def token_to_json(token: Any) -> Any:
 
 def token_from_json(value: Any) -> Any:
     return None if value is None else index.from_json(value)
+
+
+def _serves_ranges_of(ix: Any, name: str) -> bool:
+    """Whether the index (as listIndexes describes it) can serve a range query on field `name`."""
+    first, direction = next(iter(ix["key"].items()), (None, None))
+    return (first == name and isinstance(direction, (int, float)) and not isinstance(direction, bool)
+            and direction != 0 and not ix.get("hidden") and "partialFilterExpression" not in ix)
 
 
 def _clamp(ms: int) -> int:
