@@ -446,3 +446,30 @@ def test_a_holder_that_loses_its_lease_after_publishing_the_video_commits_nothin
     assert list(layout.segments(cfg.collection_dir)) == []  # no index: nothing committed
     assert list(cfg.collection_dir.rglob("*.mkv"))  # the orphan video stays
     assert remaining(collection) == set(original)
+
+
+def test_the_day_s_next_holder_commits_the_video_a_paused_holder_linked(cfg, collection):
+    """A is paused while it re-reads its linked video by name; its lease lapses and B takes the day.
+    B's recovery finds A's journal entry and the video without its index: it rebuilds the index,
+    verifies it and deletes -- A's video is the day's one committed copy (no orphan is left). A
+    resumes, fails its second fencing check and commits nothing; nothing is sealed twice."""
+    original = seed(collection, [(i, 150) for i in range(4)])
+    source = Source(cfg)
+    lease = source.acquire_lease()
+    by_b = []
+
+    def paused(point: str) -> None:
+        if point == "seal:video-published" and not by_b:
+            source.leases.update_many({"_id": {"$regex": r"\$"}},  # the day's lease lapses while A is paused
+                                      {"$set": {"expires_at": dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc)}})
+            by_b.append(Archiver(cfg, Source(cfg), State(cfg.state_file)).run_cycle())
+
+    with faults.installed(paused):
+        stats = Archiver(cfg, source, State(cfg.state_file)).run_cycle(lease)
+    (b,) = by_b
+    assert (b.recovered, b.sealed) == (len(original), 0)
+    assert stats.days_lost == 1 and stats.sealed == stats.deleted == 0
+    (segment,) = layout.segments(cfg.collection_dir)
+    assert sorted(cfg.collection_dir.rglob("*.mkv")) == [segment]  # A's video, committed: no orphan
+    assert archived(cfg) == original and remaining(collection) == set()
+    assert State(cfg.state_file).pending == []
