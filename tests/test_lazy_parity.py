@@ -225,8 +225,7 @@ def test_a_late_decode_reads_only_its_own_stripes_unread_clusters(short_tail):
     stripe already read', 50 false problems)."""
     path, docs, idx = short_tail
     data = bytearray(path.read_bytes())
-    offset, length = idx["video"]["clusters"][idx["data_frames"] // 32 * 32]  # the last stripe's data
-    data[offset + length // 2] ^= 0x08
+    _garble(data, idx, idx["data_frames"] // 32 * 32)  # the last stripe's data
     sealed = _sealed_for(bytes(data), idx)
     full, full_report = _scan(data, sealed, lazy=False)
     got, report = _scan(data, sealed, lazy=True)
@@ -235,3 +234,18 @@ def test_a_late_decode_reads_only_its_own_stripes_unread_clusters(short_tail):
     assert not [p for p in report.problems if "already read" in p], report.problems
     assert [p for p in report.problems if "stripe" in p] == [p for p in full_report.problems if "stripe" in p]
     assert len(report.problems) == len(full_report.problems)
+
+
+def test_a_damaged_first_frame_reads_alike_whatever_the_process_read_before(default_segment, short_tail):
+    """A video without its index whose first frame is damaged, read after another video in the
+    same process: the decoder reused from that read must not show the other video's last frame
+    for the damaged one (the read took that video's segment id from it and lost every document)."""
+    path, docs, idx = default_segment
+    data = bytearray(path.read_bytes())
+    offset, length = idx["video"]["clusters"][0]
+    data[offset + length // 2] ^= 0x10
+    for before in (short_tail[0], path):
+        _scan(before.read_bytes(), lazy=False)
+        for lazy in (False, True):
+            got, report = _scan(data, lazy=lazy)
+            assert got == docs and report.lost == 0, (before.name, lazy, report.problems[:3])

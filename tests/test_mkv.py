@@ -119,3 +119,26 @@ def test_a_reused_decoder_decodes_exactly_as_a_new_one():
         assert video._local.decoder is not None  # kept for the next call after a clean run
     with pytest.raises(av.error.InvalidDataError):  # what a new decoder does with it
         video._decoder(private).decode(av.Packet(mislabelled[0].data))
+
+
+def test_a_reused_decoder_decodes_a_damaged_keyframe_as_a_new_one_does():
+    """FFV1 conceals a damaged slice with the picture its decoder showed last, and a keyframe does
+    not forget that picture: a reused decoder gave a damaged GOP's first frame the last frame of
+    whatever it decoded before -- another GOP, another video -- where a new decoder gives nothing
+    readable (a read of a video without its index then took the other video's segment id from it
+    and lost every document)."""
+    private = video.codec_private()
+    gops = _gops(3)
+
+    def images(packets):
+        return [(n, None if img is None else img.tobytes()) for n, img in video.decode_packets(private, packets)]
+
+    key = gops[1][0].data
+    flipped = [mkv.Packet(gops[1][0].number, True, key[:len(key) // 2] + bytes([key[len(key) // 2] ^ 0x10])
+                          + key[len(key) // 2 + 1:]), gops[1][1]]
+    assert video._keyframe(flipped[0])
+    video._local.decoder = None
+    alone = images(flipped)
+    for g in gops:
+        images(g)  # a clean GOP: its decoder is kept for the next call
+        assert images(flipped) == alone

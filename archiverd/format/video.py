@@ -105,16 +105,18 @@ def _decoder(private: bytes) -> av.CodecContext:
     return ctx
 
 
-def _reused_decoder(private: bytes) -> av.CodecContext:
-    """This thread's last healthy decoder for these settings, or a new one. A decoder is reused only
-    from a keyframe, where FFV1 resets every state to the initial states of `private`, so it decodes
-    exactly as a new one would; opening a new one costs as much as decoding 3 frames (measured:
-    random reads of 2-frame GOPs take 2.8x as long with a new decoder each)."""
+def _reused_decoder(private: bytes) -> tuple[av.CodecContext, np.ndarray | None]:
+    """This thread's last healthy decoder for these settings and the last picture it showed, or a
+    new one (and None). A decoder is reused only from a keyframe, where FFV1 resets every state to
+    the initial states of `private`, so an intact GOP decodes exactly as with a new one; opening a
+    new one costs as much as decoding 3 frames (measured: random reads of 2-frame GOPs take 2.8x as
+    long with a new decoder each). A keyframe does not reset the picture FFV1 conceals a damaged
+    slice with: `decode_packets` checks for it."""
     cached = getattr(_local, "decoder", None)
     if cached is not None and cached[0] == private:
         _local.decoder = None  # taken: put back only after every packet decoded cleanly
-        return cached[1]
-    return _decoder(private)
+        return cached[1], cached[2]
+    return _decoder(private), None
 
 
 def _keyframe(packet: mkv.Packet) -> bool:
@@ -125,13 +127,16 @@ def _keyframe(packet: mkv.Packet) -> bool:
     return packet.keyframe and len(data) >= 2 and (data[0] << 8 | data[1]) >= 0x7F80
 
 
-def decode_packets(private: bytes, packets: Sequence[mkv.Packet]) -> list[tuple[int, np.ndarray | None]]:
+def decode_packets(private: bytes, packets: Sequence[mkv.Packet], *,
+                   reuse: bool = True) -> list[tuple[int, np.ndarray | None]]:
     """(frame number hint, image or None) per packet, decoding in order from the first (a fresh or
     keyframe-reset decoder). After a packet the decoder rejects, the rest up to the next keyframe
     are None (their state is lost)."""
     av = _av()
-    ctx = _reused_decoder(private) if packets and _keyframe(packets[0]) else _decoder(private)
+    ctx, shown = _reused_decoder(private) if reuse and packets and _keyframe(packets[0]) else \
+        (_decoder(private), None)
     out: list[tuple[int, np.ndarray | None]] = []
+    last: np.ndarray | None = None  # the picture this decoder showed last
     broken = odd = False
     for packet in packets:
         if broken and packet.keyframe:
@@ -149,9 +154,14 @@ def decode_packets(private: bytes, packets: Sequence[mkv.Packet]) -> list[tuple[
             out.append((packet.number, None))
             continue
         image = frames[0].to_ndarray()
+        if shown is not None and np.array_equal(image, shown):
+            # a damaged keyframe concealed with the picture the reused decoder showed last (another
+            # GOP's, perhaps another video's, frame): decode these packets as a new decoder does
+            return decode_packets(private, packets, reuse=False)
+        shown, last = None, image
         out.append((packet.number, image if image.shape == (qr.SIZE, qr.SIZE) else None))
     if not broken and not odd:
-        _local.decoder = (private, ctx)
+        _local.decoder = (private, ctx, None if last is None else last.copy())
     return out
 
 
