@@ -367,10 +367,16 @@ def test_search_like_an_archived_document_finds_the_others_nearest_to_it(built):
         for part in FIELD.split("."):
             query = query[part]
         expected = archive.search(query, FIELD, 4, raw=True)
+        everything = archive.search(query, FIELD, 10_000, raw=True)
     ids = [json.loads(json_util.dumps(bson.decode(h.document)["_id"])) for h in expected]
     assert ids[0] == {"$oid": str(_id)} and [r["document"]["_id"] for r in rows] == ids[1:]
     proc = cli(built, "search", "--field", "experience_id", "--like", str(_id), code=3)  # a string, not a vector
     assert f"--like {_id}: its experience_id is not an embedding" in proc.stderr, proc.stderr
+    # the largest K the command takes: the document itself is left out without asking for K + 1
+    rows = [json.loads(line) for line in cli(built, "search", "--field", FIELD, "--like", str(_id), "-k", "10000",
+                                             "--projection", '{"embeddings": 0}').stdout.splitlines()]
+    assert [r["document"]["_id"] for r in rows] == [
+        json.loads(json_util.dumps(bson.decode(h.document)["_id"])) for h in everything][1:]
 
 
 def test_bad_search_arguments_are_clear_errors(built):

@@ -10,7 +10,6 @@ import click
 
 from ..config import Config
 from ..errors import EXIT_WARNING, ConfigError
-from ..format.bsonpack import top_level_element
 from ..format.documents import field_value
 from ..format.sidecar import MAX_DIM, MIN_DIM, as_vector
 from ..query import ejson
@@ -81,7 +80,8 @@ def command(cfg: Config, field: str, vector: str | None, like: str | None, k: in
     lo, hi = parse_range(start, end)
     with open_archive(cfg) as archive:
         if like is not None:
-            found = next((d for d in (archive.get(v, raw=True) for v in parse_id(like)) if d is not None), None)
+            itself, found = next(((v, d) for v in parse_id(like) if (d := archive.get(v, raw=True)) is not None),
+                                 (None, None))
             if found is None:
                 raise ConfigError(f"--like {like}: no archived document has this _id")
             present, value = field_value(found, field)
@@ -93,11 +93,9 @@ def command(cfg: Config, field: str, vector: str | None, like: str | None, k: in
             query: Any = value
         else:
             query = parse_vector(vector or "")
+            itself = None
         # as Elasticsearch's more_like_this: the document asked about is not one of its own results
-        itself = None if like is None else top_level_element(bytes(found), b"_id")
-        hits = archive.search(query, field, k + (itself is not None), start=lo, end=hi, filter=spec, raw=True)
-        if itself is not None:
-            hits = [h for h in hits if top_level_element(bytes(h.document), b"_id") != itself][:k]
+        hits = archive.search(query, field, k, start=lo, end=hi, filter=spec, raw=True, leave_out=itself)
     if not hits:  # most often a misspelt --field: say so, as `get` does for an _id it does not find
         click.echo(f"archiverd: no archived document{' in that range or filter' if spec or lo or hi else ''} has an "
                    f"embedding in {field}", err=True)

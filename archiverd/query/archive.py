@@ -319,19 +319,21 @@ class Archive:
 
     def search(self, vector: Any, field: str, k: int = 10, *, start: Any = None, end: Any = None,
                filter: Mapping | None = None, raw: bool = False, confidence: float = vsearch.DEFAULT_CONFIDENCE,
-               stats: vsearch.SearchStats | None = None) -> list[Scored]:
+               stats: vsearch.SearchStats | None = None, leave_out: Any = None) -> list[Scored]:
         """The k archived documents whose `field` embedding is most similar (cosine) to `vector`,
         best first, with exact scores. Each segment's vector sidecar ranks candidates; their exact
         vectors are read from the video to re-rank them (a segment without a usable sidecar is
-        searched exactly)."""
+        searched exactly). `leave_out`: an `_id` whose copies are not results (a search like that
+        document, as Elasticsearch's more_like_this)."""
         if not isinstance(k, int) or isinstance(k, bool) or not 0 < k <= 10_000:
             raise ConfigError(f"k must be an integer between 1 and 10000, not {k!r}")
         with ThreadPoolExecutor(2, thread_name_prefix="search") as pool:  # file reads and FFV1 release the GIL
             return self._search(pool, vector, field, k, _date(start), _date(end), Filter(filter) if filter else None,
-                                raw, confidence, stats)
+                                raw, confidence, stats, leave_out)
 
     def _search(self, pool: ThreadPoolExecutor, vector: Any, field: str, k: int, lo: int | None, hi: int | None,
-                flt: Filter | None, raw: bool, confidence: float, stats: vsearch.SearchStats | None) -> list[Scored]:
+                flt: Filter | None, raw: bool, confidence: float, stats: vsearch.SearchStats | None,
+                leave_out: Any) -> list[Scored]:
         sidecars: dict[str, sidecar.Sidecar] = {}
         unindexed: dict[str, int] = {}
         allowed: dict[str, np.ndarray] = {}
@@ -363,6 +365,9 @@ class Archive:
             if flt is not None or lo is not None or hi is not None:
                 mask &= self._allowed(self.reader(info.path), flt, lo, hi)
             allowed[info.path] = mask
+        for where in self.catalog.by_id(leave_out) if leave_out is not None else ():
+            if where.segment in allowed:
+                allowed[where.segment][where.n] = False
         if not sidecars and not unindexed:
             return []
         size = np.asarray(vector).size if isinstance(vector, (list, tuple, np.ndarray)) else None
