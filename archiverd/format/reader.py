@@ -255,19 +255,16 @@ class SegmentScan:
         if self.source.size != vid.get("bytes"):
             self._p(f"video is {self.source.size} bytes, index says {vid.get('bytes')}")
             return False
-        h = hashlib.sha256()
-        pos = 0
-        while pos < self.source.size:
-            chunk = self.source.read(pos, 1 << 20)
-            if not chunk:  # cut while it is read (a file truncated under us)
-                self._p(f"video ended at byte {pos} of {self.source.size} while it was read")
-                return False
-            h.update(chunk)
-            pos += len(chunk)
+        from .writer import file_sha256
+        try:
+            sha256 = file_sha256(self.source)
+        except SegmentError as exc:  # cut while it is read (a file truncated under us)
+            self._p(exc.message)
+            return False
         if self.sealing:
-            vid["sha256"] = h.hexdigest()
+            vid["sha256"] = sha256
             return True
-        if h.hexdigest() != vid.get("sha256"):
+        if sha256 != vid.get("sha256"):
             self._p("video SHA-256 differs from the index (file changed or index swapped)")
             return False
         return True

@@ -448,13 +448,15 @@ def publish(path: Path, temp: durable.TempFile, idx: dict[str, Any], *, verify: 
 
 def file_sha256(source: durable.TempFile | mkv.Source | Any, chunk_bytes: int = 1 << 20) -> str:
     """SHA-256 of everything readable through `source` (an open descriptor, not a name; or a
-    store's object, read in `chunk_bytes` ranges)."""
+    store's object, read in `chunk_bytes` ranges). SegmentError when it ends before its size: a
+    file cut while it is read has no SHA-256 to give (a hash of what was left would be recorded,
+    or compared, as the file's)."""
     h = hashlib.sha256()
     pos = 0
     while pos < source.size:
         chunk = source.read(pos, chunk_bytes)
         if not chunk:
-            break
+            raise SegmentError(f"the video ended at byte {pos} of {source.size} while it was read")
         h.update(chunk)
         pos += len(chunk)
     return h.hexdigest()
