@@ -270,10 +270,10 @@ class SegmentScan:
         return True
 
     def _cluster_refs(self, reader: video.VideoReader, exact: bool) -> list[mkv.ClusterRef]:
-        listed = (self.idx or {}).get("video", {}).get("clusters")
+        vid = (self.idx or {}).get("video", {})
+        listed = vid.get("clusters")
         if exact and listed:
-            gop = self.idx["video"]["gop"] if self.idx else video.GOP
-            return [mkv.ClusterRef(offset, length, i * gop) for i, (offset, length) in enumerate(listed)]
+            return [mkv.ClusterRef(offset, length, i * vid["gop"]) for i, (offset, length) in enumerate(listed)]
         return reader.clusters()
 
     # -- phase 2: frames -> data bodies, stripe by stripe -------------------------------------------
@@ -362,15 +362,25 @@ class SegmentScan:
         self.report.unread_frames += frames
         return True
 
+    def _known_count(self, stripe: int, g: parity.Geometry) -> int | None:
+        """The data frames of stripe `stripe` as the index or the frame flagged last tells, or None
+        when neither does."""
+        if self.idx is not None and self.idx.get("data_frames") is not None:
+            return max(0, min(g.data_per_stripe, self.idx["data_frames"] - stripe * g.data_per_stripe))
+        last = self._last_position
+        if last is not None and last // g.stripe_positions == stripe:
+            return last - g.stripe_start(stripe) + 1
+        return None
+
     def _first_parity(self, stripe: int, g: parity.Geometry) -> int | None:
         """A position from which on stripe `stripe` surely holds parity frames only, or None."""
         start = g.stripe_start(stripe)
         full = start + g.data_per_stripe
-        if self.idx is not None and self.idx.get("data_frames") is not None:
-            return min(full, start + max(0, self.idx["data_frames"] - stripe * g.data_per_stripe))
-        if self._last_position is not None:
-            last_stripe = self._last_position // g.stripe_positions
-            return self._last_position + 1 if stripe == last_stripe else full if stripe < last_stripe else None
+        count = self._known_count(stripe, g)
+        if count is not None:
+            return start + count
+        if self._last_position is not None:  # in a later stripe: this one is full; in an earlier: none
+            return full if stripe < self._last_position // g.stripe_positions else None
         last_frame = self._refs[-1].first_frame if self._refs else None
         if last_frame is not None and last_frame // g.stripe_positions == stripe:
             if self._tail_parity is None:  # once: it is asked for every cluster of the last stripe
@@ -563,7 +573,7 @@ class _Stripes:
         start = g.stripe_start(self.stripe)
         first_data = self.stripe * g.data_per_stripe
         end = g.stripe_start(self.stripe + 1)
-        if self.scan._unread and not self._whole(start, first_data, g, final):
+        if self.scan._unread and not self._whole(start, g, final):
             for slot, decoded in self.scan.read_unread(end):
                 self._keep(slot, decoded)
         mine = {p: self.frames.pop(p) for p in [p for p in self.frames if p < end]}
@@ -604,18 +614,14 @@ class _Stripes:
                 break
             yield data_index, data.get(i)
 
-    def _whole(self, start: int, first_data: int, g: parity.Geometry, final: bool) -> bool:
+    def _whole(self, start: int, g: parity.Geometry, final: bool) -> bool:
         """Whether the stripe's data frames are all here and its shape is known without its parity
         frames (from the index, the frame flagged last, or, before the end, a full stripe)."""
-        idx, last = self.scan.idx, self.scan._last_position
-        if idx is not None and idx.get("data_frames") is not None:
-            count = max(0, min(g.data_per_stripe, idx["data_frames"] - first_data))
-        elif last is not None and start <= last < start + g.stripe_positions:
-            count = last - start + 1
-        elif not final and last is None:
+        count = self.scan._known_count(self.stripe, g)
+        if count is None:
+            if final or self.scan._last_position is not None:
+                return False
             count = g.data_per_stripe
-        else:
-            return False
         return all(start + o in self.frames and self.frames[start + o].kind != frame.PARITY for o in range(count))
 
     def _stripe_shape(self, mine: dict[int, frame.Frame], start: int, first_data: int, g: parity.Geometry,
